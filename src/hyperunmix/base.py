@@ -1,0 +1,221 @@
+"""The estimator contract every unmixing method follows, and the result it returns.
+
+scikit-learn style: hyper-parameters in ``__init__`` (stored under the same names, never
+modified), ``fit(scene)`` learns state into attributes ending in ``_`` and returns ``self``,
+``unmix(scene)`` returns a :class:`Result`. A ``seed`` makes runs repeatable.
+
+Two levels of input. ``fit`` / ``unmix`` take a :class:`~hyperunmix.scene.Scene`.
+``transform(cube, mask)`` takes a bare (h, w, L) block and is what the tiled / distributed
+runner (:mod:`hyperunmix.scale`) calls chunk by chunk: pixel-wise methods implement only
+``_transform_pixels``; spatial methods override ``transform`` and declare the
+``spatial_context`` (in pixels) a chunk needs around it.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from .errors import InputError, NotFittedError
+from .scene import GeoInfo, Scene
+
+log = logging.getLogger("hyperunmix")
+
+#: ``callback(stage, done, total, info)``: called by long-running steps (epochs, chunks).
+ProgressCallback = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class Result:
+    """What an unmixing returns.
+
+    Attributes
+    ----------
+    abundances : (H, W, P) float32
+        Fractional abundances; NaN at invalid (masked) pixels.
+    endmembers : (P, L) float64 or None
+        Endmember spectra, in the scene's units.
+    method : str
+        Registry name of the method.
+    params : dict
+        The estimator's hyper-parameters.
+    extras : dict of str -> array
+        Further per-pixel maps, e.g. ``"uncertainty"`` (H, W, P), ``"nonlinearity"``
+        (H, W), ``"pixel_endmembers"`` (H, W, P, L).
+    wavelengths : (L,) or None
+    names : list of P str or None
+        Material names when known (e.g. after matching to a truth).
+    geo : GeoInfo or None
+        Georeferencing copied from the scene, so maps are written where the input was.
+    mask : (H, W) bool
+        Valid pixels.
+    source_format : str or None
+        Format family of the input (``"gtiff"``, ``"envi"``, ``"netcdf"``, ``"mat"``,
+        ``"npy"``), so outputs can be written in the same family.
+    scene_name : str
+    fit_seconds, unmix_seconds : float
+    """
+
+    abundances: np.ndarray
+    endmembers: np.ndarray | None
+    method: str
+    params: dict = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    wavelengths: np.ndarray | None = None
+    names: list[str] | None = None
+    geo: GeoInfo | None = None
+    mask: np.ndarray | None = None
+    source_format: str | None = None
+    scene_name: str = "scene"
+    fit_seconds: float = 0.0
+    unmix_seconds: float = 0.0
+
+    @property
+    def n_endmembers(self) -> int:
+        return self.abundances.shape[-1]
+
+    def pixel_abundances(self) -> np.ndarray:
+        """(N, P) abundances of the valid pixels, in row-major order."""
+        mask = self.mask if self.mask is not None else np.ones(self.abundances.shape[:2], bool)
+        return self.abundances[mask]
+
+
+class Unmixer(abc.ABC):
+    """Base class of every unmixing method.
+
+    Subclasses set ``name`` (their registry key), define ``__init__`` with keyword
+    hyper-parameters, and implement ``fit`` plus either ``_transform_pixels`` (pixel-wise)
+    or ``transform`` (spatial).
+    """
+
+    name: ClassVar[str] = ""
+    #: Pixels of spatial context one output pixel depends on (0: pixel-wise method).
+    spatial_context: ClassVar[int] = 0
+
+    progress: ProgressCallback | None = None
+
+    # -- parameters ----------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as given to ``__init__`` (arrays summarised by their shape)."""
+        params = {}
+        for key in self._param_names():
+            value = getattr(self, key, None)
+            if isinstance(value, np.ndarray):
+                value = f"array{value.shape}"
+            params[key] = value
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def set_progress(self, callback: ProgressCallback | None) -> "Unmixer":
+        """Report progress of long steps to ``callback(stage, done, total, info)``."""
+        self.progress = callback
+        return self
+
+    def _report(self, stage: str, done: int, total: int, **info: Any) -> None:
+        log.debug("%s %s %d/%d %s", self.name, stage, done, total, info)
+        if self.progress is not None:
+            self.progress(stage, done, total, info)
+
+    # -- the contract --------------------------------------------------------------------
+    @abc.abstractmethod
+    def fit(self, scene: Scene) -> "Unmixer":
+        """Learn from ``scene`` (endmembers, network weights); set ``n_bands_``; return self."""
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        """Unmix an (N, L) float64 pixel matrix.
+
+        Returns (N, P) abundances, or a dict with ``"abundances"`` (N, P) and extra
+        per-pixel arrays (N, ...).
+        """
+        raise TypeError(f"{type(self).__name__} defines neither _transform_pixels nor transform")
+
+    def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Unmix an (h, w, L) block; ``mask`` (h, w) marks valid pixels.
+
+        Returns a dict with ``"abundances"`` (h, w, P) float32 and any extra maps
+        (h, w, ...), NaN at invalid pixels.
+        """
+        self._check_fitted()
+        cube = np.asarray(cube)
+        self._check_bands(cube.shape[-1])
+        if mask is None:
+            mask = np.all(np.isfinite(cube), axis=-1)
+        out = self._transform_pixels(np.asarray(cube[mask], dtype=np.float64))
+        if not isinstance(out, dict):
+            out = {"abundances": out}
+        maps = {}
+        for key, values in out.items():
+            image = np.full(mask.shape + values.shape[1:], np.nan, dtype=np.float32)
+            image[mask] = values
+            maps[key] = image
+        return maps
+
+    def unmix(self, scene: Scene) -> Result:
+        """Unmix ``scene`` with the fitted model."""
+        start = time.perf_counter()
+        maps = self.transform(scene.cube, scene.mask)
+        abundances = maps.pop("abundances")
+        return Result(
+            abundances=abundances,
+            endmembers=self.endmembers_out(),
+            method=self.name,
+            params=self.get_params(),
+            extras=maps,
+            wavelengths=scene.wavelengths,
+            geo=scene.geo,
+            mask=scene.mask,
+            source_format=scene.metadata.get("format"),
+            scene_name=scene.name,
+            fit_seconds=getattr(self, "fit_seconds_", 0.0),
+            unmix_seconds=time.perf_counter() - start,
+        )
+
+    def fit_unmix(self, scene: Scene) -> Result:
+        """``fit(scene)`` then ``unmix(scene)``, with the fit time recorded."""
+        start = time.perf_counter()
+        self.fit(scene)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self.unmix(scene)
+
+    def endmembers_out(self) -> np.ndarray | None:
+        """The (P, L) endmembers the model reports, or None."""
+        endmembers = getattr(self, "endmembers_", None)
+        return None if endmembers is None else np.asarray(endmembers, dtype=np.float64)
+
+    # -- checks --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_bands_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(scene) first")
+
+    def _check_bands(self, n_bands: int) -> None:
+        if n_bands != self.n_bands_:
+            raise InputError(
+                f"{type(self).__name__} was fitted on {self.n_bands_} bands, "
+                f"the input has {n_bands}")
+
+
+def check_n_endmembers(n_endmembers: int, n_bands: int, n_pixels: int) -> int:
+    """Validate P against the data: 2 <= P <= L and P <= N."""
+    p = int(n_endmembers)
+    if p < 2:
+        raise InputError(f"n_endmembers must be at least 2, got {p}")
+    if p > n_bands:
+        raise InputError(f"n_endmembers = {p} exceeds the number of bands ({n_bands})")
+    if p > n_pixels:
+        raise InputError(f"n_endmembers = {p} exceeds the number of valid pixels ({n_pixels})")
+    return p
