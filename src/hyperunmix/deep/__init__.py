@@ -1,0 +1,1 @@
+"""Deep unmixing methods (PyTorch): EGU-Net, ID-Net, DEQ-Unmix, and their shared pieces."""

@@ -1,0 +1,62 @@
+"""Pieces every deep method shares: device choice, seeding, weights-only checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_path
+from ..errors import FileFormatError, InputError
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"cpu"`` -> CPU; ``"cuda"`` only when CUDA is really present."""
+    if device is None:
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device='cuda' was asked for but no CUDA device is available")
+    return device
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch globally (layers draw their init from the global RNG)
+    and return a dedicated CPU generator for data shuffling and sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor],
+                    config: dict[str, Any]) -> Path:
+    """Write model ``state`` (tensors only) and a JSON-able ``config`` atomically.
+
+    The file loads with ``torch.load(weights_only=True)``: no pickled Python objects.
+    """
+    path = Path(path)
+    payload = {"state": {k: v.detach().cpu() for k, v in state.items()},
+               "config": json.dumps(config)}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(state, config)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return payload["state"], json.loads(payload["config"])
+    except Exception as exc:  # corrupt file, foreign pickle, missing keys
+        raise FileFormatError(f"{path} is not a hyperunmix checkpoint: {exc}") from exc

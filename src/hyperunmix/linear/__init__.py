@@ -1,0 +1,1 @@
+"""Classical linear unmixing: counting (HySime), endmember extraction, abundance solvers."""
