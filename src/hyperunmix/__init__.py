@@ -7,6 +7,7 @@
 """
 
 from .base import Result, Unmixer
+from .metrics import evaluate
 from .errors import (ConvergenceWarning, DataNotFoundError, FileFormatError, HyperunmixError,
                      InputError, NotFittedError, ScalingWarning)
 from .registry import available_methods, get_method, make_method
