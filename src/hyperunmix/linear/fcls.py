@@ -1,0 +1,68 @@
+"""Fully constrained least squares (FCLS): abundances with ANC and ASC, exact and batched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._active_set import solve_pixels
+from ._arrays import as_endmembers, as_pixels
+from ..errors import InputError
+
+
+def fcls(Y, E) -> np.ndarray:
+    """Fully constrained least-squares abundances.
+
+    Solves min ||y - E^T a||^2 subject to a >= 0 and sum(a) = 1 for every pixel, exactly
+    (KKT conditions to round-off), with a batched active-set method in the P x P space
+    (see :mod:`hyperunmix.linear._active_set`). The cost per pixel does not depend on L.
+
+    Parameters
+    ----------
+    Y : (..., L) array
+        Pixels, e.g. (N, L) or an (H, W, L) image. Pixels with a non-finite value are masked.
+    E : (P, L) array
+        Endmember spectra. Rank-deficient E (duplicated or dependent spectra) is solved with
+        a tiny Tikhonov term, documented in :mod:`hyperunmix.linear._active_set`.
+
+    Returns
+    -------
+    (..., P) float64 abundances; NaN at masked pixels.
+    """
+    return solve_pixels(Y, E, sum_to_one=True)
+
+
+def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:
+    """Largest KKT violation of abundances ``A`` (..., P) for pixels ``Y`` (..., L).
+
+    The measure is the projected-gradient fixed-point residual
+    max |a - proj_C(a - grad f(a) / lambda_max(E E^T))| over pixels and endmembers, where
+    f(a) = ||y - E^T a||^2 / 2 and C is the simplex (``sum_to_one``) or the non-negative
+    orthant (NNLS). It is zero exactly when a satisfies the KKT conditions (feasibility,
+    stationarity, dual feasibility, complementarity), is in abundance units and does not
+    depend on the scale of the data. Masked (non-finite) pixels are ignored.
+    """
+    pixels, lead_shape, valid = as_pixels(Y)
+    E = as_endmembers(E, pixels.shape[1])
+    A = np.asarray(A, dtype=np.float64)
+    if A.shape != lead_shape + (E.shape[0],):
+        raise InputError(f"A must have shape {lead_shape + (E.shape[0],)} (one row of "
+                         f"abundances per pixel), got {A.shape}")
+    A, pixels = A.reshape(-1, E.shape[0])[valid], pixels[valid]
+    if A.size == 0:
+        return 0.0
+    G = E @ E.T
+    step = 1.0 / np.linalg.eigvalsh(G)[-1]
+    moved = A - step * (A @ G - pixels @ E.T)
+    projected = project_simplex(moved) if sum_to_one else np.maximum(moved, 0.0)
+    return float(np.max(np.abs(A - projected)))
+
+
+def project_simplex(V: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row of V (n, P) onto the unit simplex (sort-based)."""
+    n, p = V.shape
+    ordered = -np.sort(-V, axis=1)
+    excess = np.cumsum(ordered, axis=1) - 1.0
+    positive = ordered - excess / np.arange(1, p + 1) > 0
+    last = p - 1 - np.argmax(positive[:, ::-1], axis=1)
+    threshold = excess[np.arange(n), last] / (last + 1)
+    return np.maximum(V - threshold[:, None], 0.0)
