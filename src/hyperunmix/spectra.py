@@ -25,10 +25,9 @@ DEFAULT_WAVELENGTHS_NM = (400.0, 2500.0, 200)
 
 # A Gaussian of full width at half maximum f has standard deviation f / FWHM_PER_SIGMA.
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-# Band responses are integrated on a grid this many times finer than the narrowest band.
-_SAMPLES_PER_FWHM = 8
-# ... and out to this many standard deviations from the band centre.
-_RESPONSE_HALF_WIDTH_SIGMAS = 3.0
+# A band's Gaussian response is integrated at these offsets from its centre, in standard
+# deviations: symmetric, so a spectrum linear across the band passes unchanged.
+_RESPONSE_NODES = np.linspace(-3.0, 3.0, 61)
 # Floor of analytic reflectance: real surfaces never reflect exactly nothing.
 _MIN_REFLECTANCE = 0.002
 
@@ -118,8 +117,8 @@ def resample(spectra, source_wavelengths, wavelengths, fwhm=None) -> np.ndarray:
     wavelengths : (L,) array, nm
         Target band centres, inside the source range; any order.
     fwhm : (L,) array or scalar, nm, optional
-        Target band widths. Without them, linear interpolation at the centres; with them,
-        each band integrates the (linearly interpolated) spectrum against a Gaussian response
+            Target band widths. Without them, linear interpolation at the centres; with them,
+        each band averages the (linearly interpolated) spectrum under a Gaussian response
         of that full width at half maximum, truncated at 3 sigma and at the source range.
 
     Returns
@@ -140,21 +139,21 @@ def resample(spectra, source_wavelengths, wavelengths, fwhm=None) -> np.ndarray:
             f"library's range {lo:.1f}-{hi:.1f} nm; spectra are not extrapolated")
     if fwhm is None:
         return np.stack([np.interp(target, source, s) for s in spectra])
-    widths = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), target.shape)
+    nodes, weights = _band_response(target, fwhm)
+    weights = np.where((nodes >= lo) & (nodes <= hi), weights, 0.0)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.stack([np.sum(np.interp(nodes, source, s) * weights, axis=1) for s in spectra])
+
+
+def _band_response(centres: np.ndarray, fwhm) -> tuple[np.ndarray, np.ndarray]:
+    """Where and how much each band sees: (L, S) wavelengths around each centre and their
+    Gaussian weights (rows sum to one)."""
+    widths = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), centres.shape)
     if not np.all(np.isfinite(widths) & (widths > 0)):
-        raise InputError("fwhm must be positive and finite")
-    grid = np.arange(lo, hi, widths.min() / _SAMPLES_PER_FWHM)
-    fine = np.stack([np.interp(grid, source, s) for s in spectra])
-    return fine @ _band_response(grid, target, widths).T
-
-
-def _band_response(grid: np.ndarray, centres: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
-    """(L, G) Gaussian response of each band over an evenly spaced ``grid``; rows sum to 1."""
-    sigma = fwhm / _FWHM_PER_SIGMA
-    offset = (grid[None, :] - centres[:, None]) / sigma[:, None]
-    response = np.exp(-0.5 * offset**2)
-    response[np.abs(offset) > _RESPONSE_HALF_WIDTH_SIGMAS] = 0.0
-    return response / response.sum(axis=1, keepdims=True)
+        raise InputError("fwhm must be positive and finite, one value or one per band")
+    nodes = centres[:, None] + (widths / _FWHM_PER_SIGMA)[:, None] * _RESPONSE_NODES
+    weights = np.broadcast_to(np.exp(-0.5 * _RESPONSE_NODES**2), nodes.shape)
+    return nodes, weights / weights.sum(axis=1, keepdims=True)
 
 
 def _wavelength_vector(values, what: str) -> np.ndarray:
@@ -254,7 +253,7 @@ def analytic_library(wavelengths=None, fwhm=None) -> SpectralLibrary:
     wavelengths : (L,) array, nm, optional
         Default: :func:`default_wavelengths` (200 bands, 400-2500 nm).
     fwhm : (L,) array or scalar, nm, optional
-        Band widths: each band then integrates the spectrum against its Gaussian response
+        Band widths: each band then averages the spectrum under its Gaussian response
         (as :func:`resample` does) instead of sampling it at the centre.
 
     Returns
@@ -264,17 +263,11 @@ def analytic_library(wavelengths=None, fwhm=None) -> SpectralLibrary:
     """
     target = default_wavelengths() if wavelengths is None else _wavelength_vector(
         wavelengths, "wavelengths")
+    materials = ANALYTIC_MATERIALS.values()
     if fwhm is None:
-        sample_at = target
+        spectra = np.stack([m.reflectance(target) for m in materials])
     else:
-        # Evaluate on a grid covering every band's response, then integrate over it.
-        widths = np.asarray(fwhm, dtype=np.float64)
-        margin = 2 * _RESPONSE_HALF_WIDTH_SIGMAS * widths.max() / _FWHM_PER_SIGMA
-        step = widths.min() / _SAMPLES_PER_FWHM
-        sample_at = np.arange(target.min() - margin, target.max() + margin, step)
-        sample_at = sample_at[sample_at > 0]
-    spectra = np.stack([m.reflectance(sample_at) for m in ANALYTIC_MATERIALS.values()])
-    if fwhm is not None:
-        spectra = resample(spectra, sample_at, target, fwhm)
+        nodes, weights = _band_response(target, fwhm)
+        spectra = np.stack([np.sum(m.reflectance(nodes) * weights, axis=1) for m in materials])
     names = list(ANALYTIC_MATERIALS)
     return SpectralLibrary(spectra, np.arange(len(names)), names, target)
