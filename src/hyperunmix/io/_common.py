@@ -1,0 +1,203 @@
+"""Pieces every format shares: the cube-with-metadata record readers return and writers
+take, wavelength units, the conversion to and from :class:`~hyperunmix.scene.Scene`, and
+turning a library's exception into one clear :class:`~hyperunmix.errors.FileFormatError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import FileFormatError, HyperunmixError, InputError
+from ..scene import GeoInfo, Scene, Truth
+
+#: Length units (lower case, as ENVI headers, NetCDF attributes and GDAL spell them) -> nm.
+_NM_PER_UNIT = {
+    "nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
+    "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3,
+    "micrometers": 1e3, "micrometre": 1e3, "micrometres": 1e3,
+    "mm": 1e6, "millimeters": 1e6, "cm": 1e7, "centimeters": 1e7, "m": 1e9, "meters": 1e9,
+    "angstrom": 0.1, "angstroms": 0.1,
+}
+#: Band axes labelled in units that are not lengths: their values are no wavelengths.
+_NOT_WAVELENGTH_UNITS = {"index", "wavenumber", "ghz", "mhz"}
+#: Below this a wavelength axis without units is taken to be in micrometres.
+_MICROMETRE_HEURISTIC_LIMIT = 30.0
+
+
+@dataclass
+class CubeData:
+    """A cube and the metadata a file can carry, in the package's conventions.
+
+    Readers return it, writers take it; :func:`to_scene` and :func:`from_scene` convert
+    from and to a :class:`~hyperunmix.scene.Scene`.
+
+    Attributes
+    ----------
+    cube : (H, W, L) array
+        The file's dtype on reading; float32 with NaN at invalid pixels on writing.
+    wavelengths, fwhm : (L,) float64 in nm, or None
+    bad_bands : (k,) int indices, or None
+    band_names : list of L str, or None
+    geo : GeoInfo or None
+    nodata : float or None
+        Value the file declares for missing pixels.
+    scale : float or None
+        Factor to physical units the file declares (e.g. an ENVI reflectance scale factor).
+    truth : Truth or None
+    array_name : str
+        Name of the array in formats that name it (NetCDF variable, .npz / .mat key).
+    metadata : dict
+        Format-specific extras (the .mat key read, the ENVI interleave, ...).
+    """
+
+    cube: np.ndarray
+    wavelengths: np.ndarray | None = None
+    fwhm: np.ndarray | None = None
+    bad_bands: np.ndarray | None = None
+    band_names: list[str] | None = None
+    geo: GeoInfo | None = None
+    nodata: float | None = None
+    scale: float | None = None
+    truth: Truth | None = None
+    array_name: str = "cube"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CubeHeader:
+    """What :func:`hyperunmix.io.describe` learns from a file without loading its cube."""
+
+    shape: tuple[int, int, int]
+    dtype: str
+    wavelengths: np.ndarray | None = None
+    geo: GeoInfo | None = None
+
+
+# -- files and errors --------------------------------------------------------------------
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a FileFormatError when there is no such file."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileFormatError(f"{path} is a directory, not a file")
+    if not path.is_file():
+        raise FileFormatError(f"{path} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def library_errors(path: str | os.PathLike, action: str) -> Iterator[None]:
+    """Re-raise whatever a reading library throws as one FileFormatError sentence.
+
+    ``action`` completes "cannot ...", e.g. ``"read it as a GeoTIFF"``. Our own errors
+    pass through unchanged; so does MemoryError, which says something else entirely.
+    """
+    try:
+        yield
+    except (HyperunmixError, MemoryError):
+        raise
+    except Exception as exc:  # the libraries raise anything from EOFError to CPLE_* errors
+        reason = str(exc).strip().rstrip(".") or type(exc).__name__
+        raise FileFormatError(f"cannot {action} {path}: {reason}") from exc
+
+
+# -- band metadata -----------------------------------------------------------------------
+def band_axis_in_nm(wavelengths: Any, fwhm: Any = None, units: str | None = None
+                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Wavelengths and FWHM (same units) converted to nanometres from ``units``.
+
+    ``units`` is an ENVI / CF / GDAL unit name. Without units, wavelengths all below 30
+    are taken as micrometres (no imaging spectrometer measures at 30 nm). A band axis in
+    non-length units (``Index``, wavenumbers) gives ``(None, None)``, as do missing
+    wavelengths.
+    """
+    unit = (units or "").strip().lower()
+    if wavelengths is None or unit in _NOT_WAVELENGTH_UNITS:
+        return None, None
+    wavelengths = np.asarray(wavelengths, dtype=np.float64).ravel()
+    if unit in _NM_PER_UNIT:
+        factor = _NM_PER_UNIT[unit]
+    elif wavelengths.size and np.nanmax(wavelengths) < _MICROMETRE_HEURISTIC_LIMIT:
+        factor = _NM_PER_UNIT["um"]
+    else:
+        factor = 1.0
+    fwhm = None if fwhm is None else np.asarray(fwhm, dtype=np.float64).ravel() * factor
+    return wavelengths * factor, fwhm
+
+
+def check_band_vector(path: str | os.PathLike, what: str, values: Any,
+                      n_bands: int) -> np.ndarray | None:
+    """``values`` as a float vector, or a FileFormatError when its length is not L."""
+    if values is None:
+        return None
+    vector = np.asarray(values, dtype=np.float64).ravel()
+    if vector.size != n_bands:
+        raise FileFormatError(
+            f"{path} lists {vector.size} {what} for {n_bands} bands")
+    return vector
+
+
+# -- Scene <-> CubeData ------------------------------------------------------------------
+def to_scene(data: CubeData, path: Path, fmt: str, *, wavelengths: Any = None,
+             scale: float | None = None, name: str | None = None) -> Scene:
+    """Build the Scene of a file from what its reader found.
+
+    ``wavelengths``, ``scale`` and ``name`` override what the file says (the file's
+    wavelengths may be missing, e.g. in .mat files).
+    """
+    n_bands = data.cube.shape[-1]
+    if wavelengths is None:
+        wavelengths = check_band_vector(path, "wavelengths", data.wavelengths, n_bands)
+    else:
+        wavelengths = np.asarray(wavelengths, dtype=np.float64).ravel()
+        if wavelengths.size != n_bands:
+            raise InputError(f"{wavelengths.size} wavelengths were given for {path}, "
+                             f"which has {n_bands} bands")
+    fwhm = check_band_vector(path, "FWHM values", data.fwhm, n_bands)
+    if data.band_names is not None and len(data.band_names) != n_bands:
+        raise FileFormatError(f"{path} lists {len(data.band_names)} band names "
+                              f"for {n_bands} bands")
+    metadata = {"format": fmt, "path": str(path), **data.metadata}
+    if data.band_names is not None:
+        metadata["band_names"] = list(data.band_names)
+    nodata = None if data.nodata is None or np.isnan(data.nodata) else float(data.nodata)
+    if nodata is not None:
+        metadata["nodata"] = nodata
+    try:
+        return Scene(
+            data.cube,
+            wavelengths,
+            fwhm=fwhm,
+            bad_bands=data.bad_bands,
+            geo=data.geo,
+            truth=data.truth,
+            name=name or path.stem,
+            scale=data.scale if scale is None else scale,
+            nodata=nodata,
+            metadata=metadata,
+        )
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+
+
+def from_scene(scene: Scene) -> CubeData:
+    """The writable content of ``scene``: float32 cube with NaN at invalid pixels."""
+    cube = np.array(scene.cube, dtype=np.float32)
+    cube[~scene.mask] = np.nan
+    names = scene.metadata.get("band_names")
+    if names is not None and len(names) != scene.n_bands:
+        names = None  # stale after a band selection
+    return CubeData(
+        cube=cube,
+        wavelengths=scene.wavelengths,
+        fwhm=scene.fwhm,
+        bad_bands=scene.bad_bands,
+        band_names=names,
+        geo=scene.geo,
+        truth=scene.truth,
+    )

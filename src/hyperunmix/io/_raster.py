@@ -1,0 +1,97 @@
+"""rasterio (GDAL) pieces shared by the GeoTIFF and ENVI formats: GeoInfo <-> CRS and
+Affine, band wavelengths from GDAL metadata, and creating a float32 raster."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+
+from ..scene import GeoInfo
+from ._common import CubeData, band_axis_in_nm
+
+#: A wavelength written in a band description, e.g. "Band 12 (452.3 nm)" or "0.45 um".
+_DESCRIPTION_WAVELENGTH = re.compile(
+    r"(\d+(?:\.\d*)?)\s*(nm|nanometers?|um|µm|μm|micrometers?|microns?)\b", re.IGNORECASE)
+
+
+def to_affine(geo: GeoInfo) -> Affine:
+    """The rasterio Affine of ``geo.transform`` (same coefficient order)."""
+    return Affine(*geo.transform)
+
+
+def to_crs(geo: GeoInfo) -> CRS | None:
+    return None if geo.crs is None else CRS.from_user_input(geo.crs)
+
+
+def geo_from_dataset(dataset: rasterio.io.DatasetReader) -> GeoInfo | None:
+    """The georeferencing of an open dataset; None when it has neither CRS nor transform."""
+    if dataset.crs is None and dataset.transform.is_identity:
+        return None
+    crs = None if dataset.crs is None else dataset.crs.to_string()
+    # + 0.0 turns GDAL's -0.0 rotation terms into 0.0
+    return GeoInfo(crs=crs, transform=tuple(v + 0.0 for v in dataset.transform[:6]))
+
+
+def open_quietly(path: str | Path) -> rasterio.io.DatasetReader:
+    """``rasterio.open`` without the warning for rasters that are not georeferenced
+    (plain hyperspectral cubes often are not; :func:`geo_from_dataset` reports it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
+def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Wavelengths and FWHM (nm) of a dataset's bands, or None where GDAL has none.
+
+    Looked for in the GDAL 3.10 ``IMAGERY`` band metadata (``CENTRAL_WAVELENGTH_UM``,
+    ``FWHM_UM``), then in ``wavelength`` / ``wavelength_units`` band tags (GDAL's ENVI
+    driver, many GeoTIFF exports), then in band descriptions such as "452.3 nm".
+    """
+    bands = range(1, dataset.count + 1)
+    imagery = [dataset.tags(b, ns="IMAGERY") for b in bands]
+    if all("CENTRAL_WAVELENGTH_UM" in tags for tags in imagery):
+        fwhm = ([tags["FWHM_UM"] for tags in imagery]
+                if all("FWHM_UM" in tags for tags in imagery) else None)
+        return band_axis_in_nm([tags["CENTRAL_WAVELENGTH_UM"] for tags in imagery],
+                               fwhm, units="um")
+    tags = [{k.lower(): v for k, v in dataset.tags(b).items()} for b in bands]
+    if all("wavelength" in t for t in tags):
+        fwhm = [t["fwhm"] for t in tags] if all("fwhm" in t for t in tags) else None
+        return band_axis_in_nm([t["wavelength"] for t in tags], fwhm,
+                               units=tags[0].get("wavelength_units"))
+    found = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in dataset.descriptions]
+    if all(found):
+        in_nm = [band_axis_in_nm([m.group(1)], units=m.group(2))[0] for m in found]
+        return np.concatenate(in_nm), None
+    return None, None
+
+
+@contextlib.contextmanager
+def create_raster(path: str | Path, data: CubeData, driver: str,
+                  **options) -> Iterator[rasterio.io.DatasetWriter]:
+    """Write ``data.cube`` as float32 bands with band names and georeferencing, and yield
+    the open dataset so the format can add its own band metadata.
+
+    No ``.aux.xml`` side-car is written: whatever a format cannot hold is left out.
+    """
+    n_rows, n_cols, n_bands = data.cube.shape
+    geo_options = {} if data.geo is None else {"crs": to_crs(data.geo),
+                                                "transform": to_affine(data.geo)}
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver=driver, width=n_cols, height=n_rows,
+                           count=n_bands, dtype="float32", **geo_options,
+                           **options) as dataset:
+            dataset.write(np.moveaxis(data.cube.astype(np.float32, copy=False), 2, 0))
+            for band, name in enumerate(data.band_names or (), start=1):
+                dataset.set_band_description(band, name)
+            yield dataset
