@@ -222,6 +222,8 @@ def test_gaussian_band_response():
 def test_fwhm_reaches_the_scene():
     scene = make_scene(4, 4, fwhm=15.0, snr_db=None)
     np.testing.assert_array_equal(scene.fwhm, np.full(200, 15.0))
+    with pytest.raises(InputError, match="fwhm has 3 values for 200 bands"):
+        make_scene(4, 4, fwhm=[10.0, 10.0, 10.0])
 
 
 # -- reproducibility -------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def resample(spectra, source_wavelengths, wavelengths, fwhm=None) -> np.ndarray:
     wavelengths : (L,) array, nm
         Target band centres, inside the source range; any order.
     fwhm : (L,) array or scalar, nm, optional
-            Target band widths. Without them, linear interpolation at the centres; with them,
+        Target band widths. Without them, linear interpolation at the centres; with them,
         each band averages the (linearly interpolated) spectrum under a Gaussian response
         of that full width at half maximum, truncated at 3 sigma and at the source range.
 
@@ -148,7 +148,10 @@ def resample(spectra, source_wavelengths, wavelengths, fwhm=None) -> np.ndarray:
 def _band_response(centres: np.ndarray, fwhm) -> tuple[np.ndarray, np.ndarray]:
     """Where and how much each band sees: (L, S) wavelengths around each centre and their
     Gaussian weights (rows sum to one)."""
-    widths = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), centres.shape)
+    widths = np.asarray(fwhm, dtype=np.float64)
+    if widths.size not in (1, centres.size):
+        raise InputError(f"fwhm has {widths.size} values for {centres.size} bands")
+    widths = np.broadcast_to(widths.ravel(), centres.shape)
     if not np.all(np.isfinite(widths) & (widths > 0)):
         raise InputError("fwhm must be positive and finite, one value or one per band")
     nodes = centres[:, None] + (widths / _FWHM_PER_SIGMA)[:, None] * _RESPONSE_NODES
