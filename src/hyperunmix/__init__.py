@@ -7,16 +7,19 @@
 """
 
 from .base import Result, Unmixer
-from .metrics import evaluate
 from .errors import (ConvergenceWarning, DataNotFoundError, FileFormatError, HyperunmixError,
                      InputError, NotFittedError, ScalingWarning)
+from .metrics import evaluate
 from .registry import available_methods, get_method, make_method
 from .scene import GeoInfo, Scene, Truth
+from .io import open_scene as open  # noqa: A001 - hu.open(path), like xarray.open_dataset
+from . import datasets, synthetic
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DataNotFoundError", "FileFormatError", "GeoInfo", "HyperunmixError",
     "InputError", "NotFittedError", "Result", "ScalingWarning", "Scene", "Truth", "Unmixer",
-    "available_methods", "get_method", "make_method", "__version__",
+    "available_methods", "datasets", "evaluate", "get_method", "make_method", "open",
+    "synthetic", "__version__",
 ]

@@ -85,6 +85,15 @@ class Result:
         mask = self.mask if self.mask is not None else np.ones(self.abundances.shape[:2], bool)
         return self.abundances[mask]
 
+    def save(self, directory: Any, truth: Any = None, fmt: str | None = None,
+             figures: bool = True) -> dict:
+        """Write maps (in the input's format family), ``abundances.npy``, ``endmembers.csv``,
+        extra maps, figures, ``run.json`` and, given a ``Truth``, ``metrics.json`` to
+        ``directory``; see :func:`hyperunmix.output.save_result`. Returns the paths by role."""
+        from .output import save_result  # lazy: pulls in matplotlib and io, which import base
+
+        return save_result(self, directory, truth=truth, fmt=fmt, figures=figures)
+
 
 class Unmixer(abc.ABC):
     """Base class of every unmixing method.

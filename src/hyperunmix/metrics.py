@@ -252,11 +252,14 @@ def _by_name(names: list[str], values: np.ndarray) -> dict[str, float]:
 
 
 def _json_safe(value: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    """A copy with NumPy scalars as Python ones and non-finite floats (not valid JSON) as
+    None, through nested dicts, lists and tuples."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
