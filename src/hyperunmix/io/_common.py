@@ -102,8 +102,15 @@ def library_errors(path: str | os.PathLike, action: str) -> Iterator[None]:
     except (HyperunmixError, MemoryError):
         raise
     except Exception as exc:  # the libraries raise anything from EOFError to CPLE_* errors
-        reason = str(exc).strip().rstrip(".") or type(exc).__name__
-        raise FileFormatError(f"cannot {action} {path}: {reason}") from exc
+        raise FileFormatError(f"cannot {action} {path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific message of an exception chain: rasterio, for one, raises "Read
+    failed. See previous exception for details" from the GDAL error that says why."""
+    while exc.__cause__ is not None and str(exc.__cause__).strip():
+        exc = exc.__cause__
+    return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
 # -- band metadata -----------------------------------------------------------------------

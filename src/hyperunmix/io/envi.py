@@ -11,7 +11,6 @@ georeferencing writer).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +152,6 @@ def _header_fields(data: CubeData) -> dict[str, str]:
 def output_paths(path: Path) -> tuple[Path, Path]:
     """(data file, header) written for ``path``: ``x.hdr`` -> ``x.img`` + ``x.hdr``;
     ``x.img`` (or .dat, .bsq, ...) -> itself + ``x.hdr``."""
-    path = path.absolute()  # GDAL writes a relative name into the header's description
     if path.suffix.lower() == ".hdr":
         return path.with_suffix(".img"), path
     return path, path.with_suffix(".hdr")
@@ -173,6 +171,7 @@ def write(path: Path, data: CubeData) -> None:
             with create_raster(tmp_data, data, "ENVI") as dataset:
                 if fields:
                     dataset.update_tags(ns="ENVI", **fields)
-            os.replace(gdal_header, tmp_header)
+            # GDAL's header describes the image by its (temporary) data file name.
+            tmp_header.write_text(gdal_header.read_text().replace(tmp_data.name, data_path.name))
         finally:
             gdal_header.unlink(missing_ok=True)

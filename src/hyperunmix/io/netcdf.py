@@ -9,6 +9,7 @@ and ``band_name``. ``_FillValue`` pixels are decoded to NaN and so masked.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,10 @@ def _geo(variable: xr.DataArray, y: str, x: str) -> GeoInfo | None:
     spatial = variable.rio.set_spatial_dims(x_dim=x, y_dim=y)
     if spatial.rio.crs is None:
         return None
-    return GeoInfo(crs=spatial.rio.crs.to_string(), transform=tuple(spatial.rio.transform())[:6])
+    with warnings.catch_warnings():  # rioxarray's own use of a deprecated Affine operator
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        transform = spatial.rio.transform()
+    return GeoInfo(crs=spatial.rio.crs.to_string(), transform=tuple(transform)[:6])
 
 
 def _band_coord(variable: xr.DataArray, name: str) -> np.ndarray | None:

@@ -1,0 +1,87 @@
+"""GeoTIFF reading: nodata, band wavelengths from tags or descriptions, broken files.
+Test files are written with rasterio directly, independently of our writer."""
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+import hyperunmix.io as hio
+from hyperunmix import FileFormatError
+
+TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5000000.0)
+
+
+def write_tiff(path, bands, *, nodata=None, descriptions=None, band_tags=None, crs="EPSG:32632"):
+    """Write (L, H, W) ``bands`` with rasterio; returns the path."""
+    count, height, width = bands.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count,
+                       dtype=bands.dtype, crs=crs, transform=TRANSFORM,
+                       nodata=nodata) as dataset:
+        dataset.write(bands)
+        for band in range(count):
+            if descriptions:
+                dataset.set_band_description(band + 1, descriptions[band])
+            if band_tags:
+                dataset.update_tags(band + 1, **band_tags[band])
+    return path
+
+
+def test_pixels_crs_transform_and_band_order(tmp_path):
+    bands = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5) / 100
+    scene = hio.open_scene(write_tiff(tmp_path / "a.tif", bands))
+    np.testing.assert_array_equal(scene.cube, np.moveaxis(bands, 0, 2))
+    assert CRS.from_user_input(scene.geo.crs) == CRS.from_epsg(32632)
+    assert scene.geo.transform == tuple(TRANSFORM)[:6]
+    assert scene.wavelengths is None
+
+
+def test_nodata_pixels_are_masked(tmp_path):
+    bands = np.full((3, 2, 2), 1200, dtype=np.uint16)
+    bands[:, 0, 1] = 0
+    scene = hio.open_scene(write_tiff(tmp_path / "dn.tif", bands, nodata=0), scale=1e-4)
+    np.testing.assert_array_equal(scene.mask, [[True, False], [True, True]])
+    np.testing.assert_allclose(scene.cube[scene.mask], 0.12, rtol=1e-6)
+    assert scene.metadata["nodata"] == 0
+
+
+def test_wavelengths_from_band_tags_with_units(tmp_path):
+    tags = [{"wavelength": w, "wavelength_units": "Micrometers", "fwhm": "0.01"}
+            for w in ("0.45", "0.55", "0.65")]
+    scene = hio.open_scene(write_tiff(tmp_path / "t.tif", np.ones((3, 2, 2), np.float32),
+                                      band_tags=tags))
+    np.testing.assert_allclose(scene.wavelengths, [450, 550, 650])
+    np.testing.assert_allclose(scene.fwhm, [10, 10, 10])
+
+
+def test_wavelengths_from_band_descriptions(tmp_path):
+    names = ["Band 1 (452.5 nm)", "Band 2 (0.55 um)", "Band 3 (650 nm)"]
+    scene = hio.open_scene(write_tiff(tmp_path / "d.tif", np.ones((3, 2, 2), np.float32),
+                                      descriptions=names))
+    np.testing.assert_allclose(scene.wavelengths, [452.5, 550, 650])
+    assert scene.metadata["band_names"] == names
+
+
+def test_descriptions_without_units_give_no_wavelengths(tmp_path):
+    """"Band 1" is a name, not a 1 nm band."""
+    scene = hio.open_scene(write_tiff(tmp_path / "n.tif", np.ones((2, 2, 2), np.float32),
+                                      descriptions=["Band 1", "Band 2"]))
+    assert scene.wavelengths is None
+
+
+def test_truncated_geotiff(tmp_path):
+    bands = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
+    path = write_tiff(tmp_path / "cut.tif", bands)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(FileFormatError, match=r"cannot read the raster .*cut\.tif"):
+        hio.open_scene(path)
+
+
+def test_garbage_geotiff(tmp_path):
+    path = tmp_path / "junk.tif"
+    path.write_bytes(b"II*\x00" + bytes(range(256)) * 4)
+    with pytest.raises(FileFormatError, match=r"cannot read the raster .*junk\.tif"):
+        hio.open_scene(path)
+    with pytest.raises(FileFormatError, match=r"junk\.tif"):
+        hio.describe(path)
