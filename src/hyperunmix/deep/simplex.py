@@ -1,0 +1,87 @@
+"""Maps onto the probability simplex, batched and differentiable, for abundance constraints.
+
+Abundances obey ANC (``a >= 0``) and ASC (``sum(a) = 1``): each abundance vector lies on the
+unit simplex. Two maps onto it are offered:
+
+* :func:`project_simplex`: the exact Euclidean projection (sort-based, Held, Wolfe & Crowder
+  1974; Duchi et al. 2008). Non-expansive, so a gradient step followed by it stays a
+  contraction, and piecewise linear, which is what Anderson acceleration handles well.
+* :func:`mirror_step`: the entropic mirror-descent step ``a * exp(-g) / sum(a * exp(-g))``,
+  the simplex analogue of a gradient step (a softmax of ``log a - g``).
+
+A "clamp negatives then renormalise" map is deliberately absent: it is not a projection, and
+fixed-point iterations built on it stall Anderson acceleration.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Floor used inside the logarithm of the mirror step, so exact zeros stay finite.
+_LOG_FLOOR = 1e-12
+
+
+class _SimplexProjection(torch.autograd.Function):
+    """Euclidean projection onto ``{a : a >= 0, sum(a) = 1}`` along the last axis.
+
+    The backward pass uses the closed-form Jacobian of the projection instead of
+    differentiating through the sort: on the support S of the output it is
+    ``I - 1 1^T / |S|``, and zero off it. Only the output is saved, so the memory cost of one
+    projection in a graph is that of its result.
+    """
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor) -> torch.Tensor:
+        sorted_desc, _ = torch.sort(values, dim=-1, descending=True)
+        cumulative = sorted_desc.cumsum(dim=-1) - 1.0
+        ranks = torch.arange(1, values.shape[-1] + 1, device=values.device, dtype=values.dtype)
+        # The support size is the largest k with sorted_k > (cumsum_k - 1) / k; the condition
+        # holds for a prefix of the sorted order, so counting the True entries finds k.
+        support_size = (sorted_desc * ranks > cumulative).sum(dim=-1, keepdim=True)
+        threshold = cumulative.gather(-1, support_size - 1) / support_size.to(values.dtype)
+        projected = (values - threshold).clamp_min(0.0)
+        ctx.save_for_backward(projected)
+        return projected
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        (projected,) = ctx.saved_tensors
+        support = (projected > 0).to(grad_output.dtype)
+        support_mean = ((grad_output * support).sum(-1, keepdim=True)
+                        / support.sum(-1, keepdim=True))
+        return support * (grad_output - support_mean)
+
+
+def project_simplex(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Euclidean projection of every vector along ``dim`` onto the unit simplex.
+
+    Parameters
+    ----------
+    values : float tensor with P entries along ``dim``, e.g. (N, P) or (B, P, H, W)
+    dim : int
+        The abundance axis.
+
+    Returns
+    -------
+    Tensor of the same shape, non-negative and summing to one along ``dim``: for each vector
+    ``v``, ``argmin_a ||a - v||_2`` over the simplex. Differentiable (almost everywhere).
+    """
+    return _SimplexProjection.apply(values.movedim(dim, -1)).movedim(-1, dim)
+
+
+def mirror_step(abundances: torch.Tensor, step: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Entropic mirror-descent step on the simplex along ``dim``.
+
+    Parameters
+    ----------
+    abundances : tensor on the simplex along ``dim`` (the current iterate)
+    step : tensor of the same shape, the scaled gradient ``eta * g``
+    dim : int
+        The abundance axis.
+
+    Returns
+    -------
+    Tensor ``a * exp(-step) / sum(a * exp(-step))`` along ``dim``: positive, summing to one.
+    Computed as a softmax of ``log a - step`` for numerical stability.
+    """
+    return torch.softmax(torch.log(abundances.clamp_min(_LOG_FLOOR)) - step, dim=dim)
