@@ -1,0 +1,119 @@
+"""``hyperunmix bench``: the benchmark from the command line.
+
+:func:`bench_command` is a plain function with typer options; the ``hyperunmix`` application
+registers it as its ``bench`` command.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .runner import plan, run_benchmark
+from .scenes import resolve, user_scene
+from .store import RunStore
+
+#: Metric shown in each progress line, in order of preference.
+_PROGRESS_METRICS = (("armse", "aRMSE"), ("msad", "mSAD"))
+
+
+def bench_command(
+    methods: str = typer.Option(
+        "all", "--methods", "-m",
+        help="Comma-separated method names, or 'all' (every registered method)."),
+    datasets: Optional[str] = typer.Option(
+        None, "--datasets", "-d",
+        help="Comma-separated benchmark scenes, or 'all': samson, jasper_ridge, "
+             "synthetic_{linear,bilinear,variability}_{20,30}db. Default: all, or none "
+             "when --scene is given."),
+    scene: list[str] = typer.Option(
+        [], "--scene",
+        help="A scene of yours: PATH=TRUTH (TRUTH: .npz/.mat with 'abundances' (H, W, P) "
+             "and/or 'endmembers' (P, L), or an endmember .csv). Repeatable."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", "-n", min=1,
+        help="Seeds per method and scene. Default: 10 for classical, 5 for deep methods "
+             "(3 and 2 with --quick)."),
+    out: Path = typer.Option(Path("bench-out"), "--out", "-o",
+                             help="Output directory; rerunning into it resumes."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small synthetic scenes, fewer seeds and epochs (minutes)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", min=1,
+        help="Time limit of one run in seconds (default: per method); a run over it is "
+             "stopped and recorded as failed."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="Runs in parallel, each in its own worker process."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="Threads per worker (default: cores / jobs)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Directory of the real datasets (default: $HYPERUNMIX_DATA)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the planned runs and how many are done; run nothing."),
+) -> None:
+    """Benchmark methods on scenes over several seeds: results.json, tables, figures and a
+    self-contained report.html in OUT. Interrupted runs resume where they stopped."""
+    specs = resolve(datasets if datasets is not None else ("" if scene else "all"), quick)
+    specs += [user_scene(s) for s in scene]
+    jobs_planned = plan(methods, specs, seeds=seeds, quick=quick, timeout_s=timeout)
+    if dry_run:
+        _print_plan(jobs_planned, out)
+        return
+    command = _command_line(methods, datasets, scene, seeds, out, quick)
+    records = run_benchmark(methods, specs, out, seeds=seeds, quick=quick, timeout_s=timeout,
+                            n_workers=jobs, threads=threads, data_dir=data_dir,
+                            on_record=_print_progress, command=command)
+    n_failed = sum(r["status"] != "ok" for r in records)
+    print(f"{len(records)} runs ({n_failed} failed): {out / 'results.json'}, "
+          f"{out / 'results.md'}, {out / 'report.html'}")
+
+
+def _print_progress(record: dict[str, Any], n_done: int, n_total: int) -> None:
+    width = len(str(n_total))
+    line = (f"[{n_done:>{width}}/{n_total}] {record['status']:<6} {record['method']} on "
+            f"{record['dataset']} seed {record['seed']}")
+    if record["status"] == "ok":
+        metrics = record["metrics"] or {}
+        score = next(((label, metrics[key]) for key, label in _PROGRESS_METRICS
+                      if metrics.get(key) is not None), None)
+        if score is not None:
+            line += f"  {score[0]} {score[1]:.4f}"
+        line += f"  {record['time_s']:.3g} s"
+    else:
+        line += f"  {record['error']}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_plan(jobs, out: Path) -> None:
+    store = RunStore(out)
+    rows: dict[tuple[str, str], list[int]] = {}
+    for job in jobs:
+        counts = rows.setdefault((job.method, job.scene.name), [0, 0])
+        counts[0] += 1
+        counts[1] += store.is_done(job.key)
+    for (method, dataset), (n_runs, n_done) in rows.items():
+        job = next(j for j in jobs if j.method == method)
+        print(f"{method:<10} {dataset:<28} {n_runs:>3} seeds, {n_done:>3} done  "
+              f"timeout {job.timeout_s:g} s  params {job.params}")
+    done = sum(store.is_done(j.key) for j in jobs)
+    print(f"{len(jobs)} runs planned, {done} already done in {out}")
+
+
+def _command_line(methods: str, datasets: str | None, scenes: list[str], seeds: int | None,
+                  out: Path, quick: bool) -> str:
+    words = ["hyperunmix", "bench", "--methods", methods]
+    if datasets is not None:
+        words += ["--datasets", datasets]
+    for spec in scenes:
+        words += ["--scene", spec]
+    if seeds is not None:
+        words += ["--seeds", str(seeds)]
+    words += ["--out", str(out)] + (["--quick"] if quick else [])
+    return shlex.join(words)
+
+
+__all__ = ["bench_command"]

@@ -1,0 +1,74 @@
+"""How the benchmark runs each method: seeds, budgets and parameters, in one table.
+
+Every method takes ``n_endmembers`` and ``seed`` (the runner supplies both); :data:`PLANS`
+holds only what differs from a method's own defaults. A method in the registry without a
+row here still joins the benchmark, with :data:`CLASSICAL` or :data:`DEEP` defaults
+(deep methods are those under ``hyperunmix.deep``), so adding a method to the benchmark is
+its registry line; a row here tunes its budget.
+
+Budgets are set so that the full run (8 scenes) stays under 60 minutes on 2 CPU cores and
+``--quick`` (3 small synthetic scenes) under 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """The benchmark settings of one method.
+
+    Attributes
+    ----------
+    seeds : int
+        Repetitions with seeds ``0 .. seeds - 1`` in the full run.
+    quick_seeds : int
+        Repetitions under ``--quick``.
+    params : dict
+        Hyper-parameters for the full run (beyond ``n_endmembers`` and ``seed``).
+    quick_params : dict
+        Overrides of ``params`` under ``--quick`` (smaller epoch budgets).
+    timeout_s : float
+        Wall-time limit of one run in the full benchmark; a run over it is killed and
+        recorded as failed. ``--quick`` divides it by :data:`QUICK_TIMEOUT_DIVISOR`.
+    """
+
+    seeds: int
+    quick_seeds: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    quick_params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float = 300.0
+
+    def n_seeds(self, quick: bool) -> int:
+        return self.quick_seeds if quick else self.seeds
+
+    def parameters(self, quick: bool) -> dict[str, Any]:
+        """The hyper-parameters for a full or a quick run."""
+        return {**self.params, **self.quick_params} if quick else dict(self.params)
+
+    def timeout(self, quick: bool) -> float:
+        return self.timeout_s / QUICK_TIMEOUT_DIVISOR if quick else self.timeout_s
+
+
+QUICK_TIMEOUT_DIVISOR = 5.0
+
+#: Defaults of a registered method without a row in :data:`PLANS`.
+CLASSICAL = MethodPlan(seeds=10, quick_seeds=3, timeout_s=120.0)
+DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=300.0)
+
+#: name -> plan, for the methods whose defaults need a benchmark budget.
+PLANS: dict[str, MethodPlan] = {}
+
+
+def plan_for(name: str, registry: Mapping[str, str]) -> MethodPlan:
+    """The plan of method ``name``: its row in :data:`PLANS`, else the default of its kind
+    (deep when its import path ``registry[name]`` lies under ``hyperunmix.deep``)."""
+    if name in PLANS:
+        return PLANS[name]
+    if name not in registry:
+        raise InputError(f"unknown method {name!r}; available: {', '.join(registry)}")
+    return DEEP if registry[name].startswith("hyperunmix.deep.") else CLASSICAL
