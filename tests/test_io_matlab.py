@@ -127,6 +127,12 @@ def test_v73_three_d_array(tmp_path):
     np.testing.assert_array_equal(hio.open_scene(path).cube, known_image())
 
 
+def test_v73_under_an_hdf5_extension_is_recognised_by_its_header(tmp_path):
+    path = write_mat73(tmp_path / "c73.h5", {"cube": known_image()})
+    assert hio.format_of(path) == "mat"
+    np.testing.assert_array_equal(hio.open_scene(path).cube, known_image())
+
+
 def test_v73_endmembers_with_cell_names(tmp_path):
     spectra = np.random.default_rng(0).random((L, 2))          # MATLAB's L x P
     path = write_mat73(tmp_path / "e73.mat", {"M": spectra},

@@ -35,7 +35,8 @@ def test_npz_keys_and_nodata(tmp_path):
         hio.open_scene(tmp_path / "k.npz")
     scene = hio.open_scene(tmp_path / "k.npz", key="radiance")
     assert not scene.mask[0, 0] and scene.mask.sum() == 11
-    np.testing.assert_allclose(scene.wavelengths, [1.0, 1.1, 1.2, 1.3, 1.4])  # nm as stored
+    np.testing.assert_allclose(scene.wavelengths, [1000, 1100, 1200, 1300, 1400])  # from um
+    assert hio.describe(tmp_path / "k.npz", key="radiance")["wavelength_range"] == (1000, 1400)
 
 
 def test_wavelength_count_differs_from_band_count(tmp_path):

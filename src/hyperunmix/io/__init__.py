@@ -13,16 +13,17 @@ Every write is atomic: a failure leaves no file under the final name.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from ..scene import GeoInfo, Scene
-from . import envi, geotiff, matlab, netcdf, numpy_io
 from ._common import CubeData, check_band_vector, from_scene, require_file, to_scene
 from ._detect import FAMILIES, format_of
 from .endmembers import read_endmembers, write_endmembers_csv
@@ -30,10 +31,17 @@ from .endmembers import read_endmembers, write_endmembers_csv
 __all__ = ["FAMILIES", "describe", "format_of", "open_scene", "read_endmembers",
            "write_endmembers_csv", "write_maps", "write_scene"]
 
-_MODULES = {"envi": envi, "gtiff": geotiff, "netcdf": netcdf, "mat": matlab, "npy": numpy_io}
+#: Family -> module with ``read``, ``describe`` and ``write``. Imported on first use:
+#: rasterio and xarray take seconds to import, which ``import hyperunmix`` should not pay.
+_MODULE_NAMES = {"envi": "envi", "gtiff": "geotiff", "netcdf": "netcdf", "mat": "matlab",
+                 "npy": "numpy_io"}
 #: Extension given to a ``write_maps`` path that has none, per family.
 _DEFAULT_SUFFIX = {"envi": ".hdr", "gtiff": ".tif", "netcdf": ".nc", "mat": ".mat",
                    "npy": ".npz"}
+
+
+def _module(fmt: str) -> ModuleType:
+    return importlib.import_module(f".{_MODULE_NAMES[fmt]}", __name__)
 
 
 def _check_options(function: Callable, options: dict[str, Any], path: Path, fmt: str) -> None:
@@ -72,7 +80,7 @@ def open_scene(path: str | os.PathLike, *, wavelengths: Any = None, scale: float
     """
     path = require_file(path)
     fmt = format_of(path)
-    reader = _MODULES[fmt].read
+    reader = _module(fmt).read
     _check_options(reader, options, path, fmt)
     data = reader(path, **options)
     return to_scene(data, path, fmt, wavelengths=wavelengths, scale=scale, name=name)
@@ -88,7 +96,7 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     """
     path = require_file(path)
     fmt = format_of(path)
-    reader = _MODULES[fmt].describe
+    reader = _module(fmt).describe
     _check_options(reader, options, path, fmt)
     header = reader(path, **options)
     wavelengths = check_band_vector(path, "wavelengths", header.wavelengths, header.shape[2])
@@ -114,7 +122,7 @@ def write_scene(path: str | os.PathLike, scene: Scene) -> Path:
     if not isinstance(scene, Scene):
         raise InputError(f"write_scene needs a Scene, got {type(scene).__name__}")
     path = Path(path)
-    _MODULES[format_of(path)].write(path, from_scene(scene))
+    _module(format_of(path)).write(path, from_scene(scene))
     return path
 
 
@@ -151,11 +159,11 @@ def write_maps(path: str | os.PathLike, image: Any, *, geo: GeoInfo | None = Non
     path = Path(path)
     if fmt is None:
         fmt = format_of(path)
-    elif fmt not in _MODULES:
-        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULES)}")
+    elif fmt not in _MODULE_NAMES:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULE_NAMES)}")
     elif not path.suffix:
         path = path.with_suffix(_DEFAULT_SUFFIX[fmt])
     data = CubeData(cube=image.astype(np.float32), geo=geo, array_name="maps",
                     band_names=None if band_names is None else [str(n) for n in band_names])
-    _MODULES[fmt].write(path, data)
+    _module(fmt).write(path, data)
     return path

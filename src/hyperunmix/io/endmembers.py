@@ -26,7 +26,8 @@ from .matlab import WAVELENGTH_NAMES, band_vector
 _MATRIX_KEYS = ("endmembers", "E", "M")
 _NAME_KEYS = ("names", "cood", "material_names")
 
-Spectra = tuple[np.ndarray, "np.ndarray | None", "list[str] | None"]
+#: (endmembers (P, L), wavelengths (L,) or None, names or None)
+Spectra = tuple[np.ndarray, np.ndarray | None, list[str] | None]
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import spectral.io.envi as spectral_envi
+from spectral.io.spyfile import SpyFile
 
 from .._atomic import atomic_path
 from ..errors import FileFormatError
+from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
 from ._detect import ENVI_DATA_EXTENSIONS, envi_header_of
 from ._raster import create_raster, geo_from_dataset, open_quietly
@@ -46,14 +48,14 @@ def _header_and_data(path: Path) -> tuple[Path, Path]:
     return header, path
 
 
-def _open(path: Path):
+def _open(path: Path) -> tuple[SpyFile, Path, Path]:
     header, data = _header_and_data(path)
     with library_errors(header, "read the ENVI header"):
         image = spectral_envi.open(str(header), str(data))
     return image, header, data
 
 
-def _check_size(image, header: Path, data: Path) -> None:
+def _check_size(image: SpyFile, header: Path, data: Path) -> None:
     """A data file shorter than its header says would be read past its end."""
     expected = image.offset + image.nrows * image.ncols * image.nbands * image.sample_size
     actual = data.stat().st_size
@@ -64,21 +66,21 @@ def _check_size(image, header: Path, data: Path) -> None:
             f"offset) but the file holds {actual} bytes")
 
 
-def _band_axis(image, header: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _band_axis(image: SpyFile, header: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     meta = image.metadata
     with library_errors(header, "parse the wavelengths of"):
         return band_axis_in_nm(meta.get("wavelength"), meta.get("fwhm"),
                                meta.get("wavelength units"))
 
 
-def _geo(image, data: Path):
+def _geo(image: SpyFile, data: Path) -> GeoInfo | None:
     if not any(key in image.metadata for key in _GEOREFERENCE_KEYS):
         return None
     with library_errors(data, "read the ENVI map info of"), open_quietly(data) as dataset:
         return geo_from_dataset(dataset)
 
 
-def _bad_bands(image, header: Path) -> np.ndarray:
+def _bad_bands(image: SpyFile, header: Path) -> np.ndarray:
     if "bbl" not in image.metadata:
         return np.zeros(0, dtype=np.intp)
     with library_errors(header, "parse the bad-band list (bbl) of"):
@@ -89,7 +91,7 @@ def _bad_bands(image, header: Path) -> np.ndarray:
     return np.flatnonzero(good == 0)
 
 
-def _optional_float(image, header: Path, key: str) -> float | None:
+def _optional_float(image: SpyFile, header: Path, key: str) -> float | None:
     if key not in image.metadata:
         return None
     with library_errors(header, f"parse the {key!r} of"):
@@ -130,7 +132,7 @@ def describe(path: Path) -> CubeHeader:
 
 
 # -- writing -----------------------------------------------------------------------------
-def _envi_list(values) -> str:
+def _envi_list(values: np.ndarray) -> str:
     return "{" + ", ".join(f"{float(v):.10g}" for v in values) + "}"
 
 

@@ -90,19 +90,24 @@ def _band_coord(variable: xr.DataArray, name: str) -> np.ndarray | None:
     return variable[name].values if name in variable.coords else None
 
 
+def _band_axis(variable: xr.DataArray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Wavelengths and FWHM in nm, from the coordinates and their ``units``."""
+    wavelength = _wavelength_coord(variable)
+    if wavelength is None:
+        return None, None
+    return band_axis_in_nm(wavelength.values, _band_coord(variable, "fwhm"),
+                           wavelength.attrs.get("units"))
+
+
 def read(path: Path, key: str | None = None) -> CubeData:
     """The cube (H, W, L) of variable ``key`` (default: ``cube`` or the only 3-D one)."""
     with _open(path) as dataset:
         variable = _variable(dataset, key, path)
         y, x, band = _dims(variable, path)
         variable = variable.transpose(y, x, band)
-        with library_errors(path, "read the NetCDF variable of"):
+        with library_errors(path, f"read variable {variable.name!r} of"):
             cube = variable.values
-            wavelength = _wavelength_coord(variable)
-            wavelengths, fwhm = band_axis_in_nm(
-                None if wavelength is None else wavelength.values,
-                _band_coord(variable, "fwhm"),
-                None if wavelength is None else wavelength.attrs.get("units"))
+            wavelengths, fwhm = _band_axis(variable)
             good = _band_coord(variable, "bbl")
             names = _band_coord(variable, "band_name")
             geo = _geo(variable, y, x)
@@ -122,12 +127,9 @@ def describe(path: Path, key: str | None = None) -> CubeHeader:
     with _open(path) as dataset:
         variable = _variable(dataset, key, path)
         y, x, band = _dims(variable, path)
-        wavelength = _wavelength_coord(variable)
-        with library_errors(path, "read the NetCDF coordinates of"):
-            wavelengths = None if wavelength is None else band_axis_in_nm(
-                wavelength.values, units=wavelength.attrs.get("units"))[0]
+        with library_errors(path, "read the coordinates of"):
             return CubeHeader(shape=(variable.sizes[y], variable.sizes[x], variable.sizes[band]),
-                              dtype=variable.dtype.name, wavelengths=wavelengths,
+                              dtype=variable.dtype.name, wavelengths=_band_axis(variable)[0],
                               geo=_geo(variable, y, x))
 
 

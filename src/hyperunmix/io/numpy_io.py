@@ -2,10 +2,11 @@
 
 Keys of an ``.npz`` scene, read and written: ``cube`` (H, W, L), or a pixel matrix
 shaped with ``rows=`` / ``cols=``, row-major unless ``order="F"``; optional
-``wavelengths`` (nm), ``fwhm``, ``bad_bands`` (indices), ``band_names``, ``crs`` and
-``transform`` (6 affine coefficients), ``nodata``, and ground truth as
-``truth_abundances`` (H, W, P), ``truth_endmembers`` (P, L), ``truth_names``.
-A ``.npy`` file holds the array alone. Nothing is unpickled.
+``wavelengths`` (nm; values all below 30 are taken as micrometres), ``fwhm``,
+``bad_bands`` (indices), ``band_names``, ``crs`` and ``transform`` (6 affine
+coefficients), ``nodata``, and ground truth as ``truth_abundances`` (H, W, P),
+``truth_endmembers`` (P, L), ``truth_names``. A ``.npy`` file holds the array alone.
+Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ def read(path: Path, key: str | None = None, rows: int | None = None,
         key = _cube_key(archive, key, path)
         names = _optional(archive, "band_names")
         nodata = _optional(archive, "nodata")
+        wavelengths, fwhm = band_axis_in_nm(_optional(archive, "wavelengths"),
+                                            _optional(archive, "fwhm"))
         return CubeData(
             cube=as_image(archive[key], rows, cols, order, f"{key!r} in {path}"),
-            wavelengths=_optional(archive, "wavelengths"),
-            fwhm=_optional(archive, "fwhm"),
+            wavelengths=wavelengths,
+            fwhm=fwhm,
             bad_bands=_optional(archive, "bad_bands"),
             band_names=None if names is None else [str(n) for n in names],
             geo=_geo(archive),
