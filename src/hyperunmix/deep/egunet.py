@@ -1,0 +1,300 @@
+"""EGU-Net: the endmember-guided two-stream unmixing network (Hong et al., IEEE TNNLS 2022).
+
+Self-supervised. A pseudo-pure training set is built from the image itself
+(:mod:`hyperunmix.deep.pure_pixels`); a *pure* stream learns to classify it against soft
+labels while a *mixed* stream autoencodes the image through a softmax bottleneck; the
+streams share weights, so the physically meaningful endmember information corrects the
+unmixing. Two variants (:mod:`hyperunmix.deep.egunet_nets`): ``"pw"`` (pixel-wise, fully
+shared encoder) and ``"ss"`` (spatial-spectral, convolutional mixed stream sharing one 1x1
+layer with the pure stream).
+
+Loss = soft-label cross entropy (pure stream) + ``reconstruction_weight`` x mean squared
+reconstruction error (mixed stream) + ``weight_decay`` x (sum of squared weights) / 2.
+Adam, learning rate ``learning_rate`` x ``lr_decay`` ** epoch, Xavier-uniform init.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base import Unmixer, check_n_endmembers
+from ..errors import FileFormatError, InputError
+from ..linear import nnls
+from ..scene import Scene
+from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
+from .egunet_nets import PixelwiseEGU, SpatialSpectralEGU, weight_penalty
+from .pure_pixels import PurePixelSet, ReferenceSource, build_pure_set
+
+VARIANTS = ("pw", "ss")
+BN_STATS = ("image", "running")
+ENDMEMBER_ESTIMATES = ("ls", "reference")
+#: Pixels per forward pass at inference and batch-norm recalibration.
+CHUNK = 65536
+
+
+class EGUNet(Unmixer):
+    """Endmember-guided unmixing network, pixel-wise (``"pw"``) or spatial-spectral (``"ss"``).
+
+    Parameters
+    ----------
+    n_endmembers : int
+        P.
+    variant : {"pw", "ss"}
+        ``"pw"``: fully connected, pixel-wise. ``"ss"``: the mixed stream is a CNN over the
+        image (5x5 and 3x3 convolutions, three 2x2 poolings, bilinear upsampling).
+    reference : None, (P, L) array, CSV path or bundle library
+        Reference endmembers that label the pseudo-pure set (and fix the order of the
+        output abundances). None: VCA on the whole image.
+    block_size : int
+        Side of the blocks of the pseudo-pure set (5 in the paper).
+    epochs : int
+        Passes over the image (200 in the paper).
+    learning_rate, lr_decay : float
+        Adam step size at the first epoch and its decay factor per epoch (0.1 and 0.99 in
+        the paper, where one epoch was one step).
+    batch_size : int
+        Mixed pixels per step (8000 in the paper). An epoch is ``ceil(N / batch_size)``
+        steps: in ``"pw"`` the image split into that many near-equal batches, in ``"ss"``
+        one random ``patch_size`` crop per step. Each step also sees at most ``batch_size``
+        pure spectra.
+    patch_size : int or None
+        ``"ss"`` only: side of the square crop the convolutional stream sees per step.
+        None: the whole image at every step, as in the paper (about 9x the cost of a 32 x 32
+        crop on Samson, for the same accuracy; see the README).
+    weight_decay : float
+        Coefficient of (sum of squared weights) / 2, biases and batch-norm parameters
+        excluded (0.005 in the paper).
+    reconstruction_weight : float
+        Weight of the mean squared reconstruction error (1.0 in the paper).
+    dropout : float
+        Drop probability after the first layer (0.1: keep 0.9 in the paper).
+    bn_stats : {"image", "running"}
+        Batch-norm statistics used at inference. ``"image"`` (default) recomputes them on
+        the image after training, so the mixed pixels are normalised as the mixed stream was
+        during training; ``"running"`` keeps the running averages, which mix the statistics
+        of the pure and the mixed batches. (The released code ran batch norm in training
+        mode at inference, i.e. with the statistics of the batch being unmixed, so its maps
+        depended on the batch.)
+    endmembers : {"ls", "reference"}
+        What ``endmembers_`` holds: ``"ls"`` (default) the non-negative least-squares fit of
+        the image on the estimated abundances, ``min ||Y - A E||`` with ``E >= 0``;
+        ``"reference"`` the reference endmembers of the pseudo-pure labels.
+    seed : int
+    device : None, "cpu" or "cuda"
+
+    Attributes
+    ----------
+    n_bands_ : int
+    endmembers_ : (P, L) float64
+    reference_ : (P, L) float64
+        The reference endmembers of the labels.
+    pure_set_size_ : int
+        Number of pseudo-pure spectra trained on.
+    history_ : dict of str -> list of float
+        Per epoch: ``"loss"``, ``"cross_entropy"``, ``"reconstruction"`` (means over steps).
+    network_ : torch.nn.Module
+    input_scale_ : float
+        The inputs are multiplied by it (1 / max of the training image) so that the sigmoid
+        decoder can reach them.
+    """
+
+    name = "egunet"
+
+    def __init__(self, n_endmembers: int, *, variant: str = "pw",
+                 reference: ReferenceSource = None, block_size: int = 5, epochs: int = 200,
+                 learning_rate: float = 0.1, lr_decay: float = 0.99, batch_size: int = 8000,
+                 patch_size: int | None = 32, weight_decay: float = 0.005,
+                 reconstruction_weight: float = 1.0, dropout: float = 0.1,
+                 bn_stats: str = "image", endmembers: str = "ls", seed: int = 0,
+                 device: str | None = None):
+        self.n_endmembers = n_endmembers
+        self.variant = variant
+        self.reference = reference
+        self.block_size = block_size
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.batch_size = batch_size
+        self.patch_size = patch_size
+        self.weight_decay = weight_decay
+        self.reconstruction_weight = reconstruction_weight
+        self.dropout = dropout
+        self.bn_stats = bn_stats
+        self.endmembers = endmembers
+        self.seed = seed
+        self.device = device
+
+    # -- fit -------------------------------------------------------------------------------
+    def fit(self, scene: Scene) -> "EGUNet":
+        """Build the pseudo-pure set of ``scene``, train the network on it and the image."""
+        if not isinstance(scene, Scene):
+            raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
+        self._check_params()
+        p = check_n_endmembers(self.n_endmembers, scene.n_bands, scene.n_pixels)
+        device = resolve_device(self.device)
+        generator = seeded_generator(self.seed)
+
+        pure = build_pure_set(scene, p, reference=self.reference, block_size=self.block_size,
+                              seed=self.seed)
+        pixels = scene.pixels(np.float64)
+        self.input_scale_ = 1.0 / float(np.max(np.abs(pixels)))
+        self.n_bands_ = scene.n_bands
+        self.reference_ = pure.reference
+        self.pure_set_size_ = len(pure)
+        self.network_ = self._build_network(scene.n_bands, p).to(device)
+
+        spectra = self._tensor(pure.spectra * self.input_scale_)
+        labels = torch.as_tensor(pure.labels, dtype=torch.float32, device=device)
+        if self.variant == "pw":
+            mixed = PixelBatches(self._tensor(pixels * self.input_scale_), self.batch_size)
+        else:
+            mixed = PatchBatches(self._image_tensor(scene.cube, scene.mask), self.patch_size,
+                                 steps_per_epoch=math.ceil(len(pixels) / self.batch_size))
+        self.history_ = self._train(spectra, labels, mixed, generator)
+        if self.bn_stats == "image":
+            self._calibrate_batch_norm(pixels)
+        self.endmembers_ = self._estimate_endmembers(scene, pixels, pure)
+        return self
+
+    def _check_params(self) -> None:
+        for name, allowed in (("variant", VARIANTS), ("bn_stats", BN_STATS),
+                              ("endmembers", ENDMEMBER_ESTIMATES)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "patch_size"):
+            value = getattr(self, name)
+            if value is None and name == "patch_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1:
+            raise InputError("learning_rate must be > 0 and lr_decay in (0, 1]")
+        if self.weight_decay < 0 or self.reconstruction_weight < 0:
+            raise InputError("weight_decay and reconstruction_weight must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def _build_network(self, n_bands: int, n_endmembers: int) -> torch.nn.Module:
+        network = PixelwiseEGU if self.variant == "pw" else SpatialSpectralEGU
+        return network(n_bands, n_endmembers, dropout=self.dropout)
+
+    def _train(self, spectra: torch.Tensor, labels: torch.Tensor, mixed: MixedBatches,
+               generator: torch.Generator) -> dict[str, list[float]]:
+        network = self.network_
+        optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
+        pure = PixelBatches(spectra, self.batch_size, labels)
+        history: dict[str, list[float]] = {"loss": [], "cross_entropy": [], "reconstruction": []}
+        network.train()
+        for epoch in range(self.epochs):
+            totals = np.zeros(3)
+            steps = mixed.epoch(generator)
+            for batch, (pure_x, pure_y) in zip(steps, pure.cycle(generator)):
+                cross_entropy = soft_cross_entropy(network.pure_logits(pure_x), pure_y)
+                reconstruction = mixed.reconstruction_error(network, batch)
+                loss = (cross_entropy + self.reconstruction_weight * reconstruction
+                        + self.weight_decay * weight_penalty(network))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                totals += (loss.item(), cross_entropy.item(), reconstruction.item())
+            schedule.step()
+            means = totals / mixed.steps_per_epoch
+            for key, value in zip(history, means):
+                history[key].append(float(value))
+            self._report("train", epoch + 1, self.epochs, loss=means[0],
+                         cross_entropy=means[1], reconstruction=means[2])
+        network.eval()
+        return history
+
+    def _calibrate_batch_norm(self, pixels: np.ndarray) -> None:
+        """Set the statistics of the batch-norm layers on the way to the abundances (the
+        encoder applied pixel-wise) to those of the image ``pixels`` (N, L): one pass, no
+        gradient, cumulative over chunks."""
+        encoder = self.network_.pure_stream
+        norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the chunks
+            norm.train()
+        with torch.no_grad():
+            for start in range(0, pixels.shape[0], CHUNK):
+                encoder(self._tensor(pixels[start:start + CHUNK] * self.input_scale_))
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        self.network_.eval()
+
+    def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray,
+                             pure: PurePixelSet) -> np.ndarray:
+        if self.endmembers == "reference":
+            return pure.reference.copy()
+        abundances = self.transform(scene.cube, scene.mask)["abundances"][scene.mask]
+        # min ||Y - A E|| s.t. E >= 0 is one NNLS per band: bands as "pixels", maps as "spectra".
+        return np.asarray(nnls(pixels.T, abundances.T.astype(np.float64)), dtype=np.float64).T
+
+    # -- inference -------------------------------------------------------------------------
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        network = self.network_
+        network.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, pixels.shape[0], CHUNK):
+                batch = self._tensor(pixels[start:start + CHUNK] * self.input_scale_)
+                out.append(network.abundances(batch).cpu().numpy())
+        return np.concatenate(out, axis=0) if out else np.zeros((0, self.n_endmembers))
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32),
+                               device=resolve_device(self.device))
+
+    def _image_tensor(self, cube: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, L, H, W) scaled image with invalid pixels at the band means, and the (1, 1, H,
+        W) float validity mask."""
+        cube = np.array(cube, dtype=np.float32) * np.float32(self.input_scale_)
+        cube[~mask] = cube[mask].mean(axis=0)
+        image = self._tensor(np.moveaxis(cube, -1, 0)[None])
+        return image, self._tensor(mask[None, None])
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trained weights and what inference needs (no pickled objects)."""
+        self._check_fitted()
+        state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
+        state["endmembers"] = torch.as_tensor(self.endmembers_)
+        state["reference"] = torch.as_tensor(self.reference_)
+        params = {k: v for k, v in self.get_params().items() if k != "reference"}
+        config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
+                  "input_scale": self.input_scale_, "pure_set_size": self.pure_set_size_,
+                  "history": self.history_}
+        return save_checkpoint(path, state, config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EGUNet":
+        """A fitted model from a file written by :meth:`save`."""
+        state, config = load_checkpoint(path)
+        try:
+            if config["method"] != cls.name:
+                raise FileFormatError(f"{path} holds a {config['method']!r} model, not egunet")
+            model = cls(**config["params"])
+            model.n_bands_ = int(config["n_bands"])
+            model.input_scale_ = float(config["input_scale"])
+            model.pure_set_size_ = int(config["pure_set_size"])
+            model.history_ = config["history"]
+            model.endmembers_ = state.pop("endmembers").double().numpy()
+            model.reference_ = state.pop("reference").double().numpy()
+            network = model._build_network(model.n_bands_, model.endmembers_.shape[0])
+            network.load_state_dict({k.removeprefix("network."): v for k, v in state.items()})
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise FileFormatError(f"{path} is not a complete egunet checkpoint: {exc}") from exc
+        model.network_ = network.to(resolve_device(model.device)).eval()
+        return model

@@ -1,0 +1,236 @@
+"""EGU-Net: pseudo-pure set, weight sharing, training, inference contract, persistence."""
+
+import numpy as np
+import pytest
+import torch
+
+import hyperunmix as hu
+from hyperunmix import synthetic
+from hyperunmix.deep.egunet import EGUNet
+from hyperunmix.deep.egunet_nets import PixelwiseEGU, SpatialSpectralEGU, weight_penalty
+from hyperunmix.deep.pure_pixels import block_endmembers, build_pure_set, resolve_reference
+from hyperunmix.errors import FileFormatError, InputError
+from hyperunmix.io import write_endmembers_csv
+from hyperunmix.spectra import SpectralLibrary
+
+N_BANDS = 24
+FAST = dict(epochs=6, batch_size=128, patch_size=8)
+
+
+def tiny_scene(snr_db=30.0, n=15, p=3, seed=0):
+    return synthetic.make_scene(n, n, p, wavelengths=np.linspace(400, 2400, N_BANDS),
+                                alpha=0.5, snr_db=snr_db, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return tiny_scene()
+
+
+@pytest.fixture(scope="module", params=["pw", "ss"])
+def fitted(request, scene):
+    torch.set_num_threads(1)
+    return EGUNet(3, variant=request.param, seed=0, **FAST).fit(scene)
+
+
+# -- pseudo-pure set ---------------------------------------------------------------------------
+def test_pure_labels_are_the_true_abundances_of_the_chosen_pixels():
+    scene = tiny_scene(snr_db=None)  # noiseless LMM: NNLS on the true E recovers the truth
+    pure = build_pure_set(scene, 3, reference=scene.truth.endmembers, block_size=5)
+    pixels = scene.pixels()
+    # Every pseudo-pure spectrum is a pixel of the image (VCA returns pixels, not projections).
+    index = np.argmin(((pure.spectra[:, None, :] - pixels[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_allclose(pure.spectra, pixels[index], atol=1e-6)
+    truth = scene.truth.abundances.reshape(-1, 3)[index]
+    np.testing.assert_allclose(pure.labels, truth, atol=1e-4)
+    assert len(pure) == 9 * 3  # 3 x 3 blocks of 5 x 5, P spectra each
+
+
+def test_pure_labels_are_on_the_simplex(scene):
+    pure = build_pure_set(scene, 3, seed=1)
+    assert pure.labels.shape == (len(pure), 3)
+    assert pure.labels.min() >= 0
+    np.testing.assert_allclose(pure.labels.sum(axis=1), 1.0, atol=1e-9)
+    assert pure.reference.shape == (3, N_BANDS)
+
+
+def test_blocks_with_too_few_valid_pixels_are_skipped(scene):
+    mask = scene.mask.copy()
+    mask[:5, :5] = False  # the whole first block
+    mask[5:10, :5] = False
+    mask[5:7, 0] = True  # 2 valid pixels left in the first block of the second row: < P
+    spectra = block_endmembers(scene.cube, mask, 3, 5)
+    assert spectra.shape == (7 * 3, N_BANDS)
+    with pytest.raises(InputError, match="block_size"):
+        block_endmembers(scene.cube, np.zeros_like(mask), 3, 5)
+
+
+def test_reference_from_array_file_and_bundle_library(scene, tmp_path):
+    truth = scene.truth.endmembers
+    np.testing.assert_array_equal(resolve_reference(truth, scene, 3), truth)
+    path = write_endmembers_csv(tmp_path / "ref.csv", truth, wavelengths=scene.wavelengths)
+    np.testing.assert_allclose(resolve_reference(path, scene, 3), truth, rtol=1e-12)
+    # Two bundle members per material, symmetric about the truth: their mean is the truth.
+    offsets = np.linspace(-0.01, 0.01, N_BANDS)
+    library = SpectralLibrary(np.concatenate([truth + offsets, truth - offsets]),
+                              labels=np.tile(np.arange(3), 2), names=["a", "b", "c"])
+    np.testing.assert_allclose(resolve_reference(library, scene, 3), truth, atol=1e-12)
+    with pytest.raises(InputError):
+        resolve_reference(truth[:2], scene, 3)
+
+
+# -- networks ----------------------------------------------------------------------------------
+def test_pw_streams_share_every_parameter_object():
+    net = PixelwiseEGU(N_BANDS, 3)
+    pure = dict(net.pure_stream.named_parameters())
+    mixed = dict(net.mixed_stream.named_parameters())
+    assert pure.keys() == mixed.keys() and len(pure) == 14  # 3 x (FC + BN) + head
+    assert all(pure[name] is mixed[name] for name in pure)
+    # Batch-norm running statistics are shared too.
+    assert net.pure_stream.block1.norm is net.mixed_stream.block1.norm
+    # A step on the pure loss alone changes what the mixed stream outputs.
+    x = torch.rand(32, N_BANDS)
+    before = net.abundances(x).detach().clone()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net.pure_logits(torch.rand(32, N_BANDS)).sum().backward()
+    optimizer.step()
+    assert not torch.allclose(net.abundances(x), before)
+
+
+def test_ss_streams_share_exactly_the_third_layer():
+    net = SpatialSpectralEGU(N_BANDS, 3)
+    assert net.pure_stream.block3 is net.mixed_stream.block3
+    spatial = {id(p) for p in net.mixed_stream.parameters()}
+    shared = [n for n, p in net.pure_stream.named_parameters() if id(p) in spatial]
+    assert sorted(shared) == ["block3.linear.bias", "block3.linear.weight",
+                              "block3.norm.bias", "block3.norm.weight"]
+
+
+def test_ss_spatial_stream_fills_every_pixel_of_an_odd_sized_image():
+    net = SpatialSpectralEGU(N_BANDS, 3).eval()
+    with torch.no_grad():
+        abundances, reconstruction = net.mixed_forward(torch.rand(1, N_BANDS, 19, 13))
+    assert abundances.shape == (1, 3, 19, 13) and reconstruction.shape == (1, N_BANDS, 19, 13)
+    # Bilinear upsampling: neighbouring pixels differ (a stride-8 transposed conv would leave
+    # 63 pixels in 64 at the same bias value).
+    assert torch.unique(abundances[0, 0]).numel() > 19 * 13 // 2
+
+
+def test_weight_penalty_counts_weights_once_without_biases():
+    net = SpatialSpectralEGU(N_BANDS, 3)
+    expected = sum((m.weight ** 2).sum() for m in net.modules()
+                   if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))) / 2
+    assert torch.isclose(weight_penalty(net), expected)  # modules() yields shared ones once
+    net.pure_stream.block1.linear.bias.data.fill_(100.0)
+    net.pure_stream.block1.norm.weight.data.fill_(100.0)
+    assert torch.isclose(weight_penalty(net), expected)
+
+
+# -- the estimator -----------------------------------------------------------------------------
+def test_abundances_are_on_the_simplex_with_endmembers(fitted, scene):
+    result = fitted.unmix(scene)
+    assert result.abundances.shape == (15, 15, 3)
+    assert result.abundances.min() >= 0
+    np.testing.assert_allclose(result.abundances.sum(-1), 1.0, atol=1e-5)
+    assert result.endmembers.shape == (3, N_BANDS) and result.endmembers.min() >= 0
+    assert fitted.n_bands_ == N_BANDS and result.method == "egunet"
+
+
+def test_training_lowers_both_loss_terms(fitted):
+    history = fitted.history_
+    assert len(history["loss"]) == FAST["epochs"]
+    assert history["cross_entropy"][-1] < history["cross_entropy"][0]
+    assert history["reconstruction"][-1] < history["reconstruction"][0]
+
+
+def test_inference_does_not_depend_on_the_other_pixels(fitted, scene):
+    full = fitted.transform(scene.cube)["abundances"]
+    alone = fitted.transform(scene.cube[3:5, 2:9])["abundances"]
+    np.testing.assert_allclose(alone, full[3:5, 2:9], atol=1e-6)
+
+
+def test_masked_pixels_are_nan(fitted, scene):
+    cube = scene.cube.copy()
+    cube[0, 0, 4] = np.nan
+    abundances = fitted.unmix(hu.Scene(cube)).abundances
+    assert np.isnan(abundances[0, 0]).all() and np.isfinite(abundances[1:]).all()
+
+
+@pytest.mark.parametrize("variant", ["pw", "ss"])
+def test_same_seed_same_run_other_seed_other_run(variant, scene):
+    runs = [EGUNet(3, variant=variant, seed=s, **FAST).fit_unmix(scene).abundances
+            for s in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2])
+
+
+def test_reports_progress_every_epoch(scene):
+    seen = []
+    model = EGUNet(3, seed=0, **FAST).set_progress(lambda *args: seen.append(args))
+    model.fit(scene)
+    assert [(stage, done, total) for stage, done, total, _ in seen] == [
+        ("train", k, FAST["epochs"]) for k in range(1, FAST["epochs"] + 1)]
+    assert {"cross_entropy", "reconstruction"} <= set(seen[-1][3])
+
+
+def test_reference_endmembers_option(scene):
+    truth = scene.truth.endmembers
+    model = EGUNet(3, reference=truth, endmembers="reference", **FAST).fit(scene)
+    np.testing.assert_array_equal(model.endmembers_, truth)
+
+
+def test_save_load_round_trip(fitted, scene, tmp_path):
+    path = fitted.save(tmp_path / "egu.pt")
+    loaded = EGUNet.load(path)
+    assert loaded.get_params() == {**fitted.get_params(), "reference": None}
+    np.testing.assert_array_equal(loaded.unmix(scene).abundances, fitted.unmix(scene).abundances)
+    np.testing.assert_array_equal(loaded.endmembers_, fitted.endmembers_)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FileFormatError):
+        EGUNet.load(tmp_path / "junk.pt")
+
+
+def test_registry_builds_egunet():
+    model = hu.make_method("egunet", n_endmembers=3, variant="ss")
+    assert isinstance(model, EGUNet) and model.variant == "ss"
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_more_endmembers_than_bands_is_refused(scene):
+    with pytest.raises(InputError, match="exceeds the number of bands"):
+        EGUNet(N_BANDS + 1, **FAST).fit(scene)
+
+
+def test_band_mismatch_at_unmix_is_refused(fitted, scene):
+    with pytest.raises(InputError, match="bands"):
+        fitted.unmix(hu.Scene(scene.cube[:, :, :-1]))
+
+
+@pytest.mark.parametrize("bad", [dict(variant="xx"), dict(epochs=0), dict(bn_stats="batch"),
+                                 dict(dropout=1.0), dict(block_size=0), dict(patch_size=2.5)])
+def test_bad_parameters_are_refused(bad, scene):
+    with pytest.raises(InputError):
+        EGUNet(3, **{**FAST, **bad}).fit(scene)
+
+
+def test_unfitted_model_refuses_to_unmix(scene):
+    with pytest.raises(hu.NotFittedError):
+        EGUNet(3).unmix(scene)
+
+
+# -- accuracy on real data (slow) ----------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["samson", "jasper_ridge"])
+def test_pw_beats_vca_fcls_on_real_data(name, data_dir):
+    from hyperunmix import datasets
+    from hyperunmix.linear import fcls
+
+    scene = datasets.load(name, data_dir=data_dir)
+    p = scene.truth.n_endmembers
+    model = EGUNet(p, seed=0)
+    result = model.fit_unmix(scene)
+    baseline = hu.Result(abundances=scene.to_image(fcls(scene.pixels(), model.reference_)),
+                         endmembers=model.reference_, method="fcls", mask=scene.mask)
+    armse = hu.evaluate(result, scene.truth)["armse"]
+    assert armse < hu.evaluate(baseline, scene.truth)["armse"]
+    assert armse < 0.15
