@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hyperunmix.errors import InputError
-from hyperunmix.linear import vca
+from hyperunmix.linear import atgp, nfindr, vca
 
 
 def sad(a, b):
@@ -32,14 +32,29 @@ def planted_scene(n_endmembers=5, n_bands=80, n_pixels=3000, noise=0.0, seed=0):
     return Y, E, pure
 
 
+EXTRACTORS = {
+    "vca": lambda Y, p, seed=0, **kw: vca(Y, p, seed=seed, **kw),
+    "nfindr": lambda Y, p, seed=0, **kw: nfindr(Y, p, seed=seed, **kw),
+    "atgp": lambda Y, p, seed=0, **kw: atgp(Y, p, **kw),
+}
+
+
+@pytest.mark.parametrize("method", ["vca", "nfindr", "atgp"])
 @pytest.mark.parametrize("n_endmembers", [3, 6])
-def test_vca_recovers_planted_pure_pixels(n_endmembers):
+def test_extractors_recover_planted_pure_pixels(method, n_endmembers):
     Y, E, pure = planted_scene(n_endmembers, seed=n_endmembers)
-    found, indices = vca(Y, n_endmembers, seed=0, return_indices=True)
+    found, indices = EXTRACTORS[method](Y, n_endmembers, return_indices=True)
     assert found.shape == E.shape
     assert np.all(matched_sads(found, E) < 1e-3)
     assert sorted(indices) == sorted(pure)
     np.testing.assert_array_equal(found, Y[indices])  # image pixels, not projections
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nfindr_finds_the_planted_simplex_from_any_start(seed):
+    Y, E, pure = planted_scene(5, seed=7, noise=0.002)
+    indices = nfindr(Y, 5, seed=seed, return_indices=True)[1]
+    assert sorted(indices) == sorted(pure)
 
 
 def test_vca_low_snr_branch_finds_the_vertices():
@@ -48,23 +63,35 @@ def test_vca_low_snr_branch_finds_the_vertices():
     assert np.all(matched_sads(found, E) < 0.05)
 
 
-def test_vca_same_seed_same_result():
-    Y, _, _ = planted_scene(5, seed=2, noise=0.01)
-    first = vca(Y, 5, seed=3)
-    np.testing.assert_array_equal(first, vca(Y, 5, seed=3))
+@pytest.mark.parametrize("method", ["vca", "nfindr"])
+def test_same_seed_same_result(method):
+    Y, _, _ = planted_scene(5, seed=2, noise=0.02)
+    first = EXTRACTORS[method](Y, 5, seed=3)
+    np.testing.assert_array_equal(first, EXTRACTORS[method](Y, 5, seed=3))
 
 
-def test_vca_masks_nan_pixels_and_reports_flat_indices():
+@pytest.mark.parametrize("method", ["vca", "nfindr", "atgp"])
+def test_nan_pixels_are_masked_and_indices_are_flat(method):
     Y, E, pure = planted_scene(3, seed=4)
     image = np.vstack([np.full((1, Y.shape[1]), np.nan), Y])
-    found, indices = vca(image, 3, seed=0, return_indices=True)
+    image[5, 3] = np.inf
+    found, indices = EXTRACTORS[method](image, 3, return_indices=True)
     assert sorted(indices) == sorted(pure + 1)
     np.testing.assert_array_equal(found, image[indices])
 
 
-def test_vca_rejects_bad_counts():
+@pytest.mark.parametrize("method", ["vca", "nfindr", "atgp"])
+def test_extractors_reject_bad_counts(method):
     Y, _, _ = planted_scene(3, seed=5)
     with pytest.raises(InputError, match="bands"):
-        vca(Y[:, :2], 3)
+        EXTRACTORS[method](Y[:, :2], 3)
     with pytest.raises(InputError, match="integer"):
-        vca(Y, 2.5)
+        EXTRACTORS[method](Y, 2.5)
+    with pytest.raises(InputError, match="no valid pixel"):
+        EXTRACTORS[method](np.full((4, 10), np.nan), 2)
+
+
+def test_nfindr_rejects_data_flatter_than_the_simplex():
+    Y, _, _ = planted_scene(3, seed=6)  # a triangle: no tetrahedron of positive volume
+    with pytest.raises(InputError, match="dimensions"):
+        nfindr(Y, 5)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..base import check_n_endmembers
 from ..errors import InputError
 
 
@@ -46,10 +47,8 @@ def as_pixels(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...], n
 
 
 def valid_pixels(Y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The finite rows of ``Y`` (..., L) as an (n, L) matrix, and their flat indices.
-
-    For the extractors and the subspace estimator, which need at least one valid pixel.
-    """
+    """The finite rows of ``Y`` (..., L) as an (n, L) matrix, and their flat indices into
+    ``Y.reshape(-1, L)``; at least one is required."""
     flat, _, valid = as_pixels(Y, min_ndim=2)
     index = np.flatnonzero(valid)
     if index.size == 0:
@@ -57,15 +56,26 @@ def valid_pixels(Y: Any) -> tuple[np.ndarray, np.ndarray]:
     return flat[index], index
 
 
+def search_space(Y: Any, p: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """What an extractor searches: :func:`valid_pixels` of ``Y``, and ``p`` checked
+    against them."""
+    pixels, index = valid_pixels(Y)
+    return pixels, index, check_count(p, pixels.shape[1], len(pixels))
+
+
+def picked(pixels: np.ndarray, index: np.ndarray, chosen: np.ndarray, return_indices: bool):
+    """An extractor's answer: the chosen pixel spectra (p, L), and their flat indices."""
+    return (pixels[chosen], index[chosen]) if return_indices else pixels[chosen]
+
+
 def check_count(p: Any, n_bands: int, n_pixels: int) -> int:
-    """Validate a number of endmembers to extract: 1 <= p <= min(L, N)."""
+    """Validate a number of endmembers to extract: an integer, 2 <= p <= min(L, N)."""
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
         raise InputError(f"the number of endmembers must be an integer, got {p!r}")
-    p = int(p)
-    if p < 1:
-        raise InputError(f"the number of endmembers must be at least 1, got {p}")
-    if p > n_bands:
-        raise InputError(f"cannot extract {p} endmembers from {n_bands} bands (P > L)")
-    if p > n_pixels:
-        raise InputError(f"cannot extract {p} endmembers from {n_pixels} valid pixels")
-    return p
+    return check_n_endmembers(p, n_bands, n_pixels)
+
+
+def leading_axes(X: np.ndarray, k: int) -> np.ndarray:
+    """The (L, k) leading eigenvectors of X^T X / N for X (N, L), largest eigenvalue first."""
+    _, vectors = np.linalg.eigh(X.T @ X / len(X))
+    return vectors[:, ::-1][:, :k]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import check_count, valid_pixels
+from ._arrays import leading_axes, picked, search_space
 
 
 def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
@@ -37,9 +37,7 @@ def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
         Pixel spectra of the image itself (not their projections).
     indices : (p,) int, only with ``return_indices``
     """
-    pixels, index = valid_pixels(Y)
-    n_pixels, n_bands = pixels.shape
-    p = check_count(p, n_bands, n_pixels)
+    pixels, index, p = search_space(Y, p)
     rng = np.random.default_rng(seed)
     projected = _project(pixels, p, snr_db)
 
@@ -54,8 +52,7 @@ def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
         f /= np.linalg.norm(f)
         chosen[i] = np.argmax(np.abs(projected @ f))
         found[:, i] = projected[chosen[i]]
-    endmembers = pixels[chosen]
-    return (endmembers, index[chosen]) if return_indices else endmembers
+    return picked(pixels, index, chosen, return_indices)
 
 
 def estimate_snr(pixels: np.ndarray, p: int) -> float:
@@ -63,7 +60,7 @@ def estimate_snr(pixels: np.ndarray, p: int) -> float:
     n_bands = pixels.shape[1]
     mean = pixels.mean(axis=0)
     centred = pixels - mean
-    basis = _top_right_singular_vectors(centred, p)
+    basis = leading_axes(centred, p)
     signal_power = np.sum((centred @ basis) ** 2) / len(pixels) + mean @ mean
     total_power = np.sum(pixels ** 2) / len(pixels)
     noise_power = total_power - signal_power
@@ -79,7 +76,7 @@ def _project(pixels: np.ndarray, p: int, snr_db: float | None) -> np.ndarray:
     """Pixels (N, L) projected to (N, p) coordinates where the simplex vertices are extreme."""
     snr = estimate_snr(pixels, p) if snr_db is None else snr_db
     if snr > 15 + 10 * np.log10(p):
-        basis = _top_right_singular_vectors(pixels, p)
+        basis = leading_axes(pixels, p)
         coords = pixels @ basis
         mean_direction = coords.mean(axis=0)
         # Perspective projection onto the hyperplane <x, mean> = 1; pixels orthogonal to the
@@ -88,14 +85,6 @@ def _project(pixels: np.ndarray, p: int, snr_db: float | None) -> np.ndarray:
         return np.divide(coords, scale[:, None], out=np.zeros_like(coords),
                          where=scale[:, None] > 0)
     mean = pixels.mean(axis=0)
-    coords = (pixels - mean) @ _top_right_singular_vectors(pixels - mean, p - 1)
+    coords = (pixels - mean) @ leading_axes(pixels - mean, p - 1)
     radius = np.sqrt(np.max(np.sum(coords ** 2, axis=1)))
     return np.hstack([coords, np.full((len(pixels), 1), radius)])
-
-
-def _top_right_singular_vectors(X: np.ndarray, k: int) -> np.ndarray:
-    """The (L, k) leading eigenvectors of X^T X / N, largest first."""
-    if k == 0:
-        return np.zeros((X.shape[1], 0))
-    _, vectors = np.linalg.eigh(X.T @ X / len(X))
-    return vectors[:, ::-1][:, :k]

@@ -1,0 +1,207 @@
+"""Classical methods as estimators: abundance solvers on given or extracted endmembers.
+
+``FCLS``, ``NNLS``, ``LS`` and ``SUnSAL`` take their endmembers from ``endmembers=``: an
+array (P, L), a file (CSV / .npy / .npz / .mat, see :func:`hyperunmix.io.read_endmembers`),
+or the name of an extractor (``"vca"``, ``"nfindr"``, ``"atgp"``) run on the scene.
+``VCA``, ``NFINDR`` and ``ATGP`` are that extractor followed by FCLS. Without
+``n_endmembers``, extractors use HySime's estimate.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ..base import Unmixer, check_n_endmembers
+from ..errors import InputError
+from ..scene import Scene
+from ._arrays import as_endmembers
+from .atgp import atgp
+from .fcls import fcls
+from .hysime import estimate_n_endmembers
+from .lsq import ls, nnls
+from .nfindr import nfindr
+from .sunsal import sunsal
+from .vca import vca
+
+#: name -> extractor(pixels (N, L), p, seed) -> (p, L)
+EXTRACTORS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "vca": lambda pixels, p, seed: vca(pixels, p, seed=seed),
+    "nfindr": lambda pixels, p, seed: nfindr(pixels, p, seed=seed),
+    "atgp": lambda pixels, p, seed: atgp(pixels, p),
+}
+
+#: Relative tolerance when comparing an endmember file's wavelengths with the scene's.
+_WAVELENGTH_RTOL = 1e-3
+
+
+def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = None,
+                       seed: int = 0) -> np.ndarray:
+    """The (P, L) endmembers described by ``source`` for ``scene``.
+
+    ``source`` is an extractor name (run on the scene's valid pixels, with ``n_endmembers``
+    or HySime's estimate), a path to an endmember file, or an array (P, L). Band counts,
+    wavelengths and ``n_endmembers`` are checked against the scene.
+    """
+    if isinstance(source, str) and source.lower() in EXTRACTORS:
+        pixels = scene.pixels()
+        p = estimate_n_endmembers(pixels) if n_endmembers is None else n_endmembers
+        p = check_n_endmembers(p, scene.n_bands, len(pixels))
+        return EXTRACTORS[source.lower()](pixels, p, seed)
+    if isinstance(source, (str, os.PathLike)):
+        from ..io import read_endmembers
+
+        E, wavelengths, _ = read_endmembers(source)
+        _check_wavelengths(wavelengths, scene.wavelengths, source)
+    elif source is None:
+        raise InputError("no endmembers: give an array (P, L), a file, or one of "
+                         f"{', '.join(EXTRACTORS)}")
+    else:
+        E = source
+    E = as_endmembers(E, scene.n_bands, what="endmembers")
+    if n_endmembers is not None and int(n_endmembers) != len(E):
+        raise InputError(f"n_endmembers = {n_endmembers} but {len(E)} endmembers were given")
+    return E
+
+
+def _check_wavelengths(file_wavelengths, scene_wavelengths, source) -> None:
+    if file_wavelengths is None or scene_wavelengths is None:
+        return
+    if (len(file_wavelengths) != len(scene_wavelengths)
+            or not np.allclose(file_wavelengths, scene_wavelengths, rtol=_WAVELENGTH_RTOL)):
+        raise InputError(f"the wavelengths of {source} do not match the scene's "
+                         f"({len(file_wavelengths)} vs {len(scene_wavelengths)} bands, "
+                         f"{file_wavelengths[0]:.0f}-{file_wavelengths[-1]:.0f} nm vs "
+                         f"{scene_wavelengths[0]:.0f}-{scene_wavelengths[-1]:.0f} nm); "
+                         "resample the spectra to the scene's bands")
+
+
+class FCLS(Unmixer):
+    """Fully constrained least squares (ANC + ASC), exact and batched.
+
+    Parameters
+    ----------
+    n_endmembers : int, optional
+        P for an extractor; HySime's estimate when None. Checked against given endmembers.
+    endmembers : array (P, L), path, or {"vca", "nfindr", "atgp"}
+        Where the endmembers come from (default: VCA on the scene).
+    seed : int
+        Seed of the extractor.
+
+    Attributes
+    ----------
+    endmembers_ : (P, L) float64
+    n_bands_ : int
+    """
+
+    name: ClassVar[str] = "fcls"
+
+    def __init__(self, n_endmembers: int | None = None, endmembers: Any = "vca", seed: int = 0):
+        self.n_endmembers = n_endmembers
+        self.endmembers = endmembers
+        self.seed = seed
+
+    def _endmember_source(self) -> Any:
+        return self.endmembers
+
+    def fit(self, scene: Scene) -> "FCLS":
+        if not isinstance(scene, Scene):
+            raise InputError(f"fit expects a Scene, got {type(scene).__name__}; wrap an "
+                             "array with hyperunmix.Scene(cube)")
+        self.endmembers_ = resolve_endmembers(self._endmember_source(), scene,
+                                              self.n_endmembers, self.seed)
+        self.n_bands_ = scene.n_bands
+        return self
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return fcls(pixels, self.endmembers_)
+
+
+class NNLS(FCLS):
+    """Non-negative least squares (ANC only), exact and batched. Parameters as :class:`FCLS`."""
+
+    name: ClassVar[str] = "nnls"
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return nnls(pixels, self.endmembers_)
+
+
+class LS(FCLS):
+    """Unconstrained least squares. Parameters as :class:`FCLS`."""
+
+    name: ClassVar[str] = "ls"
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return ls(pixels, self.endmembers_)
+
+
+class SUnSAL(FCLS):
+    """Sparse unmixing on a library by ADMM (see :func:`hyperunmix.linear.sunsal.sunsal`).
+
+    Parameters
+    ----------
+    n_endmembers, endmembers, seed
+        As :class:`FCLS`; ``endmembers`` is typically a library file or array (m, L).
+    lam : float
+        Weight of the l1 sparsity term.
+    anc, asc : bool
+        Non-negativity / sum-to-one constraints.
+    mu, tol, max_iter
+        ADMM penalty, tolerance and iteration limit.
+    """
+
+    name: ClassVar[str] = "sunsal"
+
+    def __init__(self, n_endmembers: int | None = None, endmembers: Any = "vca", seed: int = 0,
+                 lam: float = 0.0, anc: bool = True, asc: bool = False, mu: float = 0.01,
+                 tol: float = 1e-4, max_iter: int = 1000):
+        super().__init__(n_endmembers, endmembers, seed)
+        self.lam = lam
+        self.anc = anc
+        self.asc = asc
+        self.mu = mu
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return sunsal(pixels, self.endmembers_, lam=self.lam, anc=self.anc, asc=self.asc,
+                      mu=self.mu, tol=self.tol, max_iter=self.max_iter)
+
+
+class _ExtractThenFCLS(FCLS):
+    """An endmember extractor on the scene, then FCLS abundances.
+
+    Parameters
+    ----------
+    n_endmembers : int, optional
+        P; HySime's estimate when None.
+    seed : int
+        Seed of the extractor (ATGP is deterministic and ignores it).
+    """
+
+    def __init__(self, n_endmembers: int | None = None, seed: int = 0):
+        self.n_endmembers = n_endmembers
+        self.seed = seed
+
+    def _endmember_source(self) -> Any:
+        return self.name
+
+
+class VCA(_ExtractThenFCLS):
+    """Vertex component analysis on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+
+    name: ClassVar[str] = "vca"
+
+
+class NFINDR(_ExtractThenFCLS):
+    """N-FINDR on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+
+    name: ClassVar[str] = "nfindr"
+
+
+class ATGP(_ExtractThenFCLS):
+    """ATGP on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+
+    name: ClassVar[str] = "atgp"
