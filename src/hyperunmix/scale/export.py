@@ -1,0 +1,116 @@
+"""GeoTIFF and ENVI outputs of a chunked run: a complete map store copied out window by
+window, georeferenced, each file written under a temporary name and renamed when whole."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import rasterio
+import zarr
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from .._atomic import atomic_path
+from ..errors import InputError
+from ..io import envi, write_endmembers_csv
+from ..io._raster import to_affine, to_crs
+from ..scene import GeoInfo
+from .apply import MapLayout
+
+#: Output suffix -> format of a chunked run's output.
+OUTPUT_FORMATS = {".zarr": "zarr", ".tif": "gtiff", ".tiff": "gtiff", ".hdr": "envi",
+                  ".img": "envi"}
+#: GeoTIFF tile side (GDAL wants a multiple of 16).
+_TILE = 256
+_GTIFF_OPTIONS = {"tiled": True, "blockxsize": _TILE, "blockysize": _TILE,
+                  "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
+                  "nodata": np.nan}
+
+
+def output_format(path: str | Path) -> str:
+    """``"zarr"``, ``"gtiff"`` or ``"envi"``, from the output path's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise InputError(f"the output of a chunked run is a Zarr store (.zarr), a GeoTIFF "
+                         f"(.tif) or an ENVI image (.hdr / .img); got {path}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def map_paths(out: Path, layout: MapLayout) -> dict[str, Path]:
+    """Output file of each map: ``out`` for the abundances, ``<stem>_<map><suffix>`` for
+    the others."""
+    return {name: out if name == "abundances" else out.with_name(f"{out.stem}_{name}{out.suffix}")
+            for name in layout.names}
+
+
+def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
+    """Band descriptions of a map with per-pixel ``shape`` (at most 1-D)."""
+    if len(shape) > 1:
+        raise InputError(f"map {name!r} has per-pixel shape {shape}: a raster holds maps of "
+                         "at most one band axis; write it to a Zarr store (.zarr)")
+    if not shape:
+        return [name]
+    return [f"{name} {k + 1}" for k in range(shape[0])]
+
+
+def export_rasters(store_path: Path, out: Path, fmt: str, layout: MapLayout,
+                   geo: GeoInfo | None, endmembers: np.ndarray | None,
+                   wavelengths: np.ndarray | None) -> dict[str, Path]:
+    """Copy every map of a complete store to a raster file, and the endmembers to
+    ``<stem>_endmembers.csv``. Returns the files written, by map name."""
+    written = {}
+    for name, shape in zip(layout.names, layout.shapes):
+        array = zarr.open_array(store_path, path=name, mode="r")
+        target = map_paths(out, layout)[name]
+        with _raster_target(target, fmt) as tmp:
+            _copy_by_rows(array, tmp, fmt, geo, band_names(name, shape))
+        written[name] = target
+    if endmembers is not None:
+        written["endmembers"] = write_endmembers_csv(
+            out.with_name(f"{out.stem}_endmembers.csv"), endmembers, wavelengths)
+    return written
+
+
+@contextlib.contextmanager
+def _raster_target(target: Path, fmt: str) -> Iterator[Path]:
+    """A temporary data file that becomes ``target`` when the block succeeds; for ENVI,
+    the header GDAL writes beside it becomes ``target``'s header, renamed after the data
+    so that a header never describes missing data."""
+    if fmt == "gtiff":
+        with atomic_path(target) as tmp:
+            yield tmp
+        return
+    data_path, header_path = envi.output_paths(target)
+    with atomic_path(header_path) as tmp_header, atomic_path(data_path) as tmp_data:
+        gdal_header = tmp_data.with_suffix(".hdr")
+        try:
+            yield tmp_data
+            # GDAL's header names the (temporary) data file in its description.
+            tmp_header.write_text(gdal_header.read_text().replace(tmp_data.name, data_path.name))
+        finally:
+            gdal_header.unlink(missing_ok=True)
+
+
+def _copy_by_rows(array: zarr.Array, path: Path, fmt: str, geo: GeoInfo | None,
+                  names: list[str]) -> None:
+    """Write the (H, W[, K]) Zarr ``array`` to a float32 raster, one row of chunks at a time."""
+    n_rows, n_cols = array.shape[:2]
+    options = dict(_GTIFF_OPTIONS) if fmt == "gtiff" else {}
+    if geo is not None:
+        options.update(crs=to_crs(geo), transform=to_affine(geo))
+    step = array.chunks[0]
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff" if fmt == "gtiff" else "ENVI",
+                           width=n_cols, height=n_rows, count=len(names), dtype="float32",
+                           **options) as dataset:
+            for top in range(0, n_rows, step):
+                rows = array[top:top + step].reshape(-1, n_cols, len(names))
+                dataset.write(np.moveaxis(rows, 2, 0),
+                              window=Window(0, top, n_cols, rows.shape[0]))
+            for band, name in enumerate(names, start=1):
+                dataset.set_band_description(band, name)

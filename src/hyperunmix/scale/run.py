@@ -1,0 +1,388 @@
+"""Unmix a scene larger than memory: fit on a sample, unmix chunk by chunk, write as it goes.
+
+:func:`unmix_large` is the whole pipeline, and what ``hyperunmix unmix --out x.zarr`` /
+``--chunks`` runs. Each chunk is one task that reads its window, unmixes it, writes its maps
+and marks itself done, retrying on failure; a chunk that keeps failing is reported with its
+location while the others go on. Tasks run on dask's threaded scheduler, or on any
+``dask.distributed`` cluster (the files and the output must then be on storage every
+worker sees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.callbacks import Callback
+
+from .. import __version__
+from ..base import ProgressCallback, Unmixer
+from ..errors import HyperunmixError, InputError
+from ..registry import make_method
+from .apply import MapLayout, shippable, unmix_block
+from .export import export_rasters, output_format
+from .lazy import as_cube, cube_wavelengths, drop_bad_bands, geo_of
+from .sample import DEFAULT_SAMPLE, fit_on_sample
+from .store import Chunk, ChunkWriter, MapStore, StoreSpec, chunk_grid
+
+log = logging.getLogger("hyperunmix")
+
+#: Attempts after the first one for a failing chunk.
+DEFAULT_RETRIES = 2
+#: Failed chunks listed in the error message (all of them are in the exception).
+_LISTED_FAILURES = 10
+
+
+class ChunkFailures(HyperunmixError):
+    """Chunks failed after their retries; the finished ones are kept, and running the same
+    command again retries only the missing ones.
+
+    Attributes
+    ----------
+    failures : list of ChunkOutcome
+    """
+
+    def __init__(self, failures: list["ChunkOutcome"], out: Path):
+        self.failures = failures
+        listed = "; ".join(f"{f.chunk.location}: {f.error}" for f in failures[:_LISTED_FAILURES])
+        more = len(failures) - _LISTED_FAILURES
+        super().__init__(
+            f"{len(failures)} chunk(s) failed after their retries, {out} is incomplete "
+            f"(rerun the same command to retry them): {listed}"
+            + (f"; and {more} more" if more > 0 else ""))
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """How one chunk went: ``error`` is None on success; ``attempts`` made."""
+
+    chunk: Chunk
+    attempts: int
+    error: str | None = None
+
+
+@dataclass
+class ChunkedRun:
+    """What :func:`unmix_large` did.
+
+    Attributes
+    ----------
+    out : Path
+        The output (Zarr store, or the abundance raster).
+    files : dict of str -> Path
+        Every file written, by map name (rasters, and ``endmembers`` CSV).
+    unmixer : Unmixer
+        The fitted model.
+    shape : (H, W, L)
+    n_chunks, n_skipped : int
+        Chunks in the scene, and chunks found already written (resumed run).
+    seconds : float
+        Wall time of the whole call.
+    """
+
+    out: Path
+    files: dict[str, Path]
+    unmixer: Unmixer
+    shape: tuple[int, int, int]
+    n_chunks: int
+    n_skipped: int
+    seconds: float
+    endmembers: np.ndarray | None = field(default=None, repr=False)
+
+
+class _LazyWindow:
+    """A window of the cube to be read inside the task that unmixes it, so that a failed
+    read is retried and reported with its chunk. A plain object: ``dask.delayed`` leaves
+    it alone instead of computing it as a dependency."""
+
+    def __init__(self, array: da.Array):
+        (self.array,) = dask.optimize(array)  # cull the graph to this window's reads
+
+    def read(self) -> np.ndarray:
+        return self.array.compute(scheduler="sync")
+
+
+def run_chunk(chunk: Chunk, window: _LazyWindow, core: tuple[slice, slice],
+              unmixer: Unmixer, layout: MapLayout, writer: ChunkWriter,
+              retries: int) -> ChunkOutcome:
+    """Read, unmix and write one chunk, with up to ``retries`` more attempts."""
+    error = None
+    for attempt in range(1, retries + 2):
+        try:
+            packed = unmix_block(window.read(), unmixer, layout)[core]
+            writer.write(chunk, layout.unpack(packed))
+            return ChunkOutcome(chunk, attempt)
+        except Exception as exc:  # anything: the run goes on and reports it with the chunk
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("%s failed (attempt %d of %d): %s", chunk.location, attempt,
+                        retries + 1, error)
+    return ChunkOutcome(chunk, retries + 1, error)
+
+
+def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
+                params: dict | None = None, chunks: int | tuple[int, int] | None = None,
+                client: Any = None, num_workers: int | None = None,
+                fit_sample: int = DEFAULT_SAMPLE, seed: int = 0,
+                outputs: Sequence[str] | None = None, keep_bad_bands: bool = False,
+                retries: int = DEFAULT_RETRIES, overwrite: bool = False,
+                progress: ProgressCallback | None = None) -> ChunkedRun:
+    """Unmix a scene of any size chunk by chunk, writing the maps as chunks finish.
+
+    Parameters
+    ----------
+    source : path, Scene, array or DataArray
+        ENVI, GeoTIFF, Zarr or NetCDF file (opened lazily), or an in-memory cube.
+    method : str or Unmixer
+        A registry name (built with ``params``), an unfitted estimator (fitted on a sample
+        of the scene) or a fitted one (used as it is).
+    out : path
+        ``.zarr``: a Zarr store (resumable while it is written). ``.tif`` / ``.hdr`` /
+        ``.img``: georeferenced rasters, one per map (``<stem>_<map>.tif`` for the extras)
+        plus ``<stem>_endmembers.csv``, made from a hidden Zarr store beside them.
+    params : dict, optional
+        Hyper-parameters of ``method`` when it is a name.
+    chunks : int or (int, int), optional
+        Pixels per chunk side; default: about 64 MiB of input per chunk. Peak memory is
+        about ``workers x 6 x chunk bytes`` plus the model.
+    client : dask.distributed.Client or str, optional
+        A client, or a scheduler address (``tcp://host:8786``) to connect to; default:
+        dask's threaded scheduler in this process.
+    num_workers : int, optional
+        Threads of the threaded scheduler (default: one per core).
+    fit_sample : int
+        Pixels sampled (stratified in space) to fit an unfitted model on.
+    seed : int
+        Seed of the sample.
+    outputs : sequence of str, optional
+        Maps to write (default: abundances and the method's other 2-D / 3-D maps).
+    keep_bad_bands : bool
+        Unmix the bands flagged bad too (dropped by default, as ``hyperunmix unmix``).
+    retries : int
+        Attempts after the first for a failing chunk.
+    overwrite : bool
+        Replace an output holding another run (never needed to resume the same run).
+    progress : callable, optional
+        ``progress(stage, done, total, info)``: stages ``"sample"``, the model's own while
+        it fits (e.g. ``"train"``), ``"unmix"`` (chunks) and ``"export"`` (map files).
+
+    Returns
+    -------
+    ChunkedRun
+
+    Raises
+    ------
+    ChunkFailures
+        When chunks still fail after their retries; the output is left incomplete and
+        the same call resumes it.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    fmt = output_format(out)
+    report = progress or (lambda *args: None)
+    if int(retries) < 0:
+        raise InputError(f"retries must be >= 0, got {retries}")
+    cube = as_cube(source, chunks=chunks)
+    if not keep_bad_bands:
+        cube = drop_bad_bands(cube)
+    with _connected(client) as dask_client:
+        scheduler = dask_client if dask_client is not None else "threads"
+        unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
+        layout = MapLayout.probe(unmixer, cube, outputs)
+        spec = _store_spec(cube, unmixer, layout, fit_sample, seed)
+        store_path = out if fmt == "zarr" else out.with_name(f".{out.name}.chunks.zarr")
+        store = MapStore.prepare(store_path, spec, overwrite=overwrite)
+        done = store.done()
+        pending = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if not done[chunk.index]]
+        n_chunks, n_skipped = done.size, int(done.sum())
+        report("unmix", n_skipped, n_chunks, {"skipped": n_skipped})
+        failures = _run_chunks(pending, cube, unmixer, layout, store.writer(layout),
+                               retries, dask_client, num_workers,
+                               lambda finished, failed: report(
+                                   "unmix", n_skipped + finished, n_chunks, {"failed": failed}))
+    if failures:
+        raise ChunkFailures(failures, out)
+    store.mark_complete()
+    files = {name: store_path for name in layout.names}
+    if fmt != "zarr":
+        report("export", 0, 1, {})
+        files = export_rasters(store_path, out, fmt, layout, spec.geo, spec.endmembers,
+                               spec.wavelengths)
+        store.remove()
+        report("export", 1, 1, {})
+    return ChunkedRun(out=out, files=files, unmixer=unmixer, shape=tuple(cube.shape),
+                      n_chunks=n_chunks, n_skipped=n_skipped,
+                      seconds=time.perf_counter() - start, endmembers=spec.endmembers)
+
+
+# -- steps -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _connected(client: Any) -> Iterator[Any]:
+    """The distributed client to use: ``client`` itself, one connected to an address
+    (closed afterwards), or None for the threaded scheduler."""
+    if client is None or not isinstance(client, (str, os.PathLike)):
+        yield client
+        return
+    from distributed import Client
+
+    try:
+        connected = Client(str(client), timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the dask scheduler at {client}: {exc}") from exc
+    with connected:
+        yield connected
+
+
+def _fitted_unmixer(method: str | Unmixer, params: dict | None, cube: xr.DataArray,
+                    fit_sample: int, seed: int, scheduler: Any,
+                    progress: ProgressCallback | None) -> Unmixer:
+    if isinstance(method, str):
+        unmixer = make_method(method, **(params or {}))
+    elif isinstance(method, Unmixer):
+        if params:
+            raise InputError("params= applies to a method given by name, not to an estimator")
+        unmixer = method
+    else:
+        raise InputError(f"method must be a name or an Unmixer, got {type(method).__name__}")
+    if hasattr(unmixer, "n_bands_"):
+        unmixer._check_bands(cube.sizes["band"])
+        return unmixer
+    if progress is not None:
+        progress("sample", 0, 1, {"pixels": fit_sample})
+    unmixer.set_progress(progress)
+    try:
+        fit_on_sample(unmixer, cube, fit_sample, seed=seed, scheduler=scheduler)
+    finally:
+        unmixer.set_progress(None)
+    if progress is not None:
+        progress("sample", 1, 1, {"pixels": fit_sample})
+    return unmixer
+
+
+def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout, fit_sample: int,
+                seed: int) -> StoreSpec:
+    """The store of this run, with the run record and its fingerprint."""
+    chunks = (cube.chunks[0][0], cube.chunks[1][0])
+    record = {
+        "source": _source_identity(cube),
+        "shape": list(cube.shape),
+        "chunks": list(chunks),
+        "method": unmixer.name,
+        "params": json.loads(json.dumps(unmixer.get_params(), default=repr)),
+        "model": fitted_state_digest(unmixer),
+        "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
+        "fit_sample": fit_sample,
+        "seed": seed,
+    }
+    record["fingerprint"] = hashlib.sha256(
+        json.dumps(record, sort_keys=True).encode()).hexdigest()
+    record.update(complete=False, hyperunmix_version=__version__)
+    return StoreSpec(shape=cube.shape[:2], chunks=chunks, layout=layout, run=record,
+                     endmembers=unmixer.endmembers_out(), wavelengths=cube_wavelengths(cube),
+                     geo=geo_of(cube))
+
+
+def _source_identity(cube: xr.DataArray) -> dict:
+    """The source's path, and dask's token of the cube, which follows the file (path,
+    size, modification time), the bands selected and the chunking, or the content of an
+    in-memory array; the same in every process."""
+    identity = {"content": cube.data.name}
+    if "path" in cube.attrs:
+        identity["path"] = str(Path(cube.attrs["path"]).resolve())
+    return identity
+
+
+def fitted_state_digest(unmixer: Unmixer) -> str:
+    """SHA-256 of a fitted model's learned state: the arrays, tensors, network weights and
+    scalars in its attributes ending in ``_`` (timings excluded). Two fits that give the
+    same maps give the same digest; a resumed run checks it before adding chunks."""
+    digest = hashlib.sha256()
+    for key in sorted(vars(unmixer)):
+        if not key.endswith("_") or key.startswith("_") or key.endswith("seconds_"):
+            continue
+        value = getattr(unmixer, key)
+        if hasattr(value, "state_dict"):  # a torch module: its weights and buffers
+            value = value.state_dict()
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for name, item in items:
+            if hasattr(item, "detach"):  # a torch tensor
+                item = item.detach().cpu().numpy()
+            if isinstance(item, np.ndarray):
+                digest.update(f"{key}.{name}:{item.dtype}{item.shape}".encode())
+                digest.update(np.ascontiguousarray(item).tobytes())
+            elif isinstance(item, (bool, int, float, str, np.generic)):
+                digest.update(f"{key}.{name}={item!r}".encode())
+    return digest.hexdigest()
+
+
+# -- execution ---------------------------------------------------------------------------
+def _run_chunks(pending: list[Chunk], cube: xr.DataArray, unmixer: Unmixer,
+                layout: MapLayout, writer: ChunkWriter, retries: int, client: Any,
+                num_workers: int | None, on_progress) -> list[ChunkOutcome]:
+    """Run the chunk tasks; returns the failed outcomes. ``on_progress(finished, failed)``
+    is called in this thread after each chunk."""
+    model = dask.delayed(shippable(unmixer), pure=True)  # shipped once, not once per task
+    context = int(unmixer.spatial_context)
+    token = dask.base.tokenize(writer.path, cube.data.name)
+    tasks = {}
+    for chunk in pending:
+        read, core = chunk.window(context, cube.shape[:2])
+        key = f"unmix-chunk-{token}-{chunk.index[0]}-{chunk.index[1]}"
+        tasks[key] = dask.delayed(run_chunk, pure=False)(
+            chunk, _LazyWindow(cube.data[read]), core, model, layout, writer, retries,
+            dask_key_name=key)
+    failures: list[ChunkOutcome] = []
+
+    def finished(outcome: ChunkOutcome) -> None:
+        if outcome.error is not None:
+            failures.append(outcome)
+        finished.count += 1
+        on_progress(finished.count, len(failures))
+
+    finished.count = 0
+    if client is None:
+        with _ChunkCallback(set(tasks), finished):
+            dask.compute(list(tasks.values()), scheduler="threads", num_workers=num_workers)
+    else:
+        _run_distributed(client, tasks, pending, finished)
+    return sorted(failures, key=lambda outcome: outcome.chunk.index)
+
+
+class _ChunkCallback(Callback):
+    """Reports each finished chunk task of the threaded scheduler (called in the thread
+    that called ``dask.compute``)."""
+
+    def __init__(self, keys: set[str], on_outcome):
+        super().__init__()
+        self.keys = keys
+        self.on_outcome = on_outcome
+
+    def _posttask(self, key, result, dsk, state, worker_id) -> None:
+        if key in self.keys:
+            self.on_outcome(result)
+
+
+def _run_distributed(client: Any, tasks: dict, pending: list[Chunk], on_outcome) -> None:
+    """Submit the chunk tasks to a distributed cluster and report them as they finish; a
+    task lost with its worker more often than the cluster allows counts as failed."""
+    from distributed import as_completed
+
+    futures = client.compute(list(tasks.values()))
+    chunk_of = {future.key: chunk for future, chunk in zip(futures, pending)}
+    for future in as_completed(futures):
+        try:
+            outcome = future.result()
+        except Exception as exc:
+            outcome = ChunkOutcome(chunk_of[future.key], 0, f"{type(exc).__name__}: {exc}")
+        on_outcome(outcome)
+        future.release()

@@ -1,0 +1,130 @@
+"""A seeded, spatially stratified sample of a large cube, held in memory, to fit models on.
+
+Endmember extraction and deep-network training need the pixels in memory; a scene too large
+for that is represented by a sample. Stratification (one draw per cell of a grid over the
+image) spreads the sample over the whole scene, so that a material confined to one corner
+is represented in proportion to its area, which a uniform draw guarantees only on average.
+
+Pixel-wise methods get single pixels. Spatial methods get square patches, so that their
+neighbourhoods are real ones; either way the sample is laid out as a mosaic image (patches
+side by side, NaN padding at the end) and returned as a :class:`~hyperunmix.scene.Scene`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..base import Unmixer
+from ..errors import InputError
+from ..scene import Scene
+from .lazy import cube_wavelengths
+
+#: Default sample size (pixels): enough for VCA / N-FINDR and for an epoch of a deep model.
+DEFAULT_SAMPLE = 200_000
+#: Smallest patch side drawn for spatial methods.
+SPATIAL_PATCH_MIN = 32
+
+
+def stratified_positions(height: int, width: int, count: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` positions in a ``height`` x ``width`` grid, one in each of ``count`` cells.
+
+    The grid of cells has about ``count`` near-equal cells, shaped like the image; when it
+    has more, ``count`` of them are chosen at random. Each position is uniform within its
+    cell. Returns (rows, cols), (count,) int arrays in row-major order of the cells.
+    """
+    grid_rows = int(np.clip(round(math.sqrt(count * height / width)), 1, height))
+    grid_cols = int(np.clip(math.ceil(count / grid_rows), 1, width))
+    n_cells = grid_rows * grid_cols
+    cells = np.sort(rng.choice(n_cells, size=min(count, n_cells), replace=False))
+    cell_row, cell_col = np.divmod(cells, grid_cols)
+    positions = []
+    for index, size, cells_along in ((cell_row, height, grid_rows), (cell_col, width, grid_cols)):
+        edges = np.linspace(0, size, cells_along + 1).astype(np.int64)  # cells >= 1 px wide
+        low, extent = edges[index], edges[index + 1] - edges[index]
+        positions.append(low + (rng.random(len(cells)) * extent).astype(np.int64))
+    return positions[0], positions[1]
+
+
+def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
+                 seed: int = 0, scheduler: Any = None) -> Scene:
+    """A Scene made of about ``n`` pixels of ``cube``, drawn stratified in space.
+
+    Parameters
+    ----------
+    cube : xarray.DataArray
+        A lazy (y, x, band) cube from :func:`~hyperunmix.scale.open_cube` / ``as_cube``.
+    n : int
+        Pixels wanted. At least the whole image: the whole cube is loaded as it is.
+    patch : int
+        Side of the square patches drawn (1: single pixels); ``ceil(n / patch**2)`` patches.
+    seed : int
+        The same seed draws the same pixels.
+    scheduler : optional
+        Dask scheduler (or distributed Client) reading the chunks; dask's default if None.
+
+    Returns
+    -------
+    Scene
+        Pixels or patches laid out as a mosaic; invalid pixels masked. Wavelengths, FWHM
+        and bad bands are the cube's; the sample has no georeferencing.
+    """
+    height, width, _ = cube.shape
+    if int(n) < 1 or int(patch) < 1:
+        raise InputError(f"the sample size and the patch side must be >= 1, got {n}, {patch}")
+    patch = min(int(patch), height, width)
+    if n >= height * width:
+        image = cube.data.compute(scheduler=scheduler)
+        layout = {"pixels": height * width, "patch": None}
+    else:
+        rng = np.random.default_rng(seed)
+        rows, cols = stratified_positions(height - patch + 1, width - patch + 1,
+                                          math.ceil(n / patch**2), rng)
+        offsets = np.arange(patch)
+        patches = cube.data.vindex[rows[:, None, None] + offsets[None, :, None],
+                                   cols[:, None, None] + offsets[None, None, :]]
+        image = _mosaic(patches.compute(scheduler=scheduler))
+        layout = {"pixels": len(rows) * patch**2, "patch": patch}
+    if not np.isfinite(image).all(axis=-1).any():
+        raise InputError(f"the sample of {layout['pixels']} pixels of {cube.attrs.get('name')} "
+                         "holds no valid pixel (all NaN or no-data)")
+    return Scene(image, cube_wavelengths(cube),
+                 fwhm=cube["fwhm"].values if "fwhm" in cube.coords else None,
+                 bad_bands=cube.attrs.get("bad_bands"),
+                 name=f"{cube.attrs.get('name', 'cube')} (sample)",
+                 metadata={"sample": {**layout, "seed": seed}})
+
+
+def _mosaic(patches: np.ndarray) -> np.ndarray:
+    """(m, p, p, L) patches side by side in a near-square (R p, C p, L) image, row-major,
+    padded with NaN."""
+    m, p, _, n_bands = patches.shape
+    grid_cols = math.ceil(math.sqrt(m))
+    grid_rows = math.ceil(m / grid_cols)
+    grid = np.full((grid_rows * grid_cols, p, p, n_bands), np.nan, dtype=np.float32)
+    grid[:m] = patches
+    grid = grid.reshape(grid_rows, grid_cols, p, p, n_bands).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(grid_rows * p, grid_cols * p, n_bands)
+
+
+def default_patch(unmixer: Unmixer) -> int:
+    """1 for pixel-wise methods; for spatial ones, four times their spatial context (at
+    least 32 px), so that most of a patch sees a real neighbourhood."""
+    context = int(unmixer.spatial_context)
+    return 1 if context == 0 else max(SPATIAL_PATCH_MIN, 4 * context)
+
+
+def fit_on_sample(unmixer: Unmixer, cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *,
+                  patch: int | None = None, seed: int = 0, scheduler: Any = None) -> Unmixer:
+    """Fit ``unmixer`` on a stratified sample of ``cube`` (see :func:`sample_scene`).
+
+    ``patch`` defaults to :func:`default_patch`. Returns the fitted unmixer.
+    """
+    if not isinstance(unmixer, Unmixer):
+        raise InputError(f"fit_on_sample needs an Unmixer, got {type(unmixer).__name__}")
+    patch = default_patch(unmixer) if patch is None else patch
+    return unmixer.fit(sample_scene(cube, n, patch=patch, seed=seed, scheduler=scheduler))
