@@ -1,0 +1,478 @@
+"""DEQ-Unmix: blind unmixing as the equilibrium of a learned projected-gradient iteration.
+
+After Wang, Gao, Zhu & Chen, "A deep equilibrium network for hyperspectral unmixing" (arXiv
+2604.11279, 2026); the authors' code is withheld and this is our design (see METHODS.md).
+
+The abundances of an image are the fixed point ``A* = f(A*)`` of
+
+    f(A) = Proj( A - eta G_theta(A) ),   G_theta(A) = (A E - Y) E^T + D_theta(A, A E - Y)
+
+with ``Y`` the image, ``E`` (P, L) the endmembers, ``(A E - Y) E^T`` the gradient of the
+data term ``||A E - Y||^2 / 2``, ``D_theta`` a spectral-spatial CNN correction and ``Proj`` the
+Euclidean projection onto the simplex (ANC + ASC; a softmax mirror step as an option). The
+CNN's last layer starts at zero: training starts from projected gradient descent, whose
+fixed point is the FCLS solution.
+
+Training is blind and unsupervised: ``E`` (initialised by VCA) and ``theta`` minimise
+``mean SAD(Y, A* E) + alpha MSE(Y, A* E)``. With ``solver="deq"`` the fixed point is found by
+Anderson acceleration and differentiated implicitly (memory of one step of ``f``); with
+``solver="unrolled"`` the twin applies ``f`` a fixed number of times from the same start and
+backpropagates through every step (memory growing with the number of steps).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..base import Unmixer, check_n_endmembers
+from ..errors import ConvergenceWarning, FileFormatError, InputError
+from ..linear import fcls
+from ..linear.estimators import resolve_endmembers
+from ..scene import Scene
+from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
+from .simplex import mirror_step, project_simplex
+
+#: Lower bound of the (scaled) endmember spectra, enforced by projection after each step.
+ENDMEMBER_FLOOR = 1e-5
+#: Quantile of the pixel values that is mapped to 1 by the internal scaling.
+_SCALE_QUANTILE = 0.999
+#: arccos has an infinite slope at 1: cosines are clipped just below it.
+_COS_LIMIT = 1.0 - 1e-6
+
+SOLVERS = ("deq", "unrolled")
+PROJECTIONS = ("euclidean", "mirror")
+
+
+# -- the learned iteration ----------------------------------------------------------------
+class SpectralSpatialCorrection(nn.Module):
+    """The CNN ``D_theta``: gradient correction from the abundances and the residual.
+
+    The residual spectrum ``R = A E - Y`` (L channels) enters through a learned linear
+    spectral projection to ``hidden`` features; with the abundances (P channels) they go
+    through a 1x1 mixing layer, one 3x3 spatial layer and a 1x1 output layer (initialised at
+    zero). The projection of ``R`` is computed as ``A (E W^T) - Y W^T`` with ``Y W^T`` formed
+    once per solve, so an iteration costs O(N P hidden) instead of O(N L hidden).
+    """
+
+    def __init__(self, n_bands: int, n_endmembers: int, hidden: int):
+        super().__init__()
+        self.residual_projection = nn.Linear(n_bands, hidden, bias=False)
+        self.mix = nn.Conv2d(n_endmembers + hidden, hidden, kernel_size=1)
+        self.spatial = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1,
+                                 padding_mode="replicate")
+        self.out = nn.Conv2d(hidden, n_endmembers, kernel_size=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, abundances: torch.Tensor, residual_features: torch.Tensor) -> torch.Tensor:
+        """(B, P, H, W) abundances, (B, hidden, H, W) projected residual -> (B, P, H, W)."""
+        hidden = nn.functional.gelu(self.mix(torch.cat([abundances, residual_features], 1)))
+        hidden = nn.functional.gelu(self.spatial(hidden))
+        return self.out(hidden)
+
+
+@dataclass
+class _Operators:
+    """Products of the image and the current endmembers that every iteration reuses.
+
+    Attributes
+    ----------
+    gram : (P, P) ``E E^T``
+    image_on_endmembers : (B, P, H, W) ``Y E^T``, so that the gradient is ``A gram - Y E^T``
+    endmember_features : (P, hidden) ``E W^T`` (W the residual projection)
+    image_features : (B, hidden, H, W) ``Y W^T``
+    step : scalar tensor, eta = step_scale / lambda_max(E E^T)
+    """
+
+    gram: torch.Tensor
+    image_on_endmembers: torch.Tensor
+    endmember_features: torch.Tensor
+    image_features: torch.Tensor
+    step: torch.Tensor
+
+
+class DEQUnmixNet(nn.Module):
+    """Endmembers and the learned iteration ``f``; images are (B, L, H, W), abundances
+    (B, P, H, W), both in the internal (scaled) units.
+
+    Parameters
+    ----------
+    endmembers : (P, L) tensor
+        Initial endmembers (scaled units).
+    hidden : int
+        Width of the correction CNN.
+    projection : {"euclidean", "mirror"}
+    step_scale : float
+        ``eta = step_scale / lambda_max(E E^T)``. With ``step_scale <= 1`` the gradient step
+        ``I - eta E E^T`` has its eigenvalues in [0, 1) for full-rank E, and the projection is
+        non-expansive, so ``f`` without correction is a contraction: the step adapts to the
+        data scale and to E as it is learned, where a fixed eta (0.01 in the paper) is a
+        contraction on one data scale only.
+    """
+
+    def __init__(self, endmembers: torch.Tensor, hidden: int = 16,
+                 projection: str = "euclidean", step_scale: float = 1.0):
+        super().__init__()
+        n_endmembers, n_bands = endmembers.shape
+        self.endmembers = nn.Parameter(endmembers.clone())
+        self.correction = SpectralSpatialCorrection(n_bands, n_endmembers, hidden)
+        self.projection = projection
+        self.step_scale = step_scale
+
+    def operators(self, image: torch.Tensor) -> _Operators:
+        """Precompute what :meth:`step` needs for ``image`` (B, L, H, W)."""
+        E = self.endmembers
+        gram = E @ E.T
+        weights = self.correction.residual_projection.weight  # (hidden, L)
+        return _Operators(
+            gram=gram,
+            image_on_endmembers=torch.einsum("blhw,pl->bphw", image, E),
+            endmember_features=E @ weights.T,
+            image_features=torch.einsum("blhw,kl->bkhw", image, weights),
+            # Differentiable in E: eta is part of f, so the implicit gradient accounts for it.
+            step=self.step_scale / torch.linalg.eigvalsh(gram)[-1],
+        )
+
+    def step(self, abundances: torch.Tensor, ops: _Operators) -> torch.Tensor:
+        """One application of ``f`` to (B, P, H, W) abundances."""
+        gradient = torch.einsum("bphw,pq->bqhw", abundances, ops.gram) - ops.image_on_endmembers
+        residual_features = (torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
+                             - ops.image_features)
+        update = ops.step * (gradient + self.correction(abundances, residual_features))
+        if self.projection == "mirror":
+            return mirror_step(abundances, update, dim=1)
+        return project_simplex(abundances - update, dim=1)
+
+    def reconstruct(self, abundances: torch.Tensor) -> torch.Tensor:
+        """(B, P, H, W) abundances -> (B, L, H, W) linear mixtures ``A E``."""
+        return torch.einsum("bphw,pl->blhw", abundances, self.endmembers)
+
+    def solve(self, image: torch.Tensor, start: torch.Tensor, solver: str,
+              forward: SolverOptions, backward: SolverOptions, unrolled_steps: int,
+              ) -> tuple[torch.Tensor, EquilibriumInfo | None]:
+        """Abundances (B, P, H, W) of ``image`` from the starting point ``start``.
+
+        ``solver="deq"``: the equilibrium, implicit gradient (no warning: the caller reads
+        the returned info). ``solver="unrolled"``: ``unrolled_steps`` applications of ``f``
+        with backpropagation through all of them (info None).
+        """
+        ops = self.operators(image)
+        if solver == "deq":
+            return equilibrium(lambda a: self.step(a, ops), start, forward, backward, warn=False)
+        abundances = start
+        for _ in range(unrolled_steps):
+            abundances = self.step(abundances, ops)
+        return abundances, None
+
+
+def unmixing_loss(image: torch.Tensor, reconstruction: torch.Tensor, valid: torch.Tensor,
+                  alpha: float) -> torch.Tensor:
+    """Mean spectral angle plus ``alpha`` times the mean squared error, over valid pixels.
+
+    Parameters
+    ----------
+    image, reconstruction : (B, L, H, W)
+    valid : (B, H, W) bool
+    alpha : float
+    """
+    y = image.movedim(1, -1)[valid]
+    y_hat = reconstruction.movedim(1, -1)[valid]
+    norms = (y.norm(dim=-1) * y_hat.norm(dim=-1)).clamp_min(torch.finfo(y.dtype).tiny)
+    cosine = ((y * y_hat).sum(dim=-1) / norms).clamp(-_COS_LIMIT, _COS_LIMIT)
+    return torch.arccos(cosine).mean() + alpha * ((y - y_hat) ** 2).mean()
+
+
+# -- the estimator ------------------------------------------------------------------------
+class DEQUnmix(Unmixer):
+    """Blind deep-equilibrium unmixing (DEQ-Unmix), a spatial method.
+
+    Parameters
+    ----------
+    n_endmembers : int, optional
+        P; HySime's estimate when None (and the number of given endmembers when given).
+    solver : {"deq", "unrolled"}
+        Equilibrium with implicit differentiation, or the unrolled twin (``unrolled_steps``
+        applications of the same iteration, backpropagation through all of them).
+    projection : {"euclidean", "mirror"}
+        Exact Euclidean simplex projection, or the entropic (softmax) mirror step.
+    epochs : int
+        Optimisation steps, each on the whole image.
+    lr, lr_endmembers : float
+        AdamW learning rates of the CNN and of the endmembers (in scaled units, see Notes).
+    weight_decay : float
+        AdamW weight decay of the CNN (none on the endmembers: it would shrink the spectra).
+    lr_step, lr_gamma : int, float
+        Learning rates are multiplied by ``lr_gamma`` every ``lr_step`` epochs.
+    alpha : float
+        Weight of the MSE term of the loss.
+    step_scale : float
+        Gradient step ``eta = step_scale / lambda_max(E E^T)`` (see :class:`DEQUnmixNet`).
+    hidden : int
+        Width of the correction CNN.
+    tol, max_iter, history : float, int, int
+        Forward Anderson solve: relative residual tolerance, iteration budget, memory. The
+        adjoint solve uses ``tol / 10`` and twice the budget.
+    unrolled_steps : int
+        Iterations of the unrolled twin.
+    endmembers : {"vca", "nfindr", "atgp"}, array (P, L) or path
+        Initial endmembers (learned from there).
+    seed : int
+        Seeds the extractor, the CNN initialisation and torch.
+    device : str, optional
+        ``None`` (CPU) or e.g. ``"cuda"``.
+
+    Attributes
+    ----------
+    endmembers_ : (P, L) float64
+        Learned endmembers, in the scene's units.
+    initial_endmembers_ : (P, L) float64
+        The extractor's endmembers the training started from.
+    n_bands_ : int
+    scale_ : float
+        Data units per internal unit (the 99.9 % quantile of the training pixels).
+    history_ : dict of lists
+        Per epoch: ``loss``, and for the DEQ ``forward_iterations``, ``forward_residual``,
+        ``backward_iterations``, ``backward_residual``.
+
+    Notes
+    -----
+    Data are divided by ``scale_`` so that learning rates and ``alpha`` mean the same on
+    reflectance in [0, 1] and on digital numbers. Endmembers are kept above
+    ``ENDMEMBER_FLOOR`` (scaled units) by clamping after every optimiser step: a projection
+    onto the feasible box, which keeps Adam's steps in reflectance units where a softplus
+    parametrisation would flatten the gradient of low-reflectance bands (water) near zero.
+    Starting abundances are FCLS on the current endmembers, both for the equilibrium solve
+    (where the start only affects the cost) and for the unrolled twin (where it is its input).
+    """
+
+    name: ClassVar[str] = "deq"
+    #: The equilibrium couples pixels at any distance through the 3x3 layer, but the
+    #: influence decays geometrically with distance; 16 px of context around a tile keep the
+    #: tiled result within round-off of the whole-image one on the benchmark scenes.
+    spatial_context: ClassVar[int] = 16
+
+    def __init__(self, n_endmembers: int | None = None, *, solver: str = "deq",
+                 projection: str = "euclidean", epochs: int = 300, lr: float = 0.01,
+                 lr_endmembers: float = 0.007, weight_decay: float = 0.01, lr_step: int = 15,
+                 lr_gamma: float = 0.8, alpha: float = 0.2, step_scale: float = 1.0,
+                 hidden: int = 16, tol: float = 1e-4, max_iter: int = 50, history: int = 5,
+                 unrolled_steps: int = 10, endmembers: Any = "vca", seed: int = 0,
+                 device: str | None = None):
+        self.n_endmembers = n_endmembers
+        self.solver = solver
+        self.projection = projection
+        self.epochs = epochs
+        self.lr = lr
+        self.lr_endmembers = lr_endmembers
+        self.weight_decay = weight_decay
+        self.lr_step = lr_step
+        self.lr_gamma = lr_gamma
+        self.alpha = alpha
+        self.step_scale = step_scale
+        self.hidden = hidden
+        self.tol = tol
+        self.max_iter = max_iter
+        self.history = history
+        self.unrolled_steps = unrolled_steps
+        self.endmembers = endmembers
+        self.seed = seed
+        self.device = device
+
+    # -- training ----------------------------------------------------------------------------
+    def fit(self, scene: Scene) -> "DEQUnmix":
+        """Learn the endmembers and the correction CNN on ``scene``; returns self."""
+        if not isinstance(scene, Scene):
+            raise InputError(f"fit expects a Scene, got {type(scene).__name__}; wrap an "
+                             "array with hyperunmix.Scene(cube)")
+        self._check_params()
+        device = resolve_device(self.device)
+        pixels = scene.pixels()
+        self.scale_ = _robust_scale(pixels)
+        initial = resolve_endmembers(self.endmembers, scene, self.n_endmembers, self.seed)
+        check_n_endmembers(len(initial), scene.n_bands, len(pixels))
+        self.initial_endmembers_ = initial
+        seeded_generator(self.seed)
+        self.n_bands_ = scene.n_bands
+        self.fill_spectrum_ = pixels.mean(axis=0)
+        scaled = np.maximum(initial / self.scale_, ENDMEMBER_FLOOR)
+        self.network_ = DEQUnmixNet(torch.as_tensor(scaled, dtype=torch.float32), self.hidden,
+                                    self.projection, self.step_scale).to(device)
+        image, valid = self._image_tensors(scene.cube, scene.mask)
+        self.history_ = self._train(image, valid)
+        self.network_.eval()
+        self.endmembers_ = self._learned_endmembers()
+        return self
+
+    def _train(self, image: torch.Tensor, valid: torch.Tensor) -> dict[str, list[float]]:
+        net = self.network_
+        endmembers = net.endmembers
+        optimiser = torch.optim.AdamW([
+            {"params": list(net.correction.parameters()), "lr": self.lr,
+             "weight_decay": self.weight_decay},
+            {"params": [endmembers], "lr": self.lr_endmembers, "weight_decay": 0.0},
+        ])
+        schedule = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, self.lr_gamma)
+        history: dict[str, list[float]] = {"loss": []}
+        forward, backward = self._solver_options()
+        for epoch in range(self.epochs):
+            start = self._fcls_start(image)
+            optimiser.zero_grad()
+            abundances, info = net.solve(image, start, self.solver, forward, backward,
+                                         self.unrolled_steps)
+            loss = unmixing_loss(image, net.reconstruct(abundances), valid, self.alpha)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            with torch.no_grad():
+                endmembers.clamp_(min=ENDMEMBER_FLOOR)
+            loss_value = loss.detach().item()
+            history["loss"].append(loss_value)
+            if info is not None:
+                _record_solves(history, info)
+            self._report("epoch", epoch + 1, self.epochs, loss=loss_value)
+        _warn_unconverged(history, forward, backward)
+        return history
+
+    def _solver_options(self) -> tuple[SolverOptions, SolverOptions]:
+        forward = SolverOptions(tol=self.tol, max_iter=self.max_iter, history=self.history)
+        backward = SolverOptions(tol=self.tol / 10, max_iter=2 * self.max_iter,
+                                 history=self.history)
+        return forward, backward
+
+    def _check_params(self) -> None:
+        if self.solver not in SOLVERS:
+            raise InputError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.projection not in PROJECTIONS:
+            raise InputError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        for name in ("epochs", "hidden", "max_iter", "unrolled_steps", "lr_step"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("lr", "lr_endmembers", "step_scale", "tol"):
+            if not float(getattr(self, name)) > 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.step_scale <= 2:
+            raise InputError(f"step_scale must lie in (0, 2] for a non-expansive gradient step, "
+                             f"got {self.step_scale}")
+
+    # -- inference ---------------------------------------------------------------------------
+    def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Unmix an (h, w, L) block: ``{"abundances": (h, w, P) float32}``, NaN where invalid.
+
+        Invalid pixels are filled with the training mean spectrum for the CNN's neighbourhoods
+        and reported as NaN.
+        """
+        self._check_fitted()
+        cube = np.asarray(cube)
+        if cube.ndim != 3:
+            raise InputError(f"transform expects an (h, w, L) block, got shape {cube.shape}")
+        self._check_bands(cube.shape[-1])
+        if mask is None:
+            mask = np.all(np.isfinite(cube), axis=-1)
+        mask = np.asarray(mask, dtype=bool)
+        image, _ = self._image_tensors(cube, mask)
+        forward, backward = self._solver_options()
+        with torch.no_grad():
+            abundances, info = self.network_.solve(image, self._fcls_start(image), self.solver,
+                                                   forward, backward, self.unrolled_steps)
+        if info is not None and not info.forward.converged:
+            warnings.warn(f"the equilibrium solve did not converge (relative residual "
+                          f"{info.forward.residual:.1e} > tol {self.tol:.0e}); raise max_iter",
+                          ConvergenceWarning, stacklevel=2)
+        out = abundances[0].movedim(0, -1).cpu().numpy().astype(np.float32)
+        out[~mask] = np.nan
+        return {"abundances": out}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _image_tensors(self, cube: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, L, H, W) scaled image, invalid pixels at the fill spectrum; (1, H, W) mask."""
+        filled = np.where(mask[..., None], cube, self.fill_spectrum_) / self.scale_
+        device = self.network_.endmembers.device
+        image = torch.as_tensor(np.moveaxis(filled, -1, 0)[None], dtype=torch.float32,
+                                device=device)
+        return image, torch.as_tensor(mask[None], device=device)
+
+    def _fcls_start(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, P, H, W) FCLS abundances of ``image`` on the current endmembers."""
+        endmembers = self.network_.endmembers.detach().double().cpu().numpy()
+        pixels = image[0].movedim(0, -1).double().cpu().numpy()
+        start = fcls(pixels, endmembers)
+        return torch.as_tensor(np.moveaxis(start, -1, 0)[None], dtype=image.dtype,
+                               device=image.device)
+
+    def _learned_endmembers(self) -> np.ndarray:
+        return self.network_.endmembers.detach().double().cpu().numpy() * self.scale_
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights, endmembers and scaling (weights only, no pickled objects)."""
+        self._check_fitted()
+        state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
+        state["fill_spectrum"] = torch.as_tensor(self.fill_spectrum_)
+        state["initial_endmembers"] = torch.as_tensor(self.initial_endmembers_)
+        params = self.get_params()
+        if not isinstance(self.endmembers, str):
+            params["endmembers"] = "vca"  # an initial array is stored as initial_endmembers
+        config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
+                  "scale": self.scale_, "history": self.history_}
+        return save_checkpoint(path, state, config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DEQUnmix":
+        """A fitted model from a file written by :meth:`save`."""
+        state, config = load_checkpoint(path)
+        try:
+            if config["method"] != cls.name:
+                raise FileFormatError(f"{path} holds a {config['method']!r} model, not deq")
+            model = cls(**config["params"])
+            model.n_bands_ = int(config["n_bands"])
+            model.scale_ = float(config["scale"])
+            model.history_ = config["history"]
+            model.fill_spectrum_ = state.pop("fill_spectrum").double().numpy()
+            model.initial_endmembers_ = state.pop("initial_endmembers").double().numpy()
+            weights = {k.removeprefix("network."): v for k, v in state.items()}
+            network = DEQUnmixNet(weights["endmembers"], model.hidden, model.projection,
+                                  model.step_scale)
+            network.load_state_dict(weights)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise FileFormatError(f"{path} is not a complete deq checkpoint: {exc}") from exc
+        model.network_ = network.to(resolve_device(model.device)).eval()
+        model.endmembers_ = model._learned_endmembers()
+        return model
+
+
+def _robust_scale(pixels: np.ndarray) -> float:
+    """The 99.9 % quantile of the pixel values (1 when it is not positive)."""
+    scale = float(np.quantile(pixels, _SCALE_QUANTILE))
+    return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+def _record_solves(history: dict[str, list[float]], info: EquilibriumInfo) -> None:
+    solves = {"forward": info.forward, "backward": info.backward}
+    for name, solve in solves.items():
+        if solve is not None:
+            history.setdefault(f"{name}_iterations", []).append(solve.iterations)
+            history.setdefault(f"{name}_residual", []).append(solve.residual)
+
+
+def _warn_unconverged(history: dict[str, list[float]], forward: SolverOptions,
+                      backward: SolverOptions) -> None:
+    """One warning for the whole training when some solves missed their tolerance."""
+    for name, options in (("forward", forward), ("backward", backward)):
+        residuals = np.asarray(history.get(f"{name}_residual", []))
+        missed = int(np.sum(residuals > options.tol))
+        if missed:
+            warnings.warn(
+                f"the {name} equilibrium solve missed its tolerance {options.tol:.0e} in "
+                f"{missed} of {len(residuals)} epochs (worst relative residual "
+                f"{residuals.max():.1e}); gradients there are inexact: raise max_iter or "
+                "lower step_scale", ConvergenceWarning, stacklevel=3)

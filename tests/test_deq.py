@@ -1,0 +1,236 @@
+"""DEQ-Unmix: exact implicit gradients of the unmixing map, constraints, the FCLS start,
+seeding, persistence, input checks; real-data accuracy (slow)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from hyperunmix import datasets, metrics
+from hyperunmix.deep.deq import ENDMEMBER_FLOOR, DEQUnmix, DEQUnmixNet
+from hyperunmix.deep.fixed_point import SolverOptions
+from hyperunmix.errors import FileFormatError, InputError, NotFittedError
+from hyperunmix.linear import fcls, vca
+from hyperunmix.registry import get_method
+from hyperunmix.synthetic import make_scene
+
+FAST = dict(epochs=4, max_iter=30, hidden=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensor ops on a shared machine run far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    scene = make_scene(10, 12, 3, wavelengths=np.linspace(400, 2400, 24), snr_db=40, seed=3)
+    scene.cube[2, 5] = np.nan  # one invalid pixel, masked
+    scene.mask[2, 5] = False
+    return scene
+
+
+# -- the map and its gradient -------------------------------------------------------------
+class OneStep(torch.nn.Module):
+    """f(z) of a network as a module call, so torch.func.functional_call can swap weights."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image, abundances):
+        return self.net.step(abundances, self.net.operators(image))
+
+
+def tiny_network(projection="euclidean", concentration=1.0):
+    gen = torch.Generator().manual_seed(0)
+    n_endmembers, n_bands = 3, 6
+    endmembers = torch.rand(n_endmembers, n_bands, generator=gen, dtype=torch.float64) + 0.1
+    torch.manual_seed(0)
+    net = DEQUnmixNet(endmembers, hidden=4, projection=projection).double()
+    # A non-zero correction (it starts at zero), small enough to keep f contractive.
+    with torch.no_grad():
+        net.correction.out.weight.normal_(0, 0.05, generator=gen)
+        net.correction.out.bias.normal_(0, 0.05, generator=gen)
+    abundances = torch.distributions.Dirichlet(
+        torch.full((n_endmembers,), concentration)).sample((1, 3, 4))
+    image = torch.einsum("bhwp,pl->blhw", abundances.double(), endmembers)
+    image = image + 0.02 * torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    return net, image
+
+
+# The mirror step reaches boundary equilibria (zero abundances) only asymptotically: its test
+# scene is well mixed; the Euclidean one has pixels on the simplex boundary.
+@pytest.mark.parametrize("projection,concentration", [("euclidean", 1.0), ("mirror", 8.0)])
+def test_implicit_gradient_equals_exact_gradient(projection, concentration):
+    """Every parameter's gradient (endmembers through eta and the data term, CNN weights)
+    matches w^T (I - J_z)^-1 J_theta from dense float64 Jacobians to 1e-6."""
+    net, image = tiny_network(projection, concentration)
+    start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+    tight = SolverOptions(tol=1e-14, max_iter=1000)
+    z, info = net.solve(image, start, "deq", tight, tight, unrolled_steps=0)
+    assert info.forward.converged
+    loss_weights = torch.randn(z.shape, dtype=torch.float64)
+    (z * loss_weights).sum().backward()
+    assert info.backward.converged
+
+    one_step = OneStep(net)
+    params = {f"net.{k}": v.detach() for k, v in net.named_parameters()}
+    z_star = z.detach()
+    n = z_star.numel()
+    jac_z = torch.autograd.functional.jacobian(lambda a: one_step(image, a), z_star)
+    lhs = torch.linalg.solve((torch.eye(n, dtype=torch.float64) - jac_z.reshape(n, n)).T,
+                             loss_weights.ravel())
+    implicit, exact = [], []
+    for name, value in params.items():
+        def f_of_param(p, name=name):
+            return torch.func.functional_call(one_step, {**params, name: p}, (image, z_star))
+        jac_p = torch.autograd.functional.jacobian(f_of_param, value).reshape(n, -1)
+        exact.append(lhs @ jac_p)
+        implicit.append(dict(net.named_parameters())[name.removeprefix("net.")].grad.ravel())
+    implicit, exact = torch.cat(implicit), torch.cat(exact)
+    assert float((implicit - exact).norm() / exact.norm()) <= 1e-6
+
+
+def test_zero_correction_equilibrium_is_fcls():
+    """With the CNN output at zero, f is projected gradient descent: its fixed point is the
+    FCLS solution, whatever the start."""
+    net, image = tiny_network()
+    with torch.no_grad():
+        net.correction.out.weight.zero_()
+        net.correction.out.bias.zero_()
+        start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+        z, info = net.solve(image, start, "deq", SolverOptions(tol=1e-12, max_iter=2000),
+                            SolverOptions(), unrolled_steps=0)
+    assert info.forward.converged
+    pixels = image[0].movedim(0, -1).numpy()
+    expected = fcls(pixels, net.endmembers.detach().numpy())
+    np.testing.assert_allclose(z[0].movedim(0, -1).numpy(), expected, atol=1e-8)
+
+
+def test_unrolled_twin_applies_f_k_times():
+    net, image = tiny_network()
+    start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+    ops = net.operators(image)
+    expected = start
+    for _ in range(3):
+        expected = net.step(expected, ops)
+    out, info = net.solve(image, start, "unrolled", SolverOptions(), SolverOptions(), 3)
+    assert info is None
+    torch.testing.assert_close(out, expected)
+
+
+# -- the estimator ---------------------------------------------------------------------------
+def test_registered_under_deq():
+    assert get_method("deq") is DEQUnmix
+
+
+@pytest.mark.parametrize("solver,projection", [("deq", "euclidean"), ("unrolled", "euclidean"),
+                                               ("deq", "mirror")])
+def test_abundances_satisfy_anc_and_asc(scene, solver, projection):
+    model = DEQUnmix(3, solver=solver, projection=projection, seed=0, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 4-epoch run may miss the solver tolerance
+        result = model.fit_unmix(scene)
+    a = result.abundances
+    assert a.shape == (10, 12, 3)
+    assert np.all(np.isnan(a[2, 5]))
+    valid = a[scene.mask]
+    assert valid.min() >= 0
+    np.testing.assert_allclose(valid.sum(-1), 1.0, atol=1e-5)
+    assert result.endmembers.shape == (3, 24)
+    assert model.endmembers_.min() >= ENDMEMBER_FLOOR * model.scale_ * (1 - 1e-6)
+    assert len(model.history_["loss"]) == FAST["epochs"]
+
+
+def test_training_reduces_the_loss_and_reports_progress(scene):
+    calls = []
+    model = DEQUnmix(3, seed=0, **{**FAST, "epochs": 15})
+    model.set_progress(lambda stage, done, total, info: calls.append((stage, done, total)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    loss = model.history_["loss"]
+    assert loss[-1] < loss[0]
+    assert calls == [("epoch", i, 15) for i in range(1, 16)]
+    assert len(model.history_["forward_iterations"]) == 15
+
+
+def test_endmembers_start_from_vca(scene):
+    model = DEQUnmix(3, seed=2, **{**FAST, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    np.testing.assert_allclose(model.initial_endmembers_, vca(scene.pixels(), 3, seed=2))
+
+
+def test_seed_repeats_a_run(scene):
+    runs = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs.append(DEQUnmix(3, seed=5, **FAST).fit_unmix(scene))
+    np.testing.assert_array_equal(runs[0].abundances, runs[1].abundances)
+    np.testing.assert_array_equal(runs[0].endmembers, runs[1].endmembers)
+
+
+def test_save_load_round_trip(scene, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = DEQUnmix(3, seed=0, **FAST).fit(scene)
+        before = model.unmix(scene)
+        path = model.save(tmp_path / "deq.pt")
+        loaded = DEQUnmix.load(path)
+        after = loaded.unmix(scene)
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.endmembers_, model.endmembers_)
+    np.testing.assert_allclose(after.abundances, before.abundances, atol=1e-6)
+    assert torch.load(path, weights_only=True)  # no pickled objects
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(FileFormatError):
+        DEQUnmix.load(bad)
+
+
+@pytest.mark.parametrize("params", [dict(solver="newton"), dict(projection="relu"),
+                                    dict(epochs=0), dict(step_scale=3.0), dict(tol=0)])
+def test_bad_parameters_raise(scene, params):
+    with pytest.raises(InputError):
+        DEQUnmix(3, **params).fit(scene)
+
+
+def test_unfitted_and_wrong_band_count_raise(scene):
+    with pytest.raises(NotFittedError):
+        DEQUnmix(3).transform(scene.cube)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1}).fit(scene)
+    with pytest.raises(InputError, match="bands"):
+        model.transform(scene.cube[..., :10])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_cuda_request_without_cuda_raises(scene):
+    with pytest.raises(InputError, match="cuda"):
+        DEQUnmix(3, device="cuda", **FAST).fit(scene)
+
+
+# -- real data (slow) ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name,max_armse", [("samson", 0.10), ("jasper_ridge", 0.10)])
+def test_accuracy_on_real_data(data_dir, name, max_armse):
+    scene = datasets.load(name, data_dir)
+    p = scene.truth.n_endmembers
+    deq = metrics.evaluate(DEQUnmix(p, seed=0).fit_unmix(scene), scene.truth)
+    start = metrics.evaluate(get_method("vca")(n_endmembers=p, seed=0).fit_unmix(scene),
+                             scene.truth)
+    assert deq["armse"] <= max_armse
+    assert deq["armse"] < start["armse"] and deq["msad"] < start["msad"]
