@@ -67,7 +67,7 @@ def main() -> None:
         scene = load_scene(scene_name)
         p = scene.truth.n_endmembers
         for seed in map(int, args.seeds.split(",")):
-            reference = resolve_reference(options.get("reference"), scene, p, seed=seed)
+            reference = resolve_reference(options.get("endmembers"), scene, p, seed=seed)
             baseline = scene.to_image(fcls(scene.pixels(), reference))
             print(json.dumps({"scene": scene_name, "method": "vca+fcls", "seed": seed,
                               **score(baseline, reference, scene, "fcls")}), flush=True)

@@ -175,19 +175,36 @@ def test_reports_progress_every_epoch(scene):
 
 def test_reference_endmembers_option(scene):
     truth = scene.truth.endmembers
-    model = EGUNet(3, reference=truth, endmembers="reference", **FAST).fit(scene)
+    model = EGUNet(endmembers=truth, endmember_output="reference", **FAST).fit(scene)
+    assert model.reference_.shape == (3, N_BANDS)  # P taken from the given endmembers
     np.testing.assert_array_equal(model.endmembers_, truth)
 
 
 def test_save_load_round_trip(fitted, scene, tmp_path):
     path = fitted.save(tmp_path / "egu.pt")
     loaded = EGUNet.load(path)
-    assert loaded.get_params() == {**fitted.get_params(), "reference": None}
+    assert loaded.get_params() == fitted.get_params()
     np.testing.assert_array_equal(loaded.unmix(scene).abundances, fitted.unmix(scene).abundances)
     np.testing.assert_array_equal(loaded.endmembers_, fitted.endmembers_)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(FileFormatError):
         EGUNet.load(tmp_path / "junk.pt")
+
+
+def test_command_line_unmixes_a_cube_file(scene, tmp_path):
+    from typer.testing import CliRunner
+
+    from hyperunmix.cli import app
+
+    np.save(tmp_path / "cube.npy", scene.cube)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "unmix", str(tmp_path / "cube.npy"), "--method", "egunet", "-p", "3", "--out", str(out),
+        "--no-figures", "--param", "epochs=2", "--param", "variant=ss", "--param", "patch_size=8"])
+    assert result.exit_code == 0, result.output
+    abundances = np.load(out / "abundances.npy")
+    assert abundances.shape == (15, 15, 3)
+    np.testing.assert_allclose(abundances.sum(-1), 1.0, atol=1e-5)
 
 
 def test_registry_builds_egunet():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..base import Unmixer, check_n_endmembers
+from ..base import Unmixer
 from ..errors import FileFormatError, InputError
 from ..linear import nnls
 from ..scene import Scene
@@ -35,7 +35,7 @@ from .pure_pixels import PurePixelSet, ReferenceSource, build_pure_set
 
 VARIANTS = ("pw", "ss")
 BN_STATS = ("image", "running")
-ENDMEMBER_ESTIMATES = ("ls", "reference")
+ENDMEMBER_OUTPUTS = ("ls", "reference")
 #: Pixels per forward pass at inference and batch-norm recalibration.
 CHUNK = 65536
 
@@ -45,14 +45,17 @@ class EGUNet(Unmixer):
 
     Parameters
     ----------
-    n_endmembers : int
-        P.
+    n_endmembers : int, optional
+        P. Default: the number of given ``endmembers``, else HySime's estimate.
     variant : {"pw", "ss"}
         ``"pw"``: fully connected, pixel-wise. ``"ss"``: the mixed stream is a CNN over the
         image (5x5 and 3x3 convolutions, three 2x2 poolings, bilinear upsampling).
-    reference : None, (P, L) array, CSV path or bundle library
+    endmembers : str, (P, L) array, path, SpectralLibrary or None
         Reference endmembers that label the pseudo-pure set (and fix the order of the
-        output abundances). None: VCA on the whole image.
+        output abundances): an extractor run on the whole image (``"vca"``, the default
+        and the paper's; None means the same; ``"nfindr"``, ``"atgp"``), an array, an
+        endmember file (CSV, .npy, .mat), or a bundle library
+        (:func:`hyperunmix.datasets.load_library`), whose material means are used.
     block_size : int
         Side of the blocks of the pseudo-pure set (5 in the paper).
     epochs : int
@@ -83,7 +86,7 @@ class EGUNet(Unmixer):
         of the pure and the mixed batches. (The released code ran batch norm in training
         mode at inference, i.e. with the statistics of the batch being unmixed, so its maps
         depended on the batch.)
-    endmembers : {"ls", "reference"}
+    endmember_output : {"ls", "reference"}
         What ``endmembers_`` holds: ``"ls"`` (default) the non-negative least-squares fit of
         the image on the estimated abundances, ``min ||Y - A E||`` with ``E >= 0``;
         ``"reference"`` the reference endmembers of the pseudo-pure labels.
@@ -108,16 +111,16 @@ class EGUNet(Unmixer):
 
     name = "egunet"
 
-    def __init__(self, n_endmembers: int, *, variant: str = "pw",
-                 reference: ReferenceSource = None, block_size: int = 5, epochs: int = 200,
+    def __init__(self, n_endmembers: int | None = None, *, variant: str = "pw",
+                 endmembers: ReferenceSource = "vca", block_size: int = 5, epochs: int = 200,
                  learning_rate: float = 0.1, lr_decay: float = 0.99, batch_size: int = 8000,
                  patch_size: int | None = 32, weight_decay: float = 0.005,
                  reconstruction_weight: float = 1.0, dropout: float = 0.1,
-                 bn_stats: str = "image", endmembers: str = "ls", seed: int = 0,
+                 bn_stats: str = "image", endmember_output: str = "ls", seed: int = 0,
                  device: str | None = None):
         self.n_endmembers = n_endmembers
         self.variant = variant
-        self.reference = reference
+        self.endmembers = endmembers
         self.block_size = block_size
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -128,7 +131,7 @@ class EGUNet(Unmixer):
         self.reconstruction_weight = reconstruction_weight
         self.dropout = dropout
         self.bn_stats = bn_stats
-        self.endmembers = endmembers
+        self.endmember_output = endmember_output
         self.seed = seed
         self.device = device
 
@@ -138,12 +141,12 @@ class EGUNet(Unmixer):
         if not isinstance(scene, Scene):
             raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
         self._check_params()
-        p = check_n_endmembers(self.n_endmembers, scene.n_bands, scene.n_pixels)
         device = resolve_device(self.device)
         generator = seeded_generator(self.seed)
 
-        pure = build_pure_set(scene, p, reference=self.reference, block_size=self.block_size,
-                              seed=self.seed)
+        pure = build_pure_set(scene, self.n_endmembers, reference=self.endmembers,
+                              block_size=self.block_size, seed=self.seed)
+        p = pure.reference.shape[0]
         pixels = scene.pixels(np.float64)
         self.input_scale_ = 1.0 / float(np.max(np.abs(pixels)))
         self.n_bands_ = scene.n_bands
@@ -166,7 +169,7 @@ class EGUNet(Unmixer):
 
     def _check_params(self) -> None:
         for name, allowed in (("variant", VARIANTS), ("bn_stats", BN_STATS),
-                              ("endmembers", ENDMEMBER_ESTIMATES)):
+                              ("endmember_output", ENDMEMBER_OUTPUTS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "patch_size"):
@@ -235,7 +238,7 @@ class EGUNet(Unmixer):
 
     def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray,
                              pure: PurePixelSet) -> np.ndarray:
-        if self.endmembers == "reference":
+        if self.endmember_output == "reference":
             return pure.reference.copy()
         abundances = self.transform(scene.cube, scene.mask)["abundances"][scene.mask]
         # min ||Y - A E|| s.t. E >= 0 is one NNLS per band: bands as "pixels", maps as "spectra".
@@ -250,7 +253,7 @@ class EGUNet(Unmixer):
             for start in range(0, pixels.shape[0], CHUNK):
                 batch = self._tensor(pixels[start:start + CHUNK] * self.input_scale_)
                 out.append(network.abundances(batch).cpu().numpy())
-        return np.concatenate(out, axis=0) if out else np.zeros((0, self.n_endmembers))
+        return np.concatenate(out, axis=0) if out else np.zeros((0, self.reference_.shape[0]))
 
     # -- helpers ---------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -272,7 +275,13 @@ class EGUNet(Unmixer):
         state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
         state["endmembers"] = torch.as_tensor(self.endmembers_)
         state["reference"] = torch.as_tensor(self.reference_)
-        params = {k: v for k, v in self.get_params().items() if k != "reference"}
+        params = self.get_params()
+        # A reference given as data (array, library) is in the weights and in reference_;
+        # only a name or a path is worth keeping as a parameter.
+        if not isinstance(self.endmembers, (str, os.PathLike)):
+            params["endmembers"] = None
+        else:
+            params["endmembers"] = os.fspath(self.endmembers)
         config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
                   "input_scale": self.input_scale_, "pure_set_size": self.pure_set_size_,
                   "history": self.history_}

@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from ..base import check_n_endmembers
 from ..errors import InputError
 from ..linear import nnls, vca
 from ..linear.estimators import resolve_endmembers
 from ..scene import Scene
 from ..spectra import SpectralLibrary
 
-#: What ``reference`` may be: None (VCA on the image), an extractor name ("vca", "nfindr",
-#: "atgp"), an array (P, L), an endmember file path, or a SpectralLibrary of bundles.
+#: What ``reference`` may be: an extractor name ("vca", "nfindr", "atgp") or None (VCA), an
+#: array (P, L), an endmember file path, or a SpectralLibrary of bundles.
 ReferenceSource = Any
 
 
@@ -52,18 +53,19 @@ class PurePixelSet:
         return self.spectra.shape[0]
 
 
-def build_pure_set(scene: Scene, n_endmembers: int, *, reference: ReferenceSource = None,
-                   block_size: int = 5, seed: int = 0) -> PurePixelSet:
+def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
+                   reference: ReferenceSource = "vca", block_size: int = 5,
+                   seed: int = 0) -> PurePixelSet:
     """The pseudo-pure training set of ``scene``.
 
     Parameters
     ----------
     scene : Scene
-        Its valid pixels are used; blocks with fewer than ``n_endmembers`` valid pixels are
-        skipped.
-    n_endmembers : int
+        Its valid pixels are used; blocks with fewer than P valid pixels are skipped.
+    n_endmembers : int, optional
         P, the number of endmembers extracted per block and of reference endmembers.
-    reference : None, extractor name, (P, L) array, endmember file, or SpectralLibrary
+        Default: the count of a given reference, else HySime's estimate.
+    reference : extractor name, (P, L) array, endmember file, SpectralLibrary, or None
         Reference endmembers for the labels; see :func:`resolve_reference`.
     block_size : int
         Side of the square blocks in pixels (5 in the paper). Edge blocks may be smaller.
@@ -72,7 +74,8 @@ def build_pure_set(scene: Scene, n_endmembers: int, *, reference: ReferenceSourc
     """
     block_size = _positive_int(block_size, "block_size")
     ref = resolve_reference(reference, scene, n_endmembers, seed=seed)
-    spectra = block_endmembers(scene.cube, scene.mask, n_endmembers, block_size, seed=seed)
+    p = check_n_endmembers(ref.shape[0], scene.n_bands, scene.n_pixels)
+    spectra = block_endmembers(scene.cube, scene.mask, p, block_size, seed=seed)
     labels, keep = soft_labels(spectra, ref)
     if not keep.any():
         raise InputError("no block spectrum has a non-zero NNLS label: check the reference "
@@ -118,11 +121,12 @@ def soft_labels(spectra: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray,
     return labels, keep
 
 
-def resolve_reference(reference: ReferenceSource, scene: Scene, n_endmembers: int,
-                      *, seed: int = 0) -> np.ndarray:
+def resolve_reference(reference: ReferenceSource, scene: Scene,
+                      n_endmembers: int | None = None, *, seed: int = 0) -> np.ndarray:
     """Reference endmembers (P, L) float64 for ``scene`` from any accepted source.
 
-    ``None``: VCA on the scene's valid pixels. A :class:`~hyperunmix.spectra.SpectralLibrary`
+    ``None`` or ``"vca"``: VCA on the scene's valid pixels (``n_endmembers`` of them, or
+    HySime's estimate). A :class:`~hyperunmix.spectra.SpectralLibrary`
     (e.g. a bundle library from :func:`hyperunmix.datasets.load_library`): the mean spectrum
     of each material, in label order. Anything else (an extractor name such as ``"nfindr"``,
     an endmember file, an array (P, L)) goes through
