@@ -195,8 +195,8 @@ def test_unnamed_truth_gets_numbered_names():
     truth = _scene_truth(rng)
     truth.names = None
     metrics = evaluate(_result(truth.abundances, truth.endmembers), truth)
-    assert list(metrics["armse_per_endmember"]) == ["endmember 0", "endmember 1",
-                                                    "endmember 2"]
+    assert list(metrics["armse_per_endmember"]) == ["endmember_1", "endmember_2",
+                                                    "endmember_3"]
 
 
 def test_a_zero_estimated_spectrum_is_matched_last_and_reported_as_none():

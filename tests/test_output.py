@@ -75,6 +75,7 @@ def test_format_override_round_trips(tmp_path, fmt, suffix):
     assert maps.geo is not None and maps.geo.transform == GEO.transform
     np.testing.assert_allclose(maps.cube[result.mask], result.abundances[result.mask])
     assert not maps.mask[0, 0]
+    assert maps.metadata["band_names"] == ["endmember_1", "endmember_2", "endmember_3"]
 
 
 def test_extras_are_written_by_dimensionality(tmp_path):

@@ -241,10 +241,16 @@ def _valid_abundances(truth: "Truth", result: "Result") -> tuple[np.ndarray, np.
     return true_a[valid].astype(np.float64), est_a[valid].astype(np.float64)
 
 
+def default_names(n_endmembers: int) -> list[str]:
+    """``endmember_1`` ... ``endmember_P``: names of materials nobody named (as in the
+    endmember CSV files of :mod:`hyperunmix.io`)."""
+    return [f"endmember_{k + 1}" for k in range(n_endmembers)]
+
+
 def _material_names(truth: "Truth", result: "Result") -> list[str]:
     if truth.names is not None:
         return [str(n) for n in truth.names]
-    return [f"endmember {k}" for k in range(result.n_endmembers)]
+    return default_names(result.n_endmembers)
 
 
 def _by_name(names: list[str], values: np.ndarray) -> dict[str, float]:

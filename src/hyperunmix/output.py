@@ -30,7 +30,7 @@ import numpy as np
 from . import io as hio
 from ._atomic import atomic_path, write_text
 from .errors import InputError
-from .metrics import _json_safe, evaluate
+from .metrics import _json_safe, default_names, evaluate
 from .plot import plot_abundances, plot_endmembers, save_figure
 
 if TYPE_CHECKING:
@@ -112,9 +112,9 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
 
 def _band_names(result: "Result", metrics: dict | None) -> list[str] | None:
     """Names of the result's bands, in its own order: the true material each band was
-    matched to, else the result's names."""
+    matched to, else the result's names, else ``endmember_1`` ..."""
     if metrics is None:
-        return result.names
+        return result.names or default_names(result.n_endmembers)
     names = [""] * result.n_endmembers
     for true_index, estimated_index in enumerate(metrics["matching"]["permutation"]):
         names[estimated_index] = metrics["names"][true_index]

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from ._atomic import atomic_path
 from .errors import InputError
+from .metrics import default_names
 
 #: The entry drawn as reference (dashed, black) in spectra comparisons.
 TRUTH = "truth"
@@ -160,7 +161,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
 
 def _material_names(names: Sequence[str] | None, n_materials: int) -> list[str]:
     if names is None:
-        return [f"endmember {k}" for k in range(n_materials)]
+        return default_names(n_materials)
     if len(names) != n_materials:
         raise InputError(f"{len(names)} names for {n_materials} materials")
     return [str(name) for name in names]

@@ -1,0 +1,312 @@
+"""The ``hyperunmix`` command line: demo, unmix, datasets, info.
+
+Every command runs inside :func:`reports_errors`: a :class:`~hyperunmix.errors.HyperunmixError`
+(bad input the user can fix) prints ``error: <message>`` on one line and exits with status 2;
+any other exception prints one line too (status 1) unless ``hyperunmix --debug`` asks for the
+traceback. Tables go to stdout, progress bars and warnings to stderr.
+
+Commands import the readers, the methods and matplotlib when they run, so that
+``hyperunmix --help`` stays instant. Another command registers the same way, e.g.
+``app.command("bench")(reports_errors(bench_command))``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .base import Result, Unmixer
+from .errors import HyperunmixError, InputError
+from .registry import available_methods, get_method
+from .scene import Scene
+
+#: Exit status of bad input (a HyperunmixError); 1 is left for unexpected failures.
+EXIT_BAD_INPUT = 2
+#: The demo: a synthetic scene with the analytic library, VCA endmembers then FCLS.
+DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fields",
+              "snr_db": 30.0}
+DEMO_METHOD = "vca"
+READ_HELP = ("Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF variable), "
+             "rows=H cols=W order=F|C (pixel matrices), scale=0.0002, wavelengths=[...].")
+
+app = typer.Typer(
+    name="hyperunmix",
+    help="Hyperspectral unmixing: abundance maps and endmember spectra from a cube.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+#: Set by the top-level ``--debug`` flag before each command runs.
+_settings = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of unexpected errors.")) -> None:
+    """Hyperspectral unmixing: abundance maps and endmember spectra from a cube."""
+    _settings["debug"] = debug
+
+
+# -- error handling ------------------------------------------------------------------------
+def reports_errors(command: Callable) -> Callable:
+    """Run ``command`` with one-line error reports and one-line warnings (see module doc)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return command(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except HyperunmixError as exc:
+                _fail(str(exc), EXIT_BAD_INPUT)
+            except Exception as exc:
+                if _settings["debug"]:
+                    raise
+                _fail(f"unexpected {type(exc).__name__}: {exc} "
+                      "(run `hyperunmix --debug ...` for the traceback)", 1)
+
+    return wrapper
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+# -- progress ------------------------------------------------------------------------------
+class ProgressBars:
+    """An estimator progress callback drawing one rich progress bar per stage."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
+        details = " ".join(f"{key}={_short(value)}" for key, value in info.items())
+        description = f"{stage} {details}".strip()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(description, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total,
+                             description=description)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_with_progress(model: Unmixer, scene: Scene) -> Result:
+    """``model.fit_unmix(scene)`` with its progress reports drawn on stderr."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        model.set_progress(ProgressBars(progress))
+        try:
+            return model.fit_unmix(scene)
+        finally:
+            model.set_progress(None)
+
+
+# -- commands ------------------------------------------------------------------------------
+@app.command()
+@reports_errors
+def demo(
+    out: Path = typer.Option(Path("hyperunmix-demo"), "--out", "-o",
+                             help="Directory for the maps, spectra, metrics and figures."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scene and of VCA."),
+) -> None:
+    """Unmix a built-in synthetic scene (no data files needed) and write everything."""
+    from .output import save_result
+    from .registry import make_method
+    from .synthetic import make_scene
+
+    scene = make_scene(**DEMO_SCENE, seed=seed)
+    model = make_method(DEMO_METHOD, n_endmembers=scene.truth.n_endmembers, seed=seed)
+    result = run_with_progress(model, scene)
+    written = save_result(result, out, truth=scene.truth, scene=scene)
+    _print_summary(scene, result, written)
+
+
+@app.command()
+@reports_errors
+def unmix(
+    source: str = typer.Argument(..., help="A cube file (ENVI .hdr, GeoTIFF, NetCDF, .mat, "
+                                           ".npy/.npz) or a dataset name (see `datasets`)."),
+    method: str = typer.Option(..., "--method", "-m",
+                               help=f"One of: {', '.join(available_methods())}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    n_endmembers: int | None = typer.Option(
+        None, "-p", "--n-endmembers",
+        help="P; default: the truth's, else the method's (HySime's estimate, or the "
+             "endmember file's count)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed, for methods that take one."),
+    endmembers: str | None = typer.Option(
+        None, "--endmembers",
+        help="Endmembers of abundance solvers: vca | nfindr | atgp (extracted from the "
+             "scene) or a file of spectra (.csv, .npy, .npz, .mat)."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda (deep methods)."),
+    param: list[str] = typer.Option(
+        [], "--param", help="Method option key=value (value parsed as JSON if it can be); "
+                            "repeatable."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="Map format: gtiff | envi | netcdf | npz; default: the input's."),
+    keep_bad_bands: bool = typer.Option(
+        False, "--keep-bad-bands", help="Unmix all bands, including those flagged bad."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
+    read: list[str] = typer.Option([], "--read", help=READ_HELP),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Dataset directory (default: $HYPERUNMIX_DATA)."),
+) -> None:
+    """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth)."""
+    from .output import save_result
+
+    estimator = get_method(method)
+    scene = load_source(source, data_dir, parse_params(read))
+    if not keep_bad_bands and len(scene.bad_bands):
+        scene = scene.drop_bad_bands()
+    if n_endmembers is None and scene.truth is not None:
+        n_endmembers = scene.truth.n_endmembers
+    options = {"n_endmembers": n_endmembers, "seed": seed, "device": device,
+               "endmembers": endmembers, **parse_params(param)}
+    model = estimator(**method_kwargs(estimator, options))
+    result = run_with_progress(model, scene)
+    written = save_result(result, out, truth=scene.truth, scene=scene, fmt=fmt,
+                          figures=figures)
+    _print_summary(scene, result, written)
+
+
+@app.command()
+@reports_errors
+def datasets(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where to look (default: $HYPERUNMIX_DATA, else the user "
+                                 "data directory)."),
+) -> None:
+    """List the named datasets and whether their files are present."""
+    from .datasets import available
+
+    table = Table(title="datasets")
+    for column in ("name", "present", "looked in"):
+        table.add_column(column)
+    for status in available(data_dir):
+        table.add_row(status.name, "yes" if status.present else "no", str(status.path))
+    Console().print(table)
+
+
+@app.command()
+@reports_errors
+def info(
+    path: Path = typer.Argument(..., help="A cube file."),
+    read: list[str] = typer.Option([], "--read", help=READ_HELP),
+) -> None:
+    """Describe a cube file without loading it: size, dtype, wavelengths, georeferencing."""
+    from .io import describe
+
+    table = Table(title=str(path), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field, value in describe_rows(describe(path, **parse_params(read))):
+        table.add_row(field, value)
+    Console().print(table)
+
+
+def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
+    """Readable (field, value) rows of a :func:`hyperunmix.io.describe` dict."""
+    from .io import FAMILIES
+
+    fields = dict(description)
+    n_rows, n_cols, n_bands = fields.pop("shape")
+    fmt = fields.pop("format")
+    rows = [("path", str(fields.pop("path"))),
+            ("format", f"{fmt}: {FAMILIES.get(fmt, fmt)}"),
+            ("size", f"{n_rows} x {n_cols} px, {n_bands} bands"),
+            ("dtype", str(fields.pop("dtype")))]
+    wavelengths = fields.pop("wavelength_range")
+    rows.append(("wavelengths", "none" if wavelengths is None
+                 else f"{wavelengths[0]:.1f} - {wavelengths[1]:.1f} nm"))
+    georef = fields.pop("georef")
+    if georef is None:
+        rows.append(("georeferencing", "none"))
+    else:
+        rows.append(("crs", str(georef["crs"])))
+        rows.append(("transform", ", ".join(f"{v:.12g}" for v in georef["transform"])))
+    rows.extend((key, str(value)) for key, value in fields.items())
+    return rows
+
+
+# -- unmix helpers -------------------------------------------------------------------------
+def load_source(source: str, data_dir: Path | None,
+                read_options: dict[str, Any] | None = None) -> Scene:
+    """The scene in the file ``source`` (read with ``read_options``), else the dataset
+    named ``source``."""
+    from . import datasets
+    from .io import open_scene
+
+    if Path(source).exists():
+        return open_scene(source, **(read_options or {}))
+    names = [status.name for status in datasets.available(data_dir)]
+    if source.lower() in names:
+        return datasets.load(source.lower(), data_dir=data_dir)
+    raise InputError(f"{source}: no such file, and not a dataset name "
+                     f"(datasets: {', '.join(names)})")
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: v}``, each value parsed as JSON when it is valid JSON
+    (``5``, ``0.1``, ``true``, ``[1, 2]``) and kept as a string otherwise."""
+    params = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param expects key=value, got {pair!r}")
+        try:
+            params[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key.strip()] = text
+    return params
+
+
+def method_kwargs(estimator: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The options (those not None) as keyword arguments of ``estimator``; an option the
+    method does not take is an error naming the ones it does."""
+    accepted = estimator._param_names()
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise InputError(f"method {estimator.name!r} does not take "
+                         f"{', '.join(unknown)}; its options: {', '.join(accepted)}")
+    return given
+
+
+def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> None:
+    table = Table(title=f"{result.method} on {scene.name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("scene", f"{scene.n_rows} x {scene.n_cols} px, {scene.n_bands} bands, "
+                           f"{scene.n_pixels} valid")
+    table.add_row("endmembers", str(result.n_endmembers))
+    table.add_row("time", f"fit {result.fit_seconds:.2f} s, unmix {result.unmix_seconds:.2f} s")
+    if "metrics" in written:
+        metrics = json.loads(written["metrics"].read_text())
+        for key, unit in (("armse", ""), ("msad_deg", " deg"), ("sre_db", " dB"),
+                          ("reconstruction_rmse", "")):
+            if metrics.get(key) is not None:
+                table.add_row(key, f"{metrics[key]:.4g}{unit}")
+    table.add_row("written to", str(Path(written["run"]).parent))
+    Console().print(table)

@@ -1,0 +1,182 @@
+"""The command line, through typer's CliRunner: outputs, exit codes and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+from typer.testing import CliRunner
+
+from hyperunmix import Scene, Unmixer
+from hyperunmix.cli import ProgressBars, app, parse_params, run_with_progress
+from hyperunmix.io import write_endmembers_csv
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, status=2):
+    assert result.exit_code == status, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def small_scene(tmp_path):
+    """A noiseless 6 x 5 x 12-band .npy cube of 3 known endmembers, and their CSV."""
+    rng = np.random.default_rng(0)
+    endmembers = rng.random((3, 12)) + 0.1
+    abundances = rng.dirichlet(np.ones(3), size=(6, 5))
+    cube_path, csv_path = tmp_path / "cube.npy", tmp_path / "endmembers.csv"
+    np.save(cube_path, (abundances @ endmembers).astype(np.float32))
+    write_endmembers_csv(csv_path, endmembers)
+    return cube_path, csv_path, abundances
+
+
+def test_demo_writes_maps_spectra_metrics_and_figures(tmp_path):
+    result = _invoke("demo", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    for name in ("abundances.npz", "abundances.npy", "endmembers.csv", "metrics.json",
+                 "run.json", "abundances.png", "endmembers.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert np.load(tmp_path / "abundances.npy").shape == (64, 64, 4)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["armse"] < 0.05 and metrics["msad_deg"] < 10
+    assert "armse" in result.stdout
+
+
+def test_unmix_npy_with_an_endmember_file_recovers_the_abundances(tmp_path, small_scene):
+    cube_path, csv_path, abundances = small_scene
+    out = tmp_path / "out"
+    result = _invoke("unmix", cube_path, "--method", "fcls", "--endmembers", csv_path,
+                     "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(out / "abundances.npy"), abundances, atol=1e-4)
+    assert not (out / "metrics.json").exists()                   # no truth in a bare cube
+    assert not list(out.glob("*.png"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == "fcls" and run["map_format"] == "npz"
+
+
+def test_unmix_passes_method_params_parsed_as_json(tmp_path, small_scene):
+    cube_path, csv_path, _ = small_scene
+    result = _invoke("unmix", cube_path, "-m", "sunsal", "--endmembers", csv_path,
+                     "--param", "lam=0.001", "--param", "asc=true", "--out", tmp_path,
+                     "--no-figures")
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "run.json").read_text())["params"]
+    assert params["lam"] == 0.001 and params["asc"] is True
+
+
+def test_unmix_a_dataset_by_name_writes_metrics(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
+    result = _invoke("unmix", "samson", "--method", "vca", "--seed", 0, "--out", tmp_path,
+                     "--no-figures")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["names"]) == {"Soil", "Tree", "Water"}
+    assert metrics["msad_deg"] < 10                              # VCA finds Samson's spectra
+    assert np.load(tmp_path / "abundances.npy").shape == (95, 95, 3)
+
+
+def test_missing_file_is_one_line(tmp_path):
+    line = _one_line_error(_invoke("unmix", tmp_path / "nope.hdr", "-m", "fcls",
+                                   "--out", tmp_path / "out"))
+    assert "nope.hdr" in line and "no such file" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_method_is_one_line(tmp_path, small_scene):
+    line = _one_line_error(_invoke("unmix", small_scene[0], "-m", "magic", "--out", tmp_path))
+    assert "unknown method 'magic'" in line and "fcls" in line
+
+
+def test_more_endmembers_than_bands_is_one_line(tmp_path):
+    np.save(tmp_path / "thin.npy", np.random.default_rng(1).random((4, 4, 3)))
+    line = _one_line_error(_invoke("unmix", tmp_path / "thin.npy", "-m", "vca", "-p", 5,
+                                   "--out", tmp_path / "out"))
+    assert "exceeds the number of bands (3)" in line
+
+
+def test_band_mismatch_is_one_line(tmp_path, small_scene):
+    cube_path = small_scene[0]
+    write_endmembers_csv(tmp_path / "short.csv", np.ones((3, 7)))
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "fcls", "--endmembers",
+                                   tmp_path / "short.csv", "--out", tmp_path / "out"))
+    assert "12" in line and "7" in line
+
+
+def test_bad_options_are_one_line(tmp_path, small_scene):
+    cube_path = small_scene[0]
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--param", "alpha",
+                                   "--out", tmp_path))
+    assert "key=value" in line
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--device", "cpu",
+                                   "--out", tmp_path))
+    assert "does not take device" in line
+
+
+def test_unexpected_errors_are_one_line_unless_debug(tmp_path, small_scene, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("hyperunmix.output.save_result", broken)
+    args = ("unmix", small_scene[0], "-m", "vca", "-p", 3, "--out", tmp_path)
+    line = _one_line_error(_invoke(*args), status=1)
+    assert "RuntimeError: disk on fire" in line and "--debug" in line
+    debug = _invoke("--debug", *args)
+    assert isinstance(debug.exception, RuntimeError)
+
+
+def test_info_describes_a_file(tmp_path, small_scene):
+    result = _invoke("info", small_scene[0])
+    assert result.exit_code == 0, result.output
+    assert "6 x 5 px, 12 bands" in result.stdout and "float32" in result.stdout
+    assert "missing" in _one_line_error(_invoke("info", tmp_path / "missing.tif"))
+
+
+def test_datasets_lists_presence_and_location(tmp_path, data_dir):
+    present = _invoke("datasets", "--data-dir", data_dir)
+    assert present.exit_code == 0
+    assert "samson" in present.stdout and "yes" in present.stdout
+    absent = _invoke("datasets", "--data-dir", tmp_path)
+    rows = [line for line in absent.stdout.splitlines() if "jasper_ridge" in line]
+    assert rows and " no " in rows[0]
+
+
+def test_parse_params():
+    assert parse_params(["n=5", "tol=1e-3", "flag=false", "bands=[1, 2]", "name=vca",
+                         "path=a=b"]) == {"n": 5, "tol": 1e-3, "flag": False, "bands": [1, 2],
+                                          "name": "vca", "path": "a=b"}
+
+
+class _Counting(Unmixer):
+    """Reports three steps of progress while fitting."""
+
+    name = "counting"
+
+    def fit(self, scene):
+        for step in range(1, 4):
+            self._report("epochs", step, 3, loss=1.0 / step)
+        self.n_bands_ = scene.n_bands
+        return self
+
+    def _transform_pixels(self, pixels):
+        return np.ones((len(pixels), 1))
+
+
+def test_progress_bars_follow_the_estimator_reports():
+    progress = Progress(console=Console(file=open("/dev/null", "w")))
+    bars = ProgressBars(progress)
+    model = _Counting().set_progress(bars)
+    model.fit(Scene(np.ones((2, 2, 3))))
+    (task,) = progress.tasks
+    assert (task.completed, task.total) == (3, 3)
+    assert task.description == "epochs loss=0.3333"
+    result = run_with_progress(_Counting(), Scene(np.ones((2, 2, 3))))
+    assert result.abundances.shape == (2, 2, 1)
