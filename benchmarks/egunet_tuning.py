@@ -5,6 +5,9 @@ helps on every scene before it becomes a default. One line of JSON per run on st
 
     python benchmarks/egunet_tuning.py --scenes samson,jasper_ridge,synthetic \
         --variants pw,ss --seeds 0,1,2 [--set epochs=100 --set bn_stats=running]
+
+``--set endmembers=library`` takes the reference endmembers from the dataset's bundle
+library (material means).
 """
 
 from __future__ import annotations
@@ -66,13 +69,16 @@ def main() -> None:
     for scene_name in args.scenes.split(","):
         scene = load_scene(scene_name)
         p = scene.truth.n_endmembers
+        scene_options = dict(options)
+        if options.get("endmembers") == "library":
+            scene_options["endmembers"] = datasets.load_library(scene_name)
         for seed in map(int, args.seeds.split(",")):
-            reference = resolve_reference(options.get("endmembers"), scene, p, seed=seed)
+            reference = resolve_reference(scene_options.get("endmembers"), scene, p, seed=seed)
             baseline = scene.to_image(fcls(scene.pixels(), reference))
             print(json.dumps({"scene": scene_name, "method": "vca+fcls", "seed": seed,
                               **score(baseline, reference, scene, "fcls")}), flush=True)
             for variant in args.variants.split(","):
-                model = EGUNet(p, variant=variant, seed=seed, **options)
+                model = EGUNet(p, variant=variant, seed=seed, **scene_options)
                 start = time.perf_counter()
                 result = model.fit_unmix(scene)
                 print(json.dumps({

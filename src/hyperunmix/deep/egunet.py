@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +28,7 @@ from ..linear import nnls
 from ..scene import Scene
 from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
-from .egunet_nets import PixelwiseEGU, SpatialSpectralEGU, weight_penalty
+from .egunet_nets import BN_MOMENTUM, PixelwiseEGU, SpatialSpectralEGU, weight_penalty
 from .pure_pixels import PurePixelSet, ReferenceSource, build_pure_set
 
 VARIANTS = ("pw", "ss")
@@ -220,20 +218,21 @@ class EGUNet(Unmixer):
 
     def _calibrate_batch_norm(self, pixels: np.ndarray) -> None:
         """Set the statistics of the batch-norm layers on the way to the abundances (the
-        encoder applied pixel-wise) to those of the image ``pixels`` (N, L): one pass, no
-        gradient, cumulative over chunks."""
+        encoder applied pixel-wise) to those of the image ``pixels`` (N, L), or of a random
+        sample of ``CHUNK`` of them: one forward pass, no gradient."""
+        if len(pixels) > CHUNK:
+            rng = np.random.default_rng(self.seed)
+            pixels = pixels[np.sort(rng.choice(len(pixels), CHUNK, replace=False))]
         encoder = self.network_.pure_stream
-        norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
+        norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm1d)]
         for norm in norms:
             norm.reset_running_stats()
-            norm.momentum = None  # cumulative average over the chunks
+            norm.momentum = None  # after a reset: the statistics of the one batch below
             norm.train()
         with torch.no_grad():
-            for start in range(0, pixels.shape[0], CHUNK):
-                encoder(self._tensor(pixels[start:start + CHUNK] * self.input_scale_))
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
+            encoder(self._tensor(pixels * self.input_scale_))
+        for norm in norms:
+            norm.momentum = BN_MOMENTUM
         self.network_.eval()
 
     def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray,
@@ -260,7 +259,8 @@ class EGUNet(Unmixer):
         return torch.as_tensor(np.asarray(array, dtype=np.float32),
                                device=resolve_device(self.device))
 
-    def _image_tensor(self, cube: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image_tensor(self, cube: np.ndarray,
+                      mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, L, H, W) scaled image with invalid pixels at the band means, and the (1, 1, H,
         W) float validity mask."""
         cube = np.array(cube, dtype=np.float32) * np.float32(self.input_scale_)
