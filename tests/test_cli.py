@@ -119,6 +119,9 @@ def test_bad_options_are_one_line(tmp_path, small_scene):
     line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--device", "cpu",
                                    "--out", tmp_path))
     assert "does not take device" in line
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--format", "jpeg",
+                                   "--out", tmp_path))
+    assert "unknown output format 'jpeg'" in line
 
 
 def test_unexpected_errors_are_one_line_unless_debug(tmp_path, small_scene, monkeypatch):

@@ -174,9 +174,10 @@ def unmix(
         None, "--data-dir", help="Dataset directory (default: $HYPERUNMIX_DATA)."),
 ) -> None:
     """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth)."""
-    from .output import save_result
+    from .output import map_format, save_result
 
     estimator = get_method(method)
+    map_format(None, fmt)  # a bad --format fails now, not after a long fit
     scene = load_source(source, data_dir, parse_params(read))
     if not keep_bad_bands and len(scene.bad_bands):
         scene = scene.drop_bad_bands()
