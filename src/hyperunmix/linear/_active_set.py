@@ -43,14 +43,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvergenceWarning, InputError
-from ._arrays import as_endmembers, as_pixels
+from ._arrays import as_endmembers, pixel_matrix
 
 #: Relative eigenvalue floor of E E^T below which E counts as rank deficient.
 RANK_TOL = 1e-10
 #: Multipliers above -KKT_TOL * lambda_max(E E^T) count as non-negative.
 KKT_TOL = 1e-11
-#: Pixels solved together; bounds memory to a few (BLOCK, P) arrays and keeps them in cache.
-BLOCK = 1 << 15
+#: Pixels solved together; bounds memory to a few (BLOCK, P) arrays.
+BLOCK = 1 << 16
+#: Free-set groups with fewer pixels are solved pixel by pixel in one batched product.
+_GROUP_MIN = 32
+#: Pixels per batched product (bounds its (n, m, P) temporary).
+_GATHER = 4096
 
 
 @dataclass(frozen=True)
@@ -75,27 +79,51 @@ def factorise(E: np.ndarray) -> Factor:
 
 
 class _FaceMaps:
-    """Cache of the affine maps c -> z_F solving the problem restricted to a free set F.
+    """The affine maps c -> z solving the problem with the variables outside a free set F
+    pinned at zero, computed once per free set and kept in stacks.
 
-    On F, z = z0 + Z w with Z an orthonormal basis of {1^T z = 0} and z0 = 1/k (sum-to-one),
-    or Z = I and z0 = 0; w is the least-squares solution of K w = [c; 0] - [R_F; sqrt(delta)
-    I] z0 with K = [R_F Z; sqrt(delta) Z]. So z = c M + m0 with M (m, k) and m0 (k,).
+    On F, z_F = z0 + Z w with Z an orthonormal basis of {1^T z = 0} and z0 = 1/k
+    (sum-to-one), or Z = I and z0 = 0; w is the least-squares solution of
+    K w = [c; 0] - [R_F; sqrt(delta) I] z0 with K = [R_F Z; sqrt(delta) Z]. Stored over all
+    P variables (zero outside F): z = c @ M[slot] + m0[slot], M (m, P), m0 (P,).
     """
 
     def __init__(self, factor: Factor, sum_to_one: bool):
         self.factor = factor
         self.sum_to_one = sum_to_one
-        self._maps: dict = {}
+        m, p = factor.R.shape
+        self.M = np.empty((16, m, p))
+        self.m0 = np.empty((16, p))
+        self._slots: dict = {}
 
-    def get(self, key, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found = self._maps.get(key)
-        if found is None:
-            found = self._maps[key] = self._face_map(cols)
-        return found
+    def slots(self, keys: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """Slots of the maps of the free sets ``free`` (n, P) with keys ``keys`` (n,)."""
+        keys = keys.tolist()
+        missing = [i for i, key in enumerate(keys) if key not in self._slots]
+        if missing:
+            sizes = free[missing].sum(axis=1)
+            for k in np.unique(sizes):
+                new = [missing[i] for i in np.flatnonzero(sizes == k)]
+                first = self._store(*self._face_maps(free[new]))
+                self._slots.update((keys[i], first + j) for j, i in enumerate(new))
+        return np.array([self._slots[key] for key in keys], dtype=np.intp)
 
-    def _face_map(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = len(cols)
-        R_F = self.factor.R[:, cols]
+    def _store(self, M: np.ndarray, m0: np.ndarray) -> int:
+        first = len(self._slots)
+        if first + len(M) > len(self.M):  # grow the stacks geometrically
+            size = max(2 * len(self.M), first + len(M))
+            self.M = np.concatenate([self.M, np.empty((size - len(self.M),) + self.M.shape[1:])])
+            self.m0 = np.concatenate([self.m0, np.empty((size - len(self.m0), self.m0.shape[1]))])
+        self.M[first:first + len(M)] = M
+        self.m0[first:first + len(M)] = m0
+        return first
+
+    def _face_maps(self, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Maps (f, m, P) and offsets (f, P) of f free sets (f, P) of the same size k."""
+        n_faces, n_vars = free.shape
+        cols = np.nonzero(free)[1].reshape(n_faces, -1)
+        k = cols.shape[1]
+        R_F = np.moveaxis(self.factor.R[:, cols], 1, 0)  # (f, m, k)
         if self.sum_to_one:
             Z = np.linalg.qr(np.ones((k, 1)), mode="complete")[0][:, 1:]
             z0 = np.full(k, 1.0 / k)
@@ -104,9 +132,18 @@ class _FaceMaps:
         K, offset = R_F @ Z, R_F @ z0
         if self.factor.delta:
             root = np.sqrt(self.factor.delta)
-            K, offset = np.vstack([K, root * Z]), np.concatenate([offset, root * z0])
-        K_pinv = np.linalg.pinv(K)
-        return (Z @ K_pinv[:, :R_F.shape[0]]).T, z0 - Z @ (K_pinv @ offset)
+            K = np.concatenate([K, np.broadcast_to(root * Z, (n_faces, k, k - self.sum_to_one))],
+                               axis=1)
+            offset = np.concatenate([offset, np.broadcast_to(root * z0, (n_faces, k))], axis=1)
+        # K has full column rank (R does, or the delta block makes it so): K^+ = R_K^-1 Q_K^T.
+        Q_K, R_K = np.linalg.qr(K)
+        K_pinv = np.linalg.solve(R_K, np.swapaxes(Q_K, 1, 2))  # (f, k', m [+ k])
+        M = np.zeros((n_faces, R_F.shape[1], n_vars))
+        m0 = np.zeros((n_faces, n_vars))
+        rows = np.arange(n_faces)[:, None]
+        M[rows, :, cols] = Z @ K_pinv[:, :, :R_F.shape[1]]
+        m0[rows, cols] = z0 - (Z @ (K_pinv @ offset[..., None]))[..., 0]
+        return M, m0
 
 
 def _support_keys(free: np.ndarray) -> np.ndarray:
@@ -120,15 +157,25 @@ def _support_keys(free: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view(f"V{n_bytes}").ravel()
 
 
-def _solve_on_faces(faces: _FaceMaps, c: np.ndarray, free: np.ndarray,
-                    keys: np.ndarray) -> np.ndarray:
-    """Face solutions z (n, P) of pixels sorted by free set (``keys`` sorted), c (n, m)."""
-    z = np.zeros(free.shape)
-    starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1, [len(keys)]))
-    for start, stop in zip(starts[:-1], starts[1:]):
-        cols = np.flatnonzero(free[start])
-        M, m0 = faces.get(keys[start].item(), cols)
-        z[start:stop, cols] = c[start:stop] @ M + m0
+def _face_solutions(faces: _FaceMaps, c: np.ndarray, slots: np.ndarray,
+                    starts: np.ndarray) -> np.ndarray:
+    """Face solutions z (n, P) of pixels sorted by free set: group g is rows
+    starts[g]:starts[g+1] and has map ``slots[g]``; c (n, m).
+
+    Large groups take one matrix product each; the pixels of small groups (whose Python
+    overhead would dominate) are done together by a batched product with their own maps.
+    """
+    z = np.empty((len(c), faces.M.shape[2]))
+    counts = np.diff(starts)
+    for g in np.flatnonzero(counts >= _GROUP_MIN):
+        rows = slice(starts[g], starts[g + 1])
+        z[rows] = c[rows] @ faces.M[slots[g]] + faces.m0[slots[g]]
+    small = np.flatnonzero(np.repeat(counts < _GROUP_MIN, counts))
+    pixel_slots = np.repeat(slots, counts)[small]
+    for first in range(0, len(small), _GATHER):
+        part = small[first:first + _GATHER]
+        s = pixel_slots[first:first + _GATHER]
+        z[part] = (c[part, None, :] @ faces.M[s])[:, 0] + faces.m0[s]
     return z
 
 
@@ -167,33 +214,44 @@ def _multipliers(faces: _FaceMaps, z: np.ndarray, c: np.ndarray,
 
 
 def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.ndarray, int]:
+    """Solve the rows of C (n, m). Two phases per pixel:
+
+    1. from every variable free, pin *all* the variables whose face solution is negative,
+       until a face solution is feasible (a heuristic for the start: usually the optimal
+       face or next to it);
+    2. from that feasible point, the primal active-set method proper (one variable pinned
+       by a ratio test, or freed by its multiplier, per iteration).
+    """
     n_vars = faces.factor.R.shape[1]
     tol = KKT_TOL * faces.factor.scale
     every = np.ones((1, n_vars), dtype=bool)
-    M, m0 = faces.get(_support_keys(every)[0].item(), np.arange(n_vars))
-    z = C @ M + m0
-    out = z.copy()
-    # Rows whose solution with every variable free is feasible are optimal: no variable is
-    # pinned, so there is no multiplier to check.
-    rows = np.flatnonzero(np.any(z < 0, axis=1))
+    whole = faces.slots(_support_keys(every), every)[0]
+    out = C @ faces.M[whole] + faces.m0[whole]
+    # Phase 1 starts with every variable free: rows whose solution is then feasible are
+    # optimal (no variable is pinned, no multiplier to check); the others pin their
+    # negative variables.
+    rows = np.flatnonzero(np.any(out < 0, axis=1))
     c = C[rows]
-    free = z[rows] > 0
-    if faces.sum_to_one:  # a feasible start supported on the free set
-        a = free / free.sum(axis=1, keepdims=True)
-    else:
-        a = np.zeros(free.shape)
+    free = out[rows] > 0
+    a = np.zeros(free.shape)
+    started = np.zeros(len(rows), dtype=bool)  # phase 2: `a` is a feasible point
     for _ in range(max_iter):
         if rows.size == 0:
             return out, 0
         keys = _support_keys(free)
         order = np.argsort(keys)
-        rows, c, a, free, keys = rows[order], c[order], a[order], free[order], keys[order]
-        z = _solve_on_faces(faces, c, free, keys)
+        rows, c, a, free, started, keys = (rows[order], c[order], a[order], free[order],
+                                           started[order], keys[order])
+        starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1, [len(keys)]))
+        z = _face_solutions(faces, c, faces.slots(keys[starts[:-1]], free[starts[:-1]]), starts)
 
         negative = free & (z < 0)
         blocked = negative.any(axis=1)
-        # Infeasible face solution: move towards it until the first variable hits zero.
-        stepping = np.flatnonzero(blocked)
+        # Phase 1, infeasible: pin every negative variable.
+        clipping = blocked & ~started
+        free[clipping] &= ~negative[clipping]
+        # Phase 2, infeasible: move towards z until the first variable hits zero, pin it.
+        stepping = np.flatnonzero(blocked & started)
         if stepping.size:
             a_s, z_s = a[stepping], z[stepping]
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -213,11 +271,12 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
         out[rows[done]] = z[done]
         moving = optimal[improvable]
         a[moving] = z[moving]
+        started[moving] = True
         free[moving, entering[improvable]] = True
 
         keep = blocked.copy()
         keep[moving] = True
-        rows, c, a, free = rows[keep], c[keep], a[keep], free[keep]
+        rows, c, a, free, started = rows[keep], c[keep], a[keep], free[keep], started[keep]
     out[rows] = a
     return out, rows.size
 
@@ -227,9 +286,13 @@ def solve_pixels(Y, E, *, sum_to_one: bool) -> np.ndarray:
 
     Rows of Y holding a non-finite value give NaN abundances.
     """
-    pixels, lead_shape, valid = as_pixels(Y)
+    pixels, lead_shape = pixel_matrix(Y)
     E = as_endmembers(E, pixels.shape[1])
     factor = factorise(E)
+    C = pixels @ factor.Q
+    # A non-finite value anywhere in a pixel makes its row of C non-finite (NaN * 0 is NaN),
+    # and C is L / m times smaller than Y to check.
+    valid = np.all(np.isfinite(C), axis=1)
     out = np.full((pixels.shape[0], E.shape[0]), np.nan)
-    out[valid] = solve(factor, pixels[valid] @ factor.Q, sum_to_one=sum_to_one)
+    out[valid] = solve(factor, C if valid.all() else C[valid], sum_to_one=sum_to_one)
     return out.reshape(lead_shape + (E.shape[0],))

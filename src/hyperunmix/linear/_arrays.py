@@ -26,12 +26,9 @@ def as_endmembers(E: Any, n_bands: int | None = None, what: str = "E") -> np.nda
     return E
 
 
-def as_pixels(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
-    """Flatten ``Y`` (..., L) to an (N, L) float64 matrix.
-
-    Returns the matrix, the leading shape (...) to restore outputs, and the (N,) bool mask
-    of valid rows (every value finite); invalid rows are masked, not errors.
-    """
+def pixel_matrix(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Flatten ``Y`` (..., L) to an (N, L) float64 matrix (no copy when it already is one);
+    also returns the leading shape (...) to restore outputs."""
     Y = np.asarray(Y)
     if Y.ndim < min_ndim:
         raise InputError(f"pixels must have at least {min_ndim} dimension(s) (..., L), "
@@ -40,10 +37,14 @@ def as_pixels(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...], n
         raise InputError(f"pixels must be numeric, got dtype {Y.dtype}")
     if Y.ndim == 0 or Y.shape[-1] == 0:
         raise InputError(f"pixels have no band axis (shape {Y.shape})")
-    lead_shape = Y.shape[:-1]
-    flat = np.ascontiguousarray(Y.reshape(-1, Y.shape[-1]), dtype=np.float64)
-    valid = np.all(np.isfinite(flat), axis=1)
-    return flat, lead_shape, valid
+    return np.ascontiguousarray(Y.reshape(-1, Y.shape[-1]), dtype=np.float64), Y.shape[:-1]
+
+
+def as_pixels(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
+    """:func:`pixel_matrix`, and the (N,) bool mask of valid rows (every value finite);
+    invalid rows are masked, not errors."""
+    flat, lead_shape = pixel_matrix(Y, min_ndim)
+    return flat, lead_shape, np.all(np.isfinite(flat), axis=1)
 
 
 def valid_pixels(Y: Any) -> tuple[np.ndarray, np.ndarray]:
