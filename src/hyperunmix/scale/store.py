@@ -147,7 +147,7 @@ class MapStore:
         with atomic_dir(store.path) as tmp, warnings.catch_warnings():
             # Consolidated metadata (xarray's default) is not yet in the Zarr v3 spec.
             warnings.filterwarnings("ignore", message="Consolidated metadata")
-            _template(spec).to_zarr(tmp, mode="w", compute=False, encoding=_encoding(spec))
+            _template(spec).to_zarr(tmp, mode="w", compute=False)
             markers = zarr.open_group(tmp, mode="r+").require_group(MARKERS.split("/")[0])
             markers.create_array(MARKERS.split("/")[1], shape=spec.grid, chunks=(1, 1),
                                  dtype="uint8", fill_value=0)
@@ -216,8 +216,9 @@ class ChunkWriter:
 
 
 def open_maps(path: str | Path) -> xr.Dataset:
-    """The maps of a store as a lazy Dataset (``xr.open_zarr``)."""
-    return xr.open_zarr(path)
+    """The maps of a store as a lazy Dataset, with the grid mapping decoded so that
+    ``.rio.crs`` and ``.rio.transform()`` work on every map."""
+    return xr.open_zarr(path, decode_coords="all")
 
 
 # -- creation ----------------------------------------------------------------------------
@@ -245,12 +246,11 @@ def _template(spec: StoreSpec) -> xr.Dataset:
                          attrs={RUN_ATTR: json.loads(json.dumps(spec.run))})
     if spec.geo is not None:
         dataset = _georeference(dataset, spec.geo, *spec.shape)
+    for name, shape in zip(spec.layout.names, spec.layout.shapes):
+        # Updated in place: rioxarray keeps each map's grid_mapping in its encoding.
+        dataset[name].encoding.update({"chunks": spec.chunks + shape,
+                                       "_FillValue": np.float32(np.nan)})
     return dataset
-
-
-def _encoding(spec: StoreSpec) -> dict[str, dict]:
-    return {name: {"chunks": spec.chunks + shape, "_FillValue": np.float32(np.nan)}
-            for name, shape in zip(spec.layout.names, spec.layout.shapes)}
 
 
 def _differences(recorded: dict, wanted: dict) -> str:
