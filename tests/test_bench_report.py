@@ -6,8 +6,10 @@ import html
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from hyperunmix.bench.store import RunStore
 from hyperunmix.bench.tables import all_tables
 from hyperunmix.metrics import evaluate
 
+REPO = Path(__file__).resolve().parents[1]
 SCENES = [SceneSpec("tiny_a", "synthetic", {"n_rows": 8, "n_cols": 8, "n_endmembers": 3,
                                             "abundances": "fields", "seed": 1}),
           SceneSpec("tiny_b", "synthetic", {"n_rows": 6, "n_cols": 9, "n_endmembers": 3,
@@ -59,7 +62,7 @@ def report(tmp_path_factory):
                     "seed": 0, "status": "failed", "error": "ImportError: no module x",
                     "metrics": None, "time_s": None, "peak_memory_mb": None,
                     "version": "test", "finished": "2026-01-01"})
-    write_results(out, records, quick=True)
+    write_results(out, records, quick=True, command="hyperunmix bench --quick")
     files = write_report(out, records, SCENES, command="hyperunmix bench --quick")
     return out, records, files
 
@@ -149,3 +152,18 @@ def test_report_renders_every_table_and_figure_in_a_browser(report, tmp_path):
     assert [rows for _, rows in seen["tables"]] == [len(t.rows) + 1 for t in expected_tables]
     assert [i[0] for i in seen["images"]] == [f.anchor for f in files.figures]
     assert all(width > 100 for _, width in seen["images"])  # every PNG decoded
+
+
+def test_benchmarks_md_is_assembled_from_results_and_fragments(report, tmp_path):
+    out, records, _ = report
+    results = tmp_path / "benchmarks" / "results"
+    shutil.copytree(out, results / "bench")
+    (results / "fcls_speed.md").write_text("## FCLS speed\n\nReproduce: `python x.py`\n")
+    script = runpy.run_path(str(REPO / "benchmarks" / "make_benchmarks_md.py"))
+    text = script["build"](results, tmp_path / "BENCHMARKS.md").read_text()
+    assert "Reproduce: `hyperunmix bench --quick`" in text
+    assert "`python benchmarks/make_benchmarks_md.py`" in text
+    assert text.rstrip().endswith("## FCLS speed\n\nReproduce: `python x.py`")
+    assert all(f"### {table.title}" in text for table in all_tables(records))
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert len(links) == 5 and all((tmp_path / link).is_file() for link in links)

@@ -46,8 +46,10 @@ def bench_command(
         None, "--timeout", min=1,
         help="Time limit of one run in seconds (default: per method); a run over it is "
              "stopped and recorded as failed."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
-                             help="Runs in parallel, each in its own worker process."),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1,
+        help="Runs in parallel, each in its own worker process (default: 2, or 1 on a "
+             "single core)."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="Threads per worker (default: cores / jobs)."),
     data_dir: Optional[Path] = typer.Option(

@@ -145,6 +145,24 @@ def accuracy_time_figure(groups: dict[str, dict[str, Group]]) -> Figure | None:
     return fig
 
 
+OVERVIEW = "accuracy_vs_time"
+#: Caption of each figure kind; per-scene figures are named ``<scene>_<kind>.png``.
+CAPTIONS = {
+    OVERVIEW: "Accuracy versus wall time, mean ± std over seeds",
+    "abundances": "abundance maps, truth and each method's median-aRMSE run",
+    "endmembers": "endmember spectra, truth (dashed) and each method's median-aRMSE run",
+}
+_SCENE_FIGURES = {"abundances": abundance_figure, "endmembers": spectra_figure}
+
+
+def caption(stem: str) -> str:
+    """The caption of the figure file named ``stem`` (without ``.png``)."""
+    if stem == OVERVIEW:
+        return CAPTIONS[OVERVIEW]
+    scene, _, kind = stem.rpartition("_")
+    return f"{scene}: {CAPTIONS[kind]}" if kind in _SCENE_FIGURES else stem
+
+
 def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
                   scenes: dict[str, Scene]) -> list[FigureFile]:
     """Write every figure under ``<out>/figures``; ``scenes`` maps dataset names to the
@@ -154,28 +172,22 @@ def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
     written = []
     overview = accuracy_time_figure(groups)
     if overview is not None:
-        written.append(_save(overview, folder / "accuracy_vs_time.png",
-                             "Accuracy versus wall time, mean ± std over seeds",
-                             "figure-accuracy-time"))
+        written.append(_save(overview, folder, OVERVIEW, "figure-accuracy-time"))
     for dataset, by_method in groups.items():
         scene = scenes.get(dataset)
         if scene is None:
             continue
-        for kind, make, caption in (
-                ("abundances", abundance_figure, "abundance maps, truth and each method's "
-                                                 "median-aRMSE run"),
-                ("endmembers", spectra_figure, "endmember spectra, truth (dashed) and each "
-                                               "method's median-aRMSE run")):
+        for kind, make in _SCENE_FIGURES.items():
             fig = make(dataset, by_method, scene, store)
             if fig is not None:
-                written.append(_save(fig, folder / f"{dataset}_{kind}.png",
-                                     f"{dataset}: {caption}", f"figure-{dataset}-{kind}"))
+                written.append(_save(fig, folder, f"{dataset}_{kind}",
+                                     f"figure-{dataset}-{kind}"))
     return written
 
 
-def _save(fig: Figure, path: Path, caption: str, anchor: str) -> FigureFile:
-    save_figure(fig, path, dpi=DPI)
-    return FigureFile(path, caption, anchor)
+def _save(fig: Figure, folder: Path, stem: str, anchor: str) -> FigureFile:
+    path = save_figure(fig, folder / f"{stem}.png", dpi=DPI)
+    return FigureFile(path, caption(stem), anchor)
 
 
 def _peak_normalised(spectra: np.ndarray) -> np.ndarray:

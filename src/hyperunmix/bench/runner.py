@@ -20,6 +20,7 @@ import platform
 import signal
 import time
 from collections import deque
+from importlib import metadata
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from ..errors import InputError
 from .plans import plan_for
 from .scenes import SceneSpec
 from .store import RunStore, run_key
-from .worker import Job, base_record, now_iso, serve
+from .worker import Job, base_record, describe_exit, now_iso, serve
 
 RESULTS_FILE = "results.json"
 #: Seconds a worker gets to exit after being asked to before it is killed.
@@ -75,23 +76,23 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
         raise InputError(f"seeds must be at least 1, got {seeds}")
     if not scenes:
         raise InputError("the benchmark needs at least one scene")
-    params = params or {}
-    settings = {}
-    for name in names:
-        method_plan = plan_for(name, registry)
-        settings[name] = (
-            seeds if seeds is not None else method_plan.n_seeds(quick),
-            {**method_plan.parameters(quick), **params.get(name, {})},
-            timeout_s if timeout_s is not None else method_plan.timeout(quick))
+    overrides = params or {}
+    plans = {name: plan_for(name, registry) for name in names}
+    n_seeds = {name: seeds if seeds is not None else p.n_seeds(quick)
+               for name, p in plans.items()}
     jobs = []
-    for seed in range(max(n for n, _, _ in settings.values())):
+    for seed in range(max(n_seeds.values())):
         for scene in scenes:
-            for name, (n_seeds, method_params, timeout) in settings.items():
-                if seed < n_seeds:
-                    identity = {"method": name, "params": method_params,
-                                "scene": scene.identity(), "seed": seed}
-                    jobs.append(Job(name, registry[name], seed, scene, method_params,
-                                    timeout, run_key(identity)))
+            for name, method_plan in plans.items():
+                if seed >= n_seeds[name]:
+                    continue
+                method_params = {**method_plan.parameters(quick, scene.name),
+                                 **overrides.get(name, {})}
+                identity = {"method": name, "params": method_params,
+                            "scene": scene.identity(), "seed": seed}
+                jobs.append(Job(name, registry[name], seed, scene, method_params,
+                                timeout_s if timeout_s is not None
+                                else method_plan.timeout(quick), run_key(identity)))
     return jobs
 
 
@@ -110,7 +111,18 @@ def _method_names(methods: str | Sequence[str], registry: Mapping[str, str]) -> 
     return list(dict.fromkeys(names))
 
 
-def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int = 1,
+def default_workers() -> int:
+    """Two workers where there are two cores or more (one thread each: small BLAS calls
+    run slower on two contending threads than on one), else one."""
+    return min(2, os.cpu_count() or 1)
+
+
+def default_threads(n_workers: int) -> int:
+    """The CPU cores shared out among the workers."""
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int | None = None,
              threads: int | None = None, data_dir: str | os.PathLike | None = None,
              on_record: RecordCallback | None = None) -> list[dict[str, Any]]:
     """Run the unfinished ``jobs`` in ``n_workers`` worker processes; return every job's
@@ -121,14 +133,17 @@ def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int = 1,
 
     Parameters
     ----------
+    n_workers : int, optional
+        Runs at once; default :func:`default_workers`.
     threads : int, optional
         Threads per worker for BLAS and PyTorch; default: the CPU cores shared out
         among the workers.
     """
+    n_workers = n_workers or default_workers()
     store = RunStore(out)
     todo = deque(job for job in jobs if not store.is_done(job.key))
     n_total, n_done = len(jobs), len(jobs) - len(todo)
-    threads = threads or max(1, (os.cpu_count() or 1) // n_workers)
+    threads = threads or default_threads(n_workers)
     data_dir = None if data_dir is None else str(data_dir)
     pool = _WorkerPool(min(n_workers, len(todo)), threads, data_dir)
     try:
@@ -144,7 +159,8 @@ def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int = 1,
 
 def run_benchmark(methods: str | Sequence[str], scenes: Sequence[SceneSpec],
                   out: str | os.PathLike, *, seeds: int | None = None, quick: bool = False,
-                  timeout_s: float | None = None, n_workers: int = 1, threads: int | None = None,
+                  timeout_s: float | None = None, n_workers: int | None = None,
+                  threads: int | None = None,
                   data_dir: str | os.PathLike | None = None,
                   registry: Mapping[str, str] | None = None,
                   params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -155,9 +171,12 @@ def run_benchmark(methods: str | Sequence[str], scenes: Sequence[SceneSpec],
     as the way to reproduce it). Returns the records."""
     jobs = plan(methods, scenes, seeds=seeds, quick=quick, timeout_s=timeout_s,
                 registry=registry, params=params)
+    n_workers = n_workers or default_workers()
+    threads = threads or default_threads(n_workers)
     records = run_jobs(jobs, out, n_workers=n_workers, threads=threads, data_dir=data_dir,
                        on_record=on_record)
-    write_results(out, records, quick=quick)
+    write_results(out, records, quick=quick, command=command,
+                  workers={"processes": n_workers, "threads_each": threads})
     if report:
         from .report import write_report
 
@@ -166,24 +185,37 @@ def run_benchmark(methods: str | Sequence[str], scenes: Sequence[SceneSpec],
 
 
 def write_results(out: str | os.PathLike, records: list[dict[str, Any]], *,
-                  quick: bool) -> Path:
-    """``<out>/results.json``: the environment, then one record per run (tracebacks stay in
-    the per-run files)."""
-    import numpy
-
+                  quick: bool, command: str | None = None,
+                  workers: dict[str, int] | None = None) -> Path:
+    """``<out>/results.json``: the command, machine and ``workers`` (count, threads), then
+    one record per run (tracebacks stay in the per-run files)."""
     from .. import __version__
 
     runs = [{k: v for k, v in r.items() if k != "traceback"} for r in records]
     payload = {
         "hyperunmix_version": __version__, "created": now_iso(), "quick": quick,
-        "environment": {"python": platform.python_version(), "numpy": numpy.__version__,
-                        "platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "command": command, "environment": _environment(), "workers": workers,
         "runs": runs,
     }
     path = Path(out) / RESULTS_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1))
     return path
+
+
+def _environment() -> dict[str, Any]:
+    """Versions and machine, for reading the timings."""
+    versions = {}
+    for package in ("numpy", "scipy", "torch"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"python": platform.python_version(), **versions, "platform": platform.platform(),
+            "cpu": cpu, "cpu_count": os.cpu_count()}
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -208,39 +240,58 @@ class _Worker:
             self.process.start()
         child_conn.close()
         self.job: Job | None = None
-        self.started = False
+        self.run_pid: int | None = None  # the process running the timed part
         self.deadline = 0.0
+        self.timed_out = False
         self.broken = False  # died or was killed: not to be given another job
 
     def submit(self, job: Job) -> None:
-        self.job, self.started = job, False
+        self.job, self.run_pid, self.timed_out = job, None, False
         self.deadline = time.monotonic() + _SETUP_S
         self.conn.send(job)
 
     def poll(self) -> dict[str, Any] | None:
-        """The reply of the finished job, a failed reply if the worker died or timed out,
-        or None while the job runs."""
+        """The reply of the finished job (a failed one if it crashed or timed out), or None
+        while it runs."""
         job = self.job
         try:
             while self.conn.poll():
-                kind, reply = self.conn.recv()
+                kind, value = self.conn.recv()
                 if kind == "done":
-                    return reply
-                self.started = True  # the timed part (fit and unmix) began
+                    return self._timed_out_reply(job) if self.timed_out else value
+                self.run_pid = value  # the timed part began
                 self.deadline = time.monotonic() + job.timeout_s
         except (EOFError, OSError):
             self.broken = True
-            return _failure(job, _death_message(self.process))
-        if not self.process.is_alive():
+        if not self.broken and not self.process.is_alive():
             self.broken = True
-            return _failure(job, _death_message(self.process))
+        if self.broken:
+            if self.timed_out:
+                return self._timed_out_reply(job)
+            self.process.join(_STOP_GRACE_S)
+            return _failure(job, describe_exit(self.process.exitcode, "the worker process"))
         if time.monotonic() > self.deadline:
+            self._stop_run()
+            if self.broken:
+                return self._timed_out_reply(job)
+        return None
+
+    def _stop_run(self) -> None:
+        """Kill the run over its time limit: the forked child (the worker then reports it
+        and goes on), or the worker itself when it runs jobs in-process or hangs."""
+        if self.run_pid is not None and self.run_pid != self.process.pid and not self.timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.run_pid, signal.SIGKILL)
+            self.deadline = time.monotonic() + _STOP_GRACE_S
+        else:
             self.broken = True
             self.kill()
-            limit = (f"its {job.timeout_s:g} s limit" if self.started
-                     else f"the {_SETUP_S:g} s allowed for loading the scene and the method")
-            return _failure(job, f"TimeoutError: the run exceeded {limit} and was stopped")
-        return None
+        self.timed_out = True
+
+    def _timed_out_reply(self, job: Job) -> dict[str, Any]:
+        limit = (f"its {job.timeout_s:g} s limit" if self.run_pid is not None
+                 else f"the {_SETUP_S:g} s allowed for loading the scene and the method")
+        return _failure(job, f"TimeoutError: the run exceeded {limit} and was stopped")
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -280,7 +331,7 @@ class _WorkerPool:
                     continue
                 self.busy.remove(worker)
                 if worker.broken or reply.get("recycle"):
-                    worker.stop()  # cannot run, or cannot measure, another job
+                    worker.stop()  # cannot run another job, or cannot fork a fresh one
                 else:
                     self.idle.append(worker)
                 yield reply
@@ -298,17 +349,6 @@ def _failure(job: Job, error: str) -> dict[str, Any]:
     record = base_record(job)
     record.update(error=error, finished=now_iso())
     return {"record": record, "arrays": None}
-
-
-def _death_message(process) -> str:
-    process.join(_STOP_GRACE_S)
-    code = process.exitcode
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            how = signal.Signals(-code).name
-            hint = " (out of memory?)" if how == "SIGKILL" else ""
-            return f"WorkerCrash: the worker process was killed by {how}{hint} during the run"
-    return f"WorkerCrash: the worker process exited with code {code} during the run"
 
 
 @contextlib.contextmanager

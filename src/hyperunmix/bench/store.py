@@ -31,6 +31,11 @@ def run_key(identity: dict[str, Any]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', prefix)}-{digest.hexdigest()[:12]}"
 
 
+#: Written into the runs directory: the per-run state is for resuming, not for committing
+#: (results.json, the tables, figures and report beside it are what a repository keeps).
+_GITIGNORE = "# hyperunmix bench: per-run state for resuming; commit results.json instead\n*\n"
+
+
 class RunStore:
     """Finished runs of a benchmark output directory."""
 
@@ -58,6 +63,10 @@ class RunStore:
     def save(self, record: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Path:
         """Persist a finished run: its arrays first, then its record (the commit point)."""
         key = record["key"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(_GITIGNORE)
         if arrays:
             with atomic_path(self.arrays_path(key)) as tmp:
                 with open(tmp, "wb") as fh:

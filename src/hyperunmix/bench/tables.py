@@ -181,8 +181,22 @@ def failure_table(records: list[dict[str, Any]]) -> Table | None:
                  anchor="failures")
 
 
+def settings_table(records: list[dict[str, Any]]) -> Table:
+    """The parameters each method ran with (all but the seed), per distinct setting."""
+    settings: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        params = {k: v for k, v in (record.get("parameters") or {}).items() if k != "seed"}
+        text = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+        settings.setdefault((record["method"], text), set()).add(record["dataset"])
+    rows = [[method, ", ".join(sorted(datasets)), text]
+            for (method, text), datasets in settings.items()]
+    return Table("Method settings", ["method", "scenes", "parameters (besides the seed)"],
+                 rows, anchor="settings")
+
+
 def all_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """Summary tables, then per scene the full and the per-material table, then failures."""
+    """Summary tables, then per scene the full and the per-material table, then the
+    method settings and the failures."""
     groups = group(records)
     tables = [summary_table(groups, key) for key in SUMMARY_KEYS]
     for dataset, by_method in groups.items():
@@ -190,6 +204,7 @@ def all_tables(records: list[dict[str, Any]]) -> list[Table]:
         per_material = endmember_table(dataset, by_method)
         if per_material is not None:
             tables.append(per_material)
+    tables.append(settings_table(records))
     failures = failure_table(records)
     if failures is not None:
         tables.append(failures)

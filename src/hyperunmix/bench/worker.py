@@ -1,26 +1,33 @@
-"""The worker side of the benchmark: one process that runs jobs sent to it over a pipe.
+"""The worker side of the benchmark: a process that runs the jobs sent to it over a pipe.
 
-Each run happens in a worker process (``multiprocessing`` "spawn" context), never in the
-process that schedules and records, for two reasons:
+The scheduler (:mod:`hyperunmix.bench.runner`) never runs a method itself. It starts worker
+processes (``multiprocessing`` "spawn" context); a worker builds the scene and imports the
+method once, then **forks a child for every run**. Three reasons:
 
 - memory: PyTorch allocates outside Python's allocator, so ``tracemalloc`` misses most of
-  a deep model's memory. The worker measures the operating system's view instead: before a
-  run it resets the kernel's peak-RSS counter (Linux ``/proc/self/clear_refs``), after it
-  reads the new peak (``VmHWM``); the difference to the RSS at the start is the run's peak
-  memory, torch's allocations included. Where the counter cannot be reset the worker asks
-  to be replaced after each run, so every run starts with a fresh process and its peak is
-  still its own.
+  a deep model's memory. The child measures the operating system's view instead: it resets
+  the kernel's peak-RSS counter (Linux ``/proc/self/clear_refs``), runs, and reads the new
+  peak (``VmHWM``); the rise over its RSS at the start is the run's peak memory, torch
+  included. Every child starts from the same state of the worker, so memory freed by an
+  earlier run (kept by the allocator, reused without showing) cannot hide a later run's.
 - isolation: a crash (segfault in a native library, the out-of-memory killer) or a hang
-  ends only the worker; the scheduler records that run as failed and starts a new worker.
+  ends only the child; the worker reports it and goes on; the scheduler kills a child that
+  exceeds its time limit.
+- speed: a fork costs milliseconds, starting Python with NumPy and PyTorch seconds, more
+  than a classical method's whole run.
 
-A worker is reused for many runs (and caches the scenes it built), because starting a
-Python process with NumPy and PyTorch costs seconds, more than a classical method's run.
+Where ``os.fork`` does not exist (Windows), the worker runs the job itself and asks to be
+replaced afterwards, so each run still gets a fresh process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import pickle
 import re
+import signal
 import sys
 import time
 import traceback
@@ -85,9 +92,10 @@ def now_iso() -> str:
 
 
 def serve(conn, data_dir: str | None) -> None:
-    """Process target: run each :class:`Job` received on ``conn``; send ``("started",
-    None)`` when its timed part begins and ``("done", {"record", "arrays", "recycle"})`` at
-    the end. Stop on ``None`` or when the parent is gone."""
+    """Process target: run each :class:`Job` received on ``conn``. Sends ``("started",
+    pid)`` when the timed part begins, in the process ``pid``, and ``("done", reply)`` at the
+    end, ``reply`` being ``{"record", "arrays", "recycle"}``. Stops on ``None`` or when the
+    scheduler is gone."""
     scenes: dict[str, Any] = {}
     while True:
         try:
@@ -96,27 +104,55 @@ def serve(conn, data_dir: str | None) -> None:
             return
         if job is None:
             return
-        reply = execute(job, scenes, data_dir, on_start=lambda: conn.send(("started", None)))
+        reply = run_job(job, scenes, data_dir, lambda pid: conn.send(("started", pid)))
         conn.send(("done", reply))
 
 
-def execute(job: Job, scenes: dict[str, Any], data_dir: str | None,
-            on_start: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Run ``job`` and score it; any exception becomes a failed record. ``on_start`` is
-    called when the timed part (fit and unmix) begins, after the scene is built and the
-    method imported."""
+def run_job(job: Job, scenes: dict[str, Any], data_dir: str | None,
+            on_start: Callable[[int], None]) -> dict[str, Any]:
+    """Prepare ``job`` (scene, method class) here, run it in a forked child."""
     record = base_record(job)
-    arrays = None
-    peak_resettable = True
     try:
         scene = _scene(job.scene, scenes, data_dir)
-        model = _method_class(job.import_path)(
-            n_endmembers=scene.truth.n_endmembers, seed=job.seed, **job.params)
+        method_class = _method_class(job.import_path)
+    except Exception as exc:  # noqa: BLE001 - a scene or method that cannot load is a result
+        return {"record": _failed(record, exc), "arrays": None}
+    if not hasattr(os, "fork"):
+        on_start(os.getpid())
+        return {**execute(job, scene, method_class, record), "recycle": True}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, send the reply, leave without any cleanup of the parent's
+        status = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(execute(job, scene, method_class, record), pipe)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    on_start(pid)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code == 0 and payload:
+        return pickle.loads(payload)
+    record.update(error=describe_exit(code, "the run's process"), finished=now_iso())
+    return {"record": record, "arrays": None}
+
+
+def execute(job: Job, scene, method_class: type, record: dict[str, Any]) -> dict[str, Any]:
+    """Fit, unmix and score: the timed part of a run. Any exception becomes a failed
+    record; returns ``{"record", "arrays"}``."""
+    arrays = None
+    try:
+        model = method_class(n_endmembers=scene.truth.n_endmembers, seed=job.seed,
+                             **job.params)
         record["parameters"] = _json_params(model.get_params())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            on_start()
-            peak_resettable = _reset_peak_rss()
+            _reset_peak_rss()
             rss_start = _rss_kib()
             cpu_start, wall_start = time.process_time(), time.perf_counter()
             result = model.fit_unmix(scene)
@@ -134,10 +170,26 @@ def execute(job: Job, scenes: dict[str, Any], data_dir: str | None,
         if result.endmembers is not None:
             arrays["endmembers"] = np.asarray(result.endmembers, np.float32)
     except Exception as exc:  # noqa: BLE001 - any failure of a method is a result to record
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc())
+        _failed(record, exc)
     record["finished"] = now_iso()
-    return {"record": record, "arrays": arrays, "recycle": not peak_resettable}
+    return {"record": record, "arrays": arrays}
+
+
+def describe_exit(code: int | None, who: str) -> str:
+    """The error of a process that ended without a reply (``code`` as
+    :attr:`multiprocessing.Process.exitcode`: minus the signal number when killed)."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            how = signal.Signals(-code).name
+            hint = " (out of memory?)" if how == "SIGKILL" else ""
+            return f"WorkerCrash: {who} was killed by {how}{hint} during the run"
+    return f"WorkerCrash: {who} exited with code {code} during the run"
+
+
+def _failed(record: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                  traceback=traceback.format_exc(), finished=now_iso())
+    return record
 
 
 def _scene(spec: SceneSpec, cache: dict[str, Any], data_dir: str | None):
@@ -174,13 +226,11 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter of this process; False where unsupported."""
-    try:
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS counter of this process, where the kernel allows it
+    (elsewhere the peak is that of the whole process, which a fresh child keeps close)."""
+    with contextlib.suppress(OSError):
         _CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _status_kib(field: str) -> int | None:
