@@ -173,11 +173,21 @@ def test_reports_progress_every_epoch(scene):
     assert {"cross_entropy", "reconstruction"} <= set(seen[-1][3])
 
 
-def test_reference_endmembers_option(scene):
+def test_given_reference_endmembers_are_reported(scene):
     truth = scene.truth.endmembers
-    model = EGUNet(endmembers=truth, endmember_output="reference", **FAST).fit(scene)
+    model = EGUNet(endmembers=truth, **FAST).fit(scene)
     assert model.reference_.shape == (3, N_BANDS)  # P taken from the given endmembers
     np.testing.assert_array_equal(model.endmembers_, truth)
+
+
+def test_least_squares_endmembers_fit_the_image_best(scene):
+    model = EGUNet(3, endmember_output="ls", **FAST).fit(scene)
+    abundances = model.unmix(scene).pixel_abundances().astype(np.float64)
+    pixels = scene.pixels()
+    assert model.endmembers_.min() >= 0
+    fitted_error = np.linalg.norm(pixels - abundances @ model.endmembers_)
+    for other in (model.reference_, model.endmembers_ * 1.01, model.endmembers_ + 1e-3):
+        assert fitted_error < np.linalg.norm(pixels - abundances @ other)
 
 
 def test_save_load_round_trip(fitted, scene, tmp_path):
