@@ -161,3 +161,20 @@ def test_bad_input_raises_input_error(solver):
     bad[0, 0] = np.inf
     with pytest.raises(InputError, match="non-finite"):
         solver(Y, bad)
+
+
+def test_more_endmembers_than_bands_and_than_64():
+    # P > L: E is rank deficient by shape; P > 64: free sets no longer fit one machine word
+    for n_endmembers, n_bands in ((30, 20), (70, 100)):
+        Y, E = mixed_pixels(n_endmembers, n_bands=n_bands, n_pixels=200, seed=n_endmembers,
+                            noise=0.01, spread=0.3)
+        A = fcls(Y, E)
+        assert kkt_residual(Y, E, A) <= 1e-8
+        assert A.min() >= 0.0
+        np.testing.assert_allclose(A.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_nnls_of_pixels_opposite_to_every_endmember_is_zero():
+    _, E = mixed_pixels(4, seed=14)
+    A = nnls(np.vstack([-E[0], -np.ones(E.shape[1]), 0.5 * E[1]]), E)
+    np.testing.assert_allclose(A, [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0, 0]], atol=1e-12)

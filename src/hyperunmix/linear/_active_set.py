@@ -159,8 +159,8 @@ def _support_keys(free: np.ndarray) -> np.ndarray:
 
 def _face_solutions(faces: _FaceMaps, c: np.ndarray, slots: np.ndarray,
                     starts: np.ndarray) -> np.ndarray:
-    """Face solutions z (n, P) of pixels sorted by free set: group g is rows
-    starts[g]:starts[g+1] and has map ``slots[g]``; c (n, m).
+    """Face solutions z (n, P), exactly 0 on pinned variables, of pixels sorted by free
+    set: group g is rows starts[g]:starts[g+1] and has map ``slots[g]``; c (n, m).
 
     Large groups take one matrix product each; the pixels of small groups (whose Python
     overhead would dominate) are done together by a batched product with their own maps.
@@ -240,16 +240,17 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
             return out, 0
         keys = _support_keys(free)
         order = np.argsort(keys)
-        rows, c, a, free, started, keys = (rows[order], c[order], a[order], free[order],
-                                           started[order], keys[order])
+        keys = keys[order]
         starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1, [len(keys)]))
-        z = _face_solutions(faces, c, faces.slots(keys[starts[:-1]], free[starts[:-1]]), starts)
+        heads = starts[:-1]
+        z = np.empty(free.shape)
+        z[order] = _face_solutions(faces, c[order],
+                                   faces.slots(keys[heads], free[order[heads]]), starts)
 
-        negative = free & (z < 0)
+        negative = z < 0  # z is exactly 0 on the pinned variables
         blocked = negative.any(axis=1)
         # Phase 1, infeasible: pin every negative variable.
-        clipping = blocked & ~started
-        free[clipping] &= ~negative[clipping]
+        free &= ~(negative & ~started[:, None])
         # Phase 2, infeasible: move towards z until the first variable hits zero, pin it.
         stepping = np.flatnonzero(blocked & started)
         if stepping.size:
