@@ -158,12 +158,16 @@ def test_benchmarks_md_is_assembled_from_results_and_fragments(report, tmp_path)
     out, records, _ = report
     results = tmp_path / "benchmarks" / "results"
     shutil.copytree(out, results / "bench")
-    (results / "fcls_speed.md").write_text("## FCLS speed\n\nReproduce: `python x.py`\n")
+    (results / "speed.md").write_text("### FCLS speed\n\n| a |\n|---|\n| 1 |\n")
+    (tmp_path / "speed_bench.py").write_text('OUT = "benchmarks/results/speed.json"\n')
     script = runpy.run_path(str(REPO / "benchmarks" / "make_benchmarks_md.py"))
-    text = script["build"](results, tmp_path / "BENCHMARKS.md").read_text()
+    text = script["build"](results, tmp_path / "BENCHMARKS.md", tmp_path).read_text()
     assert "Reproduce: `hyperunmix bench --quick`" in text
     assert "`python benchmarks/make_benchmarks_md.py`" in text
-    assert text.rstrip().endswith("## FCLS speed\n\nReproduce: `python x.py`")
+    assert text.rstrip().endswith(
+        "## Focused benchmarks\n\n### FCLS speed\n\n| a |\n|---|\n| 1 |\n\n"
+        "Reproduce: `python benchmarks/speed_bench.py` "
+        "(then `python benchmarks/make_benchmarks_md.py`).")
     assert all(f"### {table.title}" in text for table in all_tables(records))
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert len(links) == 5 and all((tmp_path / link).is_file() for link in links)

@@ -66,9 +66,14 @@ def bench_command(
         _print_plan(jobs_planned, out)
         return
     command = _command_line(methods, datasets, scene, seeds, out, quick)
-    records = run_benchmark(methods, specs, out, seeds=seeds, quick=quick, timeout_s=timeout,
-                            n_workers=jobs, threads=threads, data_dir=data_dir,
-                            on_record=_print_progress, command=command)
+    try:
+        records = run_benchmark(methods, specs, out, seeds=seeds, quick=quick,
+                                timeout_s=timeout, n_workers=jobs, threads=threads,
+                                data_dir=data_dir, on_record=_print_progress, command=command)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished runs are kept in {out}; run the same command again "
+              "to resume", file=sys.stderr)
+        raise typer.Exit(130) from None
     n_failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} runs ({n_failed} failed): {out / 'results.json'}, "
           f"{out / 'results.md'}, {out / 'report.html'}")

@@ -240,13 +240,15 @@ class _Worker:
             self.process.start()
         child_conn.close()
         self.job: Job | None = None
-        self.run_pid: int | None = None  # the process running the timed part
+        self.run_pid: int | None = None  # the process running the timed part, while it runs
+        self.deadline_is_run = False  # the deadline is the run's limit, not the setup's
         self.deadline = 0.0
         self.timed_out = False
         self.broken = False  # died or was killed: not to be given another job
 
     def submit(self, job: Job) -> None:
         self.job, self.run_pid, self.timed_out = job, None, False
+        self.deadline_is_run = False
         self.deadline = time.monotonic() + _SETUP_S
         self.conn.send(job)
 
@@ -258,8 +260,9 @@ class _Worker:
             while self.conn.poll():
                 kind, value = self.conn.recv()
                 if kind == "done":
+                    self.run_pid = None
                     return self._timed_out_reply(job) if self.timed_out else value
-                self.run_pid = value  # the timed part began
+                self.run_pid, self.deadline_is_run = value, True  # the timed part began
                 self.deadline = time.monotonic() + job.timeout_s
         except (EOFError, OSError):
             self.broken = True
@@ -289,11 +292,15 @@ class _Worker:
         self.timed_out = True
 
     def _timed_out_reply(self, job: Job) -> dict[str, Any]:
-        limit = (f"its {job.timeout_s:g} s limit" if self.run_pid is not None
+        limit = (f"its {job.timeout_s:g} s limit" if self.deadline_is_run
                  else f"the {_SETUP_S:g} s allowed for loading the scene and the method")
         return _failure(job, f"TimeoutError: the run exceeded {limit} and was stopped")
 
     def stop(self) -> None:
+        """Ask the worker to exit (first killing a run in progress, e.g. on Ctrl-C)."""
+        if self.run_pid is not None and self.run_pid != self.process.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.run_pid, signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(None)
         self.process.join(_STOP_GRACE_S)

@@ -96,6 +96,9 @@ def serve(conn, data_dir: str | None) -> None:
     pid)`` when the timed part begins, in the process ``pid``, and ``("done", reply)`` at the
     end, ``reply`` being ``{"record", "arrays", "recycle"}``. Stops on ``None`` or when the
     scheduler is gone."""
+    # Ctrl-C reaches the whole process group: the scheduler alone handles it, stopping
+    # the workers and their runs, so that an interrupted benchmark stops cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     scenes: dict[str, Any] = {}
     while True:
         try:
