@@ -1,4 +1,4 @@
-"""The ``hyperunmix`` command line: demo, unmix, datasets, info.
+"""The ``hyperunmix`` command line: demo, unmix, bench, datasets, info.
 
 Every command runs inside :func:`reports_errors`: a :class:`~hyperunmix.errors.HyperunmixError`
 (bad input the user can fix) prints ``error: <message>`` on one line and exits with status 2;
@@ -6,8 +6,8 @@ any other exception prints one line too (status 1) unless ``hyperunmix --debug``
 traceback. Tables go to stdout, progress bars and warnings to stderr.
 
 Commands import the readers, the methods and matplotlib when they run, so that
-``hyperunmix --help`` stays instant. Another command registers the same way, e.g.
-``app.command("bench")(reports_errors(bench_command))``.
+``hyperunmix --help`` stays instant. The benchmark's command lives with the benchmark
+(:func:`hyperunmix.bench.cli.bench_command`) and is registered here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from .base import Result, Unmixer
+from .bench.cli import bench_command
 from .errors import HyperunmixError, InputError
 from .registry import available_methods, get_method
 from .scene import Scene
@@ -208,6 +209,9 @@ def datasets(
     for status in available(data_dir):
         table.add_row(status.name, "yes" if status.present else "no", str(status.path))
     Console().print(table)
+
+
+app.command("bench")(reports_errors(bench_command))
 
 
 @app.command()
