@@ -7,6 +7,7 @@ import torch
 import hyperunmix as hu
 from hyperunmix import synthetic
 from hyperunmix.deep.egunet import EGUNet
+from hyperunmix.deep.egunet_batches import PatchBatches, PixelBatches
 from hyperunmix.deep.egunet_nets import PixelwiseEGU, SpatialSpectralEGU, weight_penalty
 from hyperunmix.deep.pure_pixels import block_endmembers, build_pure_set, resolve_reference
 from hyperunmix.errors import FileFormatError, InputError
@@ -124,6 +125,34 @@ def test_weight_penalty_counts_weights_once_without_biases():
     net.pure_stream.block1.linear.bias.data.fill_(100.0)
     net.pure_stream.block1.norm.weight.data.fill_(100.0)
     assert torch.isclose(weight_penalty(net), expected)
+
+
+# -- mini-batches ------------------------------------------------------------------------------
+class _ZeroDecoder:
+    """Stands in for a network whose reconstruction is all zeros."""
+
+    def mixed_forward(self, x):
+        return None, torch.zeros_like(x)
+
+
+def test_pixel_batches_cover_every_row_once_per_epoch():
+    data = torch.arange(10.0)[:, None]
+    batches = PixelBatches(data, batch_size=4)
+    rows = torch.cat(list(batches.epoch(torch.Generator().manual_seed(0))))
+    assert batches.steps_per_epoch == 3 and sorted(rows.ravel().tolist()) == list(range(10))
+
+
+def test_patch_batches_crop_inside_and_score_valid_pixels_only():
+    image = torch.rand(1, 4, 9, 7)
+    mask = torch.ones(1, 1, 9, 7)
+    mask[..., 0, :] = 0
+    whole = PatchBatches((image, mask), None, steps_per_epoch=2)
+    crops = list(whole.epoch(torch.Generator().manual_seed(0)))
+    assert len(crops) == 2 and all(c[0].shape == image.shape for c in crops)
+    error = whole.reconstruction_error(_ZeroDecoder(), (image, mask))
+    assert torch.isclose(error, (image[..., 1:, :] ** 2).mean())  # row 0 is masked out
+    small = PatchBatches((image, mask), 5, steps_per_epoch=3)
+    assert all(c[0].shape == (1, 4, 5, 5) for c in small.epoch(torch.Generator()))
 
 
 # -- the estimator -----------------------------------------------------------------------------
