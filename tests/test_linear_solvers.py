@@ -178,3 +178,15 @@ def test_nnls_of_pixels_opposite_to_every_endmember_is_zero():
     _, E = mixed_pixels(4, seed=14)
     A = nnls(np.vstack([-E[0], -np.ones(E.shape[1]), 0.5 * E[1]]), E)
     np.testing.assert_allclose(A, [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0, 0]], atol=1e-12)
+
+
+def test_iteration_limit_warns_and_returns_feasible_abundances():
+    from hyperunmix.errors import ConvergenceWarning
+    from hyperunmix.linear._active_set import factorise, solve
+
+    Y, E = mixed_pixels(12, n_pixels=300, seed=15, spread=0.2)
+    factor = factorise(E)
+    with pytest.warns(ConvergenceWarning, match="iteration limit"):
+        A = solve(factor, Y @ factor.Q, sum_to_one=True, max_iter=1)
+    assert A.min() >= 0.0
+    np.testing.assert_allclose(A.sum(axis=1), 1.0, atol=1e-12)

@@ -10,22 +10,25 @@ with R rather than the Gram matrix G = E E^T = R^T R keeps the condition number 
 subproblem at that of E, not its square.
 
 The method is the primal active-set method (Nocedal & Wright, Numerical Optimization, 16.5)
-run on all pixels at once. Each pixel carries a feasible point and a *free set* F (the
-variables not pinned at zero). One iteration solves, for every pixel, the least-squares
-problem on its free set (with 1^T z = 1 eliminated by a null-space basis, so the constraint
-holds to round-off); pixels sharing the same free set share one factorisation, as in the
-fast combinatorial NNLS of Van Benthem & Keenan (2004):
+run on all pixels at once. Each pixel carries a *free set* F (the variables not pinned at
+zero). One iteration solves, for every pixel, the least-squares problem on its free set
+(with 1^T z = 1 eliminated by a null-space basis, so the constraint holds to round-off);
+pixels sharing the same free set share one factorisation, as in the fast combinatorial NNLS
+of Van Benthem & Keenan (2004). Phase 1 finds a start: from every variable free, all the
+variables whose face solution is negative are pinned, until the face solution is feasible
+(usually the optimal face or next to it). Phase 2 is the method proper, from that point:
 
-- if that solution z is feasible, it is optimal on the face; the multipliers of the pinned
-  variables, nu = G z - b + mu 1, decide: all >= -tol means the KKT conditions hold and the
-  pixel is done, otherwise the most negative one is freed;
+- if the face solution z is feasible, it is optimal on the face; the multipliers of the
+  pinned variables, nu = grad f(z) + mu 1, decide: all >= -tol means the KKT conditions
+  hold and the pixel is done, otherwise the most negative one is freed;
 - otherwise the pixel steps from its point towards z until the first free variable reaches
-  zero and that variable is pinned.
+  zero, and that variable is pinned.
 
-The objective strictly decreases along the way, so the method ends in finitely many steps
-with an exact solution (up to round-off), unlike interior-point QPs (exact to ~1e-7) or the
-usual weighted sum-to-one row (an approximation of the constraint). The start is the
-solution with every variable free, clipped: most pixels then need one or two iterations.
+The objective decreases along the way and the problem is strictly convex, so the method ends
+in finitely many steps with the exact solution (up to round-off), unlike interior-point QPs
+(exact to ~1e-7 at best) or the usual weighted sum-to-one row (an approximation of the
+constraint). An iteration limit guards against cycling on degenerate pixels (with a
+ConvergenceWarning; never seen in the tests and benchmarks).
 
 Rank-deficient E (duplicated or dependent spectra, or P > L): when sigma_min(R)^2 falls
 below ``RANK_TOL`` lambda_max(G), the Tikhonov term delta ||a||^2 / 2 with
@@ -233,8 +236,8 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
     rows = np.flatnonzero(np.any(out < 0, axis=1))
     c = C[rows]
     free = out[rows] > 0
-    a = np.zeros(free.shape)
-    started = np.zeros(len(rows), dtype=bool)  # phase 2: `a` is a feasible point
+    a = np.zeros(free.shape)  # phase 2: a feasible point; phase 1: the last face solution
+    started = np.zeros(len(rows), dtype=bool)  # in phase 2
     for _ in range(max_iter):
         if rows.size == 0:
             return out, 0
@@ -249,8 +252,10 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
 
         negative = z < 0  # z is exactly 0 on the pinned variables
         blocked = negative.any(axis=1)
-        # Phase 1, infeasible: pin every negative variable.
-        free &= ~(negative & ~started[:, None])
+        # Phase 1, infeasible: pin every negative variable (and keep z, to fall back on).
+        clipping = blocked & ~started
+        free &= ~(negative & clipping[:, None])
+        a[clipping] = z[clipping]
         # Phase 2, infeasible: move towards z until the first variable hits zero, pin it.
         stepping = np.flatnonzero(blocked & started)
         if stepping.size:
@@ -278,8 +283,23 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
         keep = blocked.copy()
         keep[moving] = True
         rows, c, a, free, started = rows[keep], c[keep], a[keep], free[keep], started[keep]
+    # Out of iterations: phase 2 pixels have a feasible point; phase 1 ones project theirs.
     out[rows] = a
+    unstarted = rows[~started]
+    out[unstarted] = (project_simplex(a[~started]) if faces.sum_to_one
+                      else np.maximum(a[~started], 0.0))
     return out, rows.size
+
+
+def project_simplex(V: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row of V (n, P) onto the unit simplex (sort-based)."""
+    n, p = V.shape
+    ordered = -np.sort(-V, axis=1)
+    excess = np.cumsum(ordered, axis=1) - 1.0
+    positive = ordered - excess / np.arange(1, p + 1) > 0
+    last = p - 1 - np.argmax(positive[:, ::-1], axis=1)
+    threshold = excess[np.arange(n), last] / (last + 1)
+    return np.maximum(V - threshold[:, None], 0.0)
 
 
 def solve_pixels(Y, E, *, sum_to_one: bool) -> np.ndarray:

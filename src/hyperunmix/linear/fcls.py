@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._active_set import solve_pixels
+from ._active_set import project_simplex, solve_pixels
 from ._arrays import as_endmembers, as_pixels
 from ..errors import InputError
 
@@ -55,14 +55,3 @@ def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:
     moved = A - step * (A @ G - pixels @ E.T)
     projected = project_simplex(moved) if sum_to_one else np.maximum(moved, 0.0)
     return float(np.max(np.abs(A - projected)))
-
-
-def project_simplex(V: np.ndarray) -> np.ndarray:
-    """Euclidean projection of each row of V (n, P) onto the unit simplex (sort-based)."""
-    n, p = V.shape
-    ordered = -np.sort(-V, axis=1)
-    excess = np.cumsum(ordered, axis=1) - 1.0
-    positive = ordered - excess / np.arange(1, p + 1) > 0
-    last = p - 1 - np.argmax(positive[:, ::-1], axis=1)
-    threshold = excess[np.arange(n), last] / (last + 1)
-    return np.maximum(V - threshold[:, None], 0.0)
