@@ -90,3 +90,14 @@ def test_truth_files_are_checked(tmp_path, user_files):
         user_scene(str(cube)).build()
     with pytest.raises(InputError, match="does not exist"):
         user_scene(f"{cube}={tmp_path / 'missing.npz'}")
+
+
+def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
+    from hyperunmix.registry import METHODS
+
+    n_deep = sum(path.startswith("hyperunmix.deep.") for path in METHODS.values())
+    result = runner.invoke(app, ["--dry-run", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    expected = 8 * (10 * (len(METHODS) - n_deep) + 5 * n_deep)
+    assert f"{expected} runs planned" in result.output
+    assert "idnet      jasper_ridge" in result.output and "'preset': 'jasper_ridge'" in result.output

@@ -97,17 +97,16 @@ def _print_progress(record: dict[str, Any], n_done: int, n_total: int) -> None:
 
 def _print_plan(jobs, out: Path) -> None:
     store = RunStore(out)
-    rows: dict[tuple[str, str], list[int]] = {}
+    rows: dict[tuple[str, str], list] = {}
     for job in jobs:
-        counts = rows.setdefault((job.method, job.scene.name), [0, 0])
-        counts[0] += 1
-        counts[1] += store.is_done(job.key)
-    for (method, dataset), (n_runs, n_done) in rows.items():
-        job = next(j for j in jobs if j.method == method)
+        row = rows.setdefault((job.method, job.scene.name), [0, 0, job])
+        row[0] += 1
+        row[1] += store.is_done(job.key)
+    for (method, dataset), (n_runs, n_done, job) in rows.items():
         print(f"{method:<10} {dataset:<28} {n_runs:>3} seeds, {n_done:>3} done  "
               f"timeout {job.timeout_s:g} s  params {job.params}")
-    done = sum(store.is_done(j.key) for j in jobs)
-    print(f"{len(jobs)} runs planned, {done} already done in {out}")
+    print(f"{len(jobs)} runs planned, {sum(row[1] for row in rows.values())} already done "
+          f"in {out}")
 
 
 def _command_line(methods: str, datasets: str | None, scenes: list[str], seeds: int | None,

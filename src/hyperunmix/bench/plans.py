@@ -62,18 +62,20 @@ QUICK_TIMEOUT_DIVISOR = 5.0
 
 #: Defaults of a registered method without a row in :data:`PLANS`.
 CLASSICAL = MethodPlan(seeds=10, quick_seeds=3, timeout_s=120.0)
-DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=300.0)
+DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 
-#: name -> plan, for the methods whose defaults need a benchmark budget. The deep methods'
-#: paper settings (EGU-Net 200 epochs, DEQ-Unmix 300, ID-Net up to 30) times 40 runs each
-#: would take hours on 2 cores; these budgets keep the full run under 60 minutes (measured
-#: per-epoch costs: see BENCHMARKS.md) and are recorded with every result.
+#: name -> plan, for the methods whose defaults need a benchmark budget. The papers'
+#: settings (EGU-Net 200 epochs, DEQ-Unmix 300, ID-Net up to 30) times 40 runs each would
+#: not fit in an hour on 2 cores. Measured CPU seconds of one single-threaded run on Samson
+#: (9025 px): EGU-Net 0.26 s/epoch, DEQ-Unmix 0.41 s/epoch, ID-Net 5 s/epoch; the 8 scenes
+#: hold 4.8 Samsons of pixels, so these budgets cost about 48 worker-minutes for the 3
+#: deep methods x 5 seeds, 24 minutes with the default 2 workers. Recorded with every result.
 PLANS: dict[str, MethodPlan] = {
-    "egunet": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 100},
+    "egunet": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 150},
                          quick_params={"epochs": 30}, timeout_s=900.0),
     "deq": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 100},
                       quick_params={"epochs": 30}, timeout_s=900.0),
-    "idnet": MethodPlan(seeds=5, quick_seeds=2, params={"max_epochs": 5},
+    "idnet": MethodPlan(seeds=5, quick_seeds=2, params={"max_epochs": 8},
                         quick_params={"max_epochs": 2},
                         scene_params={"jasper_ridge": {"preset": "jasper_ridge"}},
                         timeout_s=900.0),
