@@ -63,6 +63,8 @@ def report(tmp_path_factory):
                     "metrics": None, "time_s": None, "peak_memory_mb": None,
                     "version": "test", "finished": "2026-01-01"})
     write_results(out, records, quick=True, command="hyperunmix bench --quick")
+    (out / "figures").mkdir()
+    (out / "figures" / "gone_abundances.png").write_bytes(b"from an earlier benchmark")
     files = write_report(out, records, SCENES, command="hyperunmix bench --quick")
     return out, records, files
 
@@ -102,6 +104,7 @@ def test_figures_show_each_method_beside_the_truth(report):
     assert names == ["accuracy_vs_time.png"] + [
         f"{d}_{kind}.png" for d in ("tiny_a", "tiny_b") for kind in ("abundances", "endmembers")]
     assert all(f.path.stat().st_size > 5000 for f in files.figures)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == names  # stale one gone
 
 
 def test_html_is_self_contained(report):

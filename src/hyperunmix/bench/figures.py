@@ -165,8 +165,9 @@ def caption(stem: str) -> str:
 
 def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
                   scenes: dict[str, Scene]) -> list[FigureFile]:
-    """Write every figure under ``<out>/figures``; ``scenes`` maps dataset names to the
-    built scenes (a dataset without one gets no map or spectra figure)."""
+    """Write every figure under ``<out>/figures`` (removing figures of earlier benchmarks
+    there); ``scenes`` maps dataset names to the built scenes (a dataset without one gets
+    no map or spectra figure)."""
     store = RunStore(out)
     folder = Path(out) / FIGURES_DIR
     written = []
@@ -182,6 +183,8 @@ def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
             if fig is not None:
                 written.append(_save(fig, folder, f"{dataset}_{kind}",
                                      f"figure-{dataset}-{kind}"))
+    for stale in set(folder.glob("*.png")) - {f.path for f in written}:
+        stale.unlink()  # from an earlier benchmark in the same directory
     return written
 
 
