@@ -197,7 +197,7 @@ def solve(factor: Factor, C: np.ndarray, *, sum_to_one: bool,
     if unconverged:
         warnings.warn(f"the active-set solver hit its iteration limit ({max_iter}) on "
                       f"{unconverged} pixel(s); their abundances are feasible but may not "
-                      "be optimal", ConvergenceWarning, stacklevel=3)
+                      "be optimal", ConvergenceWarning, stacklevel=4)
     return out
 
 
