@@ -105,7 +105,7 @@ def markdown(record: dict) -> str:
                                            else f" (goal: >= {goal})")
         lines.append(f"| synthetic USGS, 4000 px, 30 dB | {row['true_p']} | {spread} | "
                      f"{row['exact']}/{row['seeds']}{verdict} |")
-    lines += ["", f"Command: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
+    lines += ["", f"Reproduce: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
     return "\n".join(lines)
 
 

@@ -195,7 +195,7 @@ def markdown(record: dict) -> str:
               "ours is never worse).",
               "", "Goals (>= 300x at P = 4, >= 100x at P = 16, max |A - A_peer| <= 5e-3, "
               "KKT <= 1e-8): " + ("all met." if not missed else "missed: " + "; ".join(missed)),
-              "", f"Command: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
+              "", f"Reproduce: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
     return "\n".join(lines)
 
 
