@@ -60,7 +60,7 @@ def comparison_section(bench_dir: Path, relative_to: Path) -> str:
     figures = sorted((bench_dir / "figures").glob("*.png"))
     captions = [caption(path.stem) for path in figures]
     links = [Path(os.path.relpath(path, relative_to)) for path in figures]
-    return markdown_report(all_tables(records), links, captions, lines, heading="##")
+    return markdown_report(all_tables(records), links, captions, lines, heading="###")
 
 
 def fragments(results_dir: Path, scripts_dir: Path) -> list[str]:

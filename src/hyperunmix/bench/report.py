@@ -44,7 +44,7 @@ def write_report(out: str | os.PathLike, records: list[dict[str, Any]],
     figures = write_figures(out, groups, built)
     tables = all_tables(records)
     header = _header_lines(records, command) + notes + [STAT_NOTE]
-    markdown = markdown_report(tables, [f.path.relative_to(out) for f in figures],
+    markdown = "# hyperunmix benchmark\n\n" + markdown_report(tables, [f.path.relative_to(out) for f in figures],
                                [f.caption for f in figures], header)
     return ReportFiles(write_text(out / MARKDOWN_FILE, markdown),
                        write_text(out / HTML_FILE, html_report(tables, figures, header)),
@@ -53,13 +53,13 @@ def write_report(out: str | os.PathLike, records: list[dict[str, Any]],
 
 def markdown_report(tables: list[Table], figure_paths: Sequence[str | os.PathLike],
                     captions: Sequence[str], header: Sequence[str] = (),
-                    heading: str = "#") -> str:
+                    heading: str = "##") -> str:
     """Tables as Markdown, then the figures as image links (paths relative to the file
-    that will hold the text); ``heading`` is the Markdown level of the section titles."""
+    that will hold the text); ``heading`` marks the section titles (``"##"``: level 2)."""
     parts = list(header)
-    parts += [f"{heading}## {table.title}\n\n{table.markdown()}" for table in tables]
+    parts += [f"{heading} {table.title}\n\n{table.markdown()}" for table in tables]
     if figure_paths:
-        parts.append(f"{heading}## Figures")
+        parts.append(f"{heading} Figures")
         parts += [f"![{caption}]({Path(path).as_posix()})\n\n*{caption}*"
                   for path, caption in zip(figure_paths, captions)]
     return "\n\n".join(parts) + "\n"
