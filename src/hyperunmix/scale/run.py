@@ -34,7 +34,8 @@ from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, output_format
 from .lazy import as_cube, cube_wavelengths, drop_bad_bands, geo_of
 from .sample import DEFAULT_SAMPLE, fit_on_sample
-from .store import Chunk, ChunkWriter, MapStore, StoreSpec, chunk_grid
+from .grid import Chunk, chunk_grid
+from .store import ChunkWriter, MapStore, StoreSpec
 
 log = logging.getLogger("hyperunmix")
 
@@ -107,10 +108,12 @@ class _LazyWindow:
     it alone instead of computing it as a dependency."""
 
     def __init__(self, array: da.Array):
-        (self.array,) = dask.optimize(array)  # cull the graph to this window's reads
+        # One block, culled to this window's reads; computing a Delayed of one block
+        # returns it as it is, where computing an Array copies it once more.
+        (self.block,) = array.rechunk(array.shape).to_delayed(optimize_graph=True).ravel()
 
     def read(self) -> np.ndarray:
-        return self.array.compute(scheduler="sync")
+        return self.block.compute(scheduler="sync")
 
 
 def run_chunk(chunk: Chunk, window: _LazyWindow, core: tuple[slice, slice],

@@ -1,13 +1,16 @@
 """A seeded, spatially stratified sample of a large cube, held in memory, to fit models on.
 
 Endmember extraction and deep-network training need the pixels in memory; a scene too large
-for that is represented by a sample. Stratification (one draw per cell of a grid over the
-image) spreads the sample over the whole scene, so that a material confined to one corner
-is represented in proportion to its area, which a uniform draw guarantees only on average.
+for that is represented by a sample. The sample is stratified: every chunk of the cube gets
+a share proportional to its area, drawn one per cell of a grid over the chunk, so that a
+material confined to one corner is represented in proportion to its area (a uniform draw
+guarantees that only on average). Each chunk is read once, by one task that keeps only its
+draws, so memory holds the sample and the chunks in flight, never the scene.
 
-Pixel-wise methods get single pixels. Spatial methods get square patches, so that their
-neighbourhoods are real ones; either way the sample is laid out as a mosaic image (patches
-side by side, NaN padding at the end) and returned as a :class:`~hyperunmix.scene.Scene`.
+Pixel-wise methods get single pixels. Spatial methods get square patches (each inside one
+chunk), so that their neighbourhoods are real ones; either way the sample is laid out as a
+mosaic image (pixels or patches side by side, NaN padding at the end) and returned as a
+:class:`~hyperunmix.scene.Scene`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 
 from ..base import Unmixer
 from ..errors import InputError
 from ..scene import Scene
+from .grid import Chunk, chunk_grid
 from .lazy import cube_wavelengths
 
 #: Default sample size (pixels): enough for VCA / N-FINDR and for an epoch of a deep model.
@@ -33,7 +38,7 @@ def stratified_positions(height: int, width: int, count: int,
                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``count`` positions in a ``height`` x ``width`` grid, one in each of ``count`` cells.
 
-    The grid of cells has about ``count`` near-equal cells, shaped like the image; when it
+    The grid of cells has about ``count`` near-equal cells, shaped like the area; when it
     has more, ``count`` of them are chosen at random. Each position is uniform within its
     cell. Returns (rows, cols), (count,) int arrays in row-major order of the cells.
     """
@@ -50,6 +55,15 @@ def stratified_positions(height: int, width: int, count: int,
     return positions[0], positions[1]
 
 
+def shares(total: int, weights: np.ndarray) -> np.ndarray:
+    """``total`` split into integers proportional to ``weights`` (largest remainders)."""
+    exact = total * np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    counts = np.floor(exact).astype(np.int64)
+    leftover = total - int(counts.sum())
+    counts[np.argsort(counts - exact, kind="stable")[:leftover]] += 1
+    return counts
+
+
 def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
                  seed: int = 0, scheduler: Any = None) -> Scene:
     """A Scene made of about ``n`` pixels of ``cube``, drawn stratified in space.
@@ -61,9 +75,10 @@ def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
     n : int
         Pixels wanted. At least the whole image: the whole cube is loaded as it is.
     patch : int
-        Side of the square patches drawn (1: single pixels); ``ceil(n / patch**2)`` patches.
+        Side of the square patches drawn (1: single pixels); ``ceil(n / patch**2)`` patches,
+        each within one chunk (chunks smaller than a patch get none).
     seed : int
-        The same seed draws the same pixels.
+        The same seed (and chunking) draws the same pixels.
     scheduler : optional
         Dask scheduler (or distributed Client) reading the chunks; dask's default if None.
 
@@ -76,19 +91,20 @@ def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
     height, width, _ = cube.shape
     if int(n) < 1 or int(patch) < 1:
         raise InputError(f"the sample size and the patch side must be >= 1, got {n}, {patch}")
-    patch = min(int(patch), height, width)
     if n >= height * width:
         image = cube.data.compute(scheduler=scheduler)
         layout = {"pixels": height * width, "patch": None}
     else:
+        chunks = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if min(chunk.shape) >= patch]
+        if not chunks:
+            raise InputError(f"patches of {patch} px do not fit in chunks of "
+                             f"{cube.chunks[0][0]} x {cube.chunks[1][0]} px")
+        counts = shares(math.ceil(n / patch**2), [math.prod(c.shape) for c in chunks])
         rng = np.random.default_rng(seed)
-        rows, cols = stratified_positions(height - patch + 1, width - patch + 1,
-                                          math.ceil(n / patch**2), rng)
-        offsets = np.arange(patch)
-        patches = cube.data.vindex[rows[:, None, None] + offsets[None, :, None],
-                                   cols[:, None, None] + offsets[None, None, :]]
-        image = _mosaic(patches.compute(scheduler=scheduler))
-        layout = {"pixels": len(rows) * patch**2, "patch": patch}
+        tasks = [_draws(cube, chunk, int(count), patch, rng)
+                 for chunk, count in zip(chunks, counts) if count]
+        image = _mosaic(dask.compute(*tasks, scheduler=scheduler))
+        layout = {"pixels": int(counts.sum()) * patch**2, "patch": patch}
     if not np.isfinite(image).all(axis=-1).any():
         raise InputError(f"the sample of {layout['pixels']} pixels of {cube.attrs.get('name')} "
                          "holds no valid pixel (all NaN or no-data)")
@@ -99,14 +115,29 @@ def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
                  metadata={"sample": {**layout, "seed": seed}})
 
 
-def _mosaic(patches: np.ndarray) -> np.ndarray:
-    """(m, p, p, L) patches side by side in a near-square (R p, C p, L) image, row-major,
-    padded with NaN."""
-    m, p, _, n_bands = patches.shape
+def _draws(cube: xr.DataArray, chunk: Chunk, count: int, patch: int,
+           rng: np.random.Generator):
+    """A task returning ``count`` stratified patches (count, p, p, L) of one chunk."""
+    rows, cols = stratified_positions(chunk.shape[0] - patch + 1, chunk.shape[1] - patch + 1,
+                                      count, rng)
+    return dask.delayed(_patches)(cube.data.blocks[chunk.index], rows, cols, patch)
+
+
+def _patches(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch: int) -> np.ndarray:
+    offsets = np.arange(patch)
+    return block[rows[:, None, None] + offsets[None, :, None],
+                 cols[:, None, None] + offsets[None, None, :]]
+
+
+def _mosaic(groups: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Groups of (k, p, p, L) patches side by side in a near-square (R p, C p, L) image,
+    row-major, padded with NaN."""
+    m = sum(len(group) for group in groups)
+    _, p, _, n_bands = groups[0].shape
     grid_cols = math.ceil(math.sqrt(m))
     grid_rows = math.ceil(m / grid_cols)
     grid = np.full((grid_rows * grid_cols, p, p, n_bands), np.nan, dtype=np.float32)
-    grid[:m] = patches
+    np.concatenate(groups, out=grid[:m])
     grid = grid.reshape(grid_rows, grid_cols, p, p, n_bands).transpose(0, 2, 1, 3, 4)
     return grid.reshape(grid_rows * p, grid_cols * p, n_bands)
 
