@@ -20,7 +20,7 @@ from hyperunmix.scale import (ChunkFailures, MapLayout, as_cube, chunk_shape, fi
                               open_cube, open_maps, sample_scene, unmix_large, unmix_lazy)
 from hyperunmix.scale._windows import EnviWindows
 from hyperunmix.scale.run import fitted_state_digest
-from hyperunmix.scale.sample import stratified_positions
+from hyperunmix.scale.sample import shares, stratified_positions
 from hyperunmix.scale.store import MARKERS
 
 GEO = hu.GeoInfo("EPSG:32611", (5.0, 0.0, 500000.0, 0.0, -5.0, 4100000.0))
@@ -149,6 +149,13 @@ def test_stratified_positions_put_one_draw_in_every_cell():
     np.testing.assert_array_equal(again[0], rows)
     assert not np.array_equal(stratified_positions(100, 300, 48, np.random.default_rng(4))[0],
                               rows)
+
+
+def test_shares_are_proportional_and_add_up():
+    np.testing.assert_array_equal(shares(10, [1, 1, 2]), [3, 2, 5])   # 2.5, 2.5, 5
+    counts = shares(1000, np.arange(1, 8))
+    assert counts.sum() == 1000
+    assert np.abs(counts - 1000 * np.arange(1, 8) / 28).max() < 1
 
 
 def test_sample_scene_holds_real_pixels_and_is_seeded(scene):

@@ -75,6 +75,14 @@ class MapLayout:
                 for name, shape, start, stop in zip(self.names, self.shapes, bounds[:-1],
                                                     bounds[1:])}
 
+    def dims(self, name: str) -> tuple[str, ...]:
+        """xarray dims of map ``name``: (y, x), then ``endmember`` for an axis of P values
+        (abundances, uncertainties), ``<name>_<axis>`` for any other axis."""
+        n_endmembers = self.shapes[0][0]
+        shape = self.shapes[self.names.index(name)]
+        return ("y", "x", *("endmember" if (size, axis) == (n_endmembers, 0) else f"{name}_{axis}"
+                            for axis, size in enumerate(shape)))
+
     def empty(self, n_rows: int, n_cols: int) -> np.ndarray:
         """An all-NaN packed block: the result for a chunk without valid pixel."""
         return np.full((n_rows, n_cols, self.channels), np.nan, dtype=np.float32)
@@ -157,13 +165,9 @@ def unmix_lazy(unmixer: Unmixer, cube: xr.DataArray,
     unmixer._check_bands(cube.sizes["band"])
     layout = MapLayout.probe(unmixer, cube, outputs)
     packed = packed_maps(shippable(unmixer), cube.data, layout)
-    n_endmembers = layout.shapes[0][0]
-    variables = {}
-    for name, values in layout.unpack(packed).items():
-        extra_dims = ["endmember" if (size, axis) == (n_endmembers, 0) else f"{name}_{axis}"
-                      for axis, size in enumerate(values.shape[2:])]
-        variables[name] = (("y", "x", *extra_dims), values)
-    return xr.Dataset(variables, coords={"endmember": np.arange(n_endmembers)},
+    variables = {name: (layout.dims(name), values)
+                 for name, values in layout.unpack(packed).items()}
+    return xr.Dataset(variables, coords={"endmember": np.arange(layout.shapes[0][0])},
                       attrs={k: v for k, v in cube.attrs.items() if k in ("crs", "transform")})
 
 

@@ -202,7 +202,7 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         scheduler = dask_client if dask_client is not None else "threads"
         unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
         layout = MapLayout.probe(unmixer, cube, outputs)
-        spec = _store_spec(cube, unmixer, layout, fit_sample, seed)
+        spec = _store_spec(cube, unmixer, layout)
         store_path = out if fmt == "zarr" else out.with_name(f".{out.name}.chunks.zarr")
         store = MapStore.prepare(store_path, spec, overwrite=overwrite)
         done = store.done()
@@ -272,9 +272,9 @@ def _fitted_unmixer(method: str | Unmixer, params: dict | None, cube: xr.DataArr
     return unmixer
 
 
-def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout, fit_sample: int,
-                seed: int) -> StoreSpec:
-    """The store of this run, with the run record and its fingerprint."""
+def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> StoreSpec:
+    """The store of this run, with the run record and its fingerprint (which covers the
+    fitted model itself, so how it was fitted needs no entry)."""
     chunks = (cube.chunks[0][0], cube.chunks[1][0])
     record = {
         "source": _source_identity(cube),
@@ -284,8 +284,6 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout, fit_sam
         "params": json.loads(json.dumps(unmixer.get_params(), default=repr)),
         "model": fitted_state_digest(unmixer),
         "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
-        "fit_sample": fit_sample,
-        "seed": seed,
     }
     record["fingerprint"] = hashlib.sha256(
         json.dumps(record, sort_keys=True).encode()).hexdigest()

@@ -180,12 +180,6 @@ def open_maps(path: str | Path) -> xr.Dataset:
 
 
 # -- creation ----------------------------------------------------------------------------
-def _map_dims(name: str, shape: tuple[int, ...], n_endmembers: int) -> tuple[str, ...]:
-    extra = ["endmember" if (size, axis) == (n_endmembers, 0) else f"{name}_{axis}"
-             for axis, size in enumerate(shape)]
-    return ("y", "x", *extra)
-
-
 def _template(spec: StoreSpec) -> xr.Dataset:
     """The store's Dataset with placeholder maps (never computed: only metadata and
     coordinates are written on creation)."""
@@ -193,7 +187,7 @@ def _template(spec: StoreSpec) -> xr.Dataset:
     variables = {}
     for name, shape in zip(spec.layout.names, spec.layout.shapes):
         placeholder = da.empty(spec.shape + shape, chunks=spec.chunks + shape, dtype=np.float32)
-        variables[name] = (_map_dims(name, shape, n_endmembers), placeholder)
+        variables[name] = (spec.layout.dims(name), placeholder)
     coords: dict[str, Any] = {"endmember": np.arange(n_endmembers)}
     if spec.endmembers is not None:
         variables["endmembers"] = (("endmember", "band"), np.asarray(spec.endmembers,
