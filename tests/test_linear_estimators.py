@@ -78,6 +78,8 @@ def test_endmember_sources_are_checked():
         resolve_endmembers(E, scene, n_endmembers=4)
     with pytest.raises(InputError, match="no endmembers"):
         resolve_endmembers(None, scene)
+    with pytest.raises(InputError, match="neither a file nor one of vca"):
+        resolve_endmembers("vcaa", scene)
     with pytest.raises(InputError, match="at least 2"):
         VCA(n_endmembers=1).fit(scene)
     with pytest.raises(InputError, match="Scene"):

@@ -10,12 +10,14 @@ or the name of an extractor (``"vca"``, ``"nfindr"``, ``"atgp"``) run on the sce
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
+from ..io import read_endmembers
 from ..scene import Scene
 from ._arrays import as_endmembers
 from .atgp import atgp
@@ -51,8 +53,9 @@ def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = Non
         p = check_n_endmembers(p, scene.n_bands, len(pixels))
         return EXTRACTORS[source.lower()](pixels, p, seed)
     if isinstance(source, (str, os.PathLike)):
-        from ..io import read_endmembers
-
+        if not Path(source).exists():
+            raise InputError(f"endmembers={str(source)!r} is neither a file nor one of "
+                             f"{', '.join(EXTRACTORS)}")
         E, wavelengths, _ = read_endmembers(source)
         _check_wavelengths(wavelengths, scene.wavelengths, source)
     elif source is None:
@@ -190,18 +193,27 @@ class _ExtractThenFCLS(FCLS):
 
 
 class VCA(_ExtractThenFCLS):
-    """Vertex component analysis on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+    """Vertex component analysis on the scene, then FCLS abundances.
+
+    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    """
 
     name: ClassVar[str] = "vca"
 
 
 class NFINDR(_ExtractThenFCLS):
-    """N-FINDR on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+    """N-FINDR on the scene, then FCLS abundances.
+
+    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    """
 
     name: ClassVar[str] = "nfindr"
 
 
 class ATGP(_ExtractThenFCLS):
-    """ATGP on the scene, then FCLS abundances. Parameters: ``n_endmembers``, ``seed``."""
+    """ATGP on the scene, then FCLS abundances.
+
+    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    """
 
     name: ClassVar[str] = "atgp"
