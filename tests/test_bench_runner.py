@@ -21,7 +21,7 @@ from hyperunmix.base import Unmixer
 from hyperunmix.bench import plan, run_benchmark
 from hyperunmix.bench.scenes import SceneSpec
 from hyperunmix.bench.store import RunStore
-from hyperunmix.bench.tables import COLUMN, group
+from hyperunmix.bench.tables import group
 
 HERE = Path(__file__).resolve().parent
 TINY = [SceneSpec("tiny_a", "synthetic", {"n_rows": 8, "n_cols": 8, "n_endmembers": 3,
@@ -111,8 +111,8 @@ def mixed_run(tmp_path_factory):
     params = {"noisy": {"noise": 0.05, "allocate_mb": 64}, "raises": {"fail": "raise"},
               "crashes": {"fail": "crash@tiny_b/0"}, "hangs": {"fail": "hang@tiny_a/1"}}
     start = time.perf_counter()
-    records = run_benchmark("all", TINY, out, seeds=3, timeout_s=5.0, registry=registry,
-                            params=params)
+    records = run_benchmark("all", TINY, out, seeds=3, timeout_s=3.0, registry=registry,
+                            params=params, report=False)
     return out, records, time.perf_counter() - start
 
 
@@ -143,38 +143,13 @@ def test_failures_are_isolated_and_explained(mixed_run):
     assert len(failed) == 6 + 2
     assert failed["raises", "tiny_a", 0] == "RuntimeError: this method always fails"
     assert "SIGSEGV" in failed["crashes", "tiny_b", 0]
-    assert "its 5 s limit" in failed["hangs", "tiny_a", 1]
+    assert "its 3 s limit" in failed["hangs", "tiny_a", 1]
     # the same methods' other runs, before and after, went on in new workers
     assert "traceback" not in records[0]
     # a run recorded as failed keeps what is known about it
     failed = next(r for r in records if r["method"] == "raises")
     assert failed["metrics"] is None and failed["parameters"]["seed"] == failed["seed"]
-    assert elapsed < 120  # the hang was cut at 5 s
-
-
-def test_markdown_tables_are_the_mean_and_std_of_the_records(mixed_run):
-    out, records, _ = mixed_run
-    markdown = (out / "results.md").read_text()
-    for (dataset, method), column in [(("tiny_a", "noisy"), "armse"),
-                                      (("tiny_b", "noisy"), "msad"),
-                                      (("tiny_b", "exact"), "time_s")]:
-        values = [COLUMN[column].value(r) for r in records
-                  if r["dataset"] == dataset and r["method"] == method]
-        cell = _table_cell(markdown, f"{dataset}: all metrics", method, COLUMN[column].label)
-        mean, std = (float(part) for part in cell.split(" ± "))
-        assert mean == pytest.approx(np.mean(values), abs=1e-4, rel=1e-2)
-        assert std == pytest.approx(np.std(values, ddof=1), abs=1e-4, rel=1e-2)
-    assert "failed" in _table_cell(markdown, "tiny_a: all metrics", "raises", "aRMSE")
-
-
-def _table_cell(markdown: str, title: str, row: str, column: str) -> str:
-    lines = markdown.split(f"## {title}\n\n", 1)[1].splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] == row:
-            return cells[header.index(column)]
-    raise AssertionError(f"no row {row} in {title}")
+    assert elapsed < 120  # the hang was cut at 3 s
 
 
 def test_peak_memory_includes_torch_allocations(mixed_run):

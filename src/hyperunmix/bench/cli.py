@@ -65,7 +65,7 @@ def bench_command(
     if dry_run:
         _print_plan(jobs_planned, out)
         return
-    command = _command_line(methods, datasets, scene, seeds, out, quick)
+    command = _command_line(methods, datasets, scene, seeds, timeout, out, quick)
     try:
         records = run_benchmark(methods, specs, out, seeds=seeds, quick=quick,
                                 timeout_s=timeout, n_workers=jobs, threads=threads,
@@ -110,7 +110,8 @@ def _print_plan(jobs, out: Path) -> None:
 
 
 def _command_line(methods: str, datasets: str | None, scenes: list[str], seeds: int | None,
-                  out: Path, quick: bool) -> str:
+                  timeout: float | None, out: Path, quick: bool) -> str:
+    """The command that reproduces the results (options that change them, not speed)."""
     words = ["hyperunmix", "bench", "--methods", methods]
     if datasets is not None:
         words += ["--datasets", datasets]
@@ -118,6 +119,8 @@ def _command_line(methods: str, datasets: str | None, scenes: list[str], seeds: 
         words += ["--scene", spec]
     if seeds is not None:
         words += ["--seeds", str(seeds)]
+    if timeout is not None:
+        words += ["--timeout", f"{timeout:g}"]
     words += ["--out", str(out)] + (["--quick"] if quick else [])
     return shlex.join(words)
 
