@@ -129,6 +129,9 @@ def test_kkt_residual_detects_non_optimal_abundances():
     uniform = np.full((len(Y), 5), 0.2)
     assert kkt_residual(Y, E, uniform) > 1e-3
     assert kkt_residual(Y, E, fcls(Y, E) + 1e-4) > 1e-5  # infeasible (sum > 1)
+    broken = fcls(Y, E)
+    broken[3, 1] = np.nan
+    assert np.isnan(kkt_residual(Y, E, broken))
 
 
 def test_image_shapes_and_nan_pixels_are_masked():

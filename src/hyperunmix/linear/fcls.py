@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._active_set import BLOCK as _BLOCK
 from ._active_set import project_simplex, solve_pixels
 from ._arrays import as_endmembers, as_pixels
 from ..errors import InputError
@@ -47,11 +48,15 @@ def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:
     if A.shape != lead_shape + (E.shape[0],):
         raise InputError(f"A must have shape {lead_shape + (E.shape[0],)} (one row of "
                          f"abundances per pixel), got {A.shape}")
-    A, pixels = A.reshape(-1, E.shape[0])[valid], pixels[valid]
-    if A.size == 0:
-        return 0.0
+    A = A.reshape(-1, E.shape[0])
+    if not valid.all():
+        A, pixels = A[valid], pixels[valid]
     G = E @ E.T
     step = 1.0 / np.linalg.eigvalsh(G)[-1]
-    moved = A - step * (A @ G - pixels @ E.T)
-    projected = project_simplex(moved) if sum_to_one else np.maximum(moved, 0.0)
-    return float(np.max(np.abs(A - projected)))
+    worst = [0.0]  # np.max of the list keeps a NaN (NaN abundances at valid pixels)
+    for first in range(0, len(A), _BLOCK):  # by blocks: bounded temporaries on large images
+        a, y = A[first:first + _BLOCK], pixels[first:first + _BLOCK]
+        moved = a - step * (a @ G - y @ E.T)
+        projected = project_simplex(moved) if sum_to_one else np.maximum(moved, 0.0)
+        worst.append(np.max(np.abs(a - projected)))
+    return float(np.max(worst))
