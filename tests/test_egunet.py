@@ -269,6 +269,12 @@ def test_bad_parameters_are_refused(bad, scene):
         EGUNet(3, **{**FAST, **bad}).fit(scene)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(scene):
+    with pytest.raises(InputError, match="cuda"):
+        EGUNet(3, device="cuda", **FAST).fit(scene)
+
+
 def test_unfitted_model_refuses_to_unmix(scene):
     with pytest.raises(hu.NotFittedError):
         EGUNet(3).unmix(scene)
