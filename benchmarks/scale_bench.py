@@ -51,8 +51,10 @@ N_ENDMEMBERS = 4
 SNR_DB = 30.0
 #: Rows generated and written at a time.
 BLOCK_ROWS = 64
-#: Rows of the in-memory reference scene.
-IN_MEMORY_ROWS = 256
+#: Rows of the in-memory reference scene, and how many times it is unmixed (the median
+#: time counts: the machine's load varies between measurements).
+IN_MEMORY_ROWS = 512
+IN_MEMORY_REPEATS = 3
 #: Share of chunks written before the run is killed.
 KILL_AT = 0.4
 GEO_HEADER = "map info = {UTM, 1, 1, 500000, 4100000, 5, 5, 11, North, WGS-84}\n"
@@ -202,12 +204,16 @@ def in_memory_reference(scene_path: Path, store: Path) -> dict:
     endmembers = zarr.open_array(store, path="endmembers", mode="r")[:]
     scene = Scene(open_cube(scene_path)[:IN_MEMORY_ROWS].values)
     model = FCLS(endmembers=endmembers).fit(scene)
-    start = time.perf_counter()
-    abundances = model.unmix(scene).abundances
-    seconds = time.perf_counter() - start
+    timings = []
+    for _ in range(IN_MEMORY_REPEATS):
+        start = time.perf_counter()
+        abundances = model.unmix(scene).abundances
+        timings.append(time.perf_counter() - start)
+    seconds = float(np.median(timings))
     chunked = zarr.open_array(store, path="abundances", mode="r")[:IN_MEMORY_ROWS]
     differ = ~((abundances == chunked) | (np.isnan(abundances) & np.isnan(chunked)))
     return {"rows": IN_MEMORY_ROWS, "pixels": scene.n_pixels, "seconds": seconds,
+            "all_seconds": timings,
             "pixels_per_second": scene.n_pixels / seconds,
             "values_differing_from_chunked": int(differ.sum()),
             "max_abs_difference": float(np.nanmax(np.abs(abundances - chunked)))}
@@ -326,7 +332,7 @@ absolute values.
 | measure | result | goal |
 |---|---|---|
 | peak resident memory, whole run ({r['threads']} threads) | {threaded['peak_rss_mb']:.0f} MB | < 1500 MB |
-| FCLS throughput, in memory ({memory['pixels']:,} px, one call, 1 thread) | {memory['pixels_per_second'] / 1e3:.0f} k px/s | |
+| FCLS throughput, in memory ({memory['pixels']:,} px, one call, 1 thread, median of {len(memory['all_seconds'])}) | {memory['pixels_per_second'] / 1e3:.0f} k px/s | |
 | FCLS throughput, chunked from disk, 1 thread | {single['pixels_per_second'] / 1e3:.0f} k px/s ({single['unmix_seconds']:.0f} s) | |
 | chunked / in-memory throughput, 1 thread each | {100 * r['throughput_ratio']:.0f} % | >= 80 % |
 | FCLS throughput, chunked from disk, {r['threads']} threads | {threaded['pixels_per_second'] / 1e3:.0f} k px/s ({threaded['unmix_seconds']:.0f} s) | |

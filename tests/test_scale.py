@@ -249,6 +249,17 @@ def test_local_cluster_equals_threaded_bit_for_bit(envi_path, fcls, egunet, clie
         assert_identical(maps_of(distributed.out), maps_of(threaded.out))
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_rioxarray_and_zarr_sources_run_on_the_cluster(scene, fcls, client, tmp_path, suffix):
+    source = tmp_path / f"cube{suffix}"
+    if suffix == ".zarr":
+        as_cube(scene).to_zarr(source)
+    else:
+        hio.write_scene(source, scene)
+    distributed = unmix_large(source, fcls, tmp_path / "d.zarr", chunks=CHUNKS, client=client)
+    assert_identical(maps_of(distributed.out), fcls.unmix(scene).abundances)
+
+
 def test_cluster_reached_by_address_fits_and_unmixes(envi_path, client, tmp_path):
     run = unmix_large(envi_path, "fcls", tmp_path / "maps.zarr", chunks=CHUNKS,
                       client=client.scheduler.address, params={"n_endmembers": 3},

@@ -41,6 +41,10 @@ from .grid import Chunk
 RUN_ATTR = "hyperunmix"
 #: Zarr array of the per-chunk completion markers.
 MARKERS = "progress/chunks_done"
+#: Compression of the maps: LZ4 with byte shuffle compresses a chunk of float32 maps about
+#: as well as Zarr's default Zstandard and four times faster, which keeps writing a small
+#: share of a chunk's time.
+MAP_COMPRESSORS = (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,8 @@ def _template(spec: StoreSpec) -> xr.Dataset:
     for name, shape in zip(spec.layout.names, spec.layout.shapes):
         # Updated in place: rioxarray keeps each map's grid_mapping in its encoding.
         dataset[name].encoding.update({"chunks": spec.chunks + shape,
-                                       "_FillValue": np.float32(np.nan)})
+                                       "_FillValue": np.float32(np.nan),
+                                       "compressors": MAP_COMPRESSORS})
     return dataset
 
 
