@@ -153,9 +153,11 @@ def fit_on_sample(unmixer: Unmixer, cube: xr.DataArray, n: int = DEFAULT_SAMPLE,
                   patch: int | None = None, seed: int = 0, scheduler: Any = None) -> Unmixer:
     """Fit ``unmixer`` on a stratified sample of ``cube`` (see :func:`sample_scene`).
 
-    ``patch`` defaults to :func:`default_patch`. Returns the fitted unmixer.
+    ``patch`` defaults to :func:`default_patch`, at most the chunk side. Returns the
+    fitted unmixer.
     """
     if not isinstance(unmixer, Unmixer):
         raise InputError(f"fit_on_sample needs an Unmixer, got {type(unmixer).__name__}")
-    patch = default_patch(unmixer) if patch is None else patch
+    if patch is None:
+        patch = min(default_patch(unmixer), cube.chunks[0][0], cube.chunks[1][0])
     return unmixer.fit(sample_scene(cube, n, patch=patch, seed=seed, scheduler=scheduler))
