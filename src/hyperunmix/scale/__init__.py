@@ -1,10 +1,10 @@
 """Scenes larger than memory, and larger than one machine: tiled unmixing on Dask.
 
->>> import hyperunmix as hu
->>> run = hu.scale.unmix_large("flightline.hdr", "fcls", "maps.zarr",        # doctest: +SKIP
-...                            params={"n_endmembers": 6, "endmembers": "vca"})
->>> cube = hu.scale.open_cube("flightline.hdr")      # lazy (y, x, band)    # doctest: +SKIP
->>> maps = hu.scale.unmix_lazy(model, cube)           # lazy Dataset         # doctest: +SKIP
+>>> from hyperunmix import scale
+>>> run = scale.unmix_large("flightline.hdr", "fcls", "maps.zarr",           # doctest: +SKIP
+...                         params={"n_endmembers": 6, "endmembers": "vca"})
+>>> cube = scale.open_cube("flightline.hdr")      # lazy (y, x, band)       # doctest: +SKIP
+>>> maps = scale.unmix_lazy(model, cube)           # lazy Dataset            # doctest: +SKIP
 
 - :func:`open_cube` / :func:`as_cube`: ENVI, GeoTIFF, Zarr, NetCDF or in-memory cubes as
   lazy, chunked DataArrays (band axis whole), in physical units with NaN at invalid pixels.

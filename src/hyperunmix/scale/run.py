@@ -162,7 +162,10 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         A client, or a scheduler address (``tcp://host:8786``) to connect to; default:
         dask's threaded scheduler in this process.
     num_workers : int, optional
-        Threads of the threaded scheduler (default: one per core).
+        Threads of the threaded scheduler (default: one per core). Each runs NumPy's BLAS
+        (and torch) with threads of its own: set ``OPENBLAS_NUM_THREADS=1`` /
+        ``OMP_NUM_THREADS=1`` to keep the cores from being oversubscribed, as
+        dask.distributed does for its workers.
     fit_sample : int
         Pixels sampled (stratified in space) to fit an unfitted model on.
     seed : int
