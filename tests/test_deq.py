@@ -8,23 +8,16 @@ import pytest
 import torch
 
 from hyperunmix import datasets, metrics
-from hyperunmix.deep.deq import ENDMEMBER_FLOOR, DEQUnmix, DEQUnmixNet
+from hyperunmix.deep.deq import (ENDMEMBER_FLOOR, DEQUnmix, DEQUnmixNet,
+                                 average_closest_pixels)
 from hyperunmix.deep.fixed_point import SolverOptions
 from hyperunmix.errors import FileFormatError, InputError, NotFittedError
-from hyperunmix.linear import fcls, vca
+from hyperunmix.linear import fcls, nnls, vca
 from hyperunmix.registry import get_method
 from hyperunmix.synthetic import make_scene
+from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
 
 FAST = dict(epochs=4, max_iter=30, hidden=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensor ops on a shared machine run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -47,33 +40,35 @@ class OneStep(torch.nn.Module):
         return self.net.step(abundances, self.net.operators(image))
 
 
-def tiny_network(projection="euclidean", concentration=1.0):
+def tiny_network(projection="euclidean", concentration=1.0, data_term="scaled"):
     gen = torch.Generator().manual_seed(0)
     n_endmembers, n_bands = 3, 6
     endmembers = torch.rand(n_endmembers, n_bands, generator=gen, dtype=torch.float64) + 0.1
     torch.manual_seed(0)
-    net = DEQUnmixNet(endmembers, hidden=4, projection=projection).double()
+    net = DEQUnmixNet(endmembers, hidden=4, projection=projection, data_term=data_term).double()
     # A non-zero correction (it starts at zero), small enough to keep f contractive.
     with torch.no_grad():
         net.correction.out.weight.normal_(0, 0.05, generator=gen)
         net.correction.out.bias.normal_(0, 0.05, generator=gen)
     abundances = torch.distributions.Dirichlet(
         torch.full((n_endmembers,), concentration)).sample((1, 3, 4))
-    image = torch.einsum("bhwp,pl->blhw", abundances.double(), endmembers)
+    brightness = 0.5 + torch.rand(1, 1, 3, 4, generator=gen, dtype=torch.float64)
+    image = torch.einsum("bhwp,pl->blhw", abundances.double(), endmembers) * brightness
     image = image + 0.02 * torch.randn(image.shape, generator=gen, dtype=torch.float64)
     return net, image
 
 
 # The mirror step reaches boundary equilibria (zero abundances) only asymptotically: its test
 # scene is well mixed; the Euclidean one has pixels on the simplex boundary.
-@pytest.mark.parametrize("projection,concentration", [("euclidean", 1.0), ("mirror", 8.0)])
-def test_implicit_gradient_equals_exact_gradient(projection, concentration):
+@pytest.mark.parametrize("projection,concentration,data_term", [
+    ("euclidean", 1.0, "scaled"), ("euclidean", 1.0, "linear"), ("mirror", 30.0, "scaled")])
+def test_implicit_gradient_equals_exact_gradient(projection, concentration, data_term):
     """Every parameter's gradient (endmembers through eta and the data term, CNN weights)
     matches w^T (I - J_z)^-1 J_theta from dense float64 Jacobians to 1e-6."""
-    net, image = tiny_network(projection, concentration)
+    net, image = tiny_network(projection, concentration, data_term)
     start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
-    tight = SolverOptions(tol=1e-14, max_iter=1000)
-    z, info = net.solve(image, start, "deq", tight, tight, unrolled_steps=0)
+    tight = SolverOptions(tol=1e-12, max_iter=2000)
+    z, info = net.solve(net.operators(image), start, "deq", tight, tight, unrolled_steps=0)
     assert info.forward.converged
     loss_weights = torch.randn(z.shape, dtype=torch.float64)
     (z * loss_weights).sum().backward()
@@ -97,19 +92,27 @@ def test_implicit_gradient_equals_exact_gradient(projection, concentration):
     assert float((implicit - exact).norm() / exact.norm()) <= 1e-6
 
 
-def test_zero_correction_equilibrium_is_fcls():
+@pytest.mark.parametrize("data_term", ["scaled", "linear"])
+def test_zero_correction_equilibrium_is_the_classical_solution(data_term):
     """With the CNN output at zero, f is projected gradient descent: its fixed point is the
-    FCLS solution, whatever the start."""
-    net, image = tiny_network()
+    FCLS solution (linear data term) or the NNLS solution scaled to sum to one (scaled),
+    whatever the start."""
+    net, image = tiny_network(data_term=data_term)
     with torch.no_grad():
         net.correction.out.weight.zero_()
         net.correction.out.bias.zero_()
         start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
-        z, info = net.solve(image, start, "deq", SolverOptions(tol=1e-12, max_iter=2000),
-                            SolverOptions(), unrolled_steps=0)
+        z, info = net.solve(net.operators(image), start, "deq",
+                            SolverOptions(tol=1e-12, max_iter=2000), SolverOptions(),
+                            unrolled_steps=0)
     assert info.forward.converged
     pixels = image[0].movedim(0, -1).numpy()
-    expected = fcls(pixels, net.endmembers.detach().numpy())
+    endmembers = net.endmembers.detach().numpy()
+    if data_term == "linear":
+        expected = fcls(pixels, endmembers)
+    else:
+        unscaled = nnls(pixels, endmembers)
+        expected = unscaled / unscaled.sum(-1, keepdims=True)
     np.testing.assert_allclose(z[0].movedim(0, -1).numpy(), expected, atol=1e-8)
 
 
@@ -120,7 +123,7 @@ def test_unrolled_twin_applies_f_k_times():
     expected = start
     for _ in range(3):
         expected = net.step(expected, ops)
-    out, info = net.solve(image, start, "unrolled", SolverOptions(), SolverOptions(), 3)
+    out, info = net.solve(ops, start, "unrolled", SolverOptions(), SolverOptions(), 3)
     assert info is None
     torch.testing.assert_close(out, expected)
 
@@ -130,10 +133,12 @@ def test_registered_under_deq():
     assert get_method("deq") is DEQUnmix
 
 
-@pytest.mark.parametrize("solver,projection", [("deq", "euclidean"), ("unrolled", "euclidean"),
-                                               ("deq", "mirror")])
-def test_abundances_satisfy_anc_and_asc(scene, solver, projection):
-    model = DEQUnmix(3, solver=solver, projection=projection, seed=0, **FAST)
+@pytest.mark.parametrize("solver,projection,data_term", [
+    ("deq", "euclidean", "scaled"), ("unrolled", "euclidean", "scaled"),
+    ("deq", "mirror", "scaled"), ("deq", "euclidean", "linear")])
+def test_abundances_satisfy_anc_and_asc(scene, solver, projection, data_term):
+    model = DEQUnmix(3, solver=solver, projection=projection, data_term=data_term, seed=0,
+                     **FAST)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a 4-epoch run may miss the solver tolerance
         result = model.fit_unmix(scene)
@@ -144,7 +149,10 @@ def test_abundances_satisfy_anc_and_asc(scene, solver, projection):
     assert valid.min() >= 0
     np.testing.assert_allclose(valid.sum(-1), 1.0, atol=1e-5)
     assert result.endmembers.shape == (3, 24)
-    assert model.endmembers_.min() >= ENDMEMBER_FLOOR * model.scale_ * (1 - 1e-6)
+    learned = model.network_.endmembers.detach()
+    assert learned.min() >= ENDMEMBER_FLOOR and model.endmembers_.min() > 0
+    if data_term == "scaled":  # unit-peak convention
+        torch.testing.assert_close(learned.amax(dim=1), torch.ones(3))
     assert len(model.history_["loss"]) == FAST["epochs"]
 
 
@@ -161,12 +169,30 @@ def test_training_reduces_the_loss_and_reports_progress(scene):
     assert len(model.history_["forward_iterations"]) == 15
 
 
-def test_endmembers_start_from_vca(scene):
-    model = DEQUnmix(3, seed=2, **{**FAST, "epochs": 1})
+@pytest.mark.parametrize("share", [0.0, 0.05])
+def test_endmembers_start_from_vca(scene, share):
+    model = DEQUnmix(3, seed=2, endmember_averaging=share, **{**FAST, "epochs": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(scene)
-    np.testing.assert_allclose(model.initial_endmembers_, vca(scene.pixels(), 3, seed=2))
+    pixels = scene.pixels()
+    extracted = vca(pixels, 3, seed=2)
+    np.testing.assert_allclose(model.initial_endmembers_,
+                               average_closest_pixels(pixels, extracted, share))
+    if share == 0:
+        np.testing.assert_allclose(model.initial_endmembers_, extracted)
+
+
+def test_average_closest_pixels_by_brute_force():
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0.1, 1.0, size=(200, 5))
+    endmembers = rng.uniform(0.1, 1.0, size=(2, 5))
+    averaged = average_closest_pixels(pixels, endmembers, 0.05)  # 10 pixels each
+    for k in range(2):
+        angles = np.arccos(np.clip(
+            pixels @ endmembers[k] / np.linalg.norm(pixels, axis=1)
+            / np.linalg.norm(endmembers[k]), -1, 1))
+        np.testing.assert_allclose(averaged[k], pixels[np.argsort(angles)[:10]].mean(0))
 
 
 def test_seed_repeats_a_run(scene):
@@ -201,6 +227,7 @@ def test_load_rejects_foreign_files(tmp_path):
 
 
 @pytest.mark.parametrize("params", [dict(solver="newton"), dict(projection="relu"),
+                                    dict(data_term="bilinear"), dict(endmember_averaging=1.0),
                                     dict(epochs=0), dict(step_scale=3.0), dict(tol=0)])
 def test_bad_parameters_raise(scene, params):
     with pytest.raises(InputError):
