@@ -351,6 +351,9 @@ absolute values.
 
 Fit on the sample (reading it + VCA): {threaded['fit_seconds']:.0f} s; whole run with
 {r['threads']} threads: {threaded['seconds']:.0f} s. One BLAS thread per process (see the script).
+On cores this busy a second thread (or worker) finds no idle core, so the 2-thread and
+cluster times say nothing about scaling; the chunked and in-memory throughputs at one
+thread each are the comparison that holds.
 """
 
 
