@@ -88,6 +88,15 @@ def ratios(rows: list[dict], low: int, high: int) -> dict[str, float]:
     return {s: peak[(s, high)] / peak[(s, low)] for s in SOLVERS}
 
 
+def growth_per_iteration(rows: list[dict]) -> dict[str, float]:
+    """Least-squares slope of peak memory (MB) against K, per solver."""
+    slopes = {}
+    for solver in SOLVERS:
+        ks, peaks = zip(*[(r["iterations"], r["peak_mb"]) for r in rows if r["solver"] == solver])
+        slopes[solver] = float(np.polyfit(ks, peaks, 1)[0])
+    return slopes
+
+
 def markdown(report: dict) -> str:
     lines = [
         "### DEQ-Unmix: training memory and time against the unrolled twin",
@@ -109,8 +118,11 @@ def markdown(report: dict) -> str:
                      f"{deq['seconds_per_epoch']:.2f} | {unrolled['seconds_per_epoch']:.2f} |")
     low, high = report["iterations"][0], report["iterations"][-1]
     ratio = report["peak_ratio"]
+    slope = report["growth_mb_per_iteration"]
     lines += ["", f"Peak ratio K={high} / K={low}: DEQ {ratio['deq']:.2f}, unrolled "
-              f"{ratio['unrolled']:.2f} (goal: DEQ at most 1.2, unrolled about linear).", ""]
+              f"{ratio['unrolled']:.2f} (goal: DEQ at most 1.2, unrolled about linear). "
+              f"Growth per iteration (least-squares slope): DEQ {slope['deq']:.3f} MB, "
+              f"unrolled {slope['unrolled']:.2f} MB.", ""]
     return "\n".join(lines)
 
 
@@ -136,6 +148,7 @@ def main() -> None:
         "iterations": iterations, "threads": args.threads, "time_epochs": args.time_epochs,
         "torch": torch.__version__, "rows": rows,
         "peak_ratio": ratios(rows, iterations[0], iterations[-1]),
+        "growth_mb_per_iteration": growth_per_iteration(rows),
     }
     write_text(RESULTS / "deq_memory.json", json.dumps(report, indent=2) + "\n")
     write_text(RESULTS / "deq_memory.md", markdown(report))
