@@ -1,0 +1,408 @@
+"""ID-Net: interpretable, disentangled variational unmixing with endmember variability,
+nonlinearity and per-pixel uncertainty (Borsoi, Erdogmus & Imbiriba, IEEE TCI 2023).
+
+The estimator trains :class:`~hyperunmix.deep.idnet_model.IDNetModel` on the image pixels
+(ELBO) and on synthetic triplets drawn from endmember bundles (self-supervised term), see
+:mod:`hyperunmix.deep.idnet_loss` and :mod:`hyperunmix.deep.idnet_selfsup`.
+
+Deviations from the paper and its released code, to fit a CPU budget, fix defects or
+improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
+
+* batches of 128 pixels (paper: 16; smaller for small scenes) with the learning rate scaled
+  by sqrt(batch / 16), data terms averaged per pixel and weight penalties expressed per 16
+  pixels; Dirichlet sampling and every density batched (the released code loops over
+  pixels in Python);
+* the KL terms of the ELBO in closed form; the triplet Dirichlet term at the label
+  (``triplet_density="posterior_sample"`` gives the released code's behaviour);
+* triplets drawn afresh from the bundles at every step; noise at a true SNR;
+* the unrolled ISTA projects onto the simplex by default (``constraint="orthant"`` is the
+  paper's), its steps are normalised by tr(M M^T), its start solved with a tiny ridge;
+* the data are scaled so that their 99.9th percentile is 0.9 (the endmember decoders end in
+  a sigmoid); every output is returned in the scene's units;
+* outputs use the posterior mean of the endmember codes (deterministic), not a random draw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base import Unmixer, check_n_endmembers
+from ..errors import InputError
+from ..scene import Scene
+from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
+from .idnet_model import IDNetModel, posterior_summary
+from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
+
+log = logging.getLogger("hyperunmix")
+
+#: The paper's per-dataset weights: lambda (self-supervised), tau (l_1/2 sparsity),
+#: lambda_h (nonlinear abundance stream), lambda_g (nonlinear pixel stream).
+PRESETS: dict[str, dict[str, float]] = {
+    "samson": dict(selfsup_weight=1.0, sparsity_weight=0.005, encoder_penalty=0.01,
+                   decoder_penalty=0.1),
+    "jasper_ridge": dict(selfsup_weight=1.0, sparsity_weight=0.0, encoder_penalty=0.01,
+                         decoder_penalty=0.1),
+    "cuprite": dict(selfsup_weight=10.0, sparsity_weight=0.1, encoder_penalty=0.05,
+                    decoder_penalty=5.0),
+}
+#: Weights for a new scene: the paper's setting for Samson and its variability scene.
+DEFAULT_WEIGHTS = PRESETS["samson"]
+#: The data are scaled so that this percentile of the pixel values maps to DATA_TOP.
+DATA_PERCENTILE = 99.9
+DATA_TOP = 0.9
+#: Feasible sets of the unrolled ISTA (see :class:`~.idnet_model.AbundanceEncoder`).
+CONSTRAINTS = ("orthant", "simplex")
+#: Where log q(a | M_s, y_s) is evaluated on the triplets: at the label (this package) or
+#: at a draw of q (the released code).
+TRIPLET_DENSITIES = ("label", "posterior_sample")
+#: Small scenes get smaller batches so that an epoch still takes this many Adam steps.
+MIN_STEPS_PER_EPOCH = 50
+#: Pixels per forward pass at inference (bounds memory with the uncertainty samples).
+INFERENCE_CHUNK = 1024
+
+
+def effective_batch_size(batch_size: int, n_pixels: int) -> int:
+    """``batch_size``, lowered for small scenes so that an epoch has at least
+    MIN_STEPS_PER_EPOCH steps, but never below the paper's 16."""
+    return max(min(batch_size, n_pixels // MIN_STEPS_PER_EPOCH), min(REFERENCE_BATCH, batch_size))
+
+
+class IDNet(Unmixer):
+    """ID-Net unmixing: abundances, per-pixel endmembers, nonlinearity and uncertainty.
+
+    Parameters
+    ----------
+    n_endmembers : int, optional
+        P. Required unless ``library`` is given (then P is its number of materials).
+    library : None, str or library
+        Endmember bundles for the self-supervised triplets: a dataset name for
+        :func:`hyperunmix.datasets.load_library` (``"samson"``, ``"jasper_ridge"``), an
+        object or mapping with ``spectra`` (K, L) and ``labels`` (K,) in the scene's units,
+        or None to extract bundles from the image. The outputs follow the library's
+        material order.
+    reference, min_purity : str / array / path, float
+        Automatic bundles (``library=None``): reference endmembers (an extractor name such
+        as ``"vca"`` or ``"nfindr"``, a (P, L) array or an endmember file) and the share a
+        pixel's normalised NNLS abundance needs to join a bundle (0.95), see
+        :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`.
+    preset : {"samson", "jasper_ridge", "cuprite"} or None
+        The paper's per-dataset loss weights; None uses the Samson weights (also the
+        paper's for its variability scene). The next four arguments override single values.
+    selfsup_weight, sparsity_weight, encoder_penalty, decoder_penalty : float, optional
+        lambda, tau, lambda_h and lambda_g of the paper.
+    beta : float
+        Extra weight of log q(a_s | M_s, y_s) and log p(M_s | Z) on the triplets (10).
+    constraint : {"simplex", "orthant"}
+        Feasible set of the unrolled ISTA (see
+        :class:`~hyperunmix.deep.idnet_model.AbundanceEncoder`): the simplex (default:
+        ANC and ASC inside the solver, started at the sum-to-one least squares) or the
+        paper's non-negative orthant with a learned soft threshold.
+    triplet_density : {"label", "posterior_sample"}
+        Where the triplet term evaluates log q(a | M_s, y_s): at the label (default) or at
+        a draw of q, as the released code does.
+    latent_dim : int
+        Size H of each endmember's latent code (2).
+    n_ista : int
+        Unrolled ISTA steps of the abundance encoder (10).
+    n_importance : int
+        Samples of Z per triplet in the importance-weighted term (5).
+    snr_db : float
+        SNR of the synthetic triplet pixels (40 dB).
+    max_epochs : int
+        At most this many passes over the image pixels (30).
+    batch_size : int
+        Image pixels (and as many triplets) per step; lowered (down to 16) for scenes of
+        fewer than 50 batches, so that every epoch takes at least 50 steps.
+    learning_rate : float, optional
+        Adam step; default 1e-3 sqrt(batch / 16) (the paper's 1e-3 at batch 16).
+    lr_decay, decay_epochs : float, int
+        The learning rate is multiplied by ``lr_decay`` after each of the first
+        ``decay_epochs`` epochs (0.9, 10).
+    tol : float
+        Stop when the relative change of the epoch loss falls below ``tol`` (1e-2).
+    n_uncertainty_samples : int
+        Draws of (Z, M) for the posterior standard deviation of the abundances (16).
+    return_pixel_endmembers : bool
+        Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
+    seed : int
+    device : str or torch.device, optional
+        ``None`` (CPU) or ``"cuda"``.
+
+    Attributes
+    ----------
+    n_bands_ : int
+    n_endmembers_ : int
+    endmembers_ : (P, L) float64
+        f_k(0): the endmembers at the prior mean of the codes, in the scene's units.
+    names_ : list of str or None
+        Material names from the library.
+    weights_ : dict
+        The loss weights used (preset and overrides resolved).
+    data_scale_ : float
+        Factor applied to the scene's values before the networks.
+    history_ : list of dict
+        Per epoch: mean loss, ELBO, self-supervised term, regulariser, seconds.
+    n_epochs_ : int
+    model_ : IDNetModel
+
+    Outputs (``unmix(scene)``: ``abundances`` and ``extras``)
+    ---------------------------------------------------------
+    abundances : (N, P)
+        Mean of the Dirichlet posterior q(a | M, y) at M = f(E[Z | y]): deterministic.
+    pixel_endmembers : (N, P, L)
+        f_k(E[z_k | y]), in the scene's units.
+    nonlinearity : (N,)
+        The paper's degree of nonlinearity ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||)
+        (Euclidean norms over the P entries), in [0, 1]: the share of the nonlinear stream
+        h in the Dirichlet parameters; 0 when both vanish.
+    nonlinear_share : (N,)
+        ||y_hat - M^T a||^2 / ||y_hat||^2 for the decoded pixel y_hat: the energy share of
+        the generative model's nonlinear part (same definition as the synthetic truth's).
+    uncertainty : (N, P)
+        Posterior standard deviation of each abundance, marginalising Z and M over
+        q(Z | y) q(M | Z): sqrt(E[Var(a | M)] + Var(E[a | M])) by Monte Carlo, with the
+        same draws for every pixel (deterministic, independent of chunking).
+    """
+
+    name = "idnet"
+
+    def __init__(self, n_endmembers: int | None = None, *, library: Any = None,
+                 reference: Any = "vca", min_purity: float = 0.95, preset: str | None = None,
+                 selfsup_weight: float | None = None, sparsity_weight: float | None = None,
+                 encoder_penalty: float | None = None, decoder_penalty: float | None = None,
+                 beta: float = 10.0, constraint: str = "simplex",
+                 triplet_density: str = "label", latent_dim: int = 2, n_ista: int = 10,
+                 n_importance: int = 5, snr_db: float = 40.0, max_epochs: int = 30,
+                 batch_size: int = 128, learning_rate: float | None = None,
+                 lr_decay: float = 0.9, decay_epochs: int = 10, tol: float = 1e-2,
+                 n_uncertainty_samples: int = 16, return_pixel_endmembers: bool = True,
+                 seed: int = 0, device: Any = None):
+        self.n_endmembers = n_endmembers
+        self.library = library
+        self.reference = reference
+        self.min_purity = min_purity
+        self.preset = preset
+        self.selfsup_weight = selfsup_weight
+        self.sparsity_weight = sparsity_weight
+        self.encoder_penalty = encoder_penalty
+        self.decoder_penalty = decoder_penalty
+        self.beta = beta
+        self.constraint = constraint
+        self.triplet_density = triplet_density
+        self.latent_dim = latent_dim
+        self.n_ista = n_ista
+        self.n_importance = n_importance
+        self.snr_db = snr_db
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.decay_epochs = decay_epochs
+        self.tol = tol
+        self.n_uncertainty_samples = n_uncertainty_samples
+        self.return_pixel_endmembers = return_pixel_endmembers
+        self.seed = seed
+        self.device = device
+
+    # -- configuration -------------------------------------------------------------------
+    def _loss_weights(self) -> dict[str, float]:
+        if self.preset is None:
+            weights = dict(DEFAULT_WEIGHTS)
+        elif self.preset in PRESETS:
+            weights = dict(PRESETS[self.preset])
+        else:
+            raise InputError(f"unknown preset {self.preset!r}; choose one of {list(PRESETS)}")
+        for key in weights:
+            value = getattr(self, key)
+            if value is not None:
+                if not (math.isfinite(value) and value >= 0):
+                    raise InputError(f"{key} must be a finite non-negative number, got {value}")
+                weights[key] = float(value)
+        return weights
+
+    def _check_params(self) -> None:
+        for key in ("latent_dim", "n_ista", "n_importance", "max_epochs", "batch_size",
+                    "n_uncertainty_samples"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{key} must be a positive integer, got {value!r}")
+        if not (0 < self.lr_decay <= 1):
+            raise InputError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
+        if self.triplet_density not in TRIPLET_DENSITIES:
+            raise InputError(f"triplet_density must be one of {TRIPLET_DENSITIES}, got "
+                             f"{self.triplet_density!r}")
+        if self.constraint not in CONSTRAINTS:
+            raise InputError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def _bundles(self, scene: Scene) -> Bundles:
+        library = self.library
+        if library is None:
+            if self.n_endmembers is None:
+                raise InputError("IDNet needs n_endmembers, or a bundle library to take it from")
+            p = check_n_endmembers(self.n_endmembers, scene.n_bands, scene.n_pixels)
+            return extract_bundles(scene, p, reference=self.reference,
+                                   min_purity=self.min_purity, seed=self.seed)
+        if isinstance(library, str):
+            from .. import datasets  # the dataset readers are needed only for this option
+
+            library = datasets.load_library(library)
+        bundles = bundles_from_library(library, scene.n_bands)
+        if self.n_endmembers is not None and self.n_endmembers != bundles.n_materials:
+            raise InputError(f"n_endmembers = {self.n_endmembers} but the library has "
+                             f"{bundles.n_materials} materials")
+        check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
+        return bundles
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, scene: Scene) -> "IDNet":
+        """Train the networks on ``scene``'s valid pixels and the bundle triplets."""
+        self._check_params()
+        weights = self._loss_weights()
+        device = resolve_device(self.device)
+        bundles = self._bundles(scene)
+        pixels = scene.pixels(np.float64)
+        top = float(np.percentile(pixels, DATA_PERCENTILE))
+        if not top > 0:
+            raise InputError("the scene's pixel values are not positive: IDNet needs "
+                             "reflectance-like data")
+        self.data_scale_ = DATA_TOP / top
+
+        generator = seeded_generator(self.seed)
+        model = IDNetModel(bundles.n_materials, scene.n_bands, self.latent_dim,
+                           self.n_ista, self.constraint).to(device)
+        scaled = dataclasses.replace(bundles, spectra=bundles.spectra * self.data_scale_)
+        sampler = TripletSampler(scaled, self.snr_db, generator, device)
+        y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32, device=device)
+        config = LossConfig(selfsup=weights["selfsup_weight"], beta=float(self.beta),
+                            sparsity=weights["sparsity_weight"],
+                            encoder_penalty=weights["encoder_penalty"],
+                            decoder_penalty=weights["decoder_penalty"],
+                            n_importance=self.n_importance,
+                            density_at_sample=self.triplet_density == "posterior_sample")
+        self.history_ = self._train(model, y_all, sampler, config, generator)
+
+        self.model_ = model.eval()
+        self.weights_ = weights
+        self.names_ = bundles.names
+        self.n_bands_ = scene.n_bands
+        self.n_endmembers_ = bundles.n_materials
+        self.n_epochs_ = len(self.history_)
+        self.endmembers_ = self._reference_endmembers()
+        return self
+
+    def _train(self, model: IDNetModel, y_all: torch.Tensor, sampler: TripletSampler,
+               config: LossConfig, generator: torch.Generator) -> list[dict]:
+        n_pixels = y_all.shape[0]
+        batch_size = effective_batch_size(self.batch_size, n_pixels)
+        lr = (self.learning_rate if self.learning_rate is not None
+              else 1e-3 * math.sqrt(batch_size / REFERENCE_BATCH))
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
+        history: list[dict] = []
+        previous = math.inf
+        model.train()
+        for epoch in range(1, self.max_epochs + 1):
+            start = time.perf_counter()
+            totals = np.zeros(4)
+            order = torch.randperm(n_pixels, generator=generator).to(y_all.device)
+            for batch in order.split(batch_size):
+                terms = training_loss(model, y_all[batch], sampler.sample(batch.numel()),
+                                      config)
+                optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                optimizer.step()
+                totals += batch.numel() * np.array(
+                    [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser])
+            loss, elbo, selfsup, regulariser = totals / n_pixels
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"IDNet training diverged at epoch {epoch} "
+                                         "(non-finite loss); lower learning_rate")
+            history.append(dict(loss=loss, elbo=elbo, selfsup=selfsup,
+                                regulariser=regulariser,
+                                seconds=time.perf_counter() - start))
+            self._report("epoch", epoch, self.max_epochs, loss=loss, elbo=elbo)
+            if epoch <= self.decay_epochs:
+                scheduler.step()
+            if abs(loss - previous) < self.tol * abs(loss):
+                log.info("IDNet converged after %d epochs (relative loss change < %g)",
+                         epoch, self.tol)
+                break
+            previous = loss
+        return history
+
+    # -- inference -----------------------------------------------------------------------
+    def _reference_endmembers(self) -> np.ndarray:
+        with torch.no_grad():
+            reference = self.model_.reference_endmembers()
+        return reference.cpu().double().numpy() / self.data_scale_
+
+    def _uncertainty_draws(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standard normal draws (S, P, H) for Z and (S, P, L) for M, shared by all pixels."""
+        generator = torch.Generator().manual_seed(self.seed)
+        shape = (self.n_uncertainty_samples, self.n_endmembers_)
+        z_noise = torch.randn(shape + (self.latent_dim,), generator=generator)
+        m_noise = torch.randn(shape + (self.n_bands_,), generator=generator)
+        return z_noise.to(device), m_noise.to(device)
+
+    def _transform_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Unmix (N, L) pixels; see the class docstring for the outputs."""
+        device = next(self.model_.parameters()).device
+        z_noise, m_noise = self._uncertainty_draws(device)
+        y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32)
+        parts: dict[str, list[np.ndarray]] = {}
+        self.model_.eval()
+        with torch.no_grad():
+            for y in y_all.split(INFERENCE_CHUNK):
+                summary = posterior_summary(self.model_, y.to(device), z_noise, m_noise)
+                if self.return_pixel_endmembers:
+                    summary["pixel_endmembers"] /= self.data_scale_
+                else:
+                    del summary["pixel_endmembers"]
+                for key, value in summary.items():
+                    parts.setdefault(key, []).append(value.cpu().numpy())
+        return {key: np.concatenate(values) for key, values in parts.items()}
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the trained weights and what is needed to rebuild the estimator."""
+        self._check_fitted()
+        params = self.get_params()
+        # Only names survive in the file: arrays and objects served fit, not unmixing.
+        for key in ("library", "reference"):
+            value = getattr(self, key)
+            params[key] = str(value) if isinstance(value, (str, os.PathLike)) else None
+        params["device"] = None
+        config = dict(params=params, n_bands=self.n_bands_, n_endmembers=self.n_endmembers_,
+                      data_scale=self.data_scale_, weights=self.weights_, names=self.names_,
+                      history=self.history_)
+        save_checkpoint(path, self.model_.state_dict(), config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: Any = None) -> "IDNet":
+        """An estimator ready to unmix, from a file written by :meth:`save`."""
+        state, config = load_checkpoint(path)
+        estimator = cls(**{**config["params"], "device": device})
+        model = IDNetModel(config["n_endmembers"], config["n_bands"], estimator.latent_dim,
+                           estimator.n_ista, estimator.constraint)
+        model.load_state_dict(state)
+        estimator.model_ = model.to(resolve_device(device)).eval()
+        estimator.n_bands_ = config["n_bands"]
+        estimator.n_endmembers_ = config["n_endmembers"]
+        estimator.data_scale_ = config["data_scale"]
+        estimator.weights_ = config["weights"]
+        estimator.names_ = config["names"]
+        estimator.history_ = config["history"]
+        estimator.n_epochs_ = len(estimator.history_)
+        estimator.endmembers_ = estimator._reference_endmembers()
+        return estimator

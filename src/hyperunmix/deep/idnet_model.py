@@ -1,0 +1,309 @@
+"""ID-Net networks: the generative model and the inference (recognition) model.
+
+Borsoi, Erdogmus & Imbiriba, "Learning Interpretable Deep Disentangled Neural Networks for
+Hyperspectral Unmixing", IEEE TCI 2023 (arXiv 2310.02340). Shapes use B for a batch of
+pixels, S for Monte Carlo samples, P endmembers, L bands and H the latent dimension.
+Endmember matrices are (..., P, L), rows are spectra, as everywhere in the package.
+
+Generative model p(y, a, M, Z) = p(y | M, a) p(a) prod_k p(m_k | z_k) p(z_k):
+
+* ``z_k ~ N(0, I_H)``, the latent code of endmember k;
+* ``m_k ~ N(f_k(z_k), s_k^2 I)``, ``f_k`` a small MLP per endmember with a sigmoid output;
+* ``a ~ Dirichlet(1)``;
+* ``y ~ N(ReLU(M^T a + 0.1 g([vec M, a])), s_y^2 I)``: a linear stream plus a nonlinear
+  stream ``g`` of small gain;
+* the variances are learned scalars ``0.01 exp(theta)``.
+
+Inference model q(a, M, Z | y) = q(a | M, y) q(M | Z) q(Z | y), with q(M | Z) = p(M | Z):
+
+* ``q(z_k | y) = N(mu_k(y), diag v_k(y))`` from one MLP per endmember;
+* ``q(a | M, y) = Dirichlet(alpha)``, ``alpha = kappa ReLU(alpha_lin + 0.1 h(y))``, where
+  ``alpha_lin`` comes from 10 unrolled projected-ISTA steps on the linear model started at
+  the least-squares solution (onto the non-negative orthant as in the paper, or onto the
+  simplex), ``h`` is the nonlinear stream and ``kappa`` a learned precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .simplex import project_simplex
+
+#: Gain of the nonlinear streams g (pixel) and h (abundances), as in the paper.
+NONLINEAR_GAIN = 0.1
+#: Variances and the precision are ``VARIANCE_SCALE * exp(theta)`` / ``KAPPA_MIN +
+#: KAPPA_SCALE * exp(theta)``; theta starts at 0.
+VARIANCE_SCALE = 0.01
+KAPPA_MIN = 10.0
+KAPPA_SCALE = 100.0
+#: Added to the Dirichlet parameters: Gamma sampling needs strictly positive concentrations.
+ALPHA_FLOOR = 1e-3
+#: Relative Tikhonov term of the least-squares start (M M^T + eps tr(M M^T)/P I) x = M y,
+#: which keeps the solve defined when two sampled endmembers are nearly collinear.
+LS_RIDGE = 1e-6
+#: Soft-threshold weight lambda of the unrolled ISTA before its learned factor (the paper's).
+ISTA_THRESHOLD = 0.01
+
+
+class PerEndmemberLinear(nn.Module):
+    """P independent affine maps applied at once: (..., P, n_in) -> (..., P, n_out).
+
+    Equivalent to P ``nn.Linear`` layers (same initialisation), evaluated as one batched
+    contraction instead of a Python loop over endmembers.
+    """
+
+    def __init__(self, n_maps: int, n_in: int, n_out: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(n_maps, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_maps, n_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...pi,pio->...po", x, self.weight) + self.bias
+
+
+def _per_endmember_mlp(n_maps: int, widths: list[int]) -> nn.Sequential:
+    """ReLU MLP of per-endmember layers with the given widths (no activation at the end)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [PerEndmemberLinear(n_maps, n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    """ReLU MLP with the given widths (no activation at the end)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class EndmemberDecoders(nn.Module):
+    """The f_k: latent codes (..., P, H) -> endmember spectra (..., P, L) in (0, 1).
+
+    Widths H -> ceil(L/10) -> ceil(L/4)+3 -> ceil(1.2 L)+5 -> L (each at least H+1), ReLU,
+    sigmoid output, one network per endmember.
+    """
+
+    def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int):
+        super().__init__()
+        widths = [latent_dim,
+                  max(math.ceil(n_bands / 10), latent_dim + 1),
+                  max(math.ceil(n_bands / 4), latent_dim + 2) + 3,
+                  math.ceil(1.2 * n_bands) + 5,
+                  n_bands]
+        self.net = _per_endmember_mlp(n_endmembers, widths)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z))
+
+
+class LatentEncoders(nn.Module):
+    """q(z_k | y): pixels (B, L) -> means and variances (B, P, H) of the endmember codes.
+
+    Per endmember, the mean is an MLP L -> 5H -> 2H -> H; the log-variance head shares the
+    first two layers and continues 2H -> 2H -> 2H -> H.
+    """
+
+    def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int):
+        super().__init__()
+        self.n_endmembers = n_endmembers
+        h = latent_dim
+        self.trunk = nn.Sequential(
+            PerEndmemberLinear(n_endmembers, n_bands, 5 * h), nn.ReLU(),
+            PerEndmemberLinear(n_endmembers, 5 * h, 2 * h), nn.ReLU())
+        self.mean_head = PerEndmemberLinear(n_endmembers, 2 * h, h)
+        self.log_var_head = _per_endmember_mlp(n_endmembers, [2 * h, 2 * h, 2 * h, h])
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(y.unsqueeze(-2).expand(*y.shape[:-1], self.n_endmembers,
+                                                      y.shape[-1]))
+        return self.mean_head(features), torch.exp(self.log_var_head(features))
+
+
+class AbundanceEncoder(nn.Module):
+    """q(a | M, y) = Dirichlet(alpha): alpha from unrolled projected ISTA plus a nonlinear stream.
+
+    ``alpha_lin`` (B, P): ``n_ista`` projected proximal-gradient steps on
+    ``||y - M^T x||^2 / 2``, started at the least-squares solution (the paper's pinv(M) y),
+    with learned steps ``t_i = exp(theta_i) / tr(M M^T)``: normalised by a bound on the
+    Lipschitz constant, where the paper's absolute steps 0.01 exp(theta_i) diverge on bright
+    or many-band scenes. ``constraint`` chooses the feasible set:
+
+    * ``"orthant"`` (the paper): ``x <- ReLU(x - t_i (grad + lambda))``, ISTA for the
+      l1-regularised non-negative least squares, ``lambda = 0.01 exp(theta_lambda)``;
+    * ``"simplex"``: ``x <- Proj_simplex(x - t_i grad)``, the same iteration with the sum-to-
+      one constraint of the linear mixing model inside the solver. The l1 norm is constant
+      on the simplex, so the shrinkage drops out (the projection is shift invariant).
+
+    ``alpha_nlin`` (B, P): ``0.1 h(y)``, h an MLP L -> 2L -> L/2 -> L/4 -> 4P -> P.
+    ``alpha = kappa ReLU(alpha_lin + alpha_nlin) + ALPHA_FLOOR``, kappa = 10 + 100 exp(theta).
+    """
+
+    def __init__(self, n_endmembers: int, n_bands: int, n_ista: int,
+                 constraint: str = "orthant"):
+        super().__init__()
+        self.constraint = constraint
+        self.log_steps = nn.Parameter(torch.zeros(n_ista))
+        self.log_threshold = nn.Parameter(torch.zeros(()))
+        self.log_kappa = nn.Parameter(torch.zeros(()))
+        self.nonlinear = _mlp([n_bands, 2 * n_bands, max(round(n_bands / 2), 1),
+                               max(round(n_bands / 4), 1), 4 * n_endmembers, n_endmembers])
+
+    @property
+    def kappa(self) -> torch.Tensor:
+        return KAPPA_MIN + KAPPA_SCALE * torch.exp(self.log_kappa)
+
+    def linear_stream(self, y: torch.Tensor, endmembers: torch.Tensor) -> torch.Tensor:
+        """Unrolled ISTA: pixels (..., L), endmembers (..., P, L) -> alpha_lin (..., P)."""
+        gram = endmembers @ endmembers.transpose(-1, -2)            # (..., P, P)
+        correlation = (endmembers @ y.unsqueeze(-1)).squeeze(-1)     # (..., P)
+        trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1, keepdim=True)
+        n_endmembers = gram.shape[-1]
+        eye = torch.eye(n_endmembers, dtype=gram.dtype, device=gram.device)
+        ridge = LS_RIDGE * trace.unsqueeze(-1) / n_endmembers * eye
+        on_simplex = self.constraint == "simplex"
+        if on_simplex:
+            # Start at the sum-to-one least squares: x_ls + G^-1 1 (1 - 1^T x_ls) / 1^T G^-1 1,
+            # already the solution wherever no abundance is at zero.
+            rhs = torch.stack([correlation, torch.ones_like(correlation)], dim=-1)
+            solved = torch.linalg.solve(gram + ridge, rhs)
+            x, direction = solved[..., 0], solved[..., 1]
+            x = x + direction * ((1 - x.sum(-1, keepdim=True)) / direction.sum(-1, keepdim=True))
+            x = project_simplex(x)
+        else:
+            x = torch.linalg.solve(gram + ridge, correlation)
+        threshold = ISTA_THRESHOLD * torch.exp(self.log_threshold)
+        for log_step in self.log_steps:
+            step = torch.exp(log_step) / trace
+            gradient = (gram @ x.unsqueeze(-1)).squeeze(-1) - correlation
+            x = (project_simplex(x - step * gradient) if on_simplex
+                 else F.relu(x - step * (gradient + threshold)))
+        return x
+
+    def forward(self, y: torch.Tensor, endmembers: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixels (..., L) and endmembers (..., P, L) -> (alpha, alpha_lin, alpha_nlin) (..., P).
+
+        ``y`` may have fewer leading axes than ``endmembers`` (one pixel, several sampled M);
+        it is broadcast.
+        """
+        alpha_nlin = NONLINEAR_GAIN * self.nonlinear(y)
+        y = y.expand(*endmembers.shape[:-2], y.shape[-1])
+        alpha_lin = self.linear_stream(y, endmembers)
+        alpha = self.kappa * F.relu(alpha_lin + alpha_nlin) + ALPHA_FLOOR
+        return alpha, alpha_lin, alpha_nlin.expand_as(alpha_lin)
+
+
+class PixelDecoder(nn.Module):
+    """Mean of p(y | M, a): ReLU(M^T a + 0.1 g([vec M, a])).
+
+    g, the nonlinear stream, is an MLP P(L+1) -> PL -> L -> L -> L.
+    """
+
+    def __init__(self, n_endmembers: int, n_bands: int):
+        super().__init__()
+        p, n = n_endmembers, n_bands
+        self.nonlinear = _mlp([p * (n + 1), p * n, n, n, n])
+
+    def streams(self, endmembers: torch.Tensor, abundances: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear and nonlinear parts (..., L) for endmembers (..., P, L), abundances (..., P)."""
+        linear = (abundances.unsqueeze(-2) @ endmembers).squeeze(-2)
+        features = torch.cat([endmembers.flatten(-2), abundances], dim=-1)
+        return linear, NONLINEAR_GAIN * self.nonlinear(features)
+
+    def forward(self, endmembers: torch.Tensor, abundances: torch.Tensor) -> torch.Tensor:
+        linear, nonlinear = self.streams(endmembers, abundances)
+        return F.relu(linear + nonlinear)
+
+
+class IDNetModel(nn.Module):
+    """All ID-Net networks and learned variances for P endmembers, L bands, latent size H."""
+
+    def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int = 2, n_ista: int = 10,
+                 constraint: str = "orthant"):
+        super().__init__()
+        self.n_endmembers = n_endmembers
+        self.n_bands = n_bands
+        self.latent_dim = latent_dim
+        self.endmember_decoders = EndmemberDecoders(n_endmembers, n_bands, latent_dim)
+        self.latent_encoders = LatentEncoders(n_endmembers, n_bands, latent_dim)
+        self.abundance_encoder = AbundanceEncoder(n_endmembers, n_bands, n_ista, constraint)
+        self.pixel_decoder = PixelDecoder(n_endmembers, n_bands)
+        self.log_endmember_var = nn.Parameter(torch.zeros(n_endmembers))
+        self.log_pixel_var = nn.Parameter(torch.zeros(()))
+
+    @property
+    def endmember_var(self) -> torch.Tensor:
+        """s_k^2 (P,): variance of each endmember around its decoded spectrum."""
+        return VARIANCE_SCALE * torch.exp(self.log_endmember_var)
+
+    @property
+    def pixel_var(self) -> torch.Tensor:
+        """s_y^2: pixel noise variance per band."""
+        return VARIANCE_SCALE * torch.exp(self.log_pixel_var)
+
+    def sample_endmembers(self, z: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes (..., P, H) -> (decoded means f(Z), reparameterised sample M), both (..., P, L)."""
+        mean = self.endmember_decoders(z)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        std = torch.sqrt(self.endmember_var).unsqueeze(-1)
+        return mean, mean + std * noise
+
+    def reference_endmembers(self) -> torch.Tensor:
+        """f_k(0) (P, L): the endmembers at the prior mean of the codes."""
+        z = torch.zeros(self.n_endmembers, self.latent_dim,
+                        device=self.log_pixel_var.device)
+        return self.endmember_decoders(z)
+
+
+def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
+                      m_noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Deterministic outputs of the inference model for pixels y (B, L).
+
+    ``z_noise`` (S, P, H) and ``m_noise`` (S, P, L) are standard normal draws shared by all
+    pixels, so a pixel's result does not depend on the batch it is in.
+
+    Returns a dict of
+    ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]);
+    ``pixel_endmembers`` (B, P, L): f(E[Z | y]);
+    ``nonlinearity`` (B,): ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||), 0 when both
+    vanish (the paper's degree of nonlinearity, from the abundance encoder);
+    ``nonlinear_share`` (B,): ||y_hat - M^T a||^2 / ||y_hat||^2 with y_hat the decoded pixel
+    at these M and a: the energy share of the nonlinear part of the generative model, the
+    analogue of :func:`hyperunmix.synthetic.make_scene`'s true ``nonlinear_share``;
+    ``uncertainty`` (B, P): posterior standard deviation of each abundance under
+    q(a | M, y) q(M | Z) q(Z | y), by the law of total variance over the S draws of (Z, M):
+    sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form.
+    """
+    mean, var = model.latent_encoders(y)                                  # (B, P, H)
+    endmembers = model.endmember_decoders(mean)                           # (B, P, L)
+    alpha, alpha_lin, alpha_nlin = model.abundance_encoder(y, endmembers)
+    lin_norm = torch.linalg.norm(alpha_lin, dim=-1)
+    nlin_norm = torch.linalg.norm(alpha_nlin, dim=-1)
+    total = lin_norm + nlin_norm
+    nonlinearity = torch.where(total > 0, nlin_norm / total.clamp_min(1e-30),
+                               torch.zeros_like(total))
+
+    z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)                    # (S, B, P, H)
+    endmember_std = torch.sqrt(model.endmember_var).unsqueeze(-1)
+    sampled = model.endmember_decoders(z) + endmember_std * m_noise.unsqueeze(1)
+    alpha_s, _, _ = model.abundance_encoder(y, sampled)                   # (S, B, P)
+    concentration = alpha_s.sum(-1, keepdim=True)
+    mean_s = alpha_s / concentration
+    within = (mean_s * (1 - mean_s) / (concentration + 1)).mean(0)
+    between = mean_s.var(0, unbiased=False)
+    abundances = alpha / alpha.sum(-1, keepdim=True)
+    linear, nonlinear = model.pixel_decoder.streams(endmembers, abundances)
+    decoded = F.relu(linear + nonlinear)
+    energy = (decoded ** 2).sum(-1)
+    nonlinear_share = torch.where(energy > 0, ((decoded - linear) ** 2).sum(-1)
+                                  / energy.clamp_min(1e-30), torch.zeros_like(energy))
+    return dict(abundances=abundances, pixel_endmembers=endmembers, nonlinearity=nonlinearity,
+                nonlinear_share=nonlinear_share, uncertainty=torch.sqrt(within + between))

@@ -1,0 +1,337 @@
+"""ID-Net: networks, sampling, objective, self-supervised set, estimator contract, persistence."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import distributions as td
+
+from hyperunmix import synthetic
+from hyperunmix.deep.idnet import IDNet
+from hyperunmix.deep.idnet_loss import (LossConfig, image_elbo, sample_abundances,
+                                        training_loss)
+from hyperunmix.deep.idnet_model import AbundanceEncoder, IDNetModel
+from hyperunmix.deep.idnet_selfsup import (TripletSampler, bundles_from_library,
+                                           extract_bundles)
+from hyperunmix.errors import InputError
+from hyperunmix.linear import fcls, nnls
+
+N_BANDS = 24
+FAST = dict(max_epochs=3, batch_size=64, n_uncertainty_samples=4)
+
+
+def tiny_scene(seed=0, **options):
+    return synthetic.make_scene(12, 12, 3, wavelengths=np.linspace(400, 2400, N_BANDS),
+                                alpha=0.5, snr_db=35.0, seed=seed, **options)
+
+
+def scaled_library(scene, n_per_material=6, seed=0):
+    """A bundle library of the true endmembers under +-20 % scaling."""
+    rng = np.random.default_rng(seed)
+    factors = rng.uniform(0.8, 1.2, size=(3, n_per_material, 1))
+    spectra = (factors * scene.truth.endmembers[:, None, :]).reshape(-1, N_BANDS)
+    return dict(spectra=spectra, labels=np.repeat(np.arange(3), n_per_material),
+                names=["a", "b", "c"])
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return tiny_scene()
+
+
+@pytest.fixture(scope="module")
+def fitted(scene):
+    torch.set_num_threads(1)
+    return IDNet(library=scaled_library(scene), seed=0, **FAST).fit(scene)
+
+
+# -- networks ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("constraint, solver", [("orthant", nnls), ("simplex", fcls)])
+def test_unrolled_ista_converges_to_the_constrained_least_squares(constraint, solver):
+    # With many steps and a negligible threshold the linear stream is projected gradient
+    # descent to convergence: NNLS on the orthant, FCLS on the simplex.
+    torch.manual_seed(0)
+    encoder = AbundanceEncoder(3, 10, n_ista=3000, constraint=constraint).double()
+    with torch.no_grad():
+        encoder.log_threshold.fill_(-40.0)
+        encoder.log_steps.fill_(math.log(2.0))  # 2 / tr(M M^T) <= 2 / lambda_max still converges
+    rng = np.random.default_rng(1)
+    endmembers = rng.uniform(0.1, 1.0, (4, 3, 10))
+    pixels = rng.uniform(0.0, 1.0, (4, 10))
+    with torch.no_grad():
+        got = encoder.linear_stream(torch.from_numpy(pixels), torch.from_numpy(endmembers))
+    expected = np.stack([solver(y[None], m)[0] for y, m in zip(pixels, endmembers)])
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
+
+
+def test_simplex_start_is_fcls_for_interior_mixtures():
+    # Where no abundance is at zero the sum-to-one least-squares start is already the FCLS
+    # solution, before any ISTA step, even for a dark (ill-conditioned) material.
+    encoder = AbundanceEncoder(3, 10, n_ista=0, constraint="simplex").double()
+    rng = np.random.default_rng(2)
+    endmembers = rng.uniform(0.0, 1.0, (5, 3, 10))
+    endmembers[:, 1] *= 0.05
+    abundances = rng.dirichlet(np.ones(3), 5) * 0.7 + 0.1
+    pixels = np.einsum("np,npl->nl", abundances, endmembers) + rng.normal(0, 1e-3, (5, 10))
+    expected = np.stack([fcls(y[None], m)[0] for y, m in zip(pixels, endmembers)])
+    assert expected.min() > 0.01  # interior solutions
+    with torch.no_grad():
+        got = encoder.linear_stream(torch.from_numpy(pixels), torch.from_numpy(endmembers))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    plain_start = np.stack([np.linalg.lstsq(m.T, y, rcond=None)[0]
+                            for y, m in zip(pixels, endmembers)])
+    assert np.abs(plain_start - expected).max() > 1e-3  # the start matters here
+
+
+@pytest.mark.parametrize("constraint", ["simplex", "orthant"])
+def test_abundance_encoder_gradients_match_finite_differences(constraint):
+    torch.manual_seed(0)
+    encoder = AbundanceEncoder(3, 8, n_ista=4, constraint=constraint).double()
+    y = torch.rand(2, 8, dtype=torch.float64, requires_grad=True)
+    endmembers = (0.2 + torch.rand(2, 3, 8, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda y, m: encoder(y, m)[0], (y, endmembers))
+
+
+def test_per_endmember_layers_act_independently():
+    model = IDNetModel(3, N_BANDS, latent_dim=2)
+    z = torch.randn(5, 3, 2)
+    base = model.endmember_decoders(z)
+    z_changed = z.clone()
+    z_changed[:, 1] += 1.0
+    changed = model.endmember_decoders(z_changed)
+    torch.testing.assert_close(changed[:, [0, 2]], base[:, [0, 2]])
+    assert not torch.allclose(changed[:, 1], base[:, 1])
+    assert base.min() > 0 and base.max() < 1  # sigmoid output
+
+
+# -- batched Dirichlet sampling ----------------------------------------------------------------
+def test_batched_and_per_pixel_dirichlet_sampling_agree_in_distribution():
+    torch.manual_seed(0)
+    alpha = torch.tensor([[0.5, 2.0, 5.0], [30.0, 1.0, 0.2], [3.0, 3.0, 3.0]])
+    n = 4000
+    batched = sample_abundances(alpha.repeat(n, 1)).reshape(n, 3, 3)
+    per_pixel = torch.stack([torch.stack([td.Dirichlet(a).rsample() for a in alpha])
+                             for _ in range(n)])
+    total = alpha.sum(-1, keepdim=True)
+    mean = alpha / total
+    var = mean * (1 - mean) / (total + 1)
+    # Both sample means within 5 standard errors of the exact mean and of each other.
+    standard_error = torch.sqrt(var / n)
+    for samples in (batched, per_pixel):
+        assert torch.all((samples.mean(0) - mean).abs() < 5 * standard_error)
+        # Sample variances within 5 standard errors (the 4th moment bounds that error).
+        fourth = ((samples - mean) ** 4).mean(0)
+        assert torch.all((samples.var(0) - var).abs() < 5 * torch.sqrt(fourth / n))
+    assert torch.all((batched.mean(0) - per_pixel.mean(0)).abs() < 5 * math.sqrt(2) *
+                     standard_error)
+
+
+def test_reparameterised_gradient_matches_the_gradient_of_the_mean():
+    # d E[a_k] / d alpha_j = (delta_kj alpha_0 - alpha_k) / alpha_0^2, estimated pathwise.
+    torch.manual_seed(0)
+    alpha = torch.tensor([2.0, 5.0, 1.0])
+    n = 20000
+    concentration = alpha.repeat(n, 1).requires_grad_()
+    samples = sample_abundances(concentration)
+    samples[:, 0].sum().backward()
+    estimate = concentration.grad.mean(0)
+    total = alpha.sum()
+    exact = (torch.tensor([1.0, 0.0, 0.0]) * total - alpha[0]) / total ** 2
+    spread = concentration.grad.std(0) / math.sqrt(n)
+    assert torch.all((estimate - exact).abs() < 5 * spread + 1e-6)
+
+
+# -- objective ---------------------------------------------------------------------------------
+def test_elbo_is_finite_and_training_increases_it(scene):
+    torch.set_num_threads(1)
+    estimator = IDNet(library=scaled_library(scene), seed=3, **{**FAST, "max_epochs": 6},
+                      tol=0.0)
+    estimator.fit(scene)
+    losses = [h["loss"] for h in estimator.history_]
+    elbos = [h["elbo"] for h in estimator.history_]
+    assert all(math.isfinite(v) for v in losses + elbos)
+    assert losses[-1] < losses[0]
+    assert elbos[-1] > elbos[0]
+
+
+def test_training_loss_combines_the_weighted_terms(scene):
+    torch.manual_seed(0)
+    model = IDNetModel(3, N_BANDS).double()  # float64: the loss is a sum of large terms
+    y = torch.rand(8, N_BANDS, dtype=torch.float64) * 0.5
+    sampler = TripletSampler(bundles_from_library(scaled_library(scene), N_BANDS), 40.0,
+                             torch.Generator().manual_seed(0))
+    triplets = tuple(t.double() for t in sampler.sample(8))
+    plain = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=0.0,
+                        decoder_penalty=0.0)
+    penalised = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=2.0,
+                            decoder_penalty=0.0)
+    torch.manual_seed(1)
+    base = training_loss(model, y, triplets, plain)
+    torch.manual_seed(1)
+    with_penalty = training_loss(model, y, triplets, penalised)
+    norms = sum(torch.linalg.norm(p) for p in model.abundance_encoder.nonlinear.parameters())
+    torch.testing.assert_close(with_penalty.loss - base.loss, 2.0 * norms / 16)
+
+
+def test_image_elbo_has_one_value_per_pixel():
+    torch.manual_seed(0)
+    model = IDNetModel(3, N_BANDS)
+    elbo, alpha = image_elbo(model, torch.rand(7, N_BANDS))
+    assert elbo.shape == (7,) and alpha.shape == (7, 3)
+    assert torch.isfinite(elbo).all() and (alpha > 0).all()
+
+
+# -- self-supervised set -----------------------------------------------------------------------
+def test_triplets_are_pure_pixels_of_bundle_members_at_the_requested_snr(scene):
+    library = scaled_library(scene)
+    bundles = bundles_from_library(library, N_BANDS)
+    sampler = TripletSampler(bundles, 20.0, torch.Generator().manual_seed(0))
+    y, endmembers, abundances = sampler.sample(3000)
+    assert y.shape == (3000, N_BANDS) and endmembers.shape == (3000, 3, N_BANDS)
+    np.testing.assert_array_equal(abundances.sum(1).numpy(), 1.0)
+    members = torch.as_tensor(library["spectra"], dtype=torch.float32)
+    for k in range(3):  # column k of M always comes from material k's bundle
+        own = members[library["labels"] == k]
+        distance = (endmembers[:, k, None, :] - own[None]).abs().amax(-1).min(1).values
+        assert distance.max() == 0
+    clean = (abundances.unsqueeze(1) @ endmembers).squeeze(1)
+    snr = 10 * torch.log10((clean ** 2).sum() / ((y - clean) ** 2).sum())
+    assert abs(snr.item() - 20.0) < 0.3
+    counts = abundances.sum(0)  # materials drawn uniformly
+    assert torch.all((counts - 1000).abs() < 5 * math.sqrt(3000 * (1 / 3) * (2 / 3)))
+
+
+def test_extracted_bundles_hold_nearly_pure_spectra_of_every_material():
+    scene = tiny_scene(seed=2)
+    bundles = extract_bundles(scene, 3, min_purity=0.9, seed=0)
+    assert set(np.unique(bundles.labels)) == {0, 1, 2}
+    assert bundles.spectra.shape == (bundles.labels.size, N_BANDS)
+    # Each bundle member is closest in angle to the true endmember its bundle stands for
+    # (matched through the bundle means).
+    truth = scene.truth.endmembers
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    means = np.stack([bundles.spectra[bundles.labels == k].mean(0) for k in range(3)])
+    match = np.argmax(unit(means) @ unit(truth).T, axis=1)
+    assert sorted(match) == [0, 1, 2]
+    nearest = np.argmax(unit(bundles.spectra) @ unit(truth).T, axis=1)
+    assert np.mean(nearest == match[bundles.labels]) > 0.9
+
+
+@pytest.mark.parametrize("library, message", [
+    (dict(spectra=np.ones((4, N_BANDS + 1)), labels=[0, 0, 1, 1]), "bands"),
+    (dict(spectra=np.ones((4, N_BANDS)), labels=[0, 0, 2, 2]), "0..P-1"),
+    (dict(spectra=np.ones((4, N_BANDS))), "labels"),
+])
+def test_bad_libraries_are_rejected(scene, library, message):
+    with pytest.raises(InputError, match=message):
+        IDNet(library=library).fit(scene)
+
+
+# -- estimator ---------------------------------------------------------------------------------
+def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
+    result = fitted.unmix(scene)
+    assert result.abundances.shape == (12, 12, 3)
+    assert result.endmembers.shape == (3, N_BANDS)
+    assert result.extras["pixel_endmembers"].shape == (12, 12, 3, N_BANDS)
+    assert result.extras["nonlinearity"].shape == (12, 12)
+    assert result.extras["nonlinear_share"].shape == (12, 12)
+    assert np.nanmin(result.extras["nonlinear_share"]) >= 0
+    assert result.extras["uncertainty"].shape == (12, 12, 3)
+    abundances = result.abundances.reshape(-1, 3)
+    assert abundances.min() >= 0                                     # ANC
+    np.testing.assert_allclose(abundances.sum(1), 1.0, atol=1e-5)    # ASC
+    nonlinearity = result.extras["nonlinearity"]
+    assert nonlinearity.min() >= 0 and nonlinearity.max() <= 1
+    uncertainty = result.extras["uncertainty"]
+    assert uncertainty.min() >= 0 and uncertainty.max() <= 0.5      # std of a [0, 1] variable
+    assert fitted.names_ == ["a", "b", "c"]
+
+
+def test_outputs_do_not_depend_on_how_pixels_are_chunked(fitted, scene):
+    pixels = scene.pixels()
+    whole = fitted._transform_pixels(pixels)
+    halves = [fitted._transform_pixels(part) for part in np.array_split(pixels, [50])]
+    for key, value in whole.items():
+        np.testing.assert_allclose(np.concatenate([h[key] for h in halves]), value,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_masked_pixels_stay_nan(fitted, scene):
+    cube = scene.cube.copy()
+    cube[0, 0, 3] = np.nan
+    maps = fitted.transform(cube)
+    assert np.isnan(maps["abundances"][0, 0]).all()
+    assert np.isnan(maps["uncertainty"][0, 0]).all()
+    assert np.isfinite(maps["abundances"][1:]).all()
+
+
+def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
+    path = tmp_path / "idnet.pt"
+    fitted.save(path)
+    loaded = IDNet.load(path)
+    torch.load(path, weights_only=True)  # a weights-only checkpoint
+    before, after = fitted._transform_pixels(scene.pixels()), loaded._transform_pixels(
+        scene.pixels())
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    np.testing.assert_array_equal(fitted.endmembers_, loaded.endmembers_)
+    assert loaded.get_params()["batch_size"] == FAST["batch_size"]
+
+
+def test_same_seed_repeats_and_another_seed_differs(fitted, scene):
+    library = scaled_library(scene)
+    again = IDNet(library=library, seed=0, **FAST).fit(scene)
+    np.testing.assert_array_equal(again.unmix(scene).abundances,
+                                  fitted.unmix(scene).abundances)
+    other = IDNet(library=library, seed=1, **{**FAST, "max_epochs": 1}).fit(scene)
+    assert not np.allclose(other.unmix(scene).abundances, fitted.unmix(scene).abundances)
+
+
+def test_progress_is_reported_per_epoch(scene):
+    calls = []
+    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2},
+                      tol=0.0)
+    estimator.set_progress(lambda stage, done, total, info: calls.append((stage, done, total)))
+    estimator.fit(scene)
+    assert calls == [("epoch", 1, 2), ("epoch", 2, 2)]
+
+
+def test_presets_set_the_papers_weights_and_arguments_override_them(scene):
+    estimator = IDNet(library=scaled_library(scene), preset="cuprite", sparsity_weight=0.5,
+                      **{**FAST, "max_epochs": 1}).fit(scene)
+    assert estimator.weights_ == dict(selfsup_weight=10.0, sparsity_weight=0.5,
+                                      encoder_penalty=0.05, decoder_penalty=5.0)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(), "n_endmembers"),
+    (dict(n_endmembers=3, preset="nowhere"), "preset"),
+    (dict(n_endmembers=3, batch_size=0), "batch_size"),
+    (dict(n_endmembers=3, sparsity_weight=-1.0), "sparsity_weight"),
+    (dict(n_endmembers=3, constraint="box"), "constraint"),
+])
+def test_bad_parameters_are_rejected(scene, params, message):
+    with pytest.raises(InputError, match=message):
+        IDNet(**params).fit(scene)
+
+
+def test_n_endmembers_must_match_the_library(scene):
+    with pytest.raises(InputError, match="materials"):
+        IDNet(n_endmembers=4, library=scaled_library(scene)).fit(scene)
+
+
+@pytest.mark.parametrize("options", [dict(constraint="orthant"),
+                                     dict(triplet_density="posterior_sample")])
+def test_the_papers_variants_train(scene, options):
+    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2},
+                      **options).fit(scene)
+    abundances = estimator.unmix(scene).abundances.reshape(-1, 3)
+    assert np.isfinite(abundances).all()
+    np.testing.assert_allclose(abundances.sum(1), 1.0, atol=1e-5)
+
+
+def test_runs_without_a_library(scene):
+    torch.set_num_threads(1)
+    result = IDNet(3, seed=0, **{**FAST, "max_epochs": 1}).fit_unmix(scene)
+    assert np.isfinite(result.abundances).all()
