@@ -41,8 +41,8 @@ class SolverOptions:
         Anderson memory (number of past iterates mixed); 0 gives plain (Picard) iteration.
     regularization : float
         Tikhonov weight of the mixing least-squares problem, relative to the mean squared
-        norm of the stored residuals. Scaling it this way makes the solver invariant to the scale of
-        ``x``; an absolute weight is either negligible (ill-conditioned mixing at small
+        norm of the stored residuals. Scaling it this way makes the solver invariant to the
+        scale of ``x``; an absolute weight is either negligible (ill-conditioned mixing at small
         residuals) or dominant (no acceleration at large ones).
     safeguard : float
         An Anderson step whose residual exceeds ``safeguard`` times the previous residual is
