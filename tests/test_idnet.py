@@ -65,17 +65,18 @@ def test_unrolled_ista_converges_to_the_constrained_least_squares(constraint, so
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
 
 
-def test_simplex_start_is_fcls_for_interior_mixtures():
-    # Where no abundance is at zero the sum-to-one least-squares start is already the FCLS
-    # solution, before any ISTA step, even for a dark (ill-conditioned) material.
+def test_least_squares_start_is_fcls_before_any_ista_step():
+    # The sum-to-one least squares with active-set passes is already the FCLS solution,
+    # even for a dark (ill-conditioned) material and for pixels on the simplex boundary.
     encoder = AbundanceEncoder(3, 10, n_ista=0, constraint="simplex").double()
     rng = np.random.default_rng(2)
     endmembers = rng.uniform(0.0, 1.0, (5, 3, 10))
     endmembers[:, 1] *= 0.05
     abundances = rng.dirichlet(np.ones(3), 5) * 0.7 + 0.1
+    abundances[:2] = [[0.0, 0.3, 0.7], [0.6, 0.4, 0.0]]  # on the boundary
     pixels = np.einsum("np,npl->nl", abundances, endmembers) + rng.normal(0, 1e-3, (5, 10))
     expected = np.stack([fcls(y[None], m)[0] for y, m in zip(pixels, endmembers)])
-    assert expected.min() > 0.01  # interior solutions
+    assert (expected[:2] == 0).any(axis=1).all() and expected[2:].min() > 0.01
     with torch.no_grad():
         got = encoder.linear_stream(torch.from_numpy(pixels), torch.from_numpy(endmembers))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
@@ -91,6 +92,14 @@ def test_abundance_encoder_gradients_match_finite_differences(constraint):
     y = torch.rand(2, 8, dtype=torch.float64, requires_grad=True)
     endmembers = (0.2 + torch.rand(2, 3, 8, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda y, m: encoder(y, m)[0], (y, endmembers))
+
+
+def test_nonlinear_stream_only_redistributes_the_dirichlet_mass():
+    torch.manual_seed(0)
+    encoder = AbundanceEncoder(3, 8, n_ista=2)
+    _, alpha_lin, alpha_nlin = encoder(torch.rand(6, 8), 0.2 + torch.rand(6, 3, 8))
+    torch.testing.assert_close(alpha_nlin.sum(-1), torch.zeros(6), atol=1e-7, rtol=0)
+    assert alpha_nlin.abs().max() > 0
 
 
 def test_per_endmember_layers_act_independently():
@@ -295,6 +304,14 @@ def test_progress_is_reported_per_epoch(scene):
     estimator.set_progress(lambda stage, done, total, info: calls.append((stage, done, total)))
     estimator.fit(scene)
     assert calls == [("epoch", 1, 2), ("epoch", 2, 2)]
+
+
+@pytest.mark.parametrize("patience, expected_epochs", [(1, 2), (2, 3)])
+def test_training_stops_after_patience_calm_epochs(scene, patience, expected_epochs):
+    # tol = 1 makes every epoch after the first "calm" (relative change below 100 %).
+    estimator = IDNet(library=scaled_library(scene), seed=0, tol=1.0, patience=patience,
+                      **{**FAST, "max_epochs": 10}).fit(scene)
+    assert estimator.n_epochs_ == expected_epochs
 
 
 def test_presets_set_the_papers_weights_and_arguments_override_them(scene):

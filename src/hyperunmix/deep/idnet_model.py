@@ -17,7 +17,8 @@ Generative model p(y, a, M, Z) = p(y | M, a) p(a) prod_k p(m_k | z_k) p(z_k):
 Inference model q(a, M, Z | y) = q(a | M, y) q(M | Z) q(Z | y), with q(M | Z) = p(M | Z):
 
 * ``q(z_k | y) = N(mu_k(y), diag v_k(y))`` from one MLP per endmember;
-* ``q(a | M, y) = Dirichlet(alpha)``, ``alpha = kappa ReLU(alpha_lin + 0.1 h(y))``, where
+* ``q(a | M, y) = Dirichlet(alpha)``, ``alpha = kappa ReLU(alpha_lin + 0.1 h(y))``
+  (h centred over the endmembers here), where
   ``alpha_lin`` comes from 10 unrolled projected-ISTA steps on the linear model started at
   the least-squares solution (onto the non-negative orthant as in the paper, or onto the
   simplex), ``h`` is the nonlinear stream and ``kappa`` a learned precision.
@@ -45,6 +46,8 @@ ALPHA_FLOOR = 1e-3
 #: Relative Tikhonov term of the least-squares start (M M^T + eps tr(M M^T)/P I) x = M y,
 #: which keeps the solve defined when two sampled endmembers are nearly collinear.
 LS_RIDGE = 1e-6
+#: Active-set passes of the unrolled solver's least-squares start.
+START_PASSES = 2
 #: Soft-threshold weight lambda of the unrolled ISTA before its learned factor (the paper's).
 ISTA_THRESHOLD = 0.01
 
@@ -129,8 +132,10 @@ class AbundanceEncoder(nn.Module):
     """q(a | M, y) = Dirichlet(alpha): alpha from unrolled projected ISTA plus a nonlinear stream.
 
     ``alpha_lin`` (B, P): ``n_ista`` projected proximal-gradient steps on
-    ``||y - M^T x||^2 / 2``, started at the least-squares solution (the paper's pinv(M) y),
-    with learned steps ``t_i = exp(theta_i) / tr(M M^T)``: normalised by a bound on the
+    ``||y - M^T x||^2 / 2``, started at :func:`least_squares_start` (the paper starts at the
+    least-squares pinv(M) y; two active-set passes on top make the start exact for most
+    pixels, which 10 gradient steps are not when a dark endmember makes M M^T
+    ill-conditioned), with learned steps ``t_i = exp(theta_i) / tr(M M^T)``: normalised by a bound on the
     Lipschitz constant, where the paper's absolute steps 0.01 exp(theta_i) diverge on bright
     or many-band scenes. ``constraint`` chooses the feasible set:
 
@@ -140,7 +145,9 @@ class AbundanceEncoder(nn.Module):
       one constraint of the linear mixing model inside the solver. The l1 norm is constant
       on the simplex, so the shrinkage drops out (the projection is shift invariant).
 
-    ``alpha_nlin`` (B, P): ``0.1 h(y)``, h an MLP L -> 2L -> L/2 -> L/4 -> 4P -> P.
+    ``alpha_nlin`` (B, P): ``0.1 (h(y) - mean_k h_k(y))``, h an MLP
+    L -> 2L -> L/2 -> L/4 -> 4P -> P, centred over the endmembers (the paper does not centre
+    it; see the comment in :meth:`forward`).
     ``alpha = kappa ReLU(alpha_lin + alpha_nlin) + ALPHA_FLOOR``, kappa = 10 + 100 exp(theta).
     """
 
@@ -163,20 +170,9 @@ class AbundanceEncoder(nn.Module):
         gram = endmembers @ endmembers.transpose(-1, -2)            # (..., P, P)
         correlation = (endmembers @ y.unsqueeze(-1)).squeeze(-1)     # (..., P)
         trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1, keepdim=True)
-        n_endmembers = gram.shape[-1]
-        eye = torch.eye(n_endmembers, dtype=gram.dtype, device=gram.device)
-        ridge = LS_RIDGE * trace.unsqueeze(-1) / n_endmembers * eye
         on_simplex = self.constraint == "simplex"
-        if on_simplex:
-            # Start at the sum-to-one least squares: x_ls + G^-1 1 (1 - 1^T x_ls) / 1^T G^-1 1,
-            # already the solution wherever no abundance is at zero.
-            rhs = torch.stack([correlation, torch.ones_like(correlation)], dim=-1)
-            solved = torch.linalg.solve(gram + ridge, rhs)
-            x, direction = solved[..., 0], solved[..., 1]
-            x = x + direction * ((1 - x.sum(-1, keepdim=True)) / direction.sum(-1, keepdim=True))
-            x = project_simplex(x)
-        else:
-            x = torch.linalg.solve(gram + ridge, correlation)
+        x = least_squares_start(gram, correlation, on_simplex)
+        x = project_simplex(x) if on_simplex else F.relu(x)
         threshold = ISTA_THRESHOLD * torch.exp(self.log_threshold)
         for log_step in self.log_steps:
             step = torch.exp(log_step) / trace
@@ -192,11 +188,49 @@ class AbundanceEncoder(nn.Module):
         ``y`` may have fewer leading axes than ``endmembers`` (one pixel, several sampled M);
         it is broadcast.
         """
-        alpha_nlin = NONLINEAR_GAIN * self.nonlinear(y)
+        correction = self.nonlinear(y)
+        # Centred, the nonlinear stream moves the Dirichlet mean but cannot add total mass:
+        # the concentration stays with the linear stream and kappa. (Uncentred, it grew on
+        # Samson to sharpen the triplets' pure posteriors and biased the mixed pixels.)
+        alpha_nlin = NONLINEAR_GAIN * (correction - correction.mean(-1, keepdim=True))
         y = y.expand(*endmembers.shape[:-2], y.shape[-1])
         alpha_lin = self.linear_stream(y, endmembers)
         alpha = self.kappa * F.relu(alpha_lin + alpha_nlin) + ALPHA_FLOOR
         return alpha, alpha_lin, alpha_nlin.expand_as(alpha_lin)
+
+
+def least_squares_start(gram: torch.Tensor, correlation: torch.Tensor, sum_to_one: bool,
+                        passes: int = START_PASSES) -> torch.Tensor:
+    """Starting point (..., P) of the unrolled ISTA from G = M M^T (..., P, P), c = M y (..., P).
+
+    The least squares ``G^-1 c`` (the paper's pinv(M) y), or with ``sum_to_one`` its
+    sum-to-one version ``x + G^-1 1 (1 - 1^T x) / 1^T G^-1 1``; then ``passes`` times: drop
+    the negative entries from the support and solve again on the rest (one active-set pass
+    each). Where the constrained solution's support is found this way the start is already
+    NNLS / FCLS, which plain gradient steps approach only slowly when a dark endmember makes
+    G ill-conditioned. The solves carry a tiny relative ridge (LS_RIDGE); the support choice
+    is piecewise constant, so gradients flow through the solves only.
+    """
+    n_endmembers = gram.shape[-1]
+    eye = torch.eye(n_endmembers, dtype=gram.dtype, device=gram.device)
+    scale = torch.diagonal(gram, dim1=-2, dim2=-1).mean(-1)[..., None, None]
+    support = torch.ones_like(correlation, dtype=torch.bool)
+    x = correlation
+    for _ in range(passes + 1):
+        inside = support.to(gram.dtype)
+        # On the support: G restricted, identity elsewhere (so the solve zeroes the rest).
+        restricted = (gram * inside.unsqueeze(-1) * inside.unsqueeze(-2)
+                      + torch.diag_embed(1 - inside) * scale + LS_RIDGE * scale * eye)
+        rhs = torch.stack([correlation * inside, inside], dim=-1)
+        solved = torch.linalg.solve(restricted, rhs)
+        x, direction = solved[..., 0], solved[..., 1]
+        if sum_to_one:
+            weight = direction.sum(-1, keepdim=True)
+            x = x + direction * (1 - x.sum(-1, keepdim=True)) / weight
+        shrunk = support & (x > 0)
+        # Keep at least one endmember (an empty support has no sum-to-one solution).
+        support = torch.where(shrunk.any(-1, keepdim=True), shrunk, support)
+    return x
 
 
 class PixelDecoder(nn.Module):
