@@ -244,8 +244,6 @@ def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
     assert result.endmembers.shape == (3, N_BANDS)
     assert result.extras["pixel_endmembers"].shape == (12, 12, 3, N_BANDS)
     assert result.extras["nonlinearity"].shape == (12, 12)
-    assert result.extras["nonlinear_share"].shape == (12, 12)
-    assert np.nanmin(result.extras["nonlinear_share"]) >= 0
     assert result.extras["uncertainty"].shape == (12, 12, 3)
     abundances = result.abundances.reshape(-1, 3)
     assert abundances.min() >= 0                                     # ANC

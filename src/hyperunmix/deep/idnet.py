@@ -172,9 +172,6 @@ class IDNet(Unmixer):
         The paper's degree of nonlinearity ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||)
         (Euclidean norms over the P entries), in [0, 1]: the share of the nonlinear stream
         h in the Dirichlet parameters; 0 when both vanish.
-    nonlinear_share : (N,)
-        ||y_hat - M^T a||^2 / ||y_hat||^2 for the decoded pixel y_hat: the energy share of
-        the generative model's nonlinear part (same definition as the synthetic truth's).
     uncertainty : (N, P)
         Posterior standard deviation of each abundance, marginalising Z and M over
         q(Z | y) q(M | Z): sqrt(E[Var(a | M)] + Var(E[a | M])) by Monte Carlo, with the

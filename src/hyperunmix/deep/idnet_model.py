@@ -19,9 +19,10 @@ Inference model q(a, M, Z | y) = q(a | M, y) q(M | Z) q(Z | y), with q(M | Z) = 
 * ``q(z_k | y) = N(mu_k(y), diag v_k(y))`` from one MLP per endmember;
 * ``q(a | M, y) = Dirichlet(alpha)``, ``alpha = kappa ReLU(alpha_lin + 0.1 h(y))``
   (h centred over the endmembers here), where
-  ``alpha_lin`` comes from 10 unrolled projected-ISTA steps on the linear model started at
-  the least-squares solution (onto the non-negative orthant as in the paper, or onto the
-  simplex), ``h`` is the nonlinear stream and ``kappa`` a learned precision.
+  ``alpha_lin`` comes from 10 unrolled projected-ISTA steps on the linear model (onto the
+  non-negative orthant as in the paper, or onto the simplex) started at the least squares
+  refined by active-set passes, ``h`` is the nonlinear stream and ``kappa`` a learned
+  precision.
 """
 
 from __future__ import annotations
@@ -135,9 +136,9 @@ class AbundanceEncoder(nn.Module):
     ``||y - M^T x||^2 / 2``, started at :func:`least_squares_start` (the paper starts at the
     least-squares pinv(M) y; two active-set passes on top make the start exact for most
     pixels, which 10 gradient steps are not when a dark endmember makes M M^T
-    ill-conditioned), with learned steps ``t_i = exp(theta_i) / tr(M M^T)``: normalised by a bound on the
-    Lipschitz constant, where the paper's absolute steps 0.01 exp(theta_i) diverge on bright
-    or many-band scenes. ``constraint`` chooses the feasible set:
+    ill-conditioned), with learned steps ``t_i = exp(theta_i) / tr(M M^T)``: normalised by
+    a bound on the Lipschitz constant, where the paper's absolute steps 0.01 exp(theta_i)
+    diverge on bright or many-band scenes. ``constraint`` chooses the feasible set:
 
     * ``"orthant"`` (the paper): ``x <- ReLU(x - t_i (grad + lambda))``, ISTA for the
       l1-regularised non-negative least squares, ``lambda = 0.01 exp(theta_lambda)``;
@@ -309,9 +310,6 @@ def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
     ``pixel_endmembers`` (B, P, L): f(E[Z | y]);
     ``nonlinearity`` (B,): ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||), 0 when both
     vanish (the paper's degree of nonlinearity, from the abundance encoder);
-    ``nonlinear_share`` (B,): ||y_hat - M^T a||^2 / ||y_hat||^2 with y_hat the decoded pixel
-    at these M and a: the energy share of the nonlinear part of the generative model, the
-    analogue of :func:`hyperunmix.synthetic.make_scene`'s true ``nonlinear_share``;
     ``uncertainty`` (B, P): posterior standard deviation of each abundance under
     q(a | M, y) q(M | Z) q(Z | y), by the law of total variance over the S draws of (Z, M):
     sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form.
@@ -333,11 +331,5 @@ def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
     mean_s = alpha_s / concentration
     within = (mean_s * (1 - mean_s) / (concentration + 1)).mean(0)
     between = mean_s.var(0, unbiased=False)
-    abundances = alpha / alpha.sum(-1, keepdim=True)
-    linear, nonlinear = model.pixel_decoder.streams(endmembers, abundances)
-    decoded = F.relu(linear + nonlinear)
-    energy = (decoded ** 2).sum(-1)
-    nonlinear_share = torch.where(energy > 0, ((decoded - linear) ** 2).sum(-1)
-                                  / energy.clamp_min(1e-30), torch.zeros_like(energy))
-    return dict(abundances=abundances, pixel_endmembers=endmembers, nonlinearity=nonlinearity,
-                nonlinear_share=nonlinear_share, uncertainty=torch.sqrt(within + between))
+    return dict(abundances=alpha / alpha.sum(-1, keepdim=True), pixel_endmembers=endmembers,
+                nonlinearity=nonlinearity, uncertainty=torch.sqrt(within + between))
