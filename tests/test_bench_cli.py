@@ -93,11 +93,15 @@ def test_truth_files_are_checked(tmp_path, user_files):
 
 
 def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
+    from hyperunmix.bench.plans import benchmark_methods
     from hyperunmix.registry import METHODS
 
-    n_deep = sum(path.startswith("hyperunmix.deep.") for path in METHODS.values())
+    methods = benchmark_methods(METHODS)
+    assert {"egunet_ss", "deq_unrolled"} <= set(methods)
+    n_deep = sum(target.startswith("hyperunmix.deep.") for target, _ in methods.values())
     result = runner.invoke(app, ["--dry-run", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    expected = 8 * (10 * (len(METHODS) - n_deep) + 5 * n_deep)
+    expected = 8 * (10 * (len(methods) - n_deep) + 5 * n_deep)
     assert f"{expected} runs planned" in result.output
     assert "idnet      jasper_ridge" in result.output and "'preset': 'jasper_ridge'" in result.output
+    assert "'variant': 'ss'" in result.output and "'solver': 'unrolled'" in result.output

@@ -96,6 +96,19 @@ def test_plan_orders_runs_seed_first_and_applies_budgets():
     assert not {j.key for j in other} & {j.key for j in jobs}
 
 
+def test_variants_run_their_method_with_their_parameters(monkeypatch):
+    from hyperunmix.bench import plans
+
+    monkeypatch.setitem(plans.VARIANTS, "a_noisy", ("a", {"noise": 0.3}))
+    jobs = plan("all", TINY, seeds=1, registry={"a": ORACLE, "b": ORACLE})
+    assert [(j.method, j.import_path, j.params) for j in jobs[:3]] == [
+        ("a", ORACLE, {}), ("a_noisy", ORACLE, {"noise": 0.3}), ("b", ORACLE, {})]
+    # a variant of a method outside the registry is not offered
+    assert [j.method for j in plan("all", TINY, seeds=1, registry={"b": ORACLE})] == ["b", "b"]
+    with pytest.raises(ValueError, match="unknown method.*a_noisy"):
+        plan("a_noisy", TINY, registry={"b": ORACLE})
+
+
 def test_plan_rejects_unknown_methods():
     with pytest.raises(ValueError, match="unknown method.*nope"):
         plan("oracle,nope", TINY, registry={"oracle": ORACLE})
@@ -177,14 +190,14 @@ def test_interrupted_benchmark_resumes_without_recomputing(tmp_path):
     script = tmp_path / "bench.py"
     script.write_text(_INTERRUPTED.format(here=str(HERE), out=str(out), params=params))
     process = subprocess.Popen([sys.executable, str(script)])
-    runs = out / "runs"
+    runs = out / "runs"  # committed records; "[!.]" skips a temporary file being written
     deadline = time.monotonic() + 90
-    while len(list(runs.glob("*.json"))) < 4 and time.monotonic() < deadline:
+    while len(list(runs.glob("[!.]*.json"))) < 4 and time.monotonic() < deadline:
         assert process.poll() is None, "the benchmark ended before it could be interrupted"
         time.sleep(0.05)
     process.kill()  # no chance to clean up, as with kill -9 or a power cut
     process.wait()
-    before = {p.name: json.loads(p.read_text()) for p in runs.glob("*.json")}
+    before = {p.name: json.loads(p.read_text()) for p in runs.glob("[!.]*.json")}
     assert 4 <= len(before) < 8
     ok_before = {name: r for name, r in before.items() if r["status"] == "ok"}
     assert [(r["dataset"], r["seed"]) for r in before.values() if r["status"] != "ok"] == [
@@ -193,7 +206,7 @@ def test_interrupted_benchmark_resumes_without_recomputing(tmp_path):
     records = run_benchmark("slow", TINY, out, seeds=4, registry={"slow": ORACLE},
                             params={"slow": params}, n_workers=1, report=False)
     assert len(records) == 8 and all(r["status"] == "ok" for r in records)
-    after = {p.name: json.loads(p.read_text()) for p in runs.glob("*.json")}
+    after = {p.name: json.loads(p.read_text()) for p in runs.glob("[!.]*.json")}
     assert all(after[name] == record for name, record in ok_before.items())  # untouched
     fits = counter.read_text().splitlines()
     assert all(fits.count(f"{r['dataset']} {r['seed']}") == 1 for r in ok_before.values())

@@ -24,7 +24,9 @@ _PROGRESS_METRICS = (("armse", "aRMSE"), ("msad", "mSAD"))
 def bench_command(
     methods: str = typer.Option(
         "all", "--methods", "-m",
-        help="Comma-separated method names, or 'all' (every registered method)."),
+        help="Comma-separated method names, or 'all': every registered method and the "
+             "benchmark variants egunet_ss (EGU-Net spatial-spectral) and deq_unrolled "
+             "(DEQ-Unmix's unrolled twin)."),
     datasets: Optional[str] = typer.Option(
         None, "--datasets", "-d",
         help="Comma-separated benchmark scenes, or 'all': samson, jasper_ridge, "

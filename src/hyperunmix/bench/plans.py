@@ -4,7 +4,8 @@ Every method takes ``n_endmembers`` and ``seed`` (the runner supplies both); :da
 holds only what differs from a method's own defaults. A method in the registry without a
 row here still joins the benchmark, with :data:`CLASSICAL` or :data:`DEEP` defaults
 (deep methods are those under ``hyperunmix.deep``), so adding a method to the benchmark is
-its registry line; a row here tunes its budget.
+its registry line; a row here tunes its budget. :data:`VARIANTS` adds configurations of a
+registered method under names of their own, so that they share one table with it.
 
 Budgets are set so that the full run (8 scenes) stays under 60 minutes on 2 CPU cores and
 ``--quick`` (3 small synthetic scenes) under 5.
@@ -83,11 +84,35 @@ PLANS: dict[str, MethodPlan] = {
 }
 
 
+#: Benchmark entries that run a registered method in another configuration, reported under
+#: their own name (EGU-Net's two variants, DEQ-Unmix beside its unrolled twin):
+#: name -> (registered method, parameters). Without a row in :data:`PLANS` a variant takes
+#: its method's plan.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "egunet_ss": ("egunet", {"variant": "ss"}),
+    "deq_unrolled": ("deq", {"solver": "unrolled"}),
+}
+
+
+def benchmark_methods(registry: Mapping[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every method the benchmark can run: name -> ("module:Class", parameters), the
+    entries of ``registry``, each followed by its :data:`VARIANTS`."""
+    methods: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, target in registry.items():
+        methods[name] = (target, {})
+        methods.update((variant, (target, dict(params)))
+                       for variant, (method, params) in VARIANTS.items() if method == name)
+    return methods
+
+
 def plan_for(name: str, registry: Mapping[str, str]) -> MethodPlan:
-    """The plan of method ``name``: its row in :data:`PLANS`, else the default of its kind
-    (deep when its import path ``registry[name]`` lies under ``hyperunmix.deep``)."""
+    """The plan of method ``name``: its row in :data:`PLANS`, else its method's plan for a
+    variant, else the default of its kind (deep when its import path ``registry[name]``
+    lies under ``hyperunmix.deep``)."""
     if name in PLANS:
         return PLANS[name]
+    if name in VARIANTS and VARIANTS[name][0] in registry:
+        return plan_for(VARIANTS[name][0], registry)
     if name not in registry:
         raise InputError(f"unknown method {name!r}; available: {', '.join(registry)}")
     return DEEP if registry[name].startswith("hyperunmix.deep.") else CLASSICAL

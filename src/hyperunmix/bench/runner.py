@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._atomic import atomic_path
 from ..errors import InputError
-from .plans import plan_for
+from .plans import benchmark_methods, plan_for
 from .scenes import SceneSpec
 from .store import RunStore, run_key
 from .worker import Job, base_record, describe_exit, now_iso, serve
@@ -55,7 +55,8 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
     Parameters
     ----------
     methods : "all", comma-separated str or list of str
-        Method names; ``"all"`` is every method of ``registry``.
+        Method names; ``"all"`` is every method of ``registry`` and its benchmark variants
+        (:data:`hyperunmix.bench.plans.VARIANTS`).
     scenes : list of SceneSpec
     seeds : int, optional
         Seeds ``0 .. seeds - 1`` for every method; by default each method's plan decides
@@ -71,7 +72,8 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
     """
     if registry is None:
         from ..registry import METHODS as registry
-    names = _method_names(methods, registry)
+    known = benchmark_methods(registry)
+    names = _method_names(methods, known)
     if seeds is not None and seeds < 1:
         raise InputError(f"seeds must be at least 1, got {seeds}")
     if not scenes:
@@ -86,17 +88,18 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
             for name, method_plan in plans.items():
                 if seed >= n_seeds[name]:
                     continue
-                method_params = {**method_plan.parameters(quick, scene.name),
+                target, variant_params = known[name]
+                method_params = {**variant_params, **method_plan.parameters(quick, scene.name),
                                  **overrides.get(name, {})}
                 identity = {"method": name, "params": method_params,
                             "scene": scene.identity(), "seed": seed}
-                jobs.append(Job(name, registry[name], seed, scene, method_params,
+                jobs.append(Job(name, target, seed, scene, method_params,
                                 timeout_s if timeout_s is not None
                                 else method_plan.timeout(quick), run_key(identity)))
     return jobs
 
 
-def _method_names(methods: str | Sequence[str], registry: Mapping[str, str]) -> list[str]:
+def _method_names(methods: str | Sequence[str], registry: Mapping[str, Any]) -> list[str]:
     if isinstance(methods, str):
         methods = methods.split(",")
     names = [m.strip().lower() for m in methods if m.strip()]
