@@ -53,9 +53,13 @@ class PurePixelSet:
         return self.spectra.shape[0]
 
 
+#: How the reference spectra are scaled before labelling: see :func:`build_pure_set`.
+LABEL_SCALES = ("peak", "reference")
+
+
 def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
-                   reference: ReferenceSource = "vca", block_size: int = 5,
-                   seed: int = 0) -> PurePixelSet:
+                   reference: ReferenceSource = "nfindr", block_size: int = 5,
+                   label_scale: str = "peak", seed: int = 0) -> PurePixelSet:
     """The pseudo-pure training set of ``scene``.
 
     Parameters
@@ -69,14 +73,25 @@ def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
         Reference endmembers for the labels; see :func:`resolve_reference`.
     block_size : int
         Side of the square blocks in pixels (5 in the paper). Edge blocks may be smaller.
+    label_scale : {"peak", "reference"}
+        Scale of the reference spectra the labels are computed against. A label normalised
+        to sum to one discards the spectrum's brightness, so it depends on the relative
+        scale of the reference spectra, which for spectra picked from the image is that of
+        whichever pixels the extractor chose (sunlit or shaded). ``"peak"`` (default) fixes
+        it: each reference spectrum is scaled to unit peak, so labels are fractions of
+        peak-normalised spectra (the convention of DEQ-Unmix's scaled data term and of the
+        Samson and Jasper Ridge reference maps). ``"reference"``: the spectra as given (the
+        released code).
     seed : int
         Seeds VCA (the per-block runs use ``seed`` plus the block number).
     """
     block_size = _positive_int(block_size, "block_size")
+    if label_scale not in LABEL_SCALES:
+        raise InputError(f"label_scale must be one of {LABEL_SCALES}, got {label_scale!r}")
     ref = resolve_reference(reference, scene, n_endmembers, seed=seed)
     p = check_n_endmembers(ref.shape[0], scene.n_bands, scene.n_pixels)
     spectra = block_endmembers(scene.cube, scene.mask, p, block_size, seed=seed)
-    labels, keep = soft_labels(spectra, ref)
+    labels, keep = soft_labels(spectra, _unit_peak(ref) if label_scale == "peak" else ref)
     if not keep.any():
         raise InputError("no block spectrum has a non-zero NNLS label: check the reference "
                          "endmembers against the image")
@@ -119,6 +134,12 @@ def soft_labels(spectra: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray,
     labels = np.zeros_like(abundances)
     labels[keep] = abundances[keep] / totals[keep, None]
     return labels, keep
+
+
+def _unit_peak(spectra: np.ndarray) -> np.ndarray:
+    """(P, L) spectra divided by their largest value (rows without a positive value kept)."""
+    peaks = spectra.max(axis=1, keepdims=True)
+    return np.divide(spectra, peaks, out=spectra.copy(), where=peaks > 0)
 
 
 def resolve_reference(reference: ReferenceSource, scene: Scene,
