@@ -11,7 +11,7 @@ from hyperunmix import synthetic
 from hyperunmix.deep.idnet import IDNet
 from hyperunmix.deep.idnet_loss import (LossConfig, image_elbo, sample_abundances,
                                         training_loss)
-from hyperunmix.deep.idnet_model import AbundanceEncoder, IDNetModel
+from hyperunmix.deep.idnet_model import AbundanceEncoder, IDNetModel, equal_peaks
 from hyperunmix.deep.idnet_selfsup import (TripletSampler, bundles_from_library,
                                            extract_bundles)
 from hyperunmix.errors import InputError
@@ -154,8 +154,10 @@ def test_reparameterised_gradient_matches_the_gradient_of_the_mean():
 # -- objective ---------------------------------------------------------------------------------
 def test_elbo_is_finite_and_training_increases_it(scene):
     torch.set_num_threads(1)
+    # "decoded": this scene's truth is absolute fractions of spectra of unequal peaks, which
+    # the unit-peak convention can express only through per-pixel endmember variation
     estimator = IDNet(library=scaled_library(scene), seed=3, **{**FAST, "max_epochs": 6},
-                      tol=0.0)
+                      tol=0.0, endmember_scale="decoded")
     estimator.fit(scene)
     losses = [h["loss"] for h in estimator.history_]
     elbos = [h["elbo"] for h in estimator.history_]
@@ -325,6 +327,7 @@ def test_presets_set_the_papers_weights_and_arguments_override_them(scene):
     (dict(n_endmembers=3, batch_size=0), "batch_size"),
     (dict(n_endmembers=3, sparsity_weight=-1.0), "sparsity_weight"),
     (dict(n_endmembers=3, constraint="box"), "constraint"),
+    (dict(n_endmembers=3, endmember_scale="unit"), "endmember_scale"),
 ])
 def test_bad_parameters_are_rejected(scene, params, message):
     with pytest.raises(InputError, match=message):
@@ -350,3 +353,32 @@ def test_runs_without_a_library(scene):
     torch.set_num_threads(1)
     result = IDNet(3, seed=0, **{**FAST, "max_epochs": 1}).fit_unmix(scene)
     assert np.isfinite(result.abundances).all()
+
+
+# -- scale conventions and the nonlinear stream ------------------------------------------------
+def test_peak_scale_makes_the_shares_independent_of_each_endmembers_scale():
+    # An image-picked endmember comes at an arbitrary brightness (sunlit or shaded pixel):
+    # with endmember_scale="peak" the normalised linear-stream shares ignore it.
+    rng = np.random.default_rng(0)
+    endmembers = torch.from_numpy(rng.uniform(0.1, 1.0, (4, 3, 10)))
+    pixels = torch.from_numpy(np.einsum("np,npl->nl", rng.dirichlet(np.ones(3), 4),
+                                        endmembers.numpy()))
+    rescaled = endmembers * torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)[:, None]
+
+    def shares(scale, m):
+        encoder = AbundanceEncoder(3, 10, n_ista=5, endmember_scale=scale).double()
+        with torch.no_grad():
+            encoder.log_threshold.fill_(-40.0)  # the l1 threshold is not scale invariant
+            x = encoder.linear_stream(pixels, m)
+        return x / x.sum(-1, keepdim=True)
+
+    torch.testing.assert_close(shares("peak", rescaled), shares("peak", endmembers))
+    assert (shares("decoded", rescaled) - shares("decoded", endmembers)).abs().max() > 0.05
+
+
+def test_peak_scale_keeps_the_mean_peak():
+    endmembers = torch.rand(5, 3, 8) + 0.1
+    scaled = equal_peaks(endmembers)
+    peaks = scaled.amax(-1)
+    torch.testing.assert_close(peaks, peaks[:, :1].expand_as(peaks))
+    torch.testing.assert_close(peaks[:, 0], endmembers.amax(-1).mean(-1))

@@ -18,6 +18,10 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
 * the unrolled ISTA starts at the least squares refined by two active-set passes (exact
   NNLS / FCLS for most pixels), its steps are normalised by tr(M M^T); it can also run on
   the simplex (``constraint="simplex"``); the nonlinear stream h is centred;
+* the linear stream works on peak-normalised endmembers (``endmember_scale="peak"``), so
+  abundances are shares of unit-peak spectra, the convention of the Samson and Jasper Ridge
+  reference maps; bundles are extracted around N-FINDR endmembers (the paper uses library
+  bundles);
 * early stopping waits for ``patience`` calm epochs;
 * the data are scaled so that their 99.9th percentile is 0.9 (the endmember decoders end in
   a sigmoid); every output is returned in the scene's units;
@@ -63,6 +67,8 @@ DATA_PERCENTILE = 99.9
 DATA_TOP = 0.9
 #: Feasible sets of the unrolled ISTA (see :class:`~.idnet_model.AbundanceEncoder`).
 CONSTRAINTS = ("orthant", "simplex")
+#: Scale of the endmembers in the linear stream (see :class:`~.idnet_model.AbundanceEncoder`).
+ENDMEMBER_SCALES = ("peak", "decoded")
 #: Where log q(a | M_s, y_s) is evaluated on the triplets: at the label (this package) or
 #: at a draw of q (the released code).
 TRIPLET_DENSITIES = ("label", "posterior_sample")
@@ -95,7 +101,9 @@ class IDNet(Unmixer):
         Automatic bundles (``library=None``): reference endmembers (an extractor name such
         as ``"vca"`` or ``"nfindr"``, a (P, L) array or an endmember file) and the share a
         pixel's normalised NNLS abundance needs to join a bundle (0.95), see
-        :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`.
+        :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`. ``"nfindr"`` (default): VCA
+        misses the dark or rare material of some scenes (Jasper Ridge's road, the water of
+        some synthetic scenes), and every triplet of that material is then wrong.
     preset : {"samson", "jasper_ridge", "cuprite"} or None
         The paper's per-dataset loss weights; None uses the Samson weights (also the
         paper's for its variability scene). The next four arguments override single values.
@@ -112,6 +120,18 @@ class IDNet(Unmixer):
         maps). ``"simplex"``: ANC and ASC inside the solver, as in the strict linear
         mixing model (better on synthetic LMM scenes, where brightness carries
         information).
+    endmember_scale : {"peak", "decoded"}
+        Scale of the endmembers inside the linear stream (the unrolled ISTA). The Dirichlet
+        mean normalises alpha_lin, so the abundances are shares that depend on the relative
+        scale of the endmember spectra, which the ELBO leaves free (a brighter m_k and a
+        smaller a_k explain a pixel equally well). ``"peak"``: the P spectra are rescaled to
+        a common peak (their mean peak) before the solve, so abundances are shares of
+        peak-normalised spectra whatever scale the decoders or the bundles give them (the
+        convention of the Samson and Jasper Ridge reference maps, of DEQ-Unmix's scaled data
+        term and of EGU-Net's ``label_scale="peak"``); the generative model keeps the
+        spectra at their scale; the default. ``"decoded"``: the decoded spectra as they
+        are (the paper), right for scenes whose truth is absolute fractions of the spectra
+        at their own scale (as the package's synthetic scenes).
     triplet_density : {"label", "posterior_sample"}
         Where the triplet term evaluates log q(a | M_s, y_s): at the label (default) or at
         a draw of q, as the released code does.
@@ -181,10 +201,11 @@ class IDNet(Unmixer):
     name = "idnet"
 
     def __init__(self, n_endmembers: int | None = None, *, library: Any = None,
-                 reference: Any = "vca", min_purity: float = 0.95, preset: str | None = None,
+                 reference: Any = "nfindr", min_purity: float = 0.95, preset: str | None = None,
                  selfsup_weight: float | None = None, sparsity_weight: float | None = None,
                  encoder_penalty: float | None = None, decoder_penalty: float | None = None,
                  beta: float = 10.0, constraint: str = "orthant",
+                 endmember_scale: str = "peak",
                  triplet_density: str = "label", latent_dim: int = 2, n_ista: int = 10,
                  n_importance: int = 5, snr_db: float = 40.0, max_epochs: int = 30,
                  batch_size: int = 128, learning_rate: float | None = None,
@@ -202,6 +223,7 @@ class IDNet(Unmixer):
         self.decoder_penalty = decoder_penalty
         self.beta = beta
         self.constraint = constraint
+        self.endmember_scale = endmember_scale
         self.triplet_density = triplet_density
         self.latent_dim = latent_dim
         self.n_ista = n_ista
@@ -246,6 +268,9 @@ class IDNet(Unmixer):
         if self.triplet_density not in TRIPLET_DENSITIES:
             raise InputError(f"triplet_density must be one of {TRIPLET_DENSITIES}, got "
                              f"{self.triplet_density!r}")
+        if self.endmember_scale not in ENDMEMBER_SCALES:
+            raise InputError(f"endmember_scale must be one of {ENDMEMBER_SCALES}, got "
+                             f"{self.endmember_scale!r}")
         if self.constraint not in CONSTRAINTS:
             raise InputError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -286,7 +311,7 @@ class IDNet(Unmixer):
 
         generator = seeded_generator(self.seed)
         model = IDNetModel(bundles.n_materials, scene.n_bands, self.latent_dim,
-                           self.n_ista, self.constraint).to(device)
+                           self.n_ista, self.constraint, self.endmember_scale).to(device)
         scaled = dataclasses.replace(bundles, spectra=bundles.spectra * self.data_scale_)
         sampler = TripletSampler(scaled, self.snr_db, generator, device)
         y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32, device=device)
@@ -402,7 +427,8 @@ class IDNet(Unmixer):
         state, config = load_checkpoint(path)
         estimator = cls(**{**config["params"], "device": device})
         model = IDNetModel(config["n_endmembers"], config["n_bands"], estimator.latent_dim,
-                           estimator.n_ista, estimator.constraint)
+                           estimator.n_ista, estimator.constraint,
+                           estimator.endmember_scale)
         model.load_state_dict(state)
         estimator.model_ = model.to(resolve_device(device)).eval()
         estimator.n_bands_ = config["n_bands"]

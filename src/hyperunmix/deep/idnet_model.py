@@ -146,6 +146,10 @@ class AbundanceEncoder(nn.Module):
       one constraint of the linear mixing model inside the solver. The l1 norm is constant
       on the simplex, so the shrinkage drops out (the projection is shift invariant).
 
+    ``endmember_scale="peak"`` rescales the P spectra to a common peak (:func:`equal_peaks`)
+    before the solve, so the normalised shares do not depend on the scale of each spectrum
+    (``"decoded"``: as given, the paper).
+
     ``alpha_nlin`` (B, P): ``0.1 (h(y) - mean_k h_k(y))``, h an MLP
     L -> 2L -> L/2 -> L/4 -> 4P -> P, centred over the endmembers (the paper does not centre
     it; see the comment in :meth:`forward`).
@@ -153,9 +157,10 @@ class AbundanceEncoder(nn.Module):
     """
 
     def __init__(self, n_endmembers: int, n_bands: int, n_ista: int,
-                 constraint: str = "orthant"):
+                 constraint: str = "orthant", endmember_scale: str = "decoded"):
         super().__init__()
         self.constraint = constraint
+        self.endmember_scale = endmember_scale
         self.log_steps = nn.Parameter(torch.zeros(n_ista))
         self.log_threshold = nn.Parameter(torch.zeros(()))
         self.log_kappa = nn.Parameter(torch.zeros(()))
@@ -168,6 +173,8 @@ class AbundanceEncoder(nn.Module):
 
     def linear_stream(self, y: torch.Tensor, endmembers: torch.Tensor) -> torch.Tensor:
         """Unrolled ISTA: pixels (..., L), endmembers (..., P, L) -> alpha_lin (..., P)."""
+        if self.endmember_scale == "peak":
+            endmembers = equal_peaks(endmembers)
         gram = endmembers @ endmembers.transpose(-1, -2)            # (..., P, P)
         correlation = (endmembers @ y.unsqueeze(-1)).squeeze(-1)     # (..., P)
         trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1, keepdim=True)
@@ -198,6 +205,16 @@ class AbundanceEncoder(nn.Module):
         alpha_lin = self.linear_stream(y, endmembers)
         alpha = self.kappa * F.relu(alpha_lin + alpha_nlin) + ALPHA_FLOOR
         return alpha, alpha_lin, alpha_nlin.expand_as(alpha_lin)
+
+
+def equal_peaks(endmembers: torch.Tensor) -> torch.Tensor:
+    """Endmembers (..., P, L) rescaled to a common peak, the mean of their P peaks (..., 1, 1).
+
+    Shares of peak-normalised spectra, whatever the scale each spectrum came at; the common
+    peak keeps the overall scale, hence the size of alpha_lin and the Dirichlet concentration.
+    """
+    peaks = endmembers.amax(-1, keepdim=True).clamp_min(1e-12)      # (..., P, 1)
+    return endmembers * (peaks.mean(-2, keepdim=True) / peaks)
 
 
 def least_squares_start(gram: torch.Tensor, correlation: torch.Tensor, sum_to_one: bool,
@@ -240,15 +257,22 @@ class PixelDecoder(nn.Module):
     g, the nonlinear stream, is an MLP P(L+1) -> PL -> L -> L -> L.
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int):
+    def __init__(self, n_endmembers: int, n_bands: int, endmember_scale: str = "decoded"):
         super().__init__()
         p, n = n_endmembers, n_bands
         self.nonlinear = _mlp([p * (n + 1), p * n, n, n, n])
+        self.endmember_scale = endmember_scale
 
     def streams(self, endmembers: torch.Tensor, abundances: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linear and nonlinear parts (..., L) for endmembers (..., P, L), abundances (..., P)."""
-        linear = (abundances.unsqueeze(-2) @ endmembers).squeeze(-2)
+        """Linear and nonlinear parts (..., L) for endmembers (..., P, L), abundances (..., P).
+
+        With ``endmember_scale="peak"`` the linear part mixes :func:`equal_peaks` spectra,
+        the ones the abundance encoder solves with, so that the generative model and the
+        inference model agree on what the abundances are shares of.
+        """
+        mixing = equal_peaks(endmembers) if self.endmember_scale == "peak" else endmembers
+        linear = (abundances.unsqueeze(-2) @ mixing).squeeze(-2)
         features = torch.cat([endmembers.flatten(-2), abundances], dim=-1)
         return linear, NONLINEAR_GAIN * self.nonlinear(features)
 
@@ -261,15 +285,16 @@ class IDNetModel(nn.Module):
     """All ID-Net networks and learned variances for P endmembers, L bands, latent size H."""
 
     def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int = 2, n_ista: int = 10,
-                 constraint: str = "orthant"):
+                 constraint: str = "orthant", endmember_scale: str = "decoded"):
         super().__init__()
         self.n_endmembers = n_endmembers
         self.n_bands = n_bands
         self.latent_dim = latent_dim
         self.endmember_decoders = EndmemberDecoders(n_endmembers, n_bands, latent_dim)
         self.latent_encoders = LatentEncoders(n_endmembers, n_bands, latent_dim)
-        self.abundance_encoder = AbundanceEncoder(n_endmembers, n_bands, n_ista, constraint)
-        self.pixel_decoder = PixelDecoder(n_endmembers, n_bands)
+        self.abundance_encoder = AbundanceEncoder(n_endmembers, n_bands, n_ista, constraint,
+                                                  endmember_scale)
+        self.pixel_decoder = PixelDecoder(n_endmembers, n_bands, endmember_scale)
         self.log_endmember_var = nn.Parameter(torch.zeros(n_endmembers))
         self.log_pixel_var = nn.Parameter(torch.zeros(()))
 
