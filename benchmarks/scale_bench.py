@@ -3,8 +3,9 @@
     python benchmarks/scale_bench.py [--gib 4] [--bands 128] [--chunks 320] [--tmp /tmp]
 
 Generates the scene in a temporary directory (deleted afterwards), then runs, each in its
-own process, ``hyperunmix.scale.unmix_large(scene, "fcls", out.zarr, n_endmembers=P)``
-(VCA endmembers fitted on a 200 000-pixel stratified sample, then FCLS chunk by chunk),
+own process, ``hyperunmix.scale.unmix_large(scene, "fcls", out.zarr,
+params={"n_endmembers": P})`` (VCA endmembers fitted on a 200 000-pixel stratified sample,
+then FCLS chunk by chunk),
 the run ``hyperunmix unmix scene.hdr --method fcls --endmembers vca -p P --out out.zarr
 --chunks C`` makes:
 

@@ -84,6 +84,32 @@ def test_unmix_a_dataset_by_name_writes_metrics(tmp_path, data_dir, monkeypatch)
     assert np.load(tmp_path / "abundances.npy").shape == (95, 95, 3)
 
 
+def test_chunked_unmix_writes_a_zarr_store_that_resumes_and_a_tif(tmp_path):
+    from hyperunmix import synthetic
+    from hyperunmix.io import open_scene, write_scene
+    from hyperunmix.linear import fcls
+    from hyperunmix.scale import open_maps
+
+    scene = synthetic.make_scene(40, 30, 3, abundances="fields", seed=1)
+    cube = write_scene(tmp_path / "scene.hdr", scene)
+    args = ("unmix", cube, "--method", "fcls", "--endmembers", "vca", "-p", 3, "--chunks", 16)
+    first = _invoke(*args, "--out", tmp_path / "maps.zarr")
+    assert first.exit_code == 0, first.output
+    assert "6 (0 already written)" in first.stdout  # 3 x 2 chunks of 16 px
+    again = _invoke(*args, "--out", tmp_path / "maps.zarr")
+    assert "6 (6 already written)" in again.stdout
+    maps = open_maps(tmp_path / "maps.zarr")
+    endmembers = maps["endmembers"].values
+    # chunk by chunk equals FCLS of the whole scene with the same endmembers
+    expected = fcls(open_scene(cube).cube.astype(np.float64), endmembers)
+    np.testing.assert_allclose(maps["abundances"].values, expected, atol=1e-6)
+    tif = _invoke(*args, "--out", tmp_path / "maps.tif")
+    assert tif.exit_code == 0, tif.output
+    assert (tmp_path / "maps.tif").is_file() and (tmp_path / "maps_endmembers.csv").is_file()
+    error = _one_line_error(_invoke(*args, "--out", tmp_path / "x.zarr", "--read", "rows=4"))
+    assert "does not apply to a chunked run" in error
+
+
 def test_missing_file_is_one_line(tmp_path):
     line = _one_line_error(_invoke("unmix", tmp_path / "nope.hdr", "-m", "fcls",
                                    "--out", tmp_path / "out"))

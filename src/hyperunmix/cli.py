@@ -173,20 +173,45 @@ def unmix(
     read: list[str] = typer.Option([], "--read", help=READ_HELP),
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Dataset directory (default: $HYPERUNMIX_DATA)."),
+    chunks: int | None = typer.Option(
+        None, "--chunks", min=16,
+        help="Unmix chunk by chunk on Dask, for scenes larger than memory: pixels per chunk "
+             "side. --out is then a Zarr store (.zarr), a GeoTIFF (.tif) or an ENVI image "
+             "(.hdr); the method is fitted on a stratified sample; rerunning resumes."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler",
+        help="Chunked run on a dask.distributed cluster: its scheduler address "
+             "(tcp://host:8786); default: threads in this process."),
+    fit_sample: int = typer.Option(
+        200_000, "--fit-sample", min=1,
+        help="Chunked run: pixels sampled, stratified in space, to fit the method on."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Chunked run: replace an output that holds another run."),
 ) -> None:
-    """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth)."""
+    """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth).
+
+    With --chunks or --scheduler, or an --out ending in .zarr, the scene is never held in
+    memory: see `Scaling out` in the README."""
     from .output import map_format, save_result
 
     estimator = get_method(method)
+    read_options = parse_params(read)
+    options = {"seed": seed, "device": device, "endmembers": endmembers,
+               **parse_params(param)}
+    if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
+        options["n_endmembers"] = n_endmembers
+        unmix_chunked(source, method, method_kwargs(estimator, options), out,
+                      chunks=chunks, scheduler=scheduler, fit_sample=fit_sample,
+                      seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
+                      read_options=read_options, data_dir=data_dir)
+        return
     map_format(None, fmt)  # a bad --format fails now, not after a long fit
-    scene = load_source(source, data_dir, parse_params(read))
+    scene = load_source(source, data_dir, read_options)
     if not keep_bad_bands and len(scene.bad_bands):
         scene = scene.drop_bad_bands()
     if n_endmembers is None and scene.truth is not None:
         n_endmembers = scene.truth.n_endmembers
-    options = {"n_endmembers": n_endmembers, "seed": seed, "device": device,
-               "endmembers": endmembers, **parse_params(param)}
-    model = estimator(**method_kwargs(estimator, options))
+    model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
     result = run_with_progress(model, scene)
     written = save_result(result, out, truth=scene.truth, scene=scene, fmt=fmt,
                           figures=figures)
@@ -256,6 +281,47 @@ def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # -- unmix helpers -------------------------------------------------------------------------
+#: Reader options a chunked (lazy) read takes; the others apply to in-memory reads.
+LAZY_READ_OPTIONS = ("key", "scale")
+
+
+def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *,
+                  chunks: int | None, scheduler: str | None, fit_sample: int, seed: int,
+                  overwrite: bool, keep_bad_bands: bool, read_options: dict[str, Any],
+                  data_dir: Path | None) -> None:
+    """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with a
+    progress bar per stage (sample, the method's fit, chunks, export)."""
+    from .scale import unmix_large
+
+    if Path(source).exists():
+        unsupported = sorted(set(read_options) - set(LAZY_READ_OPTIONS))
+        if unsupported:
+            raise InputError(f"--read {', '.join(unsupported)} does not apply to a chunked "
+                             f"run, which reads {', '.join(LAZY_READ_OPTIONS)} only")
+        source_arg: Any = source
+    else:
+        source_arg = load_source(source, data_dir, read_options)  # a dataset name
+        read_options = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        run = unmix_large(source_arg, method, out, params=params, chunks=chunks,
+                          client=scheduler, fit_sample=fit_sample, seed=seed,
+                          keep_bad_bands=keep_bad_bands, overwrite=overwrite,
+                          progress=ProgressBars(progress), open_options=read_options)
+    table = Table(title=f"{method}, chunk by chunk", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    n_rows, n_cols, n_bands = run.shape
+    table.add_row("scene", f"{n_rows} x {n_cols} px, {n_bands} bands")
+    table.add_row("chunks", f"{run.n_chunks} ({run.n_skipped} already written)")
+    table.add_row("time", f"{run.seconds:.1f} s")
+    for name, path in run.files.items():
+        table.add_row(name, str(path))
+    Console().print(table)
+
+
+
 def load_source(source: str, data_dir: Path | None,
                 read_options: dict[str, Any] | None = None) -> Scene:
     """The scene in the file ``source`` (read with ``read_options``), else the dataset

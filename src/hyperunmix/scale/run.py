@@ -139,7 +139,8 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
                 fit_sample: int = DEFAULT_SAMPLE, seed: int = 0,
                 outputs: Sequence[str] | None = None, keep_bad_bands: bool = False,
                 retries: int = DEFAULT_RETRIES, overwrite: bool = False,
-                progress: ProgressCallback | None = None) -> ChunkedRun:
+                progress: ProgressCallback | None = None,
+                open_options: dict | None = None) -> ChunkedRun:
     """Unmix a scene of any size chunk by chunk, writing the maps as chunks finish.
 
     Parameters
@@ -181,6 +182,8 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     progress : callable, optional
         ``progress(stage, done, total, info)``: stages ``"sample"``, the model's own while
         it fits (e.g. ``"train"``), ``"unmix"`` (chunks) and ``"export"`` (map files).
+    open_options : dict, optional
+        Options of :func:`~hyperunmix.scale.open_cube` (``key``, ``scale``) for a path.
 
     Returns
     -------
@@ -198,7 +201,7 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     report = progress or (lambda *args: None)
     if int(retries) < 0:
         raise InputError(f"retries must be >= 0, got {retries}")
-    cube = as_cube(source, chunks=chunks)
+    cube = as_cube(source, chunks=chunks, **(open_options or {}))
     if not keep_bad_bands:
         cube = drop_bad_bands(cube)
     with _connected(client) as dask_client:
