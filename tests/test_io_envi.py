@@ -74,6 +74,17 @@ def test_reflectance_scale_factor_scales_integer_data(tmp_path):
     np.testing.assert_allclose(scene.cube, known_cube() / 1000, rtol=1e-6)
 
 
+def test_no_data_value_is_the_stored_one_whatever_the_scale(tmp_path):
+    cube = known_cube(np.uint16)
+    cube[2, 3] = 65535                         # no-data, in the file's encoding
+    path = write_envi(tmp_path / "x.hdr", cube, **{"reflectance scale factor": 1000,
+                                                   "data ignore value": 65535})
+    scene = hio.open_scene(path)
+    assert not scene.mask[2, 3] and scene.mask.sum() == 11
+    from hyperunmix.scale import open_cube      # the chunked reader masks the same pixels
+    np.testing.assert_array_equal(np.isfinite(open_cube(path).values).all(-1), scene.mask)
+
+
 def test_integer_data_without_scale_warn(tmp_path):
     path = write_envi(tmp_path / "x.hdr", known_cube(np.int16))
     with pytest.warns(ScalingWarning, match="digital numbers"):

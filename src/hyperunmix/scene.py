@@ -117,13 +117,16 @@ class Scene:
         nodata: float | None = None,
         metadata: dict | None = None,
     ):
-        cube = _as_cube(cube, scale)
+        raw = _checked_array(cube)
+        # No-data is a value of the source's encoding, so it is found before any scaling.
+        missing = None if nodata is None else np.all(raw == nodata, axis=2)
+        cube = _as_float32(raw, scale)
         n_rows, n_cols, n_bands = cube.shape
         self.cube: np.ndarray = cube
         self.wavelengths = _optional_band_vector(wavelengths, n_bands, "wavelengths")
         self.fwhm = _optional_band_vector(fwhm, n_bands, "fwhm")
         self.bad_bands = _band_indices(bad_bands, n_bands)
-        self.mask = _valid_mask(cube, mask, nodata)
+        self.mask = _valid_mask(cube, mask, missing)
         self.geo = geo
         self.name = name
         self.metadata = dict(metadata or {})
@@ -211,7 +214,7 @@ class Scene:
 
 
 # -- validation helpers ------------------------------------------------------------------
-def _as_cube(cube: Any, scale: float | None) -> np.ndarray:
+def _checked_array(cube: Any) -> np.ndarray:
     arr = np.asarray(cube)
     if arr.ndim != 3:
         raise InputError(
@@ -222,6 +225,10 @@ def _as_cube(cube: Any, scale: float | None) -> np.ndarray:
         raise InputError(f"a scene cube must be numeric, got dtype {arr.dtype}")
     if min(arr.shape) == 0:
         raise InputError(f"a scene cube cannot have an empty axis, got shape {arr.shape}")
+    return arr
+
+
+def _as_float32(arr: np.ndarray, scale: float | None) -> np.ndarray:
     if arr.dtype.kind in "biu" and scale is None:
         warnings.warn(
             f"cube is {arr.dtype} (digital numbers); converted to float32 unscaled. "
@@ -253,10 +260,10 @@ def _band_indices(bands: Sequence[int] | None, n_bands: int) -> np.ndarray:
     return idx
 
 
-def _valid_mask(cube: np.ndarray, mask: Any, nodata: float | None) -> np.ndarray:
+def _valid_mask(cube: np.ndarray, mask: Any, missing: np.ndarray | None) -> np.ndarray:
     valid = np.all(np.isfinite(cube), axis=2)
-    if nodata is not None:
-        valid &= ~np.all(cube == np.float32(nodata), axis=2)
+    if missing is not None:
+        valid &= ~missing
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != cube.shape[:2]:
