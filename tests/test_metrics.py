@@ -188,6 +188,8 @@ def test_evaluate_needs_something_to_match():
     result = _result(np.full((2, 2, 2), 0.5), None)
     with pytest.raises(InputError, match="cannot match"):
         evaluate(result, Truth(endmembers=np.eye(2)))
+    with pytest.raises(InputError, match="no ground truth"):
+        evaluate(result, None)  # e.g. scene.truth of a file without truth
 
 
 def test_unnamed_truth_gets_numbered_names():

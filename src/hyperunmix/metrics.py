@@ -176,6 +176,10 @@ def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None) -> 
         An undefined value (infinite SRE of an exact estimate, the angle of a zero
         spectrum) is None.
     """
+    if truth is None:
+        raise InputError("there is no ground truth to evaluate against (the scene has no "
+                         "truth: load a dataset, or give a Truth with abundances and/or "
+                         "endmembers)")
     found = match(truth, result)
     perm = found.permutation
     names = _material_names(truth, result)
