@@ -209,7 +209,7 @@ def test_reports_progress_every_epoch(scene):
     model = EGUNet(3, seed=0, **FAST).set_progress(lambda *args: seen.append(args))
     model.fit(scene)
     assert [(stage, done, total) for stage, done, total, _ in seen] == [
-        ("train", k, FAST["epochs"]) for k in range(1, FAST["epochs"] + 1)]
+        ("epoch", k, FAST["epochs"]) for k in range(1, FAST["epochs"] + 1)]
     assert {"cross_entropy", "reconstruction"} <= set(seen[-1][3])
 
 

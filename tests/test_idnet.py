@@ -14,7 +14,7 @@ from hyperunmix.deep.idnet_loss import (LossConfig, image_elbo, sample_abundance
 from hyperunmix.deep.idnet_model import AbundanceEncoder, IDNetModel, equal_peaks
 from hyperunmix.deep.idnet_selfsup import (TripletSampler, bundles_from_library,
                                            extract_bundles)
-from hyperunmix.errors import InputError
+from hyperunmix.errors import FileFormatError, InputError
 from hyperunmix.linear import fcls, nnls
 
 N_BANDS = 24
@@ -243,6 +243,7 @@ def test_bad_libraries_are_rejected(scene, library, message):
 def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
     result = fitted.unmix(scene)
     assert result.abundances.shape == (12, 12, 3)
+    assert result.names == ["a", "b", "c"]  # the library's materials name the maps
     assert result.endmembers.shape == (3, N_BANDS)
     assert result.extras["pixel_endmembers"].shape == (12, 12, 3, N_BANDS)
     assert result.extras["nonlinearity"].shape == (12, 12)
@@ -276,8 +277,7 @@ def test_masked_pixels_stay_nan(fitted, scene):
 
 
 def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
-    path = tmp_path / "idnet.pt"
-    fitted.save(path)
+    path = fitted.save(tmp_path / "idnet.pt")
     loaded = IDNet.load(path)
     torch.load(path, weights_only=True)  # a weights-only checkpoint
     before, after = fitted._transform_pixels(scene.pixels()), loaded._transform_pixels(
@@ -286,6 +286,14 @@ def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
         np.testing.assert_array_equal(before[key], after[key])
     np.testing.assert_array_equal(fitted.endmembers_, loaded.endmembers_)
     assert loaded.get_params()["batch_size"] == FAST["batch_size"]
+    # a model of another method is refused, both ways, with a clear error
+    from hyperunmix.deep.deq import DEQUnmix
+    from hyperunmix.deep.egunet import EGUNet
+    with pytest.raises(FileFormatError, match="holds a 'idnet' model, not egunet"):
+        EGUNet.load(path)
+    deq = DEQUnmix(3, epochs=1, max_iter=5, tol=1e-2).fit(scene).save(tmp_path / "deq.pt")
+    with pytest.raises(FileFormatError, match="holds a 'deq' model, not idnet"):
+        IDNet.load(deq)
 
 
 def test_same_seed_repeats_and_another_seed_differs(fitted, scene):
@@ -353,6 +361,12 @@ def test_runs_without_a_library(scene):
     torch.set_num_threads(1)
     result = IDNet(3, seed=0, **{**FAST, "max_epochs": 1}).fit_unmix(scene)
     assert np.isfinite(result.abundances).all()
+    # without P either, HySime's estimate is used, as by the other methods
+    from hyperunmix.linear import estimate_n_endmembers
+    unsized = IDNet(seed=0, **{**FAST, "max_epochs": 1}).fit(scene)
+    assert unsized.n_endmembers_ == estimate_n_endmembers(scene.pixels())
+    with pytest.raises(InputError, match="needs a Scene"):
+        IDNet(3).fit(scene.cube)
 
 
 # -- scale conventions and the nonlinear stream ------------------------------------------------

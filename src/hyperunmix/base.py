@@ -186,6 +186,8 @@ class Unmixer(abc.ABC):
             params=self.get_params(),
             extras=maps,
             wavelengths=scene.wavelengths,
+            # Material names, for estimators that learn them (e.g. from a bundle library).
+            names=getattr(self, "names_", None),
             geo=scene.geo,
             mask=scene.mask,
             source_format=scene.metadata.get("format"),

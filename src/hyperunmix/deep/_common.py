@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -50,13 +51,31 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor],
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint`: ``(state, config)``."""
+def load_checkpoint(path: str | os.PathLike,
+                    method: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint of ``method`` written by :func:`save_checkpoint`: ``(state, config)``.
+
+    ``config["method"]`` must name ``method``: a model of another method is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        return payload["state"], json.loads(payload["config"])
+        state, config = payload["state"], json.loads(payload["config"])
     except Exception as exc:  # corrupt file, foreign pickle, missing keys
         raise FileFormatError(f"{path} is not a hyperunmix checkpoint: {exc}") from exc
+    found = config.get("method") if isinstance(config, dict) else None
+    if found != method:
+        raise FileFormatError(f"{path} holds a {found!r} model, not {method}")
+    return state, config
+
+
+@contextlib.contextmanager
+def rebuilding(path: str | os.PathLike, method: str) -> Iterator[None]:
+    """Report an entry missing from, or not fitting, a checkpoint while a model is rebuilt
+    from it as a :class:`FileFormatError` naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise FileFormatError(f"{path} is not a complete {method} checkpoint: {exc}") from exc

@@ -48,11 +48,12 @@ import torch
 from torch import nn
 
 from ..base import Unmixer, check_n_endmembers
-from ..errors import ConvergenceWarning, FileFormatError, InputError
+from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, nnls
 from ..linear.estimators import resolve_endmembers
 from ..scene import Scene
-from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
+                      seeded_generator)
 from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
 from .simplex import mirror_step, project_simplex
 
@@ -555,10 +556,8 @@ class DEQUnmix(Unmixer):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DEQUnmix":
         """A fitted model from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path)
-        try:
-            if config["method"] != cls.name:
-                raise FileFormatError(f"{path} holds a {config['method']!r} model, not deq")
+        state, config = load_checkpoint(path, cls.name)
+        with rebuilding(path, cls.name):
             model = cls(**config["params"])
             model.n_bands_ = int(config["n_bands"])
             model.scale_ = float(config["scale"])
@@ -569,8 +568,6 @@ class DEQUnmix(Unmixer):
             weights = {k.removeprefix("network."): v for k, v in state.items()}
             network = model._network(weights["endmembers"])
             network.load_state_dict(weights)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise FileFormatError(f"{path} is not a complete deq checkpoint: {exc}") from exc
         model.network_ = network.to(resolve_device(model.device)).eval()
         return model
 

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from ..base import Unmixer
-from ..errors import FileFormatError, InputError
+from ..errors import InputError
 from ..linear import nnls
 from ..scene import Scene
-from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
+                      seeded_generator)
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
 from .egunet_nets import BN_MOMENTUM, PixelwiseEGU, SpatialSpectralEGU, weight_penalty
 from .pure_pixels import LABEL_SCALES, PurePixelSet, ReferenceSource, build_pure_set
@@ -229,7 +230,7 @@ class EGUNet(Unmixer):
             means = totals / mixed.steps_per_epoch
             for key, value in zip(history, means):
                 history[key].append(float(value))
-            self._report("train", epoch + 1, self.epochs, loss=means[0],
+            self._report("epoch", epoch + 1, self.epochs, loss=means[0],
                          cross_entropy=means[1], reconstruction=means[2])
         network.eval()
         return history
@@ -308,10 +309,8 @@ class EGUNet(Unmixer):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EGUNet":
         """A fitted model from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path)
-        try:
-            if config["method"] != cls.name:
-                raise FileFormatError(f"{path} holds a {config['method']!r} model, not egunet")
+        state, config = load_checkpoint(path, cls.name)
+        with rebuilding(path, cls.name):
             model = cls(**config["params"])
             model.n_bands_ = int(config["n_bands"])
             model.input_scale_ = float(config["input_scale"])
@@ -321,7 +320,5 @@ class EGUNet(Unmixer):
             model.reference_ = state.pop("reference").double().numpy()
             network = model._build_network(model.n_bands_, model.endmembers_.shape[0])
             network.load_state_dict({k.removeprefix("network."): v for k, v in state.items()})
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise FileFormatError(f"{path} is not a complete egunet checkpoint: {exc}") from exc
         model.network_ = network.to(resolve_device(model.device)).eval()
         return model

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,8 @@ import torch
 from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
 from ..scene import Scene
-from ._common import load_checkpoint, resolve_device, save_checkpoint, seeded_generator
+from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
+                      seeded_generator)
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
@@ -90,7 +92,8 @@ class IDNet(Unmixer):
     Parameters
     ----------
     n_endmembers : int, optional
-        P. Required unless ``library`` is given (then P is its number of materials).
+        P. Default: the library's number of materials when ``library`` is given, else
+        HySime's estimate (as for the other methods).
     library : None, str or library
         Endmember bundles for the self-supervised triplets: a dataset name for
         :func:`hyperunmix.datasets.load_library` (``"samson"``, ``"jasper_ridge"``), an
@@ -279,11 +282,10 @@ class IDNet(Unmixer):
     def _bundles(self, scene: Scene) -> Bundles:
         library = self.library
         if library is None:
-            if self.n_endmembers is None:
-                raise InputError("IDNet needs n_endmembers, or a bundle library to take it from")
-            p = check_n_endmembers(self.n_endmembers, scene.n_bands, scene.n_pixels)
-            return extract_bundles(scene, p, reference=self.reference,
-                                   min_purity=self.min_purity, seed=self.seed)
+            bundles = extract_bundles(scene, self.n_endmembers, reference=self.reference,
+                                      min_purity=self.min_purity, seed=self.seed)
+            check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
+            return bundles
         if isinstance(library, str):
             from .. import datasets  # the dataset readers are needed only for this option
 
@@ -298,6 +300,8 @@ class IDNet(Unmixer):
     # -- training ------------------------------------------------------------------------
     def fit(self, scene: Scene) -> "IDNet":
         """Train the networks on ``scene``'s valid pixels and the bundle triplets."""
+        if not isinstance(scene, Scene):
+            raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
         self._check_params()
         weights = self._loss_weights()
         device = resolve_device(self.device)
@@ -407,8 +411,9 @@ class IDNet(Unmixer):
         return {key: np.concatenate(values) for key, values in parts.items()}
 
     # -- persistence ---------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the trained weights and what is needed to rebuild the estimator."""
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trained weights and what is needed to rebuild the estimator (weights
+        only, no pickled objects); return the path."""
         self._check_fitted()
         params = self.get_params()
         # Only names survive in the file: arrays and objects served fit, not unmixing.
@@ -416,27 +421,28 @@ class IDNet(Unmixer):
             value = getattr(self, key)
             params[key] = str(value) if isinstance(value, (str, os.PathLike)) else None
         params["device"] = None
-        config = dict(params=params, n_bands=self.n_bands_, n_endmembers=self.n_endmembers_,
-                      data_scale=self.data_scale_, weights=self.weights_, names=self.names_,
-                      history=self.history_)
-        save_checkpoint(path, self.model_.state_dict(), config)
+        config = dict(method=self.name, params=params, n_bands=self.n_bands_,
+                      n_endmembers=self.n_endmembers_, data_scale=self.data_scale_,
+                      weights=self.weights_, names=self.names_, history=self.history_)
+        return save_checkpoint(path, self.model_.state_dict(), config)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: Any = None) -> "IDNet":
         """An estimator ready to unmix, from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path)
-        estimator = cls(**{**config["params"], "device": device})
-        model = IDNetModel(config["n_endmembers"], config["n_bands"], estimator.latent_dim,
-                           estimator.n_ista, estimator.constraint,
-                           estimator.endmember_scale)
-        model.load_state_dict(state)
+        state, config = load_checkpoint(path, cls.name)
+        with rebuilding(path, cls.name):
+            estimator = cls(**{**config["params"], "device": device})
+            model = IDNetModel(config["n_endmembers"], config["n_bands"], estimator.latent_dim,
+                               estimator.n_ista, estimator.constraint,
+                               estimator.endmember_scale)
+            model.load_state_dict(state)
+            estimator.n_bands_ = config["n_bands"]
+            estimator.n_endmembers_ = config["n_endmembers"]
+            estimator.data_scale_ = config["data_scale"]
+            estimator.weights_ = config["weights"]
+            estimator.names_ = config["names"]
+            estimator.history_ = config["history"]
         estimator.model_ = model.to(resolve_device(device)).eval()
-        estimator.n_bands_ = config["n_bands"]
-        estimator.n_endmembers_ = config["n_endmembers"]
-        estimator.data_scale_ = config["data_scale"]
-        estimator.weights_ = config["weights"]
-        estimator.names_ = config["names"]
-        estimator.history_ = config["history"]
         estimator.n_epochs_ = len(estimator.history_)
         estimator.endmembers_ = estimator._reference_endmembers()
         return estimator

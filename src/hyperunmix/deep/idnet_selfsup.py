@@ -82,7 +82,7 @@ def bundles_from_library(library: Any, n_bands: int) -> Bundles:
     return Bundles(spectra, labels.astype(np.intp), None if names is None else list(names))
 
 
-def extract_bundles(scene: Scene, n_endmembers: int, *, reference: Any = "vca",
+def extract_bundles(scene: Scene, n_endmembers: int | None, *, reference: Any = "nfindr",
                     min_purity: float = 0.95, seed: int = 0) -> Bundles:
     """Bundles extracted from ``scene``: its nearly pure pixels, grouped by material.
 
@@ -97,8 +97,8 @@ def extract_bundles(scene: Scene, n_endmembers: int, *, reference: Any = "vca",
     Parameters
     ----------
     scene : Scene
-    n_endmembers : int
-        P.
+    n_endmembers : int or None
+        P; None: that of a given reference, else HySime's estimate.
     reference : str, array or path
     min_purity : float in (0, 1]
     seed : int

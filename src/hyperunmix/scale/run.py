@@ -181,7 +181,8 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         Replace an output holding another run (never needed to resume the same run).
     progress : callable, optional
         ``progress(stage, done, total, info)``: stages ``"sample"``, the model's own while
-        it fits (e.g. ``"train"``), ``"unmix"`` (chunks) and ``"export"`` (map files).
+        it fits (``"epoch"`` for the deep methods), ``"unmix"`` (chunks) and ``"export"``
+        (map files).
     open_options : dict, optional
         Options of :func:`~hyperunmix.scale.open_cube` (``key``, ``scale``) for a path.
 
