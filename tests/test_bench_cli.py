@@ -103,5 +103,6 @@ def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
     assert result.exit_code == 0, result.output
     expected = 8 * (10 * (len(methods) - n_deep) + 5 * n_deep)
     assert f"{expected} runs planned" in result.output
-    assert "idnet      jasper_ridge" in result.output and "'preset': 'jasper_ridge'" in result.output
+    assert "idnet        jasper_ridge" in result.output
+    assert "'preset': 'jasper_ridge'" in result.output
     assert "'variant': 'ss'" in result.output and "'solver': 'unrolled'" in result.output

@@ -105,7 +105,7 @@ def _print_plan(jobs, out: Path) -> None:
         row[0] += 1
         row[1] += store.is_done(job.key)
     for (method, dataset), (n_runs, n_done, job) in rows.items():
-        print(f"{method:<10} {dataset:<28} {n_runs:>3} seeds, {n_done:>3} done  "
+        print(f"{method:<12} {dataset:<28} {n_runs:>3} seeds, {n_done:>3} done  "
               f"timeout {job.timeout_s:g} s  params {job.params}")
     print(f"{len(jobs)} runs planned, {sum(row[1] for row in rows.values())} already done "
           f"in {out}")

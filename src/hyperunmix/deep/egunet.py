@@ -66,7 +66,8 @@ class EGUNet(Unmixer):
         spectra whatever a pixel's brightness; ``"reference"`` the spectra as given, as in
         the released code, where the labels depend on the brightness of the image pixels
         the extractor happened to pick. See
-        :func:`~hyperunmix.deep.pure_pixels.build_pure_set` and the README.
+        :func:`~hyperunmix.deep.pure_pixels.build_pure_set` and the README's "Abundance
+        conventions".
     epochs : int
         Passes over the image (200 in the paper).
     learning_rate, lr_decay : float
@@ -80,7 +81,7 @@ class EGUNet(Unmixer):
     patch_size : int or None
         ``"ss"`` only: side of the square crop the convolutional stream sees per step.
         None: the whole image at every step, as in the paper (about 9x the cost of a 32 x 32
-        crop on Samson, for the same accuracy; see the README).
+        crop on Samson, for the same accuracy, in the runs of ``benchmarks/egunet_tuning.py``).
     weight_decay : float
         Coefficient of (sum of squared weights) / 2, biases and batch-norm parameters
         excluded (0.005 in the paper).
@@ -102,7 +103,7 @@ class EGUNet(Unmixer):
         decoder is nonlinear, so the linear fit absorbs its residual and any abundance bias
         into the spectra: it was further from the true spectra than the reference on
         Samson, the synthetic scene and with a bundle-library reference, closer only on
-        Jasper Ridge with a VCA reference (see the README).
+        Jasper Ridge with a VCA reference (runs of ``benchmarks/egunet_tuning.py``).
     seed : int
     device : None, "cpu" or "cuda"
 
