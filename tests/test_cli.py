@@ -148,6 +148,12 @@ def test_bad_options_are_one_line(tmp_path, small_scene):
     line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--format", "jpeg",
                                    "--out", tmp_path))
     assert "unknown output format 'jpeg'" in line
+    # an --out that cannot be a directory is refused before any fitting
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "deq", "--param", "epochs=100000",
+                                   "--out", occupied))
+    assert "exists and is not a directory" in line
 
 
 def test_unexpected_errors_are_one_line_unless_debug(tmp_path, small_scene, monkeypatch):

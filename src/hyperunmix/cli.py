@@ -38,6 +38,9 @@ DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fiel
 DEMO_METHOD = "vca"
 READ_HELP = ("Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF variable), "
              "rows=H cols=W order=F|C (pixel matrices), scale=0.0002, wavelengths=[...].")
+#: What `info` reads is the header only, so only the options that locate the cube apply.
+INFO_READ_HELP = ("Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF "
+                  "variable), rows=H cols=W (pixel matrices in .mat / .npy / .npz).")
 
 app = typer.Typer(
     name="hyperunmix",
@@ -192,7 +195,7 @@ def unmix(
 
     With --chunks or --scheduler, or an --out ending in .zarr, the scene is never held in
     memory: see `Scaling out` in the README."""
-    from .output import map_format, save_result
+    from .output import check_output_directory, map_format, save_result
 
     estimator = get_method(method)
     read_options = parse_params(read)
@@ -205,7 +208,8 @@ def unmix(
                       seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
                       read_options=read_options, data_dir=data_dir)
         return
-    map_format(None, fmt)  # a bad --format fails now, not after a long fit
+    map_format(None, fmt)  # a bad --format or --out fails now, not after a long fit
+    check_output_directory(out)
     scene = load_source(source, data_dir, read_options)
     if not keep_bad_bands and len(scene.bad_bands):
         scene = scene.drop_bad_bands()
@@ -243,7 +247,7 @@ app.command("bench")(reports_errors(bench_command))
 @reports_errors
 def info(
     path: Path = typer.Argument(..., help="A cube file."),
-    read: list[str] = typer.Option([], "--read", help=READ_HELP),
+    read: list[str] = typer.Option([], "--read", help=INFO_READ_HELP),
 ) -> None:
     """Describe a cube file without loading it: size, dtype, wavelengths, georeferencing."""
     from .io import describe

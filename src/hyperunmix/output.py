@@ -55,6 +55,15 @@ def map_format(source_format: str | None, fmt: str | None = None) -> str:
     return source_format if source_format in MAP_SUFFIXES else "npz"
 
 
+def check_output_directory(directory: str | os.PathLike) -> Path:
+    """``directory`` as a Path, if it can hold the outputs (it is a directory or does not
+    exist yet); checked before a long fit as well as when writing."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"output path {directory} exists and is not a directory")
+    return directory
+
+
 def save_result(result: "Result", directory: str | os.PathLike, *,
                 truth: "Truth | None" = None, scene: "Scene | None" = None,
                 fmt: str | None = None, figures: bool = True) -> dict[str, Path]:
@@ -80,9 +89,7 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
         What was written, by role (``"abundances"``, ``"abundances_npy"``, ``"endmembers"``,
         ``"metrics"``, ``"run"``, ``"figure_abundances"``, ..., and one key per extra map).
     """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"output path {directory} exists and is not a directory")
+    directory = check_output_directory(directory)
     family = map_format(result.source_format, fmt)
     suffix = MAP_SUFFIXES[family]
 
