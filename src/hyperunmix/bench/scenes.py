@@ -42,7 +42,7 @@ SYNTHETIC_FAMILIES: dict[str, dict[str, Any]] = {
 }
 SYNTHETIC_SNRS_DB = (20, 30)
 #: Size of the synthetic scenes in the full and in the quick benchmark.
-FULL_SIZE = {"n_rows": 48, "n_cols": 48, "n_endmembers": 4}
+FULL_SIZE = {"n_rows": 32, "n_cols": 32, "n_endmembers": 4}
 QUICK_SIZE = {"n_rows": 24, "n_cols": 24, "n_endmembers": 3}
 #: Seed of the synthetic scenes themselves (fixed: benchmark seeds vary the methods).
 SCENE_SEED = 2024

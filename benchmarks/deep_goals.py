@@ -1,0 +1,147 @@
+"""The deep methods' goals on the real scenes, checked against the committed benchmark.
+
+    python benchmarks/deep_goals.py
+
+Reads ``benchmarks/results/bench/results.json`` (written by ``hyperunmix bench``; nothing is
+run here) and writes ``benchmarks/results/deep_goals.md`` and ``.json``: for every deep method
+of the benchmark on Samson and Jasper Ridge, aRMSE, mSAD and training time (mean ± std over
+its seeds) beside the classical starts measured in the same run (VCA + FCLS, N-FINDR + FCLS),
+and each goal of the method's issue as met or missed, with the measured figure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyperunmix._atomic import write_text
+from hyperunmix.bench.runner import read_results
+from hyperunmix.bench.tables import COLUMN, Group, group
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks" / "results" / "bench"
+OUT = REPO / "benchmarks" / "results" / "deep_goals"
+SCENES = ("samson", "jasper_ridge")
+#: The classical baselines shown beside the deep methods (benchmark name -> label).
+BASELINES = {"fcls": "VCA + FCLS", "nfindr": "N-FINDR + FCLS"}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``metric`` of ``method`` on ``scene`` (all real scenes when None) at most ``bound``
+    (a number), or below the mean of the method named by ``bound`` (at most, for a twin
+    that should match it)."""
+
+    method: str
+    metric: str
+    bound: float | str
+    scene: str | None = None
+
+    def describe(self) -> str:
+        where = self.scene or "both scenes"
+        label = COLUMN[self.metric].label
+        if isinstance(self.bound, str):
+            return f"{label} below {BASELINES.get(self.bound, self.bound)} on {where}"
+        return f"{label} <= {self.bound:g} on {where}"
+
+
+#: The goals of the methods' issues: EGU-Net (either variant) aRMSE <= 0.10 and below VCA +
+#: FCLS, training under 5 minutes; DEQ-Unmix better than its own start (N-FINDR + FCLS) and
+#: VCA + FCLS, mSAD <= 0.03 on Samson, aRMSE <= 0.10, under 10 minutes, at least as accurate
+#: as its unrolled twin; ID-Net aRMSE <= 0.10 and below VCA + FCLS, under 10 minutes.
+GOALS = (
+    Goal("egunet", "armse", 0.10), Goal("egunet_ss", "armse", 0.10),
+    Goal("egunet", "armse", "fcls"), Goal("egunet_ss", "armse", "fcls"),
+    Goal("egunet", "time_s", 300.0), Goal("egunet_ss", "time_s", 300.0),
+    Goal("deq", "armse", 0.10), Goal("deq", "armse", "fcls"), Goal("deq", "msad", "fcls"),
+    Goal("deq", "armse", "nfindr"), Goal("deq", "msad", "nfindr"),
+    Goal("deq", "msad", 0.03, "samson"), Goal("deq", "time_s", 600.0),
+    Goal("idnet", "armse", 0.10), Goal("idnet", "armse", "fcls"),
+    Goal("idnet", "time_s", 600.0),
+)
+DEEP = ("egunet", "egunet_ss", "deq", "deq_unrolled", "idnet")
+
+
+def mean(groups: dict[str, dict[str, Group]], scene: str, method: str, key: str) -> float | None:
+    found = groups.get(scene, {}).get(method)
+    return None if found is None else found.stat(COLUMN[key]).mean
+
+
+def check(goal: Goal, groups) -> dict:
+    """The goal's measured values per scene and whether every one meets it."""
+    measured = {}
+    for scene in ([goal.scene] if goal.scene else SCENES):
+        value = mean(groups, scene, goal.method, goal.metric)
+        bound = (mean(groups, scene, goal.bound, goal.metric) if isinstance(goal.bound, str)
+                 else goal.bound)
+        measured[scene] = {"value": value, "bound": bound,
+                           "met": None if value is None or bound is None
+                           else value < bound if isinstance(goal.bound, str)
+                           else value <= bound}
+    verdicts = [m["met"] for m in measured.values()]
+    return {"goal": goal.describe(), "method": goal.method, "scenes": measured,
+            "met": None if None in verdicts else all(verdicts)}
+
+
+def table(groups) -> list[str]:
+    header = ["method"] + [f"{scene} {what}" for scene in SCENES
+                           for what in ("aRMSE", "mSAD (rad)", "time (s)")] + ["seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in (*BASELINES, *DEEP):
+        cells, seeds = [], set()
+        for scene in SCENES:
+            found = groups.get(scene, {}).get(method)
+            if found is None:
+                cells += ["—"] * 3
+                continue
+            seeds.add(f"{len(found.ok)}/{len(found.records)}")
+            cells += [found.stat(COLUMN[k]).format(COLUMN[k].fmt)
+                      for k in ("armse", "msad", "time_s")]
+        label = BASELINES.get(method, method)
+        lines.append("| " + " | ".join([label, *cells, ", ".join(sorted(seeds)) or "—"]) + " |")
+    return lines
+
+
+def verdict_lines(checks: list[dict]) -> list[str]:
+    lines = ["| method | goal | samson | jasper_ridge | verdict |", "|---|---|---|---|---|"]
+    for found in checks:
+        cells = []
+        for scene in SCENES:
+            m = found["scenes"].get(scene)
+            cells.append("—" if m is None or m["value"] is None
+                         else f"{m['value']:.4g} (bound {m['bound']:.4g})")
+        verdict = {True: "met", False: "**missed**", None: "not measured"}[found["met"]]
+        lines.append(f"| {found['method']} | {found['goal']} | {' | '.join(cells)} | {verdict} |")
+    return lines
+
+
+def main() -> int:
+    results = read_results(BENCH)
+    groups = group(results["runs"])
+    checks = [check(goal, groups) for goal in GOALS]
+    text = "\n".join([
+        "### Deep methods on the real scenes: the goals",
+        "",
+        f"From the method comparison above (`{results.get('command')}`, "
+        f"{results.get('created', '?')}): mean ± std over the seeds, beside the classical "
+        "starts of the same run. Times are fit + unmix of one run, one thread, two runs at "
+        "a time on the 2-core machine. egunet_ss is EGU-Net's spatial-spectral variant, "
+        "deq_unrolled DEQ-Unmix's unrolled twin (the same iteration, backpropagated "
+        "through K steps).",
+        "",
+        *table(groups),
+        "",
+        *verdict_lines(checks),
+        "",
+        "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's results.json).",
+    ])
+    write_text(OUT.with_suffix(".md"), text + "\n")
+    write_text(OUT.with_suffix(".json"), json.dumps(checks, indent=1) + "\n")
+    print(OUT.with_suffix(".md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
