@@ -154,7 +154,9 @@ def unmix(
                                            ".npy/.npz) or a dataset name (see `datasets`)."),
     method: str = typer.Option(..., "--method", "-m",
                                help=f"One of: {', '.join(available_methods())}."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    out: Path = typer.Option(
+        ..., "--out", "-o",
+        help="Output directory; for a chunked run a .zarr store, .tif or .hdr file."),
     n_endmembers: int | None = typer.Option(
         None, "-p", "--n-endmembers",
         help="P; default: the truth's, else the method's (HySime's estimate, or the "
@@ -202,8 +204,8 @@ def unmix(
     options = {"seed": seed, "device": device, "endmembers": endmembers,
                **parse_params(param)}
     if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
-        options["n_endmembers"] = n_endmembers
-        unmix_chunked(source, method, method_kwargs(estimator, options), out,
+        params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
+        unmix_chunked(source, method, params, out,
                       chunks=chunks, scheduler=scheduler, fit_sample=fit_sample,
                       seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
                       read_options=read_options, data_dir=data_dir)

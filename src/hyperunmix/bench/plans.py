@@ -67,11 +67,11 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 
 #: name -> plan, for the methods whose defaults need a benchmark budget. The papers'
 #: settings (EGU-Net 200 epochs, DEQ-Unmix 300, ID-Net up to 30) times 40 runs each would
-#: not fit in an hour on 2 cores. Measured CPU seconds of one single-threaded run on Samson
-#: (9025 px x 156 bands): EGU-Net 0.26 s/epoch, DEQ-Unmix 0.41 s/epoch, ID-Net 5 s/epoch,
-#: growing with pixels x bands, of which the 8 scenes hold 5.9 Samsons. These budgets
-#: then cost about 60 worker-minutes for the 3 deep methods x 5 seeds: 30 minutes with
-#: the default 2 workers. They are recorded with every result.
+#: not fit in an hour on 2 cores. Measured wall seconds of one run, one thread, two runs
+#: at a time on 2 cores (Samson, Jasper Ridge): EGU-Net 70, 105; its ss variant 58, 85;
+#: DEQ-Unmix 78, 93; its unrolled twin 39, 42; ID-Net 69, 126. The six synthetic scenes
+#: (32 x 32 px) cost about a third of that together, DEQ-Unmix's most at 20 dB, where its
+#: equilibrium contracts slowly. They are recorded with every result.
 PLANS: dict[str, MethodPlan] = {
     "egunet": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 150},
                          quick_params={"epochs": 30}, timeout_s=900.0),
