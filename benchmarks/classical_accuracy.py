@@ -79,7 +79,7 @@ def hysime_rows(data_dir: Path, seeds: list[int]) -> tuple[list[dict], list[dict
 
 def markdown(record: dict) -> str:
     lines = [
-        "## Classical unmixing accuracy (extraction + FCLS, HySime)",
+        "### Classical unmixing accuracy (extraction + FCLS, HySime)",
         "",
         "Endmembers extracted with the true P, then exact FCLS abundances; aRMSE and mSAD "
         "(radians) after Hungarian matching, mean ± std over "

@@ -158,7 +158,7 @@ def verdicts(row: dict) -> list[str]:
 
 def markdown(record: dict) -> str:
     lines = [
-        "## FCLS speed: exact batched FCLS vs per-pixel cvxopt (pysptools)",
+        "### FCLS speed: exact batched FCLS vs per-pixel cvxopt (pysptools)",
         "",
         f"float64, L = {record['rows'][0]['n_bands']}, {record['snr_db']:g} dB, Dirichlet(1) "
         f"abundances of USGS spectra >= 0.15 rad apart; "
