@@ -115,11 +115,15 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def progress_display() -> Progress:
+    """The progress display of long commands, drawn on stderr."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
 def run_with_progress(model: Unmixer, scene: Scene) -> Result:
     """``model.fit_unmix(scene)`` with its progress reports drawn on stderr."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with progress_display() as progress:
         model.set_progress(ProgressBars(progress))
         try:
             return model.fit_unmix(scene)
@@ -308,9 +312,7 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
     else:
         source_arg = load_source(source, data_dir, read_options)  # a dataset name
         read_options = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with progress_display() as progress:
         run = unmix_large(source_arg, method, out, params=params, chunks=chunks,
                           client=scheduler, fit_sample=fit_sample, seed=seed,
                           keep_bad_bands=keep_bad_bands, overwrite=overwrite,

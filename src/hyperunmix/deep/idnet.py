@@ -18,8 +18,8 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
 * the unrolled ISTA starts at the least squares refined by two active-set passes (exact
   NNLS / FCLS for most pixels), its steps are normalised by tr(M M^T); it can also run on
   the simplex (``constraint="simplex"``); the nonlinear stream h is centred;
-* the linear stream works on peak-normalised endmembers (``endmember_scale="peak"``), so
-  abundances are shares of unit-peak spectra, the convention of the Samson and Jasper Ridge
+* the linear stream and the pixel decoder mix peak-normalised endmembers
+  (``endmember_scale="peak"``), so abundances are shares of unit-peak spectra, the convention of the Samson and Jasper Ridge
   reference maps; bundles are extracted around N-FINDR endmembers (the paper uses library
   bundles);
 * early stopping waits for ``patience`` calm epochs;
@@ -131,8 +131,8 @@ class IDNet(Unmixer):
         a common peak (their mean peak) before the solve, so abundances are shares of
         peak-normalised spectra whatever scale the decoders or the bundles give them (the
         convention of the Samson and Jasper Ridge reference maps, of DEQ-Unmix's scaled data
-        term and of EGU-Net's ``label_scale="peak"``); the generative model keeps the
-        spectra at their scale; the default. ``"decoded"``: the decoded spectra as they
+        term and of EGU-Net's ``label_scale="peak"``); the pixel decoder mixes the same
+        rescaled spectra, so the generative and the inference model agree; the default. ``"decoded"``: the decoded spectra as they
         are (the paper), right for scenes whose truth is absolute fractions of the spectra
         at their own scale (as the package's synthetic scenes).
     triplet_density : {"label", "posterior_sample"}
