@@ -84,8 +84,42 @@ def test_unmix_a_dataset_by_name_writes_metrics(tmp_path, data_dir, monkeypatch)
     assert np.load(tmp_path / "abundances.npy").shape == (95, 95, 3)
 
 
+def test_snnls_on_samson_scores_in_the_truths_convention(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
+    result = _invoke("unmix", "samson", "--method", "snnls", "--endmembers", "nfindr", "-p", 3,
+                     "--out", tmp_path, "--no-figures")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["convention"] == metrics["result_convention"] == "shares"
+    assert metrics["armse"] <= 0.06
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["convention"] == "shares" and "unit-peak" in run["convention_meaning"]
+    assert "shares: shares of unit-peak" in result.stdout
+
+
+def test_unmix_writes_the_convention_asked_for(tmp_path, small_scene):
+    from hyperunmix.conventions import convert
+    from hyperunmix.io import read_endmembers
+
+    cube_path, csv_path, abundances = small_scene
+    endmembers = read_endmembers(csv_path)[0]
+    own = _invoke("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path,
+                  "--out", tmp_path / "own", "--no-figures")
+    shares = _invoke("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path,
+                     "--convention", "shares", "--out", tmp_path / "shares", "--no-figures")
+    assert own.exit_code == shares.exit_code == 0, shares.output
+    assert json.loads((tmp_path / "own" / "run.json").read_text())["convention"] == "absolute"
+    assert json.loads((tmp_path / "shares" / "run.json").read_text())["convention"] == "shares"
+    np.testing.assert_allclose(np.load(tmp_path / "shares" / "abundances.npy"),
+                               convert(abundances, endmembers, "absolute", "shares"), atol=1e-4)
+    line = _one_line_error(_invoke("unmix", cube_path, "-m", "fcls", "--convention", "area",
+                                   "--out", tmp_path / "bad"))
+    assert "absolute, shares" in line and not (tmp_path / "bad").exists()
+
+
 def test_chunked_unmix_writes_a_zarr_store_that_resumes_and_a_tif(tmp_path):
     from hyperunmix import synthetic
+    from hyperunmix.conventions import convert
     from hyperunmix.io import open_scene, write_scene
     from hyperunmix.linear import fcls
     from hyperunmix.scale import open_maps
@@ -108,6 +142,13 @@ def test_chunked_unmix_writes_a_zarr_store_that_resumes_and_a_tif(tmp_path):
     assert (tmp_path / "maps.tif").is_file() and (tmp_path / "maps_endmembers.csv").is_file()
     error = _one_line_error(_invoke(*args, "--out", tmp_path / "x.zarr", "--read", "rows=4"))
     assert "does not apply to a chunked run" in error
+    # another convention is another run: it cannot resume (or mix into) this store
+    shares = _invoke(*args, "--convention", "shares", "--out", tmp_path / "maps.zarr")
+    assert shares.exit_code == 2 and "--overwrite" in shares.stderr
+    shares = _invoke(*args, "--convention", "shares", "--out", tmp_path / "shares.zarr")
+    assert shares.exit_code == 0 and "shares: shares of unit-peak" in shares.stdout
+    np.testing.assert_allclose(open_maps(tmp_path / "shares.zarr")["abundances"].values,
+                               convert(expected, endmembers, "absolute", "shares"), atol=1e-6)
 
 
 def test_missing_file_is_one_line(tmp_path):

@@ -14,6 +14,7 @@ runner (:mod:`hyperunmix.scale`) calls chunk by chunk: pixel-wise methods implem
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import logging
 import time
@@ -22,6 +23,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from .conventions import check_convention, convert_maps
 from .errors import InputError, NotFittedError
 from .scene import GeoInfo, Scene
 
@@ -41,6 +43,9 @@ class Result:
         Fractional abundances; NaN at invalid (masked) pixels.
     endmembers : (P, L) float64 or None
         Endmember spectra, in the scene's units.
+    convention : {"absolute", "shares"}
+        What the abundances are fractions of (:mod:`hyperunmix.conventions`): the method's
+        own convention, until :meth:`in_convention` converts them.
     method : str
         Registry name of the method.
     params : dict
@@ -65,6 +70,7 @@ class Result:
     abundances: np.ndarray
     endmembers: np.ndarray | None
     method: str
+    convention: str = "absolute"
     params: dict = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     wavelengths: np.ndarray | None = None
@@ -84,6 +90,27 @@ class Result:
         """(N, P) abundances of the valid pixels, in row-major order."""
         mask = self.mask if self.mask is not None else np.ones(self.abundances.shape[:2], bool)
         return self.abundances[mask]
+
+    def in_convention(self, convention: str) -> "Result":
+        """This result with its abundances in ``convention`` (``"absolute"`` or
+        ``"shares"``), converted through its endmembers' peaks
+        (:func:`hyperunmix.conventions.convert`); itself when already there.
+
+        An ``"uncertainty"`` map (per-abundance standard deviations) is carried to first
+        order (:func:`hyperunmix.conventions.convert_std`); the other extras do not depend
+        on the convention.
+        """
+        if check_convention(convention) == self.convention:
+            return self
+        if self.endmembers is None:
+            raise InputError(f"the {self.method} result has no endmembers, so its "
+                             f"{self.convention!r} abundances cannot be converted to "
+                             f"{convention!r}")
+        maps = convert_maps({"abundances": self.abundances, **self.extras}, self.endmembers,
+                            self.convention, convention)
+        abundances = maps.pop("abundances")
+        return dataclasses.replace(self, abundances=abundances, extras=maps,
+                                   convention=convention)
 
     def save(self, directory: Any, truth: Any = None, fmt: str | None = None,
              figures: bool = True) -> dict:
@@ -106,6 +133,9 @@ class Unmixer(abc.ABC):
     name: ClassVar[str] = ""
     #: Pixels of spatial context one output pixel depends on (0: pixel-wise method).
     spatial_context: ClassVar[int] = 0
+    #: What the abundances are fractions of (:mod:`hyperunmix.conventions`); methods whose
+    #: convention depends on a parameter override it with a property.
+    convention: ClassVar[str] = "absolute"
 
     progress: ProgressCallback | None = None
 
@@ -183,6 +213,7 @@ class Unmixer(abc.ABC):
             abundances=abundances,
             endmembers=self.endmembers_out(),
             method=self.name,
+            convention=self.convention,
             params=self.get_params(),
             extras=maps,
             wavelengths=scene.wavelengths,

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from .base import Result, Unmixer
 from .bench.cli import bench_command
+from .conventions import MEANINGS, check_convention
 from .errors import HyperunmixError, InputError
 from .registry import available_methods, get_method
 from .scene import Scene
@@ -196,6 +197,11 @@ def unmix(
         help="Chunked run: pixels sampled, stratified in space, to fit the method on."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Chunked run: replace an output that holds another run."),
+    convention: str | None = typer.Option(
+        None, "--convention",
+        help="Abundance convention of the maps: absolute (fractions of the endmember "
+             "spectra, as FCLS) | shares (shares of unit-peak spectra whatever the "
+             "brightness, as normalised NNLS); default: the method's own."),
 ) -> None:
     """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth).
 
@@ -203,6 +209,8 @@ def unmix(
     memory: see `Scaling out` in the README."""
     from .output import check_output_directory, map_format, save_result
 
+    if convention is not None:
+        check_convention(convention)
     estimator = get_method(method)
     read_options = parse_params(read)
     options = {"seed": seed, "device": device, "endmembers": endmembers,
@@ -212,7 +220,7 @@ def unmix(
         unmix_chunked(source, method, params, out,
                       chunks=chunks, scheduler=scheduler, fit_sample=fit_sample,
                       seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
-                      read_options=read_options, data_dir=data_dir)
+                      read_options=read_options, data_dir=data_dir, convention=convention)
         return
     map_format(None, fmt)  # a bad --format or --out fails now, not after a long fit
     check_output_directory(out)
@@ -223,6 +231,8 @@ def unmix(
         n_endmembers = scene.truth.n_endmembers
     model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
     result = run_with_progress(model, scene)
+    if convention is not None:
+        result = result.in_convention(convention)
     written = save_result(result, out, truth=scene.truth, scene=scene, fmt=fmt,
                           figures=figures)
     _print_summary(scene, result, written)
@@ -298,7 +308,7 @@ LAZY_READ_OPTIONS = ("key", "scale")
 def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *,
                   chunks: int | None, scheduler: str | None, fit_sample: int, seed: int,
                   overwrite: bool, keep_bad_bands: bool, read_options: dict[str, Any],
-                  data_dir: Path | None) -> None:
+                  data_dir: Path | None, convention: str | None = None) -> None:
     """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with a
     progress bar per stage (sample, the method's fit, chunks, export)."""
     from .scale import unmix_large
@@ -316,13 +326,15 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
         run = unmix_large(source_arg, method, out, params=params, chunks=chunks,
                           client=scheduler, fit_sample=fit_sample, seed=seed,
                           keep_bad_bands=keep_bad_bands, overwrite=overwrite,
-                          progress=ProgressBars(progress), open_options=read_options)
+                          progress=ProgressBars(progress), open_options=read_options,
+                          convention=convention)
     table = Table(title=f"{method}, chunk by chunk", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     n_rows, n_cols, n_bands = run.shape
     table.add_row("scene", f"{n_rows} x {n_cols} px, {n_bands} bands")
     table.add_row("chunks", f"{run.n_chunks} ({run.n_skipped} already written)")
+    table.add_row("abundances", _convention_line(run.convention))
     table.add_row("time", f"{run.seconds:.1f} s")
     for name, path in run.files.items():
         table.add_row(name, str(path))
@@ -373,6 +385,10 @@ def method_kwargs(estimator: type, options: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
+def _convention_line(convention: str) -> str:
+    return f"{convention}: {MEANINGS[convention]}"
+
+
 def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> None:
     table = Table(title=f"{result.method} on {scene.name}", show_header=False)
     table.add_column("what", style="bold")
@@ -380,9 +396,12 @@ def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> No
     table.add_row("scene", f"{scene.n_rows} x {scene.n_cols} px, {scene.n_bands} bands, "
                            f"{scene.n_pixels} valid")
     table.add_row("endmembers", str(result.n_endmembers))
+    table.add_row("abundances", _convention_line(result.convention))
     table.add_row("time", f"fit {result.fit_seconds:.2f} s, unmix {result.unmix_seconds:.2f} s")
     if "metrics" in written:
         metrics = json.loads(written["metrics"].read_text())
+        table.add_row("scored", f"against the truth, in its {metrics['convention']} "
+                                "convention")
         for key, unit in (("armse", ""), ("msad_deg", " deg"), ("sre_db", " dB"),
                           ("reconstruction_rmse", "")):
             if metrics.get(key) is not None:

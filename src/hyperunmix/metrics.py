@@ -11,6 +11,7 @@ pixels (N, L).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .conventions import check_convention, convert, unit_peak
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -149,12 +151,17 @@ def reconstruction_rmse(pixels: np.ndarray, abundances: np.ndarray,
 
 
 # -- the whole protocol ------------------------------------------------------------------
-def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None) -> dict[str, Any]:
-    """Score ``result`` against ``truth`` after Hungarian matching.
+def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None, *,
+             convention: str | None = None) -> dict[str, Any]:
+    """Score ``result`` against ``truth`` after Hungarian matching, in one abundance
+    convention.
 
     Only valid pixels count (the result's mask, and pixels finite in both estimate and
-    truth). Endmembers are compared by spectral angle only, which is scale invariant, so a
-    truth with ``endmember_scale="shape"`` (normalised spectra) is scored the same way.
+    truth). Abundances are compared in the truth's convention (``truth.convention``, see
+    :mod:`hyperunmix.conventions`): a result in the other one is converted first through its
+    own endmembers (:meth:`~hyperunmix.base.Result.in_convention`). Endmembers are compared
+    by spectral angle only, which is scale invariant, so a truth with
+    ``endmember_scale="shape"`` (normalised spectra) is scored the same way.
 
     Parameters
     ----------
@@ -162,31 +169,40 @@ def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None) -> 
     truth : Truth
     scene : Scene, optional
         The scene ``result`` was computed from; adds the reconstruction RMSE of its pixels
-        by ``A E`` when the result has endmembers.
+        by the result's own model: ``A E`` for absolute abundances, ``b A U`` for shares
+        (``U`` the unit-peak endmembers, ``b`` each pixel's least-squares brightness).
+    convention : {"absolute", "shares"}, optional
+        Score in this convention instead of the truth's; the truth is then converted too,
+        which needs its endmembers at their own scale.
 
     Returns
     -------
     dict, JSON-able
-        ``armse``, ``armse_per_endmember`` and ``sre_db`` (None without true abundances);
-        ``msad``, ``msad_deg``, ``sad_per_endmember`` (radians; None without endmembers on
-        both sides); ``reconstruction_rmse`` (only when ``scene`` is given; None without
-        endmembers); ``matching`` with the ``criterion`` and the ``permutation``
-        (``permutation[k]``: estimated index matched to true endmember ``k``); ``names``
-        of the true materials; ``n_pixels`` scored. Keys per endmember are material names.
-        An undefined value (infinite SRE of an exact estimate, the angle of a zero
-        spectrum) is None.
+        ``convention`` the abundances were scored in and ``result_convention`` they came
+        in; ``armse``, ``armse_per_endmember`` and ``sre_db`` (None without true
+        abundances); ``msad``, ``msad_deg``, ``sad_per_endmember`` (radians; None without
+        endmembers on both sides); ``reconstruction_rmse`` (only when ``scene`` is given;
+        None without endmembers); ``matching`` with the ``criterion`` and the
+        ``permutation`` (``permutation[k]``: estimated index matched to true endmember
+        ``k``); ``names`` of the true materials; ``n_pixels`` scored. Keys per endmember
+        are material names. An undefined value (infinite SRE of an exact estimate, the
+        angle of a zero spectrum) is None.
     """
     if truth is None:
         raise InputError("there is no ground truth to evaluate against (the scene has no "
                          "truth: load a dataset, or give a Truth with abundances and/or "
                          "endmembers)")
-    found = match(truth, result)
+    target = truth.convention if convention is None else check_convention(convention)
+    scored_truth = truth_in_convention(truth, target)
+    scored = result.in_convention(target) if truth.abundances is not None else result
+    found = match(scored_truth, scored)
     perm = found.permutation
     names = _material_names(truth, result)
-    metrics: dict[str, Any] = {"names": names}
+    metrics: dict[str, Any] = {"names": names, "convention": target,
+                               "result_convention": result.convention}
 
     if truth.abundances is not None:
-        true_a, est_a = _valid_abundances(truth, result)
+        true_a, est_a = _valid_abundances(scored_truth, scored)
         est_a = est_a[:, perm]
         metrics["n_pixels"] = int(true_a.shape[0])
         metrics["armse"] = armse(true_a, est_a)
@@ -210,7 +226,22 @@ def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None) -> 
     return _json_safe(metrics)
 
 
+def truth_in_convention(truth: "Truth", convention: str) -> "Truth":
+    """``truth`` with its abundances in ``convention``: itself when already there, else
+    converted through its endmembers, which must be known at their own scale."""
+    if check_convention(convention) == truth.convention or truth.abundances is None:
+        return truth
+    if truth.endmembers is None or truth.endmember_scale != "absolute":
+        raise InputError(f"the truth's abundances are {truth.convention!r} and its "
+                         "endmembers are not known at their own scale, so they cannot be "
+                         f"converted to {convention!r}; score in {truth.convention!r}")
+    return dataclasses.replace(truth, convention=convention, abundances=convert(
+        truth.abundances, truth.endmembers, truth.convention, convention))
+
+
 def _scene_reconstruction_rmse(result: "Result", scene: "Scene") -> float | None:
+    """Reconstruction RMSE of the scene's valid pixels by the result's own mixing model
+    (see :func:`evaluate`)."""
     if result.endmembers is None:
         return None
     if scene.shape[:2] != result.abundances.shape[:2]:
@@ -220,7 +251,14 @@ def _scene_reconstruction_rmse(result: "Result", scene: "Scene") -> float | None
         raise InputError(f"the scene has {scene.n_bands} bands, the result's endmembers "
                          f"{result.endmembers.shape[1]}")
     valid = scene.mask & np.all(np.isfinite(result.abundances), axis=-1)
-    return reconstruction_rmse(scene.cube[valid], result.abundances[valid], result.endmembers)
+    pixels, abundances = scene.cube[valid].astype(np.float64), result.abundances[valid]
+    if result.convention == "absolute":
+        return reconstruction_rmse(pixels, abundances, result.endmembers)
+    mixtures = abundances @ unit_peak(result.endmembers)                  # (N, L)
+    energy = np.einsum("nl,nl->n", mixtures, mixtures)
+    brightness = np.einsum("nl,nl->n", pixels, mixtures) / np.where(energy > 0, energy, 1.0)
+    return reconstruction_rmse(pixels, abundances * brightness[:, None],
+                               unit_peak(result.endmembers))
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ half-written file under its final name)::
                                  4-D ones (pixel_endmembers (H, W, P, L)) as <extra>.npy
     metrics.json                 evaluate(result, truth), when a truth is given
     abundances.png, endmembers.png   figures (truth beside estimate, in matched order)
-    run.json                     method, parameters, timings, versions, files
+    run.json                     method, parameters, abundance convention, timings, versions,
+                                 files
 
 Maps keep the estimator's band order; with a truth, each band is named after the true
 material it was matched to, and the figures are drawn in truth order.
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import io as hio
 from ._atomic import atomic_path, write_text
+from .conventions import MEANINGS
 from .errors import InputError
 from .metrics import _json_safe, default_names, evaluate
 from .plot import plot_abundances, plot_endmembers, save_figure
@@ -191,6 +193,8 @@ def _run_record(result: "Result", family: str, written: dict[str, Path]) -> dict
     return {
         "method": result.method,
         "params": result.params,
+        "convention": result.convention,
+        "convention_meaning": MEANINGS[result.convention],
         "scene": result.scene_name,
         "shape": list(result.abundances.shape),
         "n_bands": None if result.endmembers is None else result.endmembers.shape[1],

@@ -15,6 +15,7 @@ from .errors import InputError
 METHODS: dict[str, str] = {
     # classical: abundances only (endmembers given, or extracted by ``endmembers="vca"``)
     "fcls": "hyperunmix.linear.estimators:FCLS",
+    "snnls": "hyperunmix.linear.estimators:SNNLS",
     "nnls": "hyperunmix.linear.estimators:NNLS",
     "ls": "hyperunmix.linear.estimators:LS",
     "sunsal": "hyperunmix.linear.estimators:SUnSAL",

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .conventions import check_convention
 from .errors import InputError, ScalingWarning
 
 
@@ -54,6 +55,12 @@ class Truth:
     endmember_scale : {"absolute", "shape"}
         ``"shape"`` when the reference spectra are normalised (Samson's are max-normalised
         to 1) so they can be compared by angle (SAD) only, not by amplitude.
+    convention : {"absolute", "shares"}
+        What the true abundances are fractions of (:mod:`hyperunmix.conventions`):
+        ``"absolute"``, fractions of the endmember spectra at their own scale (scenes mixed
+        from library spectra); ``"shares"``, shares of unit-peak spectra whatever a
+        pixel's brightness (the Samson and Jasper Ridge references). Results are scored in
+        this convention.
     extras : dict
         Other per-pixel truth maps, e.g. ``"nonlinear_share"`` (H, W) for bilinear scenes.
     """
@@ -63,6 +70,7 @@ class Truth:
     names: list[str] | None = None
     pixel_endmembers: np.ndarray | None = None
     endmember_scale: str = "absolute"
+    convention: str = "absolute"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -312,3 +320,7 @@ def _check_truth(truth: Truth, n_rows: int, n_cols: int, n_bands: int) -> None:
         raise InputError(f"{p} endmembers cannot be resolved from {n_bands} bands (P > L)")
     if truth.endmember_scale not in ("absolute", "shape"):
         raise InputError("truth endmember_scale must be 'absolute' or 'shape'")
+    try:
+        check_convention(truth.convention)
+    except InputError as exc:
+        raise InputError(f"truth: {exc}") from None

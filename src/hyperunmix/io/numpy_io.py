@@ -5,7 +5,9 @@ shaped with ``rows=`` / ``cols=``, row-major unless ``order="F"``; optional
 ``wavelengths`` (nm; values all below 30 are taken as micrometres), ``fwhm``,
 ``bad_bands`` (indices), ``band_names``, ``crs`` and ``transform`` (6 affine
 coefficients), ``nodata``, and ground truth as ``truth_abundances`` (H, W, P),
-``truth_endmembers`` (P, L), ``truth_names``. A ``.npy`` file holds the array alone.
+``truth_endmembers`` (P, L), ``truth_names``, ``truth_convention`` (``"absolute"``, the
+default, or ``"shares"``: see :mod:`hyperunmix.conventions`). A ``.npy`` file holds the
+array alone.
 Nothing is unpickled.
 """
 
@@ -56,7 +58,9 @@ def _truth(archive: np.lib.npyio.NpzFile) -> Truth | None:
     names = _optional(archive, "truth_names")
     if not parts and names is None:
         return None
-    return Truth(**parts, names=None if names is None else [str(n) for n in names])
+    convention = _optional(archive, "truth_convention")
+    return Truth(**parts, names=None if names is None else [str(n) for n in names],
+                 convention="absolute" if convention is None else str(convention))
 
 
 def read(path: Path, key: str | None = None, rows: int | None = None,
@@ -132,6 +136,7 @@ def _archive_content(data: CubeData) -> dict[str, np.ndarray]:
         optional.update({key: getattr(data.truth, field) for key, field in _TRUTH_KEYS.items()})
         optional["truth_names"] = (None if data.truth.names is None
                                    else np.asarray(data.truth.names, str))
+        optional["truth_convention"] = np.asarray(data.truth.convention, str)
     content.update({key: np.asarray(value) for key, value in optional.items()
                     if value is not None})
     return content

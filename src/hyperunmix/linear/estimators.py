@@ -1,6 +1,6 @@
 """Classical methods as estimators: abundance solvers on given or extracted endmembers.
 
-``FCLS``, ``NNLS``, ``LS`` and ``SUnSAL`` take their endmembers from ``endmembers=``: an
+``FCLS``, ``SNNLS``, ``NNLS``, ``LS`` and ``SUnSAL`` take their endmembers from ``endmembers=``: an
 array (P, L), a file (CSV / .npy / .npz / .mat, see :func:`hyperunmix.io.read_endmembers`),
 or the name of an extractor (``"vca"``, ``"nfindr"``, ``"atgp"``) run on the scene.
 ``VCA``, ``NFINDR`` and ``ATGP`` are that extractor followed by FCLS. Without
@@ -23,7 +23,7 @@ from ._arrays import as_endmembers
 from .atgp import atgp
 from .fcls import fcls
 from .hysime import estimate_n_endmembers
-from .lsq import ls, nnls
+from .lsq import ls, nnls, snnls
 from .nfindr import nfindr
 from .sunsal import sunsal
 from .vca import vca
@@ -120,6 +120,17 @@ class FCLS(Unmixer):
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return fcls(pixels, self.endmembers_)
+
+
+class SNNLS(FCLS):
+    """Shares of unit-peak spectra (normalised NNLS), the ``"shares"`` counterpart of
+    :class:`FCLS`: see :func:`hyperunmix.linear.snnls`. Parameters as :class:`FCLS`."""
+
+    name: ClassVar[str] = "snnls"
+    convention: ClassVar[str] = "shares"
+
+    def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return snnls(pixels, self.endmembers_)
 
 
 class NNLS(FCLS):

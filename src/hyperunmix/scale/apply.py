@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ..base import Unmixer
+from ..conventions import check_convention, convert_maps
 from ..errors import InputError
 
 #: Fractions of the image height / width where :meth:`MapLayout.probe` looks for valid pixels.
@@ -42,10 +43,14 @@ class MapLayout:
         Map names, ``"abundances"`` first.
     shapes : tuple of tuple of int
         Per-pixel shape of each map: ``(P,)`` for abundances, ``()`` for a single map.
+    convention : {"absolute", "shares"} or None
+        Abundance convention the maps are written in (:mod:`hyperunmix.conventions`);
+        None: the unmixer's own.
     """
 
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
+    convention: str | None = None
 
     @property
     def sizes(self) -> list[int]:
@@ -87,15 +92,28 @@ class MapLayout:
         """An all-NaN packed block: the result for a chunk without valid pixel."""
         return np.full((n_rows, n_cols, self.channels), np.nan, dtype=np.float32)
 
+    def maps(self, unmixer: Unmixer, block: np.ndarray,
+             mask: np.ndarray) -> dict[str, np.ndarray]:
+        """``unmixer``'s maps of an (h, w, L) block, in this layout's convention."""
+        maps = unmixer.transform(block, mask)
+        if self.convention is None:
+            return maps
+        return convert_maps(maps, unmixer.endmembers_out(), unmixer.convention,
+                            self.convention)
+
     @classmethod
     def probe(cls, unmixer: Unmixer, cube: xr.DataArray,
-              outputs: Sequence[str] | None = None) -> "MapLayout":
+              outputs: Sequence[str] | None = None,
+              convention: str | None = None) -> "MapLayout":
         """Run ``unmixer`` on a small window of ``cube`` to learn which maps it returns.
 
         The window is the first of a few spread over the image that holds a valid pixel.
         ``outputs`` selects maps by name; by default, every map but the 4-D ones (per-pixel
-        endmembers (h, w, P, L), as large as the scene itself).
+        endmembers (h, w, P, L), as large as the scene itself). ``convention``: see the
+        class attributes.
         """
+        if convention is not None:
+            check_convention(convention)
         maps = unmixer.transform(_probe_block(cube, unmixer.spatial_context))
         if outputs is None:
             names = [name for name, values in maps.items() if values.ndim <= 3]
@@ -106,7 +124,8 @@ class MapLayout:
                 raise InputError(f"{type(unmixer).__name__} gives no map {unknown}; it gives "
                                  f"{', '.join(maps)}")
         names.sort(key=lambda name: name != "abundances")
-        return cls(tuple(names), tuple(tuple(maps[name].shape[2:]) for name in names))
+        return cls(tuple(names), tuple(tuple(maps[name].shape[2:]) for name in names),
+                   convention)
 
 
 def _probe_block(cube: xr.DataArray, context: int) -> np.ndarray:
@@ -129,7 +148,7 @@ def unmix_block(block: np.ndarray, unmixer: Unmixer, layout: MapLayout) -> np.nd
     mask = np.isfinite(block).all(axis=-1)
     if not mask.any():
         return layout.empty(*block.shape[:2])
-    return layout.pack(unmixer.transform(block, mask))
+    return layout.pack(layout.maps(unmixer, block, mask))
 
 
 def shippable(unmixer: Unmixer) -> Unmixer:
@@ -142,7 +161,8 @@ def shippable(unmixer: Unmixer) -> Unmixer:
 
 
 def unmix_lazy(unmixer: Unmixer, cube: xr.DataArray,
-               outputs: Sequence[str] | None = None) -> xr.Dataset:
+               outputs: Sequence[str] | None = None,
+               convention: str | None = None) -> xr.Dataset:
     """The maps of a fitted ``unmixer`` on ``cube`` as a lazy Dataset; nothing is computed.
 
     Parameters
@@ -153,22 +173,28 @@ def unmix_lazy(unmixer: Unmixer, cube: xr.DataArray,
         Lazy (y, x, band) cube from :func:`~hyperunmix.scale.open_cube` / ``as_cube``.
     outputs : sequence of str, optional
         Maps to compute (see :meth:`MapLayout.probe`).
+    convention : {"absolute", "shares"}, optional
+        Abundance convention of the maps (:mod:`hyperunmix.conventions`); default: the
+        unmixer's own.
 
     Returns
     -------
     xarray.Dataset
         ``abundances`` (y, x, endmember) float32 and the extra maps, chunked as the cube;
-        NaN at invalid pixels. Compute it, or write it with ``.to_zarr``; for a resumable
-        write with progress, use :func:`~hyperunmix.scale.unmix_large`.
+        NaN at invalid pixels; the ``convention`` attribute names theirs. Compute it, or
+        write it with ``.to_zarr``; for a resumable write with progress, use
+        :func:`~hyperunmix.scale.unmix_large`.
     """
     unmixer._check_fitted()
     unmixer._check_bands(cube.sizes["band"])
-    layout = MapLayout.probe(unmixer, cube, outputs)
+    layout = MapLayout.probe(unmixer, cube, outputs, convention)
     packed = packed_maps(shippable(unmixer), cube.data, layout)
     variables = {name: (layout.dims(name), values)
                  for name, values in layout.unpack(packed).items()}
+    attrs = {k: v for k, v in cube.attrs.items() if k in ("crs", "transform")}
+    attrs["convention"] = convention or unmixer.convention
     return xr.Dataset(variables, coords={"endmember": np.arange(layout.shapes[0][0])},
-                      attrs={k: v for k, v in cube.attrs.items() if k in ("crs", "transform")})
+                      attrs=attrs)
 
 
 def packed_maps(unmixer: Unmixer, cube: da.Array, layout: MapLayout) -> da.Array:

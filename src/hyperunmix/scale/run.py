@@ -28,6 +28,7 @@ from dask.callbacks import Callback
 
 from .. import __version__
 from ..base import ProgressCallback, Unmixer
+from ..conventions import check_convention
 from ..errors import HyperunmixError, InputError
 from ..registry import make_method
 from .apply import MapLayout, shippable, unmix_block
@@ -90,6 +91,8 @@ class ChunkedRun:
         Chunks in the scene, and chunks found already written (resumed run).
     seconds : float
         Wall time of the whole call.
+    convention : {"absolute", "shares"}
+        Abundance convention of the maps written.
     """
 
     out: Path
@@ -99,6 +102,7 @@ class ChunkedRun:
     n_chunks: int
     n_skipped: int
     seconds: float
+    convention: str = "absolute"
     endmembers: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -140,7 +144,8 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
                 outputs: Sequence[str] | None = None, keep_bad_bands: bool = False,
                 retries: int = DEFAULT_RETRIES, overwrite: bool = False,
                 progress: ProgressCallback | None = None,
-                open_options: dict | None = None) -> ChunkedRun:
+                open_options: dict | None = None,
+                convention: str | None = None) -> ChunkedRun:
     """Unmix a scene of any size chunk by chunk, writing the maps as chunks finish.
 
     Parameters
@@ -185,6 +190,9 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         (map files).
     open_options : dict, optional
         Options of :func:`~hyperunmix.scale.open_cube` (``key``, ``scale``) for a path.
+    convention : {"absolute", "shares"}, optional
+        Abundance convention of the maps (:mod:`hyperunmix.conventions`); default: the
+        method's own. Part of the run's identity: a resumed run keeps it.
 
     Returns
     -------
@@ -202,13 +210,15 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     report = progress or (lambda *args: None)
     if int(retries) < 0:
         raise InputError(f"retries must be >= 0, got {retries}")
+    if convention is not None:
+        check_convention(convention)
     cube = as_cube(source, chunks=chunks, **(open_options or {}))
     if not keep_bad_bands:
         cube = drop_bad_bands(cube)
     with _connected(client) as dask_client:
         scheduler = dask_client if dask_client is not None else "threads"
         unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
-        layout = MapLayout.probe(unmixer, cube, outputs)
+        layout = MapLayout.probe(unmixer, cube, outputs, convention or unmixer.convention)
         spec = _store_spec(cube, unmixer, layout)
         store_path = out if fmt == "zarr" else out.with_name(f".{out.name}.chunks.zarr")
         store = MapStore.prepare(store_path, spec, overwrite=overwrite)
@@ -232,7 +242,8 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         report("export", 1, 1, {})
     return ChunkedRun(out=out, files=files, unmixer=unmixer, shape=tuple(cube.shape),
                       n_chunks=n_chunks, n_skipped=n_skipped,
-                      seconds=time.perf_counter() - start, endmembers=spec.endmembers)
+                      seconds=time.perf_counter() - start, convention=layout.convention,
+                      endmembers=spec.endmembers)
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -291,6 +302,7 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
         "params": json.loads(json.dumps(unmixer.get_params(), default=repr)),
         "model": fitted_state_digest(unmixer),
         "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
+        "convention": layout.convention,
     }
     record["fingerprint"] = hashlib.sha256(
         json.dumps(record, sort_keys=True).encode()).hexdigest()
