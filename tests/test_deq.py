@@ -9,10 +9,10 @@ import torch
 
 from hyperunmix import datasets, metrics
 from hyperunmix.deep.deq import (ENDMEMBER_FLOOR, DEQUnmix, DEQUnmixNet,
-                                 average_closest_pixels)
+                                 SpectralSpatialCorrection, average_closest_pixels)
 from hyperunmix.deep.fixed_point import SolverOptions
 from hyperunmix.errors import FileFormatError, InputError, NotFittedError
-from hyperunmix.linear import fcls, nfindr, nnls
+from hyperunmix.linear import fcls, nfindr, nnls, snnls
 from hyperunmix.registry import get_method
 from hyperunmix.synthetic import make_scene
 from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
@@ -219,6 +219,44 @@ def test_save_load_round_trip(scene, tmp_path):
     assert torch.load(path, weights_only=True)  # no pickled objects
 
 
+@pytest.mark.parametrize("data_term,convention", [("scaled", "shares"), ("linear", "absolute")])
+def test_convention_follows_the_data_term(scene, data_term, convention):
+    model = DEQUnmix(3, data_term=data_term, seed=0, **{**FAST, "epochs": 1})
+    assert model.convention == convention  # a property of the parameters, known before fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert model.fit_unmix(scene).convention == convention
+
+
+@pytest.mark.parametrize("data_term,solve", [("scaled", snnls), ("linear", fcls)])
+def test_without_correction_the_maps_are_the_uncorrected_equilibrium(scene, tmp_path,
+                                                                     data_term, solve):
+    """correction=False: the CNN is never trained, and the maps are the fixed point of plain
+    projected gradient on the learned endmembers: normalised NNLS (scaled) or FCLS."""
+    model = DEQUnmix(3, data_term=data_term, correction=False, seed=0, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit_unmix(scene)
+    # fit seeds torch, then builds the network, whose only random layers are the CNN's
+    torch.manual_seed(0)
+    initial = SpectralSpatialCorrection(24, 3, FAST["hidden"]).state_dict()
+    trained = model.network_.correction.state_dict()
+    assert all(torch.equal(trained[name], value) for name, value in initial.items())
+    assert not model.network_.correction.out.weight.any()  # still the zero initialisation
+    # The solve starts at this equilibrium (computed in float64, rounded to float32) and f
+    # without the correction is non-expansive, so the maps differ from it by float32
+    # rounding only: well inside the solver tolerance.
+    expected = solve(scene.pixels(), model.endmembers_)
+    np.testing.assert_allclose(result.pixel_abundances(), expected, rtol=0, atol=model.tol)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = DEQUnmix.load(model.save(tmp_path / "deq.pt"))
+        after = loaded.unmix(scene)
+    assert loaded.correction is False and not loaded.network_.use_correction
+    np.testing.assert_array_equal(after.abundances, result.abundances)
+
+
 def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -228,7 +266,8 @@ def test_load_rejects_foreign_files(tmp_path):
 
 @pytest.mark.parametrize("params", [dict(solver="newton"), dict(projection="relu"),
                                     dict(data_term="bilinear"), dict(endmember_averaging=1.0),
-                                    dict(epochs=0), dict(step_scale=3.0), dict(tol=0)])
+                                    dict(epochs=0), dict(step_scale=3.0), dict(tol=0),
+                                    dict(correction="no")])
 def test_bad_parameters_raise(scene, params):
     with pytest.raises(InputError):
         DEQUnmix(3, **params).fit(scene)

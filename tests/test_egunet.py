@@ -12,6 +12,7 @@ from hyperunmix.deep.egunet_nets import PixelwiseEGU, SpatialSpectralEGU, weight
 from hyperunmix.deep.pure_pixels import block_endmembers, build_pure_set, resolve_reference
 from hyperunmix.errors import FileFormatError, InputError
 from hyperunmix.io import write_endmembers_csv
+from hyperunmix.linear import nnls, snnls
 from hyperunmix.spectra import SpectralLibrary
 
 N_BANDS = 24
@@ -241,6 +242,42 @@ def test_save_load_round_trip(fitted, scene, tmp_path):
         EGUNet.load(tmp_path / "junk.pt")
 
 
+@pytest.mark.parametrize("label_scale,convention", [("peak", "shares"),
+                                                    ("reference", "absolute")])
+def test_convention_follows_the_label_scale(scene, label_scale, convention):
+    for output in ("network", "labels"):
+        assert EGUNet(3, label_scale=label_scale, abundance_output=output).convention == convention
+    model = EGUNet(3, label_scale=label_scale, abundance_output="labels")
+    assert model.fit_unmix(scene).convention == convention
+
+
+@pytest.mark.parametrize("label_scale", ["peak", "reference"])
+def test_label_output_is_normalised_nnls_on_the_reference(scene, tmp_path, label_scale):
+    model = EGUNet(3, label_scale=label_scale, abundance_output="labels", seed=0).fit(scene)
+    assert not hasattr(model, "network_") and model.pure_set_size_ == 0
+    assert model.history_ == {"loss": [], "cross_entropy": [], "reconstruction": []}
+    np.testing.assert_array_equal(model.endmembers_, model.reference_)
+    pixels = scene.pixels()
+    raw = nnls(pixels, model.reference_)
+    shares = snnls(pixels, model.reference_)
+    # the reference spectra's peaks differ, so the two rules give different maps
+    assert np.abs(shares - raw / raw.sum(1, keepdims=True)).max() > 0.01
+    expected = shares if label_scale == "peak" else raw / raw.sum(1, keepdims=True)
+    np.testing.assert_allclose(model._transform_pixels(pixels), expected, rtol=0, atol=1e-8)
+    result = model.unmix(scene)
+    np.testing.assert_allclose(result.pixel_abundances(), expected, rtol=0, atol=1e-6)  # float32
+
+    loaded = EGUNet.load(model.save(tmp_path / "labels.pt"))
+    assert loaded.get_params() == model.get_params() and not hasattr(loaded, "network_")
+    np.testing.assert_array_equal(loaded.reference_, model.reference_)
+    np.testing.assert_array_equal(loaded.unmix(scene).abundances, result.abundances)
+
+
+def test_label_output_uses_the_reference_the_network_is_trained_against(fitted, scene):
+    labels = EGUNet(3, abundance_output="labels", seed=0).fit(scene)
+    np.testing.assert_array_equal(labels.reference_, fitted.reference_)
+
+
 def test_command_line_unmixes_a_cube_file(scene, tmp_path):
     from typer.testing import CliRunner
 
@@ -274,7 +311,8 @@ def test_band_mismatch_at_unmix_is_refused(fitted, scene):
 
 
 @pytest.mark.parametrize("bad", [dict(variant="xx"), dict(epochs=0), dict(bn_stats="batch"),
-                                 dict(dropout=1.0), dict(block_size=0), dict(patch_size=2.5)])
+                                 dict(dropout=1.0), dict(block_size=0), dict(patch_size=2.5),
+                                 dict(abundance_output="pure")])
 def test_bad_parameters_are_refused(bad, scene):
     with pytest.raises(InputError):
         EGUNet(3, **{**FAST, **bad}).fit(scene)

@@ -1,5 +1,6 @@
 """ID-Net: networks, sampling, objective, self-supervised set, estimator contract, persistence."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,9 +10,11 @@ from torch import distributions as td
 
 from hyperunmix import synthetic
 from hyperunmix.deep.idnet import IDNet
-from hyperunmix.deep.idnet_loss import (LossConfig, image_elbo, sample_abundances,
+from hyperunmix.deep.idnet_loss import (LossConfig, gaussian_log_density, image_elbo,
+                                        sample_abundances, selfsup_terms, smoothed_labels,
                                         training_loss)
-from hyperunmix.deep.idnet_model import AbundanceEncoder, IDNetModel, equal_peaks
+from hyperunmix.deep.idnet_model import (AbundanceEncoder, IDNetModel, PixelDecoder,
+                                         equal_peaks)
 from hyperunmix.deep.idnet_selfsup import (TripletSampler, bundles_from_library,
                                            extract_bundles)
 from hyperunmix.errors import FileFormatError, InputError
@@ -44,6 +47,29 @@ def scene():
 def fitted(scene):
     torch.set_num_threads(1)
     return IDNet(library=scaled_library(scene), seed=0, **FAST).fit(scene)
+
+
+@pytest.fixture(scope="module")
+def linear_fit(scene):
+    """The ablation without the nonlinear streams."""
+    torch.set_num_threads(1)
+    return IDNet(library=scaled_library(scene), nonlinear=False, seed=0, **FAST).fit(scene)
+
+
+@pytest.fixture(scope="module")
+def fixed_fit(scene):
+    """The ablation without endmember variability."""
+    torch.set_num_threads(1)
+    return IDNet(library=scaled_library(scene), variability=False, seed=0, **FAST).fit(scene)
+
+
+def loss_batch(scene, model_dtype=torch.float64):
+    """8 image-like pixels (8, L) and 8 triplets from the scaled library, seeded."""
+    y = torch.rand(8, N_BANDS, generator=torch.Generator().manual_seed(0),
+                   dtype=model_dtype) * 0.5
+    sampler = TripletSampler(bundles_from_library(scaled_library(scene), N_BANDS), 40.0,
+                             torch.Generator().manual_seed(0))
+    return y, tuple(t.to(model_dtype) for t in sampler.sample(8))
 
 
 # -- networks ----------------------------------------------------------------------------------
@@ -169,10 +195,7 @@ def test_elbo_is_finite_and_training_increases_it(scene):
 def test_training_loss_combines_the_weighted_terms(scene):
     torch.manual_seed(0)
     model = IDNetModel(3, N_BANDS).double()  # float64: the loss is a sum of large terms
-    y = torch.rand(8, N_BANDS, dtype=torch.float64) * 0.5
-    sampler = TripletSampler(bundles_from_library(scaled_library(scene), N_BANDS), 40.0,
-                             torch.Generator().manual_seed(0))
-    triplets = tuple(t.double() for t in sampler.sample(8))
+    y, triplets = loss_batch(scene)
     plain = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=0.0,
                         decoder_penalty=0.0)
     penalised = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=2.0,
@@ -336,6 +359,8 @@ def test_presets_set_the_papers_weights_and_arguments_override_them(scene):
     (dict(n_endmembers=3, sparsity_weight=-1.0), "sparsity_weight"),
     (dict(n_endmembers=3, constraint="box"), "constraint"),
     (dict(n_endmembers=3, endmember_scale="unit"), "endmember_scale"),
+    (dict(n_endmembers=3, nonlinear="no"), "nonlinear"),
+    (dict(n_endmembers=3, variability=0), "variability"),
 ])
 def test_bad_parameters_are_rejected(scene, params, message):
     with pytest.raises(InputError, match=message):
@@ -396,6 +421,92 @@ def test_peak_scale_keeps_the_mean_peak():
     peaks = scaled.amax(-1)
     torch.testing.assert_close(peaks, peaks[:, :1].expand_as(peaks))
     torch.testing.assert_close(peaks[:, 0], endmembers.amax(-1).mean(-1))
+
+
+# -- ablations ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale,convention", [("peak", "shares"), ("decoded", "absolute")])
+def test_convention_follows_the_endmember_scale(scene, scale, convention):
+    estimator = IDNet(library=scaled_library(scene), endmember_scale=scale, seed=0,
+                      **{**FAST, "max_epochs": 1})
+    assert estimator.convention == convention
+    assert estimator.fit_unmix(scene).convention == convention
+
+
+def test_without_nonlinearity_h_and_g_are_not_built(linear_fit, fitted, scene):
+    model = linear_fit.model_
+    assert model.abundance_encoder.nonlinear is None and model.pixel_decoder.nonlinear is None
+    assert not [name for name, _ in model.named_parameters() if "nonlinear" in name]
+    assert np.all(linear_fit.transform(scene.cube)["nonlinearity"] == 0)
+    assert fitted.transform(scene.cube)["nonlinearity"].max() > 0  # the full model's is not
+
+
+def test_without_nonlinearity_the_decoder_is_linear_and_the_penalties_vanish(scene):
+    torch.manual_seed(0)
+    endmembers, abundances = torch.rand(5, 3, 10) + 0.1, torch.rand(5, 3)
+    decoder = PixelDecoder(3, 10, endmember_scale="peak", nonlinear=False)
+    torch.testing.assert_close(decoder(endmembers, abundances),
+                               (abundances.unsqueeze(-2) @ equal_peaks(endmembers)).squeeze(-2))
+    model = IDNetModel(3, N_BANDS, nonlinear=False).double()
+    y, triplets = loss_batch(scene)
+    losses = []
+    for penalty in (0.0, 5.0):
+        config = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=penalty,
+                            decoder_penalty=penalty)
+        torch.manual_seed(1)
+        losses.append(training_loss(model, y, triplets, config).loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+
+
+def test_without_variability_every_pixel_has_the_same_endmembers(fixed_fit, fitted, scene):
+    assert fixed_fit.model_.latent_encoders is None
+    pixel_endmembers = fixed_fit.unmix(scene).extras["pixel_endmembers"].reshape(-1, 3, N_BANDS)
+    np.testing.assert_array_equal(pixel_endmembers, np.broadcast_to(pixel_endmembers[0],
+                                                                     pixel_endmembers.shape))
+    np.testing.assert_allclose(pixel_endmembers[0], fixed_fit.endmembers_, rtol=1e-6)  # float32
+    full = fitted.unmix(scene).extras["pixel_endmembers"].reshape(-1, 3, N_BANDS)
+    assert np.ptp(full, axis=0).max() > 1e-4  # with variability they differ
+
+
+def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene):
+    pixels = scene.pixels()
+    outputs = fixed_fit._transform_pixels(pixels)
+    model = fixed_fit.model_
+    with torch.no_grad():
+        y = torch.as_tensor(pixels * fixed_fit.data_scale_, dtype=torch.float32)
+        alpha, _, _ = model.abundance_encoder(
+            y, model.reference_endmembers().expand(len(y), -1, -1))
+    total = alpha.sum(-1, keepdim=True)
+    mean = (alpha / total).numpy()
+    np.testing.assert_allclose(outputs["abundances"], mean, rtol=1e-6)
+    np.testing.assert_allclose(outputs["uncertainty"],
+                               np.sqrt(mean * (1 - mean) / (total.numpy() + 1)), rtol=1e-5)
+    # the Monte Carlo draws of (Z, M) play no part
+    more_draws = copy.copy(fixed_fit)
+    more_draws.n_uncertainty_samples = 9
+    np.testing.assert_array_equal(more_draws._transform_pixels(pixels)["uncertainty"],
+                                  outputs["uncertainty"])
+
+
+def test_without_variability_the_triplets_score_the_bundles_at_z_zero(scene):
+    torch.manual_seed(0)
+    model = IDNetModel(3, N_BANDS, variability=False).double()
+    _, (y_s, m_s, a_s) = loss_batch(scene)
+    _, regulariser, alpha = selfsup_terms(model, y_s, m_s, a_s, n_importance=5, beta=10.0)
+    log_q_a = td.Dirichlet(alpha).log_prob(smoothed_labels(a_s))
+    log_p_m = gaussian_log_density(m_s, model.reference_endmembers(),
+                                   model.endmember_var.unsqueeze(-1), n_axes=2)
+    torch.testing.assert_close(regulariser, 11.0 * (log_q_a + log_p_m))
+
+
+@pytest.mark.parametrize("ablation", ["linear_fit", "fixed_fit"])
+def test_ablations_survive_save_and_load(request, scene, tmp_path, ablation):
+    estimator = request.getfixturevalue(ablation)
+    loaded = IDNet.load(estimator.save(tmp_path / "idnet.pt"))
+    assert (loaded.nonlinear, loaded.variability) == (estimator.nonlinear,
+                                                      estimator.variability)
+    before, after = (model._transform_pixels(scene.pixels()) for model in (estimator, loaded))
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
 
 
 # -- real data (slow) --------------------------------------------------------------------------

@@ -8,9 +8,10 @@ The abundances of an image are the fixed point ``A* = f(A*)`` of
     f(A) = Proj( A - eta G_theta(A) ),   G_theta(A) = (A E - Y/s) E^T + D_theta(A, A E - Y/s)
 
 with ``Y`` the image, ``E`` (P, L) the endmembers, ``D_theta`` a spectral-spatial CNN
-correction and ``Proj`` the Euclidean projection onto the simplex (ANC + ASC; a softmax mirror
-step as an option). ``(A E - Y/s) E^T`` is the gradient of the data term; ``s`` is a per-pixel
-scale, ``s = <y, E^T a> / ||E^T a||^2`` (``data_term="scaled"``, the default), or 1
+correction (``D_theta = 0`` in the ablation ``correction=False``) and ``Proj`` the Euclidean
+projection onto the simplex (ANC + ASC; a softmax mirror step as an option).
+``(A E - Y/s) E^T`` is the gradient of the data term; ``s`` is a per-pixel scale,
+``s = <y, E^T a> / ||E^T a||^2`` (``data_term="scaled"``, the default), or 1
 (``data_term="linear"``, the plain linear mixing model of the paper). The CNN's last layer
 starts at zero: training starts from projected gradient descent, whose fixed point is the
 minimiser of ``||y - s E^T a||^2`` over the simplex and ``s > 0``, i.e. the normalised NNLS
@@ -30,8 +31,9 @@ Training is blind and unsupervised: ``E`` (initialised by N-FINDR by default, by
 paper) and ``theta`` minimise
 ``mean SAD(Y, s A* E) + alpha MSE(Y, s A* E) + beta log vol(E)``. With ``solver="deq"``
 the fixed point is found by Anderson acceleration and differentiated implicitly (memory of
-one step of ``f``); with ``solver="unrolled"`` the twin applies ``f`` a fixed number of times from the same start and
-backpropagates through every step (memory growing with the number of steps).
+one step of ``f``); with ``solver="unrolled"`` the twin applies ``f`` a fixed number of
+times from the same start and backpropagates through every step (memory growing with the
+number of steps).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from torch import nn
 
 from ..base import Unmixer, check_n_endmembers
 from ..errors import ConvergenceWarning, InputError
-from ..linear import fcls, nnls
+from ..linear import fcls, snnls
 from ..linear.estimators import resolve_endmembers
 from ..scene import Scene
 from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
@@ -105,16 +107,17 @@ class _Operators:
     ----------
     gram : (P, P) ``E E^T``
     image_on_endmembers : (B, P, H, W) ``Y E^T``, so that the gradient is ``A gram - Y E^T``
-    endmember_features : (P, hidden) ``E W^T`` (W the residual projection)
-    image_features : (B, hidden, H, W) ``Y W^T``
     step : scalar tensor, eta = step_scale / lambda_max(E E^T)
+    endmember_features : (P, hidden) ``E W^T`` (W the residual projection); None without
+        the correction
+    image_features : (B, hidden, H, W) ``Y W^T``; None without the correction
     """
 
     gram: torch.Tensor
     image_on_endmembers: torch.Tensor
-    endmember_features: torch.Tensor
-    image_features: torch.Tensor
     step: torch.Tensor
+    endmember_features: torch.Tensor | None = None
+    image_features: torch.Tensor | None = None
 
 
 class DEQUnmixNet(nn.Module):
@@ -136,11 +139,15 @@ class DEQUnmixNet(nn.Module):
         non-expansive, so ``f`` without correction is a contraction: the step adapts to the
         data scale and to E as it is learned, where a fixed eta (0.01 in the paper) is a
         contraction on one data scale only. The fixed points do not depend on the step.
+    use_correction : bool
+        Apply ``D_theta``; False: ``D_theta = 0``, ``f`` is plain projected gradient. The
+        CNN is built either way, so that checkpoints have one layout and the random
+        initialisation draws the same numbers, but without the correction nothing reads it.
     """
 
     def __init__(self, endmembers: torch.Tensor, hidden: int = 16,
                  projection: str = "euclidean", data_term: str = "scaled",
-                 step_scale: float = 1.0):
+                 step_scale: float = 1.0, use_correction: bool = True):
         super().__init__()
         n_endmembers, n_bands = endmembers.shape
         self.endmembers = nn.Parameter(endmembers.clone())
@@ -148,6 +155,7 @@ class DEQUnmixNet(nn.Module):
         self.projection = projection
         self.data_term = data_term
         self.step_scale = step_scale
+        self.use_correction = use_correction
         self.constrain_endmembers()
 
     @torch.no_grad()
@@ -167,15 +175,17 @@ class DEQUnmixNet(nn.Module):
         """Precompute what :meth:`step` needs for ``image`` (B, L, H, W)."""
         E = self.endmembers
         gram = E @ E.T
-        weights = self.correction.residual_projection.weight  # (hidden, L)
-        return _Operators(
+        ops = _Operators(
             gram=gram,
             image_on_endmembers=torch.einsum("blhw,pl->bphw", image, E),
-            endmember_features=E @ weights.T,
-            image_features=torch.einsum("blhw,kl->bkhw", image, weights),
             # Differentiable in E: eta is part of f, so the implicit gradient accounts for it.
             step=self.step_scale / torch.linalg.eigvalsh(gram)[-1],
         )
+        if self.use_correction:
+            weights = self.correction.residual_projection.weight  # (hidden, L)
+            ops.endmember_features = E @ weights.T
+            ops.image_features = torch.einsum("blhw,kl->bkhw", image, weights)
+        return ops
 
     def pixel_scale(self, abundances: torch.Tensor, ops: _Operators) -> torch.Tensor:
         """(B, 1, H, W) least-squares brightness ``s = <y, E^T a> / ||E^T a||^2`` of each
@@ -193,11 +203,14 @@ class DEQUnmixNet(nn.Module):
         # The data term is ||y / s - E^T a||^2 / 2: gradient A E E^T - (Y E^T) / s, and the
         # residual features W (A E - Y / s)^T = A (E W^T) - (Y W^T) / s.
         inverse_scale = 1.0 / self.pixel_scale(abundances, ops)
-        gradient = (torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
-                    - ops.image_on_endmembers * inverse_scale)
-        residual_features = (torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
-                             - ops.image_features * inverse_scale)
-        update = ops.step * (gradient + self.correction(abundances, residual_features))
+        direction = (torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
+                     - ops.image_on_endmembers * inverse_scale)
+        if self.use_correction:
+            residual_features = (
+                torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
+                - ops.image_features * inverse_scale)
+            direction = direction + self.correction(abundances, residual_features)
+        update = ops.step * direction
         if self.projection == "mirror":
             return mirror_step(abundances, update, dim=1)
         return project_simplex(abundances - update, dim=1)
@@ -292,6 +305,12 @@ class DEQUnmix(Unmixer):
         Gradient step ``eta = step_scale / lambda_max(E E^T)`` (see :class:`DEQUnmixNet`).
     hidden : int
         Width of the correction CNN.
+    correction : bool
+        Learn the spectral-spatial correction ``D_theta`` (default). False is the ablation
+        without it: ``D_theta = 0``, the iteration is plain projected gradient, whose
+        equilibrium on the learned endmembers is normalised NNLS (``"scaled"``) or FCLS
+        (``"linear"``); the CNN is neither applied nor optimised, and everything else
+        (endmember learning, loss, volume term, solver, start, schedule) is unchanged.
     tol, max_iter, history : float, int, int
         Anderson solves: relative residual tolerance, iteration budget (twice it for the
         adjoint solve), memory. The gradient step contracts slowly (by about
@@ -319,6 +338,9 @@ class DEQUnmix(Unmixer):
 
     Attributes
     ----------
+    convention : {"shares", "absolute"}
+        What the abundances are fractions of (:mod:`hyperunmix.conventions`): ``"shares"``
+        of unit-peak spectra for ``data_term="scaled"``, ``"absolute"`` for ``"linear"``.
     endmembers_ : (P, L) float64
         Learned endmembers, in the scene's units.
     initial_endmembers_ : (P, L) float64
@@ -355,7 +377,8 @@ class DEQUnmix(Unmixer):
                  lr_endmembers: float = 0.007, weight_decay: float = 0.01, lr_step: int = 15,
                  lr_gamma: float = 0.8, alpha: float = 0.2, volume_weight: float = 0.003,
                  step_scale: float = 1.0,
-                 hidden: int = 16, tol: float = 1e-6, max_iter: int = 100, history: int = 5,
+                 hidden: int = 16, correction: bool = True, tol: float = 1e-6,
+                 max_iter: int = 100, history: int = 5,
                  unrolled_steps: int = 10, endmembers: Any = "nfindr",
                  endmember_averaging: float = 0.01, seed: int = 0,
                  device: str | None = None):
@@ -373,6 +396,7 @@ class DEQUnmix(Unmixer):
         self.volume_weight = volume_weight
         self.step_scale = step_scale
         self.hidden = hidden
+        self.correction = correction
         self.tol = tol
         self.max_iter = max_iter
         self.history = history
@@ -382,9 +406,16 @@ class DEQUnmix(Unmixer):
         self.seed = seed
         self.device = device
 
+    @property
+    def convention(self) -> str:
+        """``"shares"`` with the scaled data term (unit-peak endmembers and a free per-pixel
+        brightness), ``"absolute"`` with the linear one."""
+        return "shares" if self.data_term == "scaled" else "absolute"
+
     # -- training ----------------------------------------------------------------------------
     def fit(self, scene: Scene) -> "DEQUnmix":
-        """Learn the endmembers and the correction CNN on ``scene``; returns self."""
+        """Learn the endmembers and (unless ``correction=False``) the correction CNN on
+        ``scene``; returns self."""
         if not isinstance(scene, Scene):
             raise InputError(f"fit expects a Scene, got {type(scene).__name__}; wrap an "
                              "array with hyperunmix.Scene(cube)")
@@ -409,12 +440,11 @@ class DEQUnmix(Unmixer):
 
     def _train(self, image: torch.Tensor, valid: torch.Tensor) -> dict[str, list[float]]:
         net = self.network_
-        endmembers = net.endmembers
-        optimiser = torch.optim.AdamW([
-            {"params": list(net.correction.parameters()), "lr": self.lr,
-             "weight_decay": self.weight_decay},
-            {"params": [endmembers], "lr": self.lr_endmembers, "weight_decay": 0.0},
-        ])
+        groups = [{"params": [net.endmembers], "lr": self.lr_endmembers, "weight_decay": 0.0}]
+        if self.correction:
+            groups.append({"params": list(net.correction.parameters()), "lr": self.lr,
+                           "weight_decay": self.weight_decay})
+        optimiser = torch.optim.AdamW(groups)
         schedule = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, self.lr_gamma)
         history: dict[str, list[float]] = {"loss": []}
         forward, backward = self._solver_options()
@@ -452,6 +482,8 @@ class DEQUnmix(Unmixer):
             raise InputError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
         if self.data_term not in DATA_TERMS:
             raise InputError(f"data_term must be one of {DATA_TERMS}, got {self.data_term!r}")
+        if not isinstance(self.correction, bool):
+            raise InputError(f"correction must be True or False, got {self.correction!r}")
         for name in ("epochs", "hidden", "max_iter", "unrolled_steps", "lr_step"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -506,17 +538,15 @@ class DEQUnmix(Unmixer):
 
     def _network(self, endmembers: torch.Tensor) -> DEQUnmixNet:
         return DEQUnmixNet(endmembers, self.hidden, self.projection, self.data_term,
-                           self.step_scale)
+                           self.step_scale, use_correction=self.correction)
 
     def _start(self, image: torch.Tensor) -> torch.Tensor:
         """(1, P, H, W) equilibrium of the uncorrected iteration on the current endmembers:
         FCLS (linear data term) or NNLS normalised to sum to one (scaled data term)."""
         endmembers = self.network_.endmembers.detach().double().cpu().numpy()
         pixels = image[0].movedim(0, -1).double().cpu().numpy()
-        if self.data_term == "linear":
-            start = fcls(pixels, endmembers)
-        else:
-            start = _normalised(nnls(pixels, endmembers))
+        solve = fcls if self.data_term == "linear" else snnls
+        start = solve(pixels, endmembers)
         return torch.as_tensor(np.moveaxis(start, -1, 0)[None], dtype=image.dtype,
                                device=image.device)
 
@@ -589,13 +619,6 @@ def average_closest_pixels(pixels: np.ndarray, endmembers: np.ndarray,
     cosines = unit_pixels @ (endmembers / np.linalg.norm(endmembers, axis=1, keepdims=True)).T
     closest = np.argpartition(-cosines, count - 1, axis=0)[:count]  # (count, P)
     return pixels[closest].mean(axis=0)
-
-
-def _normalised(nonnegative: np.ndarray) -> np.ndarray:
-    """Rows of an (..., P) non-negative array scaled to sum to one (uniform when all zero)."""
-    total = nonnegative.sum(axis=-1, keepdims=True)
-    uniform = np.full_like(nonnegative, 1.0 / nonnegative.shape[-1])
-    return np.where(total > 0, nonnegative / np.where(total > 0, total, 1.0), uniform)
 
 
 def _record_solves(history: dict[str, list[float]], info: EquilibriumInfo) -> None:

@@ -11,6 +11,10 @@ layer with the pure stream).
 Loss = soft-label cross entropy (pure stream) + ``reconstruction_weight`` x mean squared
 reconstruction error (mixed stream) + ``weight_decay`` x (sum of squared weights) / 2.
 Adam, learning rate ``learning_rate`` x ``lr_decay`` ** epoch, Xavier-uniform init.
+
+``abundance_output="labels"`` is the ablation without the network: the label rule of the
+pseudo-pure set applied to every pixel, what the network would output if it learned nothing
+beyond its labels.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..base import Unmixer
+from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
 from ..linear import nnls
 from ..scene import Scene
@@ -30,11 +34,15 @@ from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoi
                       seeded_generator)
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
 from .egunet_nets import BN_MOMENTUM, PixelwiseEGU, SpatialSpectralEGU, weight_penalty
-from .pure_pixels import LABEL_SCALES, PurePixelSet, ReferenceSource, build_pure_set
+from .pure_pixels import (LABEL_SCALES, ReferenceSource, build_pure_set, label_reference,
+                          resolve_reference, soft_labels)
 
 VARIANTS = ("pw", "ss")
 BN_STATS = ("image", "running")
 ENDMEMBER_OUTPUTS = ("reference", "ls")
+ABUNDANCE_OUTPUTS = ("network", "labels")
+#: Per-epoch means recorded in ``history_``.
+HISTORY_KEYS = ("loss", "cross_entropy", "reconstruction")
 #: Pixels per forward pass at inference and batch-norm recalibration.
 CHUNK = 65536
 
@@ -89,6 +97,14 @@ class EGUNet(Unmixer):
         Weight of the mean squared reconstruction error (1.0 in the paper).
     dropout : float
         Drop probability after the first layer (0.1: keep 0.9 in the paper).
+    abundance_output : {"network", "labels"}
+        ``"network"`` (default): the trained network's output. ``"labels"``: the ablation
+        without a network, EGU-Net's label rule applied to every pixel: NNLS abundances on
+        the reference at ``label_scale`` (unit-peak spectra for ``"peak"``) normalised to
+        sum to one (:func:`~hyperunmix.deep.pure_pixels.soft_labels`), i.e.
+        :func:`hyperunmix.linear.snnls` with the reference for ``label_scale="peak"``. The
+        reference is resolved as for the network (same source, P and seed); no pseudo-pure
+        set or network is built, so the training parameters are unused.
     bn_stats : {"image", "running"}
         Batch-norm statistics used at inference. ``"image"`` (default) recomputes them on
         the image after training, so the mixed pixels are normalised as the mixed stream was
@@ -109,18 +125,23 @@ class EGUNet(Unmixer):
 
     Attributes
     ----------
+    convention : {"shares", "absolute"}
+        What the abundances are fractions of (:mod:`hyperunmix.conventions`): ``"shares"``
+        of unit-peak spectra for ``label_scale="peak"``, else ``"absolute"``.
     n_bands_ : int
     endmembers_ : (P, L) float64
     reference_ : (P, L) float64
         The reference endmembers of the labels.
     pure_set_size_ : int
-        Number of pseudo-pure spectra trained on.
+        Number of pseudo-pure spectra trained on (0 for ``abundance_output="labels"``).
     history_ : dict of str -> list of float
-        Per epoch: ``"loss"``, ``"cross_entropy"``, ``"reconstruction"`` (means over steps).
+        Per epoch: ``"loss"``, ``"cross_entropy"``, ``"reconstruction"`` (means over steps;
+        empty lists for ``"labels"``).
     network_ : torch.nn.Module
+        Not for ``abundance_output="labels"``.
     input_scale_ : float
         The inputs are multiplied by it (1 / max of the training image) so that the sigmoid
-        decoder can reach them.
+        decoder can reach them. Not for ``"labels"``.
     """
 
     name = "egunet"
@@ -131,7 +152,8 @@ class EGUNet(Unmixer):
                  learning_rate: float = 0.1, lr_decay: float = 0.99, batch_size: int = 8000,
                  patch_size: int | None = 32, weight_decay: float = 0.005,
                  reconstruction_weight: float = 1.0, dropout: float = 0.1,
-                 bn_stats: str = "image", endmember_output: str = "reference", seed: int = 0,
+                 abundance_output: str = "network", bn_stats: str = "image",
+                 endmember_output: str = "reference", seed: int = 0,
                  device: str | None = None):
         self.n_endmembers = n_endmembers
         self.variant = variant
@@ -146,30 +168,52 @@ class EGUNet(Unmixer):
         self.weight_decay = weight_decay
         self.reconstruction_weight = reconstruction_weight
         self.dropout = dropout
+        self.abundance_output = abundance_output
         self.bn_stats = bn_stats
         self.endmember_output = endmember_output
         self.seed = seed
         self.device = device
 
+    @property
+    def convention(self) -> str:
+        """``"shares"`` for unit-peak labels (``label_scale="peak"``), else ``"absolute"``."""
+        return "shares" if self.label_scale == "peak" else "absolute"
+
     # -- fit -------------------------------------------------------------------------------
     def fit(self, scene: Scene) -> "EGUNet":
-        """Build the pseudo-pure set of ``scene``, train the network on it and the image."""
+        """Build the pseudo-pure set of ``scene``, train the network on it and the image
+        (``abundance_output="labels"``: only resolve the reference endmembers)."""
         if not isinstance(scene, Scene):
             raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
         self._check_params()
+        pixels = scene.pixels(np.float64)
+        if self.abundance_output == "network":
+            self._fit_network(scene, pixels)
+        else:
+            # The reference the network path labels against (build_pure_set resolves it
+            # the same way, with the same seed): the ablation differs in the network only.
+            self.reference_ = resolve_reference(self.endmembers, scene, self.n_endmembers,
+                                                seed=self.seed)
+            check_n_endmembers(len(self.reference_), scene.n_bands, scene.n_pixels)
+            self.pure_set_size_ = 0
+            self.history_ = {key: [] for key in HISTORY_KEYS}
+        self.n_bands_ = scene.n_bands  # fitted from here on: "ls" endmembers unmix the scene
+        self.endmembers_ = self._estimate_endmembers(scene, pixels)
+        return self
+
+    def _fit_network(self, scene: Scene, pixels: np.ndarray) -> None:
+        """Build the pseudo-pure set, then the network, and train it on the set and the
+        image's valid ``pixels`` (N, L)."""
         device = resolve_device(self.device)
         generator = seeded_generator(self.seed)
 
         pure = build_pure_set(scene, self.n_endmembers, reference=self.endmembers,
                               block_size=self.block_size, label_scale=self.label_scale,
                               seed=self.seed)
-        p = pure.reference.shape[0]
-        pixels = scene.pixels(np.float64)
         self.input_scale_ = 1.0 / float(np.max(np.abs(pixels)))
-        self.n_bands_ = scene.n_bands
         self.reference_ = pure.reference
         self.pure_set_size_ = len(pure)
-        self.network_ = self._build_network(scene.n_bands, p).to(device)
+        self.network_ = self._build_network(scene.n_bands, pure.reference.shape[0]).to(device)
 
         spectra = self._tensor(pure.spectra * self.input_scale_)
         labels = torch.as_tensor(pure.labels, dtype=torch.float32, device=device)
@@ -181,12 +225,11 @@ class EGUNet(Unmixer):
         self.history_ = self._train(spectra, labels, mixed, generator)
         if self.bn_stats == "image":
             self._calibrate_batch_norm(pixels)
-        self.endmembers_ = self._estimate_endmembers(scene, pixels, pure)
-        return self
 
     def _check_params(self) -> None:
         for name, allowed in (("variant", VARIANTS), ("bn_stats", BN_STATS),
                               ("label_scale", LABEL_SCALES),
+                              ("abundance_output", ABUNDANCE_OUTPUTS),
                               ("endmember_output", ENDMEMBER_OUTPUTS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -213,7 +256,7 @@ class EGUNet(Unmixer):
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
         pure = PixelBatches(spectra, self.batch_size, labels)
-        history: dict[str, list[float]] = {"loss": [], "cross_entropy": [], "reconstruction": []}
+        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         network.train()
         for epoch in range(self.epochs):
             totals = np.zeros(3)
@@ -255,16 +298,17 @@ class EGUNet(Unmixer):
             norm.momentum = BN_MOMENTUM
         self.network_.eval()
 
-    def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray,
-                             pure: PurePixelSet) -> np.ndarray:
+    def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray) -> np.ndarray:
         if self.endmember_output == "reference":
-            return pure.reference.copy()
+            return self.reference_.copy()
         abundances = self.transform(scene.cube, scene.mask)["abundances"][scene.mask]
         # min ||Y - A E|| s.t. E >= 0 is one NNLS per band: bands as "pixels", maps as "spectra".
         return np.asarray(nnls(pixels.T, abundances.T.astype(np.float64)), dtype=np.float64).T
 
     # -- inference -------------------------------------------------------------------------
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        if self.abundance_output == "labels":
+            return soft_labels(pixels, label_reference(self.reference_, self.label_scale))[0]
         network = self.network_
         network.eval()
         out = []
@@ -292,9 +336,8 @@ class EGUNet(Unmixer):
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trained weights and what inference needs (no pickled objects)."""
         self._check_fitted()
-        state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
-        state["endmembers"] = torch.as_tensor(self.endmembers_)
-        state["reference"] = torch.as_tensor(self.reference_)
+        state = {"endmembers": torch.as_tensor(self.endmembers_),
+                 "reference": torch.as_tensor(self.reference_)}
         params = self.get_params()
         # A reference given as data (array, library) is in the weights and in reference_;
         # only a name or a path is worth keeping as a parameter.
@@ -303,8 +346,10 @@ class EGUNet(Unmixer):
         else:
             params["endmembers"] = os.fspath(self.endmembers)
         config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
-                  "input_scale": self.input_scale_, "pure_set_size": self.pure_set_size_,
-                  "history": self.history_}
+                  "pure_set_size": self.pure_set_size_, "history": self.history_}
+        if self.abundance_output == "network":
+            state.update({f"network.{k}": v for k, v in self.network_.state_dict().items()})
+            config["input_scale"] = self.input_scale_
         return save_checkpoint(path, state, config)
 
     @classmethod
@@ -314,12 +359,16 @@ class EGUNet(Unmixer):
         with rebuilding(path, cls.name):
             model = cls(**config["params"])
             model.n_bands_ = int(config["n_bands"])
-            model.input_scale_ = float(config["input_scale"])
             model.pure_set_size_ = int(config["pure_set_size"])
             model.history_ = config["history"]
             model.endmembers_ = state.pop("endmembers").double().numpy()
             model.reference_ = state.pop("reference").double().numpy()
-            network = model._build_network(model.n_bands_, model.endmembers_.shape[0])
-            network.load_state_dict({k.removeprefix("network."): v for k, v in state.items()})
-        model.network_ = network.to(resolve_device(model.device)).eval()
+            if model.abundance_output == "network":
+                model.input_scale_ = float(config["input_scale"])
+                model.network_ = model._build_network(model.n_bands_,
+                                                      model.endmembers_.shape[0]).eval()
+                model.network_.load_state_dict(
+                    {k.removeprefix("network."): v for k, v in state.items()})
+        if model.abundance_output == "network":  # a device error is not a file error
+            model.network_.to(resolve_device(model.device))
         return model

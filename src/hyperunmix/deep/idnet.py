@@ -19,13 +19,17 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
   NNLS / FCLS for most pixels), its steps are normalised by tr(M M^T); it can also run on
   the simplex (``constraint="simplex"``); the nonlinear stream h is centred;
 * the linear stream and the pixel decoder mix peak-normalised endmembers
-  (``endmember_scale="peak"``), so abundances are shares of unit-peak spectra, the convention of the Samson and Jasper Ridge
-  reference maps; bundles are extracted around N-FINDR endmembers (the paper uses library
-  bundles);
+  (``endmember_scale="peak"``), so abundances are shares of unit-peak spectra, the
+  convention of the Samson and Jasper Ridge reference maps; bundles are extracted around
+  N-FINDR endmembers (the paper uses library bundles);
 * early stopping waits for ``patience`` calm epochs;
 * the data are scaled so that their 99.9th percentile is 0.9 (the endmember decoders end in
   a sigmoid); every output is returned in the scene's units;
 * outputs use the posterior mean of the endmember codes (deterministic), not a random draw.
+
+Two ablations remove a learned part for comparison with the full model: ``nonlinear=False``
+(no nonlinear streams h and g) and ``variability=False`` (one endmember matrix f(0) for
+every pixel); see :class:`IDNet`.
 """
 
 from __future__ import annotations
@@ -132,9 +136,22 @@ class IDNet(Unmixer):
         peak-normalised spectra whatever scale the decoders or the bundles give them (the
         convention of the Samson and Jasper Ridge reference maps, of DEQ-Unmix's scaled data
         term and of EGU-Net's ``label_scale="peak"``); the pixel decoder mixes the same
-        rescaled spectra, so the generative and the inference model agree; the default. ``"decoded"``: the decoded spectra as they
-        are (the paper), right for scenes whose truth is absolute fractions of the spectra
-        at their own scale (as the package's synthetic scenes).
+        rescaled spectra, so the generative and the inference model agree; the default.
+        ``"decoded"``: the decoded spectra as they are (the paper), right for scenes whose
+        truth is absolute fractions of the spectra at their own scale (as the package's
+        synthetic scenes).
+    nonlinear : bool
+        Model nonlinearity (default). False is the ablation without both nonlinear
+        streams: the abundance encoder's h (``alpha_nlin = 0``) and the pixel decoder's g
+        are not built, so their penalties (``encoder_penalty``, ``decoder_penalty``) have
+        nothing to act on and the ``nonlinearity`` output is 0 everywhere.
+    variability : bool
+        Model endmember variability (default). False is the ablation with one endmember
+        matrix for every pixel: the codes stay at their prior mean Z = 0 (q(Z | y) is not
+        built, the ELBO has no KL term for Z and mixes M = f(0) without the sampling noise
+        s_k); the triplets still train the decoders through log p(M_s | Z = 0). The
+        ``pixel_endmembers`` output is then ``endmembers_`` at every pixel and the
+        ``uncertainty`` that of the Dirichlet alone.
     triplet_density : {"label", "posterior_sample"}
         Where the triplet term evaluates log q(a | M_s, y_s): at the label (default) or at
         a draw of q, as the released code does.
@@ -170,6 +187,9 @@ class IDNet(Unmixer):
 
     Attributes
     ----------
+    convention : {"shares", "absolute"}
+        What the abundances are fractions of (:mod:`hyperunmix.conventions`): ``"shares"``
+        of unit-peak spectra for ``endmember_scale="peak"``, else ``"absolute"``.
     n_bands_ : int
     n_endmembers_ : int
     endmembers_ : (P, L) float64
@@ -190,15 +210,18 @@ class IDNet(Unmixer):
     abundances : (N, P)
         Mean of the Dirichlet posterior q(a | M, y) at M = f(E[Z | y]): deterministic.
     pixel_endmembers : (N, P, L)
-        f_k(E[z_k | y]), in the scene's units.
+        f_k(E[z_k | y]), in the scene's units (``endmembers_`` everywhere with
+        ``variability=False``).
     nonlinearity : (N,)
         The paper's degree of nonlinearity ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||)
         (Euclidean norms over the P entries), in [0, 1]: the share of the nonlinear stream
-        h in the Dirichlet parameters; 0 when both vanish.
+        h in the Dirichlet parameters; 0 when both vanish (everywhere with
+        ``nonlinear=False``).
     uncertainty : (N, P)
         Posterior standard deviation of each abundance, marginalising Z and M over
         q(Z | y) q(M | Z): sqrt(E[Var(a | M)] + Var(E[a | M])) by Monte Carlo, with the
-        same draws for every pixel (deterministic, independent of chunking).
+        same draws for every pixel (deterministic, independent of chunking); with
+        ``variability=False`` the Dirichlet's standard deviation at M = f(0), in closed form.
     """
 
     name = "idnet"
@@ -208,8 +231,9 @@ class IDNet(Unmixer):
                  selfsup_weight: float | None = None, sparsity_weight: float | None = None,
                  encoder_penalty: float | None = None, decoder_penalty: float | None = None,
                  beta: float = 10.0, constraint: str = "orthant",
-                 endmember_scale: str = "peak",
-                 triplet_density: str = "label", latent_dim: int = 2, n_ista: int = 10,
+                 endmember_scale: str = "peak", nonlinear: bool = True,
+                 variability: bool = True, triplet_density: str = "label",
+                 latent_dim: int = 2, n_ista: int = 10,
                  n_importance: int = 5, snr_db: float = 40.0, max_epochs: int = 30,
                  batch_size: int = 128, learning_rate: float | None = None,
                  lr_decay: float = 0.9, decay_epochs: int = 10, tol: float = 1e-2,
@@ -227,6 +251,8 @@ class IDNet(Unmixer):
         self.beta = beta
         self.constraint = constraint
         self.endmember_scale = endmember_scale
+        self.nonlinear = nonlinear
+        self.variability = variability
         self.triplet_density = triplet_density
         self.latent_dim = latent_dim
         self.n_ista = n_ista
@@ -243,6 +269,12 @@ class IDNet(Unmixer):
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
+
+    @property
+    def convention(self) -> str:
+        """``"shares"`` when the linear stream solves with peak-normalised endmembers
+        (``endmember_scale="peak"``), else ``"absolute"``."""
+        return "shares" if self.endmember_scale == "peak" else "absolute"
 
     # -- configuration -------------------------------------------------------------------
     def _loss_weights(self) -> dict[str, float]:
@@ -278,6 +310,9 @@ class IDNet(Unmixer):
             raise InputError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
+        for key in ("nonlinear", "variability"):
+            if not isinstance(getattr(self, key), bool):
+                raise InputError(f"{key} must be True or False, got {getattr(self, key)!r}")
 
     def _bundles(self, scene: Scene) -> Bundles:
         library = self.library
@@ -297,6 +332,12 @@ class IDNet(Unmixer):
         check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
         return bundles
 
+    def _model(self, n_endmembers: int, n_bands: int) -> IDNetModel:
+        """The untrained networks for P endmembers and L bands, as the parameters ask."""
+        return IDNetModel(n_endmembers, n_bands, self.latent_dim, self.n_ista,
+                          self.constraint, self.endmember_scale, self.nonlinear,
+                          self.variability)
+
     # -- training ------------------------------------------------------------------------
     def fit(self, scene: Scene) -> "IDNet":
         """Train the networks on ``scene``'s valid pixels and the bundle triplets."""
@@ -314,8 +355,7 @@ class IDNet(Unmixer):
         self.data_scale_ = DATA_TOP / top
 
         generator = seeded_generator(self.seed)
-        model = IDNetModel(bundles.n_materials, scene.n_bands, self.latent_dim,
-                           self.n_ista, self.constraint, self.endmember_scale).to(device)
+        model = self._model(bundles.n_materials, scene.n_bands).to(device)
         scaled = dataclasses.replace(bundles, spectra=bundles.spectra * self.data_scale_)
         sampler = TripletSampler(scaled, self.snr_db, generator, device)
         y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32, device=device)
@@ -403,7 +443,9 @@ class IDNet(Unmixer):
             for y in y_all.split(INFERENCE_CHUNK):
                 summary = posterior_summary(self.model_, y.to(device), z_noise, m_noise)
                 if self.return_pixel_endmembers:
-                    summary["pixel_endmembers"] /= self.data_scale_
+                    # not in place: without variability the map is one broadcast matrix
+                    summary["pixel_endmembers"] = (summary["pixel_endmembers"]
+                                                   / self.data_scale_)
                 else:
                     del summary["pixel_endmembers"]
                 for key, value in summary.items():
@@ -432,9 +474,7 @@ class IDNet(Unmixer):
         state, config = load_checkpoint(path, cls.name)
         with rebuilding(path, cls.name):
             estimator = cls(**{**config["params"], "device": device})
-            model = IDNetModel(config["n_endmembers"], config["n_bands"], estimator.latent_dim,
-                               estimator.n_ista, estimator.constraint,
-                               estimator.endmember_scale)
+            model = estimator._model(config["n_endmembers"], config["n_bands"])
             model.load_state_dict(state)
             estimator.n_bands_ = config["n_bands"]
             estimator.n_endmembers_ = config["n_endmembers"]

@@ -24,6 +24,13 @@ maximise, per pixel, is::
 * The per-pixel data terms are averaged over the batch and the weight penalties divided by
   16, the paper's batch size: the paper sums data terms over batches of 16, so this keeps
   the balance between data and penalties for any batch size.
+
+The ablations of :class:`~hyperunmix.deep.idnet_model.IDNetModel` change the objective as
+follows. Without the nonlinear streams their penalties vanish. Without variability Z is no
+latent variable: it stays at its prior mean 0, so the ELBO mixes ``M = f(0)`` (no code
+sample, no KL(q(Z | y) || p(Z)), no sampling noise s_k), and on the triplets
+``SS = log p(y_s | M_s, a_s) + log p(a_s) - log q(a_s | M_s, y_s)`` while the regulariser
+keeps ``log p(M_s | Z = 0)``, through which the decoders f_k(0) learn the bundles.
 """
 
 from __future__ import annotations
@@ -95,8 +102,11 @@ def half_norm(alpha: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(alpha).sum(-1) ** 2
 
 
-def frobenius_sum(module: torch.nn.Module) -> torch.Tensor:
-    """Sum of the Frobenius norms of every parameter tensor of ``module``."""
+def frobenius_sum(module: torch.nn.Module | None) -> torch.Tensor | float:
+    """Sum of the Frobenius norms of every parameter tensor of ``module``; 0 for a stream
+    that is not built (None)."""
+    if module is None:
+        return 0.0
     return sum(torch.linalg.norm(p) for p in module.parameters())
 
 
@@ -116,16 +126,21 @@ def sample_abundances(alpha: torch.Tensor) -> torch.Tensor:
 
 def image_elbo(model: IDNetModel, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One-sample ELBO of image pixels y (B, L): returns (elbo (B,), alpha (B, P))."""
-    mean, var = model.latent_encoders(y)
-    z = mean + torch.sqrt(var) * torch.randn_like(mean)
-    _, endmembers = model.sample_endmembers(z)
+    if model.variability:
+        mean, var = model.latent_encoders(y)
+        z = mean + torch.sqrt(var) * torch.randn_like(mean)
+        _, endmembers = model.sample_endmembers(z)
+        code_kl = latent_kl(mean, var)
+    else:  # Z = 0 for every pixel: M = f(0), no code posterior to match to the prior
+        endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
+        code_kl = 0.0
     alpha, _, _ = model.abundance_encoder(y, endmembers)
     posterior = td.Dirichlet(alpha)
     abundances = sample_abundances(alpha)
     prior = td.Dirichlet(torch.ones_like(alpha))
     log_likelihood = gaussian_log_density(y, model.pixel_decoder(endmembers, abundances),
                                           model.pixel_var)
-    elbo = log_likelihood - td.kl_divergence(posterior, prior) - latent_kl(mean, var)
+    elbo = log_likelihood - td.kl_divergence(posterior, prior) - code_kl
     return elbo, alpha
 
 
@@ -137,17 +152,23 @@ def selfsup_terms(model: IDNetModel, y: torch.Tensor, endmembers: torch.Tensor,
 
     ``density_at_sample``: evaluate log q(a | M, y) at a draw of q instead of at the label.
     Returns ``(SS (B,), regulariser (B,), alpha (B, P))``, the regulariser being
-    ``(1 + beta) [log q(a | M, y) + mean_j log p(M | Z_j)]``.
+    ``(1 + beta) [log q(a | M, y) + mean_j log p(M | Z_j)]``. Without variability the one
+    code Z = 0 replaces the S samples (``n_importance`` is unused) and SS has no Z terms.
     """
-    mean, var = model.latent_encoders(y)                             # (B, P, H)
-    noise = torch.randn((n_importance,) + mean.shape, device=mean.device)
-    z = mean + torch.sqrt(var) * noise                               # (S, B, P, H)
-    decoded = model.endmember_decoders(z)                            # (S, B, P, L)
+    if model.variability:
+        mean, var = model.latent_encoders(y)                         # (B, P, H)
+        noise = torch.randn((n_importance,) + mean.shape, device=mean.device)
+        z = mean + torch.sqrt(var) * noise                           # (S, B, P, H)
+        decoded = model.endmember_decoders(z)                        # (S, B, P, L)
+        log_prior_z = gaussian_log_density(z, torch.zeros_like(z), torch.ones_like(z),
+                                           n_axes=2)                 # (S, B)
+        log_q_z = gaussian_log_density(z, mean, var, n_axes=2)
+    else:
+        decoded = model.reference_endmembers()[None, None]           # (S=1, 1, P, L)
+        log_prior_z = log_q_z = 0.0  # Z is fixed, not inferred: no code terms in the bound
     endmember_var = model.endmember_var.unsqueeze(-1)                # (P, 1)
     log_weights = gaussian_log_density(endmembers, decoded, endmember_var, n_axes=2)
     weights = torch.softmax(log_weights, dim=0)                      # (S, B)
-    log_prior_z = gaussian_log_density(z, torch.zeros_like(z), torch.ones_like(z), n_axes=2)
-    log_q_z = gaussian_log_density(z, mean, var, n_axes=2)
 
     alpha, _, _ = model.abundance_encoder(y, endmembers)
     labels = sample_abundances(alpha) if density_at_sample else smoothed_labels(abundances)

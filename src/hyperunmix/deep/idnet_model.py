@@ -23,6 +23,11 @@ Inference model q(a, M, Z | y) = q(a | M, y) q(M | Z) q(Z | y), with q(M | Z) = 
   non-negative orthant as in the paper, or onto the simplex) started at the least squares
   refined by active-set passes, ``h`` is the nonlinear stream and ``kappa`` a learned
   precision.
+
+Two ablations remove a learned part (:class:`IDNetModel`): ``nonlinear=False`` drops both
+nonlinear streams (h and g are not built: ``alpha_nlin = 0``, ``y ~ N(ReLU(M^T a), s_y^2 I)``)
+and ``variability=False`` drops endmember variability (q(Z | y) is not built: every pixel
+mixes the one endmember matrix ``f(0)``, the codes at their prior mean).
 """
 
 from __future__ import annotations
@@ -152,20 +157,23 @@ class AbundanceEncoder(nn.Module):
 
     ``alpha_nlin`` (B, P): ``0.1 (h(y) - mean_k h_k(y))``, h an MLP
     L -> 2L -> L/2 -> L/4 -> 4P -> P, centred over the endmembers (the paper does not centre
-    it; see the comment in :meth:`forward`).
+    it; see the comment in :meth:`forward`); with ``nonlinear=False`` h is not built
+    (``nonlinear`` is None) and ``alpha_nlin = 0``.
     ``alpha = kappa ReLU(alpha_lin + alpha_nlin) + ALPHA_FLOOR``, kappa = 10 + 100 exp(theta).
     """
 
     def __init__(self, n_endmembers: int, n_bands: int, n_ista: int,
-                 constraint: str = "orthant", endmember_scale: str = "decoded"):
+                 constraint: str = "orthant", endmember_scale: str = "decoded",
+                 nonlinear: bool = True):
         super().__init__()
         self.constraint = constraint
         self.endmember_scale = endmember_scale
         self.log_steps = nn.Parameter(torch.zeros(n_ista))
         self.log_threshold = nn.Parameter(torch.zeros(()))
         self.log_kappa = nn.Parameter(torch.zeros(()))
-        self.nonlinear = _mlp([n_bands, 2 * n_bands, max(round(n_bands / 2), 1),
-                               max(round(n_bands / 4), 1), 4 * n_endmembers, n_endmembers])
+        self.nonlinear = (_mlp([n_bands, 2 * n_bands, max(round(n_bands / 2), 1),
+                                max(round(n_bands / 4), 1), 4 * n_endmembers, n_endmembers])
+                          if nonlinear else None)
 
     @property
     def kappa(self) -> torch.Tensor:
@@ -196,15 +204,20 @@ class AbundanceEncoder(nn.Module):
         ``y`` may have fewer leading axes than ``endmembers`` (one pixel, several sampled M);
         it is broadcast.
         """
-        correction = self.nonlinear(y)
-        # Centred, the nonlinear stream moves the Dirichlet mean but cannot add total mass:
-        # the concentration stays with the linear stream and kappa. (Uncentred, it grew on
-        # Samson to sharpen the triplets' pure posteriors and biased the mixed pixels.)
-        alpha_nlin = NONLINEAR_GAIN * (correction - correction.mean(-1, keepdim=True))
-        y = y.expand(*endmembers.shape[:-2], y.shape[-1])
-        alpha_lin = self.linear_stream(y, endmembers)
+        alpha_lin = self.linear_stream(y.expand(*endmembers.shape[:-2], y.shape[-1]),
+                                       endmembers)
+        if self.nonlinear is None:
+            alpha_nlin = torch.zeros_like(alpha_lin)
+        else:
+            correction = self.nonlinear(y)
+            # Centred, the nonlinear stream moves the Dirichlet mean but cannot add total
+            # mass: the concentration stays with the linear stream and kappa. (Uncentred, it
+            # grew on Samson to sharpen the triplets' pure posteriors and biased the mixed
+            # pixels.)
+            alpha_nlin = (NONLINEAR_GAIN * (correction - correction.mean(-1, keepdim=True))
+                          ).expand_as(alpha_lin)
         alpha = self.kappa * F.relu(alpha_lin + alpha_nlin) + ALPHA_FLOOR
-        return alpha, alpha_lin, alpha_nlin.expand_as(alpha_lin)
+        return alpha, alpha_lin, alpha_nlin
 
 
 def equal_peaks(endmembers: torch.Tensor) -> torch.Tensor:
@@ -254,47 +267,56 @@ def least_squares_start(gram: torch.Tensor, correlation: torch.Tensor, sum_to_on
 class PixelDecoder(nn.Module):
     """Mean of p(y | M, a): ReLU(M^T a + 0.1 g([vec M, a])).
 
-    g, the nonlinear stream, is an MLP P(L+1) -> PL -> L -> L -> L.
+    g, the nonlinear stream, is an MLP P(L+1) -> PL -> L -> L -> L; with ``nonlinear=False``
+    it is not built (``nonlinear`` is None) and the mean is ReLU(M^T a).
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int, endmember_scale: str = "decoded"):
+    def __init__(self, n_endmembers: int, n_bands: int, endmember_scale: str = "decoded",
+                 nonlinear: bool = True):
         super().__init__()
         p, n = n_endmembers, n_bands
-        self.nonlinear = _mlp([p * (n + 1), p * n, n, n, n])
+        self.nonlinear = _mlp([p * (n + 1), p * n, n, n, n]) if nonlinear else None
         self.endmember_scale = endmember_scale
 
-    def streams(self, endmembers: torch.Tensor, abundances: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linear and nonlinear parts (..., L) for endmembers (..., P, L), abundances (..., P).
+    def forward(self, endmembers: torch.Tensor, abundances: torch.Tensor) -> torch.Tensor:
+        """Mean (..., L) for endmembers (..., P, L) and abundances (..., P).
 
         With ``endmember_scale="peak"`` the linear part mixes :func:`equal_peaks` spectra,
         the ones the abundance encoder solves with, so that the generative model and the
         inference model agree on what the abundances are shares of.
         """
         mixing = equal_peaks(endmembers) if self.endmember_scale == "peak" else endmembers
-        linear = (abundances.unsqueeze(-2) @ mixing).squeeze(-2)
-        features = torch.cat([endmembers.flatten(-2), abundances], dim=-1)
-        return linear, NONLINEAR_GAIN * self.nonlinear(features)
-
-    def forward(self, endmembers: torch.Tensor, abundances: torch.Tensor) -> torch.Tensor:
-        linear, nonlinear = self.streams(endmembers, abundances)
-        return F.relu(linear + nonlinear)
+        mean = (abundances.unsqueeze(-2) @ mixing).squeeze(-2)
+        if self.nonlinear is not None:
+            features = torch.cat([endmembers.flatten(-2), abundances], dim=-1)
+            mean = mean + NONLINEAR_GAIN * self.nonlinear(features)
+        return F.relu(mean)
 
 
 class IDNetModel(nn.Module):
-    """All ID-Net networks and learned variances for P endmembers, L bands, latent size H."""
+    """All ID-Net networks and learned variances for P endmembers, L bands, latent size H.
+
+    ``nonlinear=False`` leaves out the nonlinear streams h and g (``alpha_nlin = 0``, linear
+    pixel decoder); ``variability=False`` leaves out q(Z | y) (``latent_encoders`` is None):
+    the codes stay at their prior mean, so every pixel mixes the one endmember matrix
+    :meth:`reference_endmembers`. The loss (:mod:`~hyperunmix.deep.idnet_loss`) and
+    :func:`posterior_summary` follow these flags.
+    """
 
     def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int = 2, n_ista: int = 10,
-                 constraint: str = "orthant", endmember_scale: str = "decoded"):
+                 constraint: str = "orthant", endmember_scale: str = "decoded",
+                 nonlinear: bool = True, variability: bool = True):
         super().__init__()
         self.n_endmembers = n_endmembers
         self.n_bands = n_bands
         self.latent_dim = latent_dim
+        self.variability = variability
         self.endmember_decoders = EndmemberDecoders(n_endmembers, n_bands, latent_dim)
-        self.latent_encoders = LatentEncoders(n_endmembers, n_bands, latent_dim)
+        self.latent_encoders = (LatentEncoders(n_endmembers, n_bands, latent_dim)
+                                if variability else None)
         self.abundance_encoder = AbundanceEncoder(n_endmembers, n_bands, n_ista, constraint,
-                                                  endmember_scale)
-        self.pixel_decoder = PixelDecoder(n_endmembers, n_bands, endmember_scale)
+                                                  endmember_scale, nonlinear)
+        self.pixel_decoder = PixelDecoder(n_endmembers, n_bands, endmember_scale, nonlinear)
         self.log_endmember_var = nn.Parameter(torch.zeros(n_endmembers))
         self.log_pixel_var = nn.Parameter(torch.zeros(()))
 
@@ -318,7 +340,7 @@ class IDNetModel(nn.Module):
 
     def reference_endmembers(self) -> torch.Tensor:
         """f_k(0) (P, L): the endmembers at the prior mean of the codes."""
-        z = torch.zeros(self.n_endmembers, self.latent_dim,
+        z = torch.zeros(self.n_endmembers, self.latent_dim, dtype=self.log_pixel_var.dtype,
                         device=self.log_pixel_var.device)
         return self.endmember_decoders(z)
 
@@ -328,19 +350,25 @@ def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
     """Deterministic outputs of the inference model for pixels y (B, L).
 
     ``z_noise`` (S, P, H) and ``m_noise`` (S, P, L) are standard normal draws shared by all
-    pixels, so a pixel's result does not depend on the batch it is in.
+    pixels, so a pixel's result does not depend on the batch it is in (unused without
+    variability).
 
     Returns a dict of
     ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]);
-    ``pixel_endmembers`` (B, P, L): f(E[Z | y]);
+    ``pixel_endmembers`` (B, P, L): f(E[Z | y]), f(0) for every pixel without variability;
     ``nonlinearity`` (B,): ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||), 0 when both
-    vanish (the paper's degree of nonlinearity, from the abundance encoder);
+    vanish (the paper's degree of nonlinearity, from the abundance encoder; 0 everywhere
+    without the nonlinear streams);
     ``uncertainty`` (B, P): posterior standard deviation of each abundance under
     q(a | M, y) q(M | Z) q(Z | y), by the law of total variance over the S draws of (Z, M):
-    sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form.
+    sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form;
+    without variability M is fixed and it is the Dirichlet's standard deviation.
     """
-    mean, var = model.latent_encoders(y)                                  # (B, P, H)
-    endmembers = model.endmember_decoders(mean)                           # (B, P, L)
+    if model.variability:
+        mean, var = model.latent_encoders(y)                              # (B, P, H)
+        endmembers = model.endmember_decoders(mean)                       # (B, P, L)
+    else:
+        endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
     alpha, alpha_lin, alpha_nlin = model.abundance_encoder(y, endmembers)
     lin_norm = torch.linalg.norm(alpha_lin, dim=-1)
     nlin_norm = torch.linalg.norm(alpha_nlin, dim=-1)
@@ -348,10 +376,13 @@ def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
     nonlinearity = torch.where(total > 0, nlin_norm / total.clamp_min(1e-30),
                                torch.zeros_like(total))
 
-    z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)                    # (S, B, P, H)
-    endmember_std = torch.sqrt(model.endmember_var).unsqueeze(-1)
-    sampled = model.endmember_decoders(z) + endmember_std * m_noise.unsqueeze(1)
-    alpha_s, _, _ = model.abundance_encoder(y, sampled)                   # (S, B, P)
+    if model.variability:
+        z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)                # (S, B, P, H)
+        endmember_std = torch.sqrt(model.endmember_var).unsqueeze(-1)
+        sampled = model.endmember_decoders(z) + endmember_std * m_noise.unsqueeze(1)
+        alpha_s, _, _ = model.abundance_encoder(y, sampled)               # (S, B, P)
+    else:  # one endmember matrix: a single "draw", so the spread across draws is zero
+        alpha_s = alpha.unsqueeze(0)                                      # (1, B, P)
     concentration = alpha_s.sum(-1, keepdim=True)
     mean_s = alpha_s / concentration
     within = (mean_s * (1 - mean_s) / (concentration + 1)).mean(0)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..base import check_n_endmembers
+from ..conventions import normalise_rows, unit_peak
 from ..errors import InputError
 from ..linear import nnls, vca
 from ..linear.estimators import resolve_endmembers
@@ -78,10 +79,10 @@ def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
         to sum to one discards the spectrum's brightness, so it depends on the relative
         scale of the reference spectra, which for spectra picked from the image is that of
         whichever pixels the extractor chose (sunlit or shaded). ``"peak"`` (default) fixes
-        it: each reference spectrum is scaled to unit peak, so labels are fractions of
-        peak-normalised spectra (the convention of DEQ-Unmix's scaled data term and of the
-        Samson and Jasper Ridge reference maps). ``"reference"``: the spectra as given (the
-        released code).
+        it: each reference spectrum is scaled to unit peak (it needs a positive peak), so
+        labels are fractions of peak-normalised spectra (the convention of DEQ-Unmix's
+        scaled data term and of the Samson and Jasper Ridge reference maps).
+        ``"reference"``: the spectra as given (the released code).
     seed : int
         Seeds VCA (the per-block runs use ``seed`` plus the block number).
     """
@@ -91,7 +92,7 @@ def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
     ref = resolve_reference(reference, scene, n_endmembers, seed=seed)
     p = check_n_endmembers(ref.shape[0], scene.n_bands, scene.n_pixels)
     spectra = block_endmembers(scene.cube, scene.mask, p, block_size, seed=seed)
-    labels, keep = soft_labels(spectra, _unit_peak(ref) if label_scale == "peak" else ref)
+    labels, keep = soft_labels(spectra, label_reference(ref, label_scale))
     if not keep.any():
         raise InputError("no block spectrum has a non-zero NNLS label: check the reference "
                          "endmembers against the image")
@@ -126,20 +127,20 @@ def soft_labels(spectra: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray,
     """NNLS abundances of ``spectra`` (M, L) on ``reference`` (P, L), rows scaled to sum to one.
 
     Returns ``(labels (M, P), keep (M,) bool)``; ``keep`` is False where the NNLS solution is
-    zero (a spectrum with no positive projection on any reference), whose label is undefined.
+    (numerically) zero, a spectrum with no positive projection on any reference, whose
+    label is undefined (rows summing to zero are set to 1/P, as by
+    :func:`hyperunmix.linear.snnls`).
     """
     abundances = np.asarray(nnls(spectra, reference), dtype=np.float64)
-    totals = abundances.sum(axis=1)
-    keep = totals > 1e-12
-    labels = np.zeros_like(abundances)
-    labels[keep] = abundances[keep] / totals[keep, None]
-    return labels, keep
+    keep = abundances.sum(axis=1) > 1e-12
+    return normalise_rows(abundances), keep
 
 
-def _unit_peak(spectra: np.ndarray) -> np.ndarray:
-    """(P, L) spectra divided by their largest value (rows without a positive value kept)."""
-    peaks = spectra.max(axis=1, keepdims=True)
-    return np.divide(spectra, peaks, out=spectra.copy(), where=peaks > 0)
+def label_reference(reference: np.ndarray, label_scale: str) -> np.ndarray:
+    """The (P, L) spectra labels are computed against: ``reference`` (P, L) at unit peak
+    (``"peak"``, :func:`hyperunmix.conventions.unit_peak`) or as given (``"reference"``).
+    See :func:`build_pure_set`."""
+    return unit_peak(reference) if label_scale == "peak" else reference
 
 
 def resolve_reference(reference: ReferenceSource, scene: Scene,
