@@ -67,10 +67,24 @@ def test_bench_runs_catalogue_and_user_scenes(tmp_path, user_files):
 def test_catalogue_has_the_promised_scenes():
     names = [spec.name for spec in resolve("all")]
     assert names == ["samson", "jasper_ridge"] + [
-        f"synthetic_{family}_{snr}db" for family in ("linear", "bilinear", "variability")
-        for snr in (20, 30)]
+        f"synthetic_{family}_{snr}db"
+        for family in ("linear", "bilinear", "variability", "illumination")
+        for snr in (20, 30)] + ["synthetic_spatial_15db", "synthetic_spatial_20db",
+                                "synthetic_spatial3_variability_30db"]
     quick = resolve("all", quick=True)
     assert len(quick) == 3 and all(s.options["n_rows"] < 32 for s in quick)
+
+
+def test_tuning_scenes_are_the_benchmark_recipes_with_other_seeds():
+    from hyperunmix.bench.scenes import SCENE_SEED, tuning_catalogue
+
+    benchmark = {spec.name: spec for spec in resolve("all")}
+    tuning = tuning_catalogue()
+    assert not set(tuning) & set(benchmark)
+    assert all(spec.options["seed"] != SCENE_SEED for spec in tuning.values())
+    recipe = {k: v for k, v in tuning["tune_linear_20db_s7001"].options.items() if k != "seed"}
+    assert recipe == {k: v for k, v in benchmark["synthetic_linear_20db"].options.items()
+                      if k != "seed"}
 
 
 def test_truth_files_are_checked(tmp_path, user_files):
@@ -97,11 +111,12 @@ def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
     from hyperunmix.registry import METHODS
 
     methods = benchmark_methods(METHODS)
-    assert {"egunet_ss", "deq_unrolled"} <= set(methods)
+    assert {"egunet_ss", "deq_unrolled", "deq_no_correction", "egunet_labels",
+            "idnet_no_nonlinear", "idnet_no_variability", "snnls_nfindr"} <= set(methods)
     n_deep = sum(target.startswith("hyperunmix.deep.") for target, _ in methods.values())
     result = runner.invoke(app, ["--dry-run", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    expected = 8 * (10 * (len(methods) - n_deep) + 5 * n_deep)
+    expected = 13 * (10 * (len(methods) - n_deep) + 5 * n_deep)
     assert f"{expected} runs planned" in result.output
     assert "idnet        jasper_ridge" in result.output
     assert "'preset': 'jasper_ridge'" in result.output

@@ -79,7 +79,7 @@ def test_markdown_cells_are_mean_and_sample_std_of_the_records(report):
         row = _row(markdown, f"{dataset}: all metrics", "poor")
         assert row[2] == expected and row[1] == f"{SEEDS}/{SEEDS}"
         memory = f"{np.mean([5, 6, 7]):.1f} ± {np.std([5, 6, 7], ddof=1):.1f}"
-        assert row[-1] == memory
+        assert row[-2] == memory and row[-1] == ""          # classical: no matched baseline
     summary = _row(markdown, "aRMSE by method and scene", "good")
     assert summary[1] == _row(markdown, "tiny_a: all metrics", "good")[2]
     assert _row(markdown, "aRMSE by method and scene", "broken")[1:] == ["failed", ""]
@@ -87,6 +87,38 @@ def test_markdown_cells_are_mean_and_sample_std_of_the_records(report):
         "broken", "tiny_a", "0", "ImportError: no module x"]
     assert "Reproduce with: hyperunmix bench --quick" in markdown
     assert json.loads((out / "results.json").read_text())["runs"][-1]["status"] == "failed"
+
+
+def _run(method, seed, armse, msad=0.1, convention="shares", **parameters):
+    return {"method": method, "dataset": "scene", "seed": seed, "status": "ok",
+            "parameters": {"seed": seed, **parameters}, "time_s": 1.0, "peak_memory_mb": 1.0,
+            "metrics": {"armse": armse, "msad": msad, "convention": convention}}
+
+
+def test_gains_over_the_matched_baseline_and_the_ablation_table():
+    from hyperunmix.bench.tables import gain_table, group
+
+    baseline = [0.10, 0.20, 0.40]           # snnls_nfindr: the shares baseline of N-FINDR
+    records = [_run("snnls_nfindr", s, a, endmembers="nfindr") for s, a in enumerate(baseline)]
+    records += [_run("nfindr", s, 1.0) for s in range(3)]          # the absolute one
+    records += [_run("deq", s, a, endmembers="nfindr") for s, a in enumerate([0.05, 0.10])]
+    records += [_run("deq_no_correction", s, 0.09, endmembers="nfindr") for s in range(2)]
+    records += [_run("egunet", 0, 0.3, endmembers="vca")]        # its baseline never ran
+    gains = [0.5, 0.5]        # (0.10 - 0.05) / 0.10, (0.20 - 0.10) / 0.20; the ablation:
+    # (0.10 - 0.09) / 0.10 = 0.1 and (0.20 - 0.09) / 0.20 = 0.55
+    table = gain_table(group(records))
+    rows = {row[0]: row[1] for row in table.rows}
+    assert rows == {"deq": f"+{100 * np.mean(gains):.1f} ± 0.0 % vs snnls_nfindr",
+                    "deq_no_correction": "+32.5 ± 31.8 % vs snnls_nfindr",
+                    "egunet": "— (no snnls run)"}
+    ablations = {t.anchor: t for t in all_tables(records)}["ablations"]
+    (row,) = ablations.rows
+    assert row[:3] == ["scene", "deq", "deq_no_correction: the learned spectral-spatial "
+                                       "correction (D_theta = 0)"]
+    assert row[3] == "0.0750 ± 0.0354" and row[4] == "0.0900 ± 0.0000"
+    assert row[5] == "0.2333 ± 0.1528 (snnls_nfindr)"
+    absolute = [dict(r, metrics={**r["metrics"], "convention": "absolute"}) for r in records]
+    assert gain_table(group(absolute)).rows[0][1] == "+92.5 ± 3.5 % vs nfindr"
 
 
 def _row(markdown, title, first_cell):

@@ -100,6 +100,19 @@ def test_linear_noiseless_scene_is_exactly_the_mixture():
     np.testing.assert_array_equal(scene.cube, expected)
 
 
+def test_illumination_scales_each_pixel_and_keeps_absolute_fractions():
+    plain = make_scene(8, 8, 3, snr_db=None, mixing="fan", seed=6)
+    lit = make_scene(8, 8, 3, snr_db=None, mixing="fan", illumination=0.4, seed=6)
+    factors = lit.pixels() / plain.pixels()                        # (N, L): one per pixel
+    np.testing.assert_allclose(factors, np.broadcast_to(factors[:, :1], factors.shape),
+                               rtol=1e-6)  # float32 cubes: a ratio of two roundings, 2.4e-7
+    assert 0.6 <= factors.min() and factors.max() <= 1.4 and factors.std() > 0.1
+    np.testing.assert_array_equal(lit.truth.abundances, plain.truth.abundances)
+    np.testing.assert_array_equal(lit.truth.extras["nonlinear_share"],
+                                  plain.truth.extras["nonlinear_share"])
+    assert lit.truth.convention == "absolute"
+
+
 # A pixel worked by hand: E (3 endmembers, 2 bands), a = (0.5, 0.3, 0.2).
 HAND_E = np.array([[0.2, 0.5], [0.4, 0.1], [0.6, 0.3]])
 HAND_A = np.array([[0.5, 0.3, 0.2]])
@@ -251,6 +264,7 @@ def test_different_seed_different_scene():
     ("noise", "pink", "noise must be one of"),
     ("library", "aster", "library must be"),
     ("variability", 1.5, "variability"),
+    ("illumination", 1.0, "illumination"),
     ("alpha", -1.0, "alpha"),
 ])
 def test_bad_options_are_named(option, value, message):

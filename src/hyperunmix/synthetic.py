@@ -54,6 +54,7 @@ def make_scene(
     nonlinearity: Any = 0.5,
     variability: float = 0.0,
     perturbation: float = 0.0,
+    illumination: float = 0.0,
     snr_db: float | None = 30.0,
     noise: str = "white",
     seed: int = 0,
@@ -104,6 +105,11 @@ def make_scene(
         Endmember variability by additive, spectrally smooth perturbations of standard
         deviation ``perturbation`` times the endmember's mean reflectance (then clipped at
         zero).
+    illumination : float
+        Per-pixel brightness, in [0, 1): every pixel's mixture is multiplied by a factor
+        uniform in [1 - illumination, 1 + illumination] (topography, shadow). The abundances
+        stay fractions of the endmember spectra (``truth.convention == "absolute"``), which
+        a model without a brightness term can no longer fit exactly.
     snr_db : float or None
         Signal-to-noise ratio ``10 log10(sum y^2 / sum n^2)`` over the whole image, in dB, of
         the expected noise; None for a noiseless scene.
@@ -126,7 +132,7 @@ def make_scene(
     """
     n_rows, n_cols, n_endmembers = _check_size(n_rows, n_cols, n_endmembers)
     _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, variability,
-                   perturbation, min_angle)
+                   perturbation, illumination, min_angle)
     n_pixels = n_rows * n_cols
     rng = np.random.default_rng(seed)
 
@@ -147,25 +153,30 @@ def make_scene(
     mixed = endmembers if pixel_endmembers is None else pixel_endmembers
     clean = mixing_models.mix(pixel_abundances, mixed, mixing,
                               _per_pixel(nonlinearity, n_rows, n_cols))  # (N, L)
-    observed = clean if snr_db is None else clean + draw_noise(clean, snr_db, noise, rng)
-
     extras = {}
     if mixing != "linear":
         nonlinear_part = clean - mixing_models.linear(pixel_abundances, mixed)
         extras["nonlinear_share"] = (np.sum(nonlinear_part**2, axis=1)
                                      / np.sum(clean**2, axis=1)).reshape(n_rows, n_cols)
+    if illumination > 0:  # after the nonlinear share, a ratio that brightness leaves alone
+        clean = clean * rng.uniform(1 - illumination, 1 + illumination, size=(n_pixels, 1))
+    observed = clean if snr_db is None else clean + draw_noise(clean, snr_db, noise, rng)
+
     truth = Truth(
         abundances=abundance_image,
         endmembers=endmembers,
         names=[lib.names[k] for k in lib.labels[chosen]],
         pixel_endmembers=None if pixel_endmembers is None
         else pixel_endmembers.reshape(n_rows, n_cols, n_endmembers, -1),
+        # Fractions of the library spectra at their own scale: the scene is mixed from them.
+        convention="absolute",
         extras=extras,
     )
     settings = {"library": library if isinstance(library, str) else "custom",
                 "abundances": abundances, "alpha": _plain(alpha), "purity": purity,
                 "mixing": mixing, "nonlinearity": _plain(nonlinearity),
-                "variability": variability, "perturbation": perturbation, "snr_db": snr_db,
+                "variability": variability, "perturbation": perturbation,
+                "illumination": illumination, "snr_db": snr_db,
                 "noise": noise, "min_angle": min_angle, "seed": seed}
     with warnings.catch_warnings():
         # Noise on dark bands (water beyond 700 nm) makes a few values negative by design.
@@ -340,7 +351,7 @@ def _check_size(n_rows, n_cols, n_endmembers) -> tuple[int, int, int]:
 
 
 def _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, variability,
-                   perturbation, min_angle) -> None:
+                   perturbation, illumination, min_angle) -> None:
     kinds = ABUNDANCE_GENERATORS + tuple(ABUNDANCE_MAP_FILES)
     if abundances not in kinds:
         raise InputError(f"abundances must be one of {', '.join(kinds)}; got {abundances!r}")
@@ -357,6 +368,8 @@ def _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, vari
         raise InputError(f"variability must lie in [0, 1), got {variability}")
     if not perturbation >= 0:
         raise InputError(f"perturbation must be non-negative, got {perturbation}")
+    if not 0 <= illumination < 1:
+        raise InputError(f"illumination must lie in [0, 1), got {illumination}")
     if not min_angle >= 0:
         raise InputError(f"min_angle must be non-negative (rad), got {min_angle}")
 

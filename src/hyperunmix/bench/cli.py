@@ -25,17 +25,20 @@ def bench_command(
     methods: str = typer.Option(
         "all", "--methods", "-m",
         help="Comma-separated method names, or 'all': every registered method and the "
-             "benchmark variants egunet_ss (EGU-Net spatial-spectral) and deq_unrolled "
-             "(DEQ-Unmix's unrolled twin)."),
+             "benchmark variants: egunet_ss (EGU-Net spatial-spectral), deq_unrolled "
+             "(DEQ-Unmix's unrolled twin), the ablations egunet_labels, deq_no_correction, "
+             "idnet_no_nonlinear, idnet_no_variability, and snnls_nfindr."),
     datasets: Optional[str] = typer.Option(
         None, "--datasets", "-d",
         help="Comma-separated benchmark scenes, or 'all': samson, jasper_ridge, "
-             "synthetic_{linear,bilinear,variability}_{20,30}db. Default: all, or none "
-             "when --scene is given."),
+             "synthetic_{linear,bilinear,variability,illumination}_{20,30}db, "
+             "synthetic_spatial_{15,20}db, synthetic_spatial3_variability_30db. Default: "
+             "all, or none when --scene is given."),
     scene: list[str] = typer.Option(
         [], "--scene",
         help="A scene of yours: PATH=TRUTH (TRUTH: .npz/.mat with 'abundances' (H, W, P) "
-             "and/or 'endmembers' (P, L), or an endmember .csv). Repeatable."),
+             "and/or 'endmembers' (P, L), optional 'convention' absolute | shares; or an "
+             "endmember .csv). Repeatable."),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", "-n", min=1,
         help="Seeds per method and scene. Default: 10 for classical, 5 for deep methods "

@@ -89,13 +89,58 @@ PLANS: dict[str, MethodPlan] = {
 
 
 #: Benchmark entries that run a registered method in another configuration, reported under
-#: their own name (EGU-Net's two variants, DEQ-Unmix beside its unrolled twin):
+#: their own name: EGU-Net's spatial-spectral variant, DEQ-Unmix's unrolled twin, the
+#: ablations (:data:`ABLATIONS`) and the shares-convention baseline on N-FINDR spectra:
 #: name -> (registered method, parameters). Without a row in :data:`PLANS` a variant takes
 #: its method's plan.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "egunet_ss": ("egunet", {"variant": "ss"}),
+    "egunet_labels": ("egunet", {"abundance_output": "labels"}),
     "deq_unrolled": ("deq", {"solver": "unrolled"}),
+    "deq_no_correction": ("deq", {"correction": False}),
+    "idnet_no_nonlinear": ("idnet", {"nonlinear": False}),
+    "idnet_no_variability": ("idnet", {"variability": False}),
+    "snnls_nfindr": ("snnls", {"endmembers": "nfindr"}),
 }
+
+#: What each learned part adds: deep method -> {ablation entry: the part it removes}. An
+#: ablation is the same training with that one part removed.
+ABLATIONS: dict[str, dict[str, str]] = {
+    "deq": {"deq_no_correction": "the learned spectral-spatial correction (D_theta = 0)"},
+    "egunet": {"egunet_labels": "the network (its label rule applied to every pixel)"},
+    "idnet": {"idnet_no_nonlinear": "the nonlinear streams (h and g)",
+              "idnet_no_variability": "endmember variability (one M = f(0) for all pixels)"},
+}
+
+#: Parameter of each deep method naming its endmember start (an extractor).
+START_PARAMETERS: dict[str, str] = {"egunet": "endmembers", "deq": "endmembers",
+                                    "idnet": "reference"}
+#: The matched baseline of a deep method: the classical solver of the scene's abundance
+#: convention (FCLS for absolute fractions, SNNLS for shares) on the method's endmember
+#: start, as a benchmark entry: (convention, start) -> entry name.
+MATCHED_BASELINES: dict[tuple[str, str], str] = {
+    ("absolute", "nfindr"): "nfindr",        # N-FINDR, then FCLS
+    ("absolute", "vca"): "vca",              # VCA, then FCLS
+    ("shares", "nfindr"): "snnls_nfindr",
+    ("shares", "vca"): "snnls",              # SNNLS extracts with VCA by default
+}
+
+
+def registered_name(name: str) -> str:
+    """The registered method a benchmark entry runs (itself, or a variant's method)."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
+def matched_baseline(record: Mapping[str, Any]) -> str | None:
+    """The benchmark entry of a run's matched baseline (see :data:`MATCHED_BASELINES`), or
+    None for a method without an extractor start (classical ones, or a start given as
+    spectra)."""
+    parameter = START_PARAMETERS.get(registered_name(record["method"]))
+    if parameter is None:
+        return None
+    start = (record.get("parameters") or {}).get(parameter)
+    convention = (record.get("metrics") or {}).get("convention")
+    return MATCHED_BASELINES.get((convention, start))
 
 
 def benchmark_methods(registry: Mapping[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -7,15 +7,27 @@ on a different scene never passes for a finished one.
 Catalogue (``--datasets all``):
 
 - ``samson``, ``jasper_ridge``: the real scenes with their reference abundances
-  (:mod:`hyperunmix.datasets`, read from the data directory).
-- ``synthetic_{linear,bilinear,variability}_{20,30}db``: scenes made by
+  (:mod:`hyperunmix.datasets`, read from the data directory), shares of unit-peak spectra.
+- ``synthetic_{linear,bilinear,variability,illumination}_{20,30}db``: 32 x 32 scenes made by
   :func:`hyperunmix.synthetic.make_scene` from the analytic library (no data files), with
   spatially smooth abundances (Gaussian random fields): the linear mixing model, the
-  bilinear Fan model, and linear mixing with per-pixel endmember variability (scaling by
-  up to +-10 %), with white noise at 20 and 30 dB SNR. The scene itself is fixed (its own
-  seed); benchmark seeds vary the methods only.
+  bilinear Fan model, linear mixing with per-pixel endmember variability (scaling by up to
+  +-10 %), and linear mixing under per-pixel illumination (brightness scaled by up to
+  +-30 %), with white noise at 20 and 30 dB SNR.
+- ``synthetic_spatial_{15,20}db``: the ``spatial2`` abundance maps (100 x 100, 9
+  materials, sharp spatial structure) with USGS library spectra at 15 and 20 dB, so that
+  spatial context has something to use (15 dB: the noisiest of the DEQ-Unmix paper's
+  synthetic experiments).
+- ``synthetic_spatial3_variability_30db``: built after the ID-Net paper's synthetic data:
+  3 USGS materials on the ``spatial_3em`` maps (50 x 50) of its authors' variability
+  repository, endmember variability by scaling (+-15 %) and smooth perturbations, 30 dB.
 
-Under ``--quick`` the synthetic scenes are smaller, and ``all`` means three of them.
+The synthetic truths are absolute fractions. Each scene is fixed (its own seed,
+:data:`SCENE_SEED`); benchmark seeds vary the methods only. :func:`tuning_catalogue` gives
+scenes of the same recipes with other seeds, on which defaults are chosen
+(``benchmarks/tune_defaults.py``), so that no default is chosen on a scene it is reported on.
+
+Under ``--quick`` the analytic scenes are smaller, and ``all`` means three of them.
 A user scene joins by path with a truth file: see :func:`user_scene`.
 """
 
@@ -34,18 +46,33 @@ from ..scene import _check_truth as check_truth
 
 REAL_DATASETS = ("samson", "jasper_ridge")
 
-#: Synthetic families: name -> options of ``make_scene`` beyond size and noise.
+#: Synthetic families on the analytic library: name -> options of ``make_scene`` beyond
+#: size and noise.
 SYNTHETIC_FAMILIES: dict[str, dict[str, Any]] = {
     "linear": {"mixing": "linear"},
     "bilinear": {"mixing": "fan"},
     "variability": {"mixing": "linear", "variability": 0.1},
+    "illumination": {"mixing": "linear", "illumination": 0.3},
 }
 SYNTHETIC_SNRS_DB = (20, 30)
-#: Size of the synthetic scenes in the full and in the quick benchmark.
+#: Size of the analytic scenes in the full and in the quick benchmark.
 FULL_SIZE = {"n_rows": 32, "n_cols": 32, "n_endmembers": 4}
 QUICK_SIZE = {"n_rows": 24, "n_cols": 24, "n_endmembers": 3}
+#: Scenes of library spectra on the file abundance maps (see the module notes): name ->
+#: ``make_scene`` options beyond the seed. They need the data directory.
+SPATIAL_SCENES: dict[str, dict[str, Any]] = {
+    **{f"synthetic_spatial_{snr}db": {
+        "n_rows": 100, "n_cols": 100, "n_endmembers": 9, "library": "usgs",
+        "abundances": "spatial2", "snr_db": float(snr)} for snr in (15, 20)},
+    "synthetic_spatial3_variability_30db": {
+        "n_rows": 50, "n_cols": 50, "n_endmembers": 3, "library": "usgs",
+        "abundances": "spatial_3em", "variability": 0.15, "perturbation": 0.05,
+        "snr_db": 30.0},
+}
 #: Seed of the synthetic scenes themselves (fixed: benchmark seeds vary the methods).
 SCENE_SEED = 2024
+#: Seeds of the tuning scenes (:func:`tuning_catalogue`), disjoint from SCENE_SEED.
+TUNING_SCENE_SEEDS = (7001,)
 #: What ``all`` means under ``--quick``.
 QUICK_ALL = ("synthetic_linear_30db", "synthetic_bilinear_20db", "synthetic_variability_20db")
 
@@ -81,7 +108,7 @@ class SceneSpec:
         elif self.kind == "synthetic":
             from .. import synthetic
 
-            scene = synthetic.make_scene(**self.options)
+            scene = synthetic.make_scene(**self.options, data_dir=data_dir)
         elif self.kind == "file":
             scene = _open_user_scene(Path(self.options["path"]), self.options.get("truth"))
         else:
@@ -94,14 +121,38 @@ class SceneSpec:
 
 def catalogue(quick: bool = False) -> dict[str, SceneSpec]:
     """Every named benchmark scene, in report order."""
-    size = QUICK_SIZE if quick else FULL_SIZE
     specs = {name: SceneSpec(name, "dataset", {"dataset": name}) for name in REAL_DATASETS}
+    specs.update(_analytic_scenes(QUICK_SIZE if quick else FULL_SIZE, SCENE_SEED))
+    specs.update((name, SceneSpec(name, "synthetic", {**options, "seed": SCENE_SEED}))
+                 for name, options in SPATIAL_SCENES.items())
+    return specs
+
+
+def tuning_catalogue(seeds: tuple[int, ...] = TUNING_SCENE_SEEDS) -> dict[str, SceneSpec]:
+    """Scenes to choose defaults on: the analytic families at each SNR, and library
+    (USGS) spectra on random-field maps, each made with the scene ``seeds`` (disjoint from
+    the benchmark's). Named ``tune_<family>_<snr>db_s<seed>``."""
+    specs: dict[str, SceneSpec] = {}
+    for seed in seeds:
+        specs.update(_analytic_scenes(FULL_SIZE, seed, prefix="tune", suffix=f"_s{seed}"))
+        for snr in SYNTHETIC_SNRS_DB:
+            name = f"tune_usgs_{snr}db_s{seed}"
+            specs[name] = SceneSpec(name, "synthetic", {
+                **FULL_SIZE, "library": "usgs", "abundances": "fields",
+                "snr_db": float(snr), "seed": seed})
+    return specs
+
+
+def _analytic_scenes(size: dict[str, int], seed: int, prefix: str = "synthetic",
+                     suffix: str = "") -> dict[str, SceneSpec]:
+    """The analytic families at every SNR, of ``size`` and made with ``seed``."""
+    specs = {}
     for family, mixing in SYNTHETIC_FAMILIES.items():
         for snr in SYNTHETIC_SNRS_DB:
-            name = f"synthetic_{family}_{snr}db"
+            name = f"{prefix}_{family}_{snr}db{suffix}"
             specs[name] = SceneSpec(name, "synthetic", {
                 **size, "library": "analytic", "abundances": "fields", **mixing,
-                "snr_db": float(snr), "seed": SCENE_SEED})
+                "snr_db": float(snr), "seed": seed})
     return specs
 
 
@@ -124,7 +175,9 @@ def user_scene(spec: str) -> SceneSpec:
 
     ``PATH`` is any image :func:`hyperunmix.io.open_scene` reads. ``TRUTH`` is an ``.npz``
     or ``.mat`` file with ``abundances`` (H, W, P) and/or ``endmembers`` (P, L) (optional
-    ``names``), or an endmember ``.csv`` as :func:`hyperunmix.io.read_endmembers` reads.
+    ``names``, and ``convention``: ``"absolute"`` by default or ``"shares"``, see
+    :mod:`hyperunmix.conventions`), or an endmember ``.csv`` as
+    :func:`hyperunmix.io.read_endmembers` reads.
     The scene is reported under the image's file stem.
     """
     path, _, truth = spec.partition("=")
@@ -186,11 +239,16 @@ def read_truth(path: Path, scene: Scene) -> Truth:
         abundances = abundances.reshape(scene.n_rows, scene.n_cols, -1)
     names = fields.get("names")
     names = None if names is None else [str(n).strip() for n in np.ravel(names)]
-    return _checked_truth(scene, abundances, fields.get("endmembers"), names, path)
+    convention = fields.get("convention")
+    convention = "absolute" if convention is None else str(np.ravel(convention)[0]).strip()
+    return _checked_truth(scene, abundances, fields.get("endmembers"), names, path,
+                          convention)
 
 
-def _checked_truth(scene: Scene, abundances, endmembers, names, path: Path) -> Truth:
-    truth = Truth(abundances=abundances, endmembers=endmembers, names=names)
+def _checked_truth(scene: Scene, abundances, endmembers, names, path: Path,
+                   convention: str = "absolute") -> Truth:
+    truth = Truth(abundances=abundances, endmembers=endmembers, names=names,
+                  convention=convention)
     try:
         check_truth(truth, scene.n_rows, scene.n_cols, scene.n_bands)
     except InputError as exc:

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .plans import ABLATIONS, matched_baseline
+
 
 @dataclass(frozen=True)
 class Column:
@@ -130,6 +132,41 @@ class Table:
                 f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def baseline_of(found: Group) -> str | None:
+    """The benchmark entry of ``found``'s matched baseline (None for classical methods)."""
+    return next((matched_baseline(r) for r in found.ok), None)
+
+
+def gain(found: Group, baseline: Group | None) -> Stat:
+    """aRMSE gain of ``found`` over ``baseline``, ``(baseline - method) / baseline``, per
+    seed run by both, then mean ± std over those seeds."""
+    if baseline is None:
+        return Stat(None, None, 0)
+    column = COLUMN["armse"]
+    reference = {r["seed"]: column.value(r) for r in baseline.ok}
+    gains = []
+    for record in found.ok:
+        value, base = column.value(record), reference.get(record["seed"])
+        if value is not None and base:
+            gains.append((base - value) / base)
+    return Stat.of(gains)
+
+
+def _gain_cell(found: Group, by_method: dict[str, Group]) -> str:
+    name = baseline_of(found)
+    if name is None:
+        return ""
+    stat = gain(found, by_method.get(name))
+    if stat.mean is None:
+        return f"— (no {name} run)"
+    return _percent(stat) + f" vs {name}"
+
+
+def _percent(stat: Stat) -> str:
+    text = f"{100 * stat.mean:+.1f}"
+    return (text if stat.std is None else f"{text} ± {100 * stat.std:.1f}") + " %"
+
+
 def summary_table(groups: dict[str, dict[str, Group]], key: str) -> Table:
     """Methods (rows) x scenes (columns) of one column's mean ± std."""
     column = COLUMN[key]
@@ -146,12 +183,58 @@ def summary_table(groups: dict[str, dict[str, Group]], key: str) -> Table:
                  anchor=f"summary-{key}")
 
 
+def gain_table(groups: dict[str, dict[str, Group]]) -> Table | None:
+    """Deep methods (rows) x scenes: aRMSE gain over the matched baseline; None without
+    deep methods."""
+    datasets = list(groups)
+    methods = list(dict.fromkeys(m for by_method in groups.values() for m, g in by_method.items()
+                                 if baseline_of(g) is not None))
+    if not methods:
+        return None
+    rows = [[method] + ["" if method not in groups[d] else _gain_cell(groups[d][method],
+                                                                      groups[d])
+                        for d in datasets]
+            for method in methods]
+    return Table("aRMSE gain over the matched baseline (same endmember start, the scene's "
+                 "convention)", ["method"] + datasets, rows, anchor="summary-gain")
+
+
 def scene_table(dataset: str, by_method: dict[str, Group]) -> Table:
-    """One scene: every method's runs and every column."""
+    """One scene: every method's runs and every column, and a deep method's gain over its
+    matched baseline."""
     rows = [[g.method, f"{len(g.ok)}/{len(g.records)}"] + [_cell(g, c) for c in COLUMNS]
-            for g in by_method.values()]
-    return Table(f"{dataset}: all metrics", ["method", "runs ok"] + [c.label for c in COLUMNS],
+            + [_gain_cell(g, by_method)] for g in by_method.values()]
+    return Table(f"{dataset}: all metrics",
+                 ["method", "runs ok"] + [c.label for c in COLUMNS] + ["aRMSE gain"],
                  rows, anchor=f"scene-{dataset}")
+
+
+def ablation_table(groups: dict[str, dict[str, Group]]) -> Table | None:
+    """What each learned part adds: per scene, each deep method beside each of its
+    ablations (:data:`hyperunmix.bench.plans.ABLATIONS`) and its matched baseline; None
+    when no ablation ran."""
+    armse, msad = COLUMN["armse"], COLUMN["msad"]
+    rows = []
+    for dataset, by_method in groups.items():
+        for method, ablations in ABLATIONS.items():
+            found = by_method.get(method)
+            for name, part in ablations.items():
+                removed = by_method.get(name)
+                if found is None or removed is None:
+                    continue
+                baseline_name = baseline_of(found)
+                baseline = by_method.get(baseline_name) if baseline_name else None
+                rows.append([dataset, method, f"{name}: {part}",
+                             _cell(found, armse), _cell(removed, armse),
+                             "—" if baseline is None else f"{_cell(baseline, armse)} "
+                                                          f"({baseline_name})",
+                             _cell(found, msad), _cell(removed, msad)])
+    if not rows:
+        return None
+    return Table("What each learned part adds", [
+        "scene", "method", "ablation: part removed", "aRMSE", "aRMSE without the part",
+        "aRMSE of the matched baseline", "mSAD (rad)", "mSAD without the part"],
+        rows, anchor="ablations")
 
 
 def endmember_table(dataset: str, by_method: dict[str, Group]) -> Table | None:
@@ -195,10 +278,12 @@ def settings_table(records: list[dict[str, Any]]) -> Table:
 
 
 def all_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """Summary tables, then per scene the full and the per-material table, then the
-    method settings and the failures."""
+    """Summary tables (with the gains over the matched baselines and the ablations), then
+    per scene the full and the per-material table, then the method settings and the
+    failures."""
     groups = group(records)
     tables = [summary_table(groups, key) for key in SUMMARY_KEYS]
+    tables += [t for t in (gain_table(groups), ablation_table(groups)) if t is not None]
     for dataset, by_method in groups.items():
         tables.append(scene_table(dataset, by_method))
         per_material = endmember_table(dataset, by_method)
@@ -214,7 +299,13 @@ def all_tables(records: list[dict[str, Any]]) -> list[Table]:
 #: How to read the cells, said once per report.
 STAT_NOTE = ("Mean ± sample standard deviation over the successful runs (seeds). '(k/n)': "
              "the value is defined for k of the n successful runs (e.g. an exact estimate has "
-             "an infinite SRE); '[f of n runs failed]': see the failed runs.")
+             "an infinite SRE); '[f of n runs failed]': see the failed runs. Abundances are "
+             "scored in each scene's convention (absolute fractions on the synthetic scenes, "
+             "shares of unit-peak spectra on Samson and Jasper Ridge), a result in the other "
+             "one converted through its own endmembers. aRMSE gain: (baseline - method) / "
+             "baseline over the seeds both ran, the matched baseline being the classical "
+             "solver of the scene's convention (FCLS, or SNNLS for shares) on the method's "
+             "endmember start (N-FINDR: nfindr / snnls_nfindr).")
 
 
 def _cell(found: Group, column: Column) -> str:

@@ -169,7 +169,10 @@ def execute(job: Job, scene, method_class: type, record: dict[str, Any]) -> dict
             fit_s=result.fit_seconds, unmix_s=result.unmix_seconds, cpu_s=cpu,
             peak_memory_mb=max(peak - rss_start, 0) / 1024, peak_rss_mb=peak / 1024,
             warnings=_distinct_warnings(caught))
-        arrays = {"abundances": np.asarray(result.abundances, np.float32)}
+        # The maps as scored (in the truth's convention), for the figures beside the truth.
+        scored = (result.in_convention(scene.truth.convention)
+                  if scene.truth.abundances is not None else result)
+        arrays = {"abundances": np.asarray(scored.abundances, np.float32)}
         if result.endmembers is not None:
             arrays["endmembers"] = np.asarray(result.endmembers, np.float32)
     except Exception as exc:  # noqa: BLE001 - any failure of a method is a result to record
