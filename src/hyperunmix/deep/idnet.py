@@ -109,8 +109,10 @@ class IDNet(Unmixer):
         as ``"vca"`` or ``"nfindr"``, a (P, L) array or an endmember file) and the share a
         pixel's normalised NNLS abundance needs to join a bundle (0.95), see
         :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`. ``"nfindr"`` (default): VCA
-        misses the dark or rare material of some scenes (Jasper Ridge's road, the water of
-        some synthetic scenes), and every triplet of that material is then wrong.
+        can miss a dark or rare material, and every triplet of that material is then
+        wrong. The start and ``endmember_scale`` were chosen on the tuning scenes of
+        ``benchmarks/tune_defaults.py`` (mean aRMSE 0.074 with N-FINDR and ``"peak"``,
+        0.083 to 0.097 for the others).
     preset : {"samson", "jasper_ridge", "cuprite"} or None
         The paper's per-dataset loss weights; None uses the Samson weights (also the
         paper's for its variability scene). The next four arguments override single values.
