@@ -32,7 +32,7 @@ import numpy as np
 from hyperunmix._atomic import write_text
 from hyperunmix.bench.plans import PLANS
 from hyperunmix.bench.runner import run_benchmark
-from hyperunmix.bench.scenes import TUNING_SCENE_SEEDS, tuning_catalogue
+from hyperunmix.bench.scenes import SCENE_SEED, TUNING_SCENE_SEEDS, tuning_catalogue
 from hyperunmix.registry import METHODS, get_method
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,27 +118,32 @@ def _defaults(method: str) -> dict:
     return {name: params[name] for name in CHOICES[method]}
 
 
+def _setting_text(setting: dict) -> str:
+    return ", ".join(f"`{k}={v!r}`" for k, v in setting.items())
+
+
 def markdown(summary: dict, scenes: list[str]) -> str:
+    seeds = ", ".join(map(str, TUNING_SCENE_SEEDS))
     lines = [
         "### Defaults chosen on tuning scenes",
         "",
         "Each deep method's endmember start and internal abundance convention were chosen "
         "by `benchmarks/tune_defaults.py` on the tuning scenes below: the benchmark's "
-        f"synthetic recipes made with other scene seeds ({', '.join(map(str, TUNING_SCENE_SEEDS))}, "
-        "the benchmark's scenes use 2024) plus USGS spectra on random-field maps; no real "
-        "scene. The scenes the benchmark reports (Samson, Jasper Ridge and its synthetic "
-        "scenes) took no part. aRMSE in each scene's convention (absolute fractions), method "
-        "seed 0, the benchmark's training budgets; the lowest mean wins.",
+        f"synthetic recipes made with other scene seeds ({seeds}; the benchmark's scenes "
+        f"use {SCENE_SEED}) plus USGS spectra on random-field maps; no real scene. The "
+        "scenes the benchmark reports (Samson, Jasper Ridge and its synthetic scenes) took "
+        "no part. aRMSE in each scene's convention (absolute fractions), method seed 0, the "
+        "benchmark's training budgets; the lowest mean wins.",
         "",
     ]
     short = [s.removeprefix("tune_").rsplit("_s", 1)[0] for s in scenes]
     for method, found in summary.items():
+        chosen = found["chosen"]
+        default = ("the package's default" if found["chosen_is_default"]
+                   else f"the package's default is {_setting_text(found['current_default'])}")
         lines += [f"**{method}**: chosen "
-                  + (", ".join(f"`{k}={v!r}`" for k, v in found["chosen"].items())
-                     if found["chosen"] else "nothing (runs failed)")
-                  + (" (the package's default)" if found["chosen_is_default"]
-                     else f"; the package's default is "
-                          f"{', '.join(f'`{k}={v!r}`' for k, v in found['current_default'].items())}"),
+                  + (_setting_text(chosen) if chosen else "nothing (runs failed)")
+                  + f" ({default})",
                   "",
                   "| setting | " + " | ".join(short) + " | mean aRMSE | mean mSAD |",
                   "|---|" + "---|" * (len(short) + 2)]

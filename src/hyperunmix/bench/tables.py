@@ -187,14 +187,16 @@ def gain_table(groups: dict[str, dict[str, Group]]) -> Table | None:
     """Deep methods (rows) x scenes: aRMSE gain over the matched baseline; None without
     deep methods."""
     datasets = list(groups)
-    methods = list(dict.fromkeys(m for by_method in groups.values() for m, g in by_method.items()
-                                 if baseline_of(g) is not None))
+    methods = list(dict.fromkeys(method for by_method in groups.values()
+                                 for method, found in by_method.items()
+                                 if baseline_of(found) is not None))
     if not methods:
         return None
-    rows = [[method] + ["" if method not in groups[d] else _gain_cell(groups[d][method],
-                                                                      groups[d])
-                        for d in datasets]
-            for method in methods]
+    rows = []
+    for method in methods:
+        cells = [_gain_cell(groups[d][method], groups[d]) if method in groups[d] else ""
+                 for d in datasets]
+        rows.append([method] + cells)
     return Table("aRMSE gain over the matched baseline (same endmember start, the scene's "
                  "convention)", ["method"] + datasets, rows, anchor="summary-gain")
 
