@@ -121,3 +121,26 @@ def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
     assert "idnet        jasper_ridge" in result.output
     assert "'preset': 'jasper_ridge'" in result.output
     assert "'variant': 'ss'" in result.output and "'solver': 'unrolled'" in result.output
+
+
+def _records(*statuses):
+    return [{"status": status, "method": "vca", "dataset": "field", "seed": seed,
+             "error": None if status == "ok" else "ValueError: broken"}
+            for seed, status in enumerate(statuses)]
+
+
+@pytest.mark.parametrize("statuses, exit_code, summary", [
+    (("failed", "timeout"), 1, "2 runs (2 failed)"),
+    (("ok", "failed"), 0, "2 runs (1 failed)"),
+    (("ok", "ok"), 0, "2 runs (0 failed)"),
+])
+def test_exit_status_says_whether_anything_was_measured(tmp_path, monkeypatch, statuses,
+                                                        exit_code, summary):
+    monkeypatch.setattr("hyperunmix.bench.cli.run_benchmark",
+                        lambda *args, **kwargs: _records(*statuses))
+    result = runner.invoke(app, ["--methods", "vca", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == exit_code, result.output
+    assert summary in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == (["error: every one of the 2 runs failed (each run's error is in "
+                       f"{tmp_path / 'results.json'})"] if exit_code else [])

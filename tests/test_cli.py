@@ -1,6 +1,10 @@
 """The command line, through typer's CliRunner: outputs, exit codes and one-line errors."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,11 +69,13 @@ def test_unmix_npy_with_an_endmember_file_recovers_the_abundances(tmp_path, smal
 
 def test_unmix_passes_method_params_parsed_as_json(tmp_path, small_scene):
     cube_path, csv_path, _ = small_scene
+    # (an output directory of its own: tmp_path holds the input endmembers.csv, which the
+    # run would otherwise replace)
     result = _invoke("unmix", cube_path, "-m", "sunsal", "--endmembers", csv_path,
-                     "--param", "lam=0.001", "--param", "asc=true", "--out", tmp_path,
+                     "--param", "lam=0.001", "--param", "asc=true", "--out", tmp_path / "out",
                      "--no-figures")
     assert result.exit_code == 0, result.output
-    params = json.loads((tmp_path / "run.json").read_text())["params"]
+    params = json.loads((tmp_path / "out" / "run.json").read_text())["params"]
     assert params["lam"] == 0.001 and params["asc"] is True
 
 
@@ -256,3 +262,99 @@ def test_progress_bars_follow_the_estimator_reports():
     assert task.description == "epochs loss=0.3333"
     result = run_with_progress(_Counting(), Scene(np.ones((2, 2, 3))))
     assert result.abundances.shape == (2, 2, 1)
+
+
+# -- outputs -------------------------------------------------------------------------------
+def _chunked_scene(tmp_path, name="scene.hdr"):
+    from hyperunmix import synthetic
+    from hyperunmix.io import write_scene
+
+    return write_scene(tmp_path / name, synthetic.make_scene(40, 30, 3, seed=1))
+
+
+def test_an_output_that_cannot_be_written_fails_before_the_fit(tmp_path, small_scene,
+                                                                monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before the output was checked")
+
+    monkeypatch.setattr("hyperunmix.cli.run_with_progress", no_fit)
+    monkeypatch.setattr("hyperunmix.scale.run._fitted_unmixer", no_fit)
+    (tmp_path / "a-file").write_text("")
+    line = _one_line_error(_invoke("unmix", small_scene[0], "-m", "vca", "-p", 3,
+                                   "--out", tmp_path / "a-file" / "out"))
+    assert "cannot write the output to" in line and "a-file" in line
+    cube = _chunked_scene(tmp_path)
+    for out in ("maps.zarr", "maps.tif"):
+        line = _one_line_error(_invoke("unmix", cube, "-m", "fcls", "--endmembers", "vca",
+                                       "-p", 3, "--chunks", 16,
+                                       "--out", tmp_path / "a-file" / out))
+        assert "a-file exists and is not a directory" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_output_directory_fails_before_the_fit(tmp_path, small_scene):
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    line = _one_line_error(_invoke("unmix", small_scene[0], "-m", "deq", "--param",
+                                   "epochs=100000", "--out", read_only))
+    assert "cannot write the output to" in line
+
+
+def test_chunked_run_never_replaces_its_input(tmp_path):
+    from hyperunmix.io import describe
+
+    cube = _chunked_scene(tmp_path, "same.hdr")
+    args = ("unmix", cube, "-m", "fcls", "--endmembers", "vca", "-p", 3, "--chunks", 16,
+            "--out", cube)
+    for extra in ((), ("--overwrite",)):
+        line = _one_line_error(_invoke(*args, *extra))
+        assert "same.hdr is an input of this run" in line
+    assert describe(cube)["shape"] == (40, 30, 200)         # still the 200-band input
+
+
+def test_files_not_written_by_a_run_need_overwrite(tmp_path, small_scene):
+    cube_path, csv_path, abundances = small_scene
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "abundances.npy").write_bytes(b"someone's")
+    args = ("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path, "--out", out,
+            "--no-figures")
+    line = _one_line_error(_invoke(*args))
+    assert "abundances.npy exists" in line and "--overwrite" in line
+    assert (out / "abundances.npy").read_bytes() == b"someone's"
+    replaced = _invoke(*args, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    np.testing.assert_allclose(np.load(out / "abundances.npy"), abundances, atol=1e-4)
+    assert _invoke(*args).exit_code == 0                   # its own files: replaced freely
+
+
+def test_an_output_being_written_is_refused_at_once_and_a_stale_lock_taken_over(tmp_path):
+    cube = _chunked_scene(tmp_path)
+    lock = tmp_path / ".maps.zarr.lock"
+    args = ("unmix", cube, "-m", "fcls", "--endmembers", "vca", "-p", 3, "--chunks", 16,
+            "--out", tmp_path / "maps.zarr")
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    line = _one_line_error(_invoke(*args))
+    assert f"pid {os.getpid()}" in line and str(lock) in line
+    assert not (tmp_path / "maps.zarr").exists()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
+    taken = _invoke(*args)
+    assert taken.exit_code == 0, taken.output
+    assert f"warning: took over the lock {lock} of pid {dead}" in taken.stderr
+    assert not lock.exists() and (tmp_path / "maps.zarr").is_dir()
+
+
+def test_a_refused_checkpoint_is_named_in_plain_text(tmp_path):
+    import torch
+
+    from hyperunmix.deep._common import load_checkpoint
+    from hyperunmix.errors import FileFormatError
+
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "whole-model.pt")
+    with pytest.raises(FileFormatError) as refused:
+        load_checkpoint(tmp_path / "whole-model.pt", "deq")
+    message = str(refused.value)
+    assert "\x1b" not in message and "\n" not in message        # no terminal escape codes
+    assert "not a hyperunmix checkpoint" in message and "Linear" in message

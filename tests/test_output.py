@@ -1,6 +1,11 @@
 """Writing a Result to a directory: formats, georeferencing, names, metrics, figures."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -135,3 +140,101 @@ def test_map_format_follows_the_source_family():
     assert map_format("netcdf") == "netcdf"
     assert map_format("mat") == map_format("npy") == map_format(None) == "npz"
     assert map_format("mat", fmt="GTiff") == "gtiff"
+
+
+# -- a reused directory: nothing stale, nothing foreign replaced, one run at a time --------
+def test_rewriting_a_directory_removes_the_files_of_the_earlier_run_only(tmp_path):
+    truth, first = _truth_and_result()
+    first.extras = {"uncertainty": np.full((4, 5, 3), 0.1, np.float32)}
+    save_result(first, tmp_path, truth=truth, fmt="envi")
+    assert {"metrics.json", "uncertainty.hdr", "uncertainty.img", "abundances.img"} <= set(
+        json.loads((tmp_path / "run.json").read_text())["files"])
+    (tmp_path / "notes.txt").write_text("mine")
+    _, second = _truth_and_result()
+    second.method = "vca"
+    written = save_result(second, tmp_path, figures=False)
+    # no metrics, uncertainty, ENVI pair or figure of the first run beside the second's maps
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "abundances.npy", "abundances.npz", "endmembers.csv", "notes.txt", "run.json"]
+    run = json.loads(written["run"].read_text())
+    assert run["method"] == "vca" and run["complete"] is True
+    assert run["files"] == ["abundances.npy", "abundances.npz", "endmembers.csv"]
+
+
+def test_files_no_run_wrote_are_replaced_only_with_overwrite(tmp_path):
+    _, result = _truth_and_result()
+    (tmp_path / "abundances.npy").write_bytes(b"not hyperunmix's")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"abundances\.npy exists.*--overwrite"):
+        save_result(result, tmp_path)
+    assert (tmp_path / "abundances.npy").read_bytes() == b"not hyperunmix's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abundances.npy", "notes.txt"]
+    written = result.save(tmp_path, overwrite=True)
+    np.testing.assert_array_equal(np.load(written["abundances_npy"]), result.abundances)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    # a run.json that is not a run record lists nothing, and is not replaced either
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"run\.json exists"):
+        save_result(result, other, figures=False)
+
+
+def test_two_runs_into_one_directory_do_not_mix(tmp_path, monkeypatch):
+    from hyperunmix import output
+
+    _, first = _truth_and_result()
+    _, second = _truth_and_result(order=(2, 1, 0))
+    second.method = "vca"
+    entered, release = threading.Event(), threading.Event()
+    write_npy = output._write_npy
+
+    def paused_once(path, values):          # the first run stops while writing its maps
+        if not entered.is_set():
+            entered.set()
+            release.wait(60)
+        return write_npy(path, values)
+
+    monkeypatch.setattr(output, "_write_npy", paused_once)
+    failures = []
+    writer = threading.Thread(target=lambda: _record_failure(
+        failures, save_result, first, tmp_path, figures=False))
+    writer.start()
+    try:
+        assert entered.wait(60)
+        with pytest.raises(InputError, match=rf"another hyperunmix run \(pid {os.getpid()} "
+                                             r".*lock file .*\.hyperunmix\.lock"):
+            save_result(second, tmp_path, figures=False)
+    finally:
+        release.set()
+        writer.join()
+    assert failures == []
+    assert json.loads((tmp_path / "run.json").read_text())["method"] == "fcls"
+    np.testing.assert_array_equal(np.load(tmp_path / "abundances.npy"), first.abundances)
+    assert not (tmp_path / ".hyperunmix.lock").exists()
+    save_result(second, tmp_path, figures=False)           # once the first one is done
+
+
+def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
+    _, result = _truth_and_result()
+    lock = tmp_path / ".hyperunmix.lock"
+    host = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead = int(ended.stdout)
+    lock.write_text(json.dumps({"pid": dead, "host": host, "token": "old"}))
+    with pytest.warns(UserWarning, match=rf"took over the lock .* of pid {dead}"):
+        save_result(result, tmp_path, figures=False)
+    assert not lock.exists()
+    for holder in ({"pid": os.getpid(), "host": host}, {"pid": dead, "host": "elsewhere"}):
+        lock.write_text(json.dumps(holder))
+        with pytest.raises(InputError, match=rf"pid {holder['pid']} on {holder['host']}"):
+            save_result(result, tmp_path, figures=False)
+        assert lock.exists()                 # another run's lock is left to it
+
+
+def _record_failure(failures, function, *args, **kwargs):
+    try:
+        function(*args, **kwargs)
+    except Exception as exc:  # reported by the test in the main thread
+        failures.append(exc)

@@ -2,7 +2,10 @@
 chunked maps equal in-memory maps bit for bit, a LocalCluster equals the threaded
 scheduler, a crashed run resumes, georeferencing survives, bad input is refused."""
 
+import json
+import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -411,3 +414,107 @@ def test_map_layout_packs_and_unpacks():
         np.testing.assert_array_equal(values, maps[name].astype(np.float32))
     with pytest.raises(InputError, match="nonlinearity"):
         layout.pack({**maps, "nonlinearity": maps["uncertainty"]})
+
+
+# -- outputs: never the input, never another run's or a user's files, one run at a time ----
+@pytest.mark.parametrize("suffix", [".tif", ".hdr", ".zarr"])
+def test_the_input_is_never_replaced_even_with_overwrite(scene, fcls, tmp_path, suffix):
+    source = tmp_path / f"same{suffix}"
+    if suffix == ".zarr":
+        as_cube(scene).to_zarr(source)
+    else:
+        hio.write_scene(source, scene)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match=r"same\.\w+ is an input of this run.*even "
+                                             "--overwrite"):
+            unmix_large(source, fcls, source, chunks=CHUNKS, overwrite=overwrite)
+    np.testing.assert_array_equal(open_cube(source).values, as_cube(scene).values)
+
+
+def test_raster_output_replaces_only_files_of_the_same_run(envi_path, fcls, scene, tmp_path):
+    out = tmp_path / "maps.tif"
+    out.write_bytes(b"someone's map")
+    stages = []
+    with pytest.raises(InputError, match=r"maps\.tif exists.*--overwrite"):
+        unmix_large(envi_path, "fcls", out, chunks=CHUNKS, params={"n_endmembers": 3},
+                    progress=lambda stage, *_: stages.append(stage))
+    assert stages == [] and out.read_bytes() == b"someone's map"   # refused before the fit
+    out.unlink()
+    csv = tmp_path / "maps_endmembers.csv"
+    csv.write_text("someone's spectra")
+    with pytest.raises(InputError, match=r"maps_endmembers\.csv exists.*--overwrite"):
+        unmix_large(envi_path, fcls, out, chunks=CHUNKS)
+    assert csv.read_text() == "someone's spectra" and not out.exists()
+
+    run = unmix_large(envi_path, fcls, out, chunks=CHUNKS, overwrite=True)
+    record = json.loads(run.files["run"].read_text())
+    assert record["complete"] is True and record["method"] == "fcls"
+    assert record["files"] == ["maps.tif", "maps_endmembers.csv"]
+    unmix_large(envi_path, fcls, out, chunks=CHUNKS)          # the same run again: its files
+    other = FCLS(n_endmembers=3, endmembers=fcls.endmembers_[::-1].copy()).fit(scene)
+    with pytest.raises(InputError, match=r"maps\.tif exists.*not listed as this run's output "
+                                         r"in maps_run\.json.*--overwrite"):
+        unmix_large(envi_path, other, out, chunks=CHUNKS)
+    replaced = unmix_large(envi_path, other, out, chunks=CHUNKS, overwrite=True)
+    assert json.loads(replaced.files["run"].read_text())["fingerprint"] != \
+        record["fingerprint"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("maps")) == \
+        record["files"] + ["maps_run.json"]
+
+
+class BoxMeanSpread(BoxMean):
+    """BoxMean with a second map, ``spread``."""
+
+    name = "boxmean_spread"
+
+    def transform(self, cube, mask=None):
+        maps = super().transform(cube, mask)
+        return {**maps, "spread": maps["abundances"][..., 0] ** 2}
+
+
+def test_a_raster_rerun_removes_the_maps_the_earlier_run_wrote_and_it_does_not(
+        scene, tmp_path):
+    out = tmp_path / "maps.hdr"
+    first = unmix_large(scene, BoxMeanSpread().fit(scene), out, chunks=CHUNKS)
+    assert {"maps_spread.hdr", "maps_spread.img"} <= set(
+        json.loads(first.files["run"].read_text())["files"])
+    (tmp_path / "notes.txt").write_text("mine")
+    unmix_large(scene, BoxMean().fit(scene), out, chunks=CHUNKS, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "maps.hdr", "maps.img", "maps_run.json", "notes.txt"]
+
+
+def test_two_runs_into_one_store_do_not_mix(envi_path, fcls, scene, tmp_path):
+    class Paused(FCLS):
+        """Stops in its first transform (the probe of the maps) until released."""
+
+        entered, release = threading.Event(), threading.Event()
+
+        def transform(self, cube, mask=None):
+            Paused.entered.set()
+            Paused.release.wait(60)
+            return super().transform(cube, mask)
+
+    out = tmp_path / "maps.zarr"
+    first = Paused(n_endmembers=3, endmembers=fcls.endmembers_[::-1].copy()).fit(scene)
+    outcome = {}
+
+    def run_first():
+        try:
+            outcome["run"] = unmix_large(envi_path, first, out, chunks=CHUNKS)
+        except Exception as exc:  # reported in the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        assert Paused.entered.wait(60)
+        with pytest.raises(InputError, match=rf"another hyperunmix run \(pid {os.getpid()} "
+                                             r".*lock file .*\.maps\.zarr\.lock"):
+            unmix_large(envi_path, fcls, out, chunks=CHUNKS)
+    finally:
+        Paused.release.set()
+        thread.join()
+    assert "error" not in outcome and open_maps(out).attrs["hyperunmix"]["complete"] is True
+    assert_identical(maps_of(out), first.unmix(hio.open_scene(envi_path)).abundances)
+    assert not (tmp_path / ".maps.zarr.lock").exists()

@@ -113,13 +113,15 @@ class Result:
                                    convention=convention)
 
     def save(self, directory: Any, truth: Any = None, fmt: str | None = None,
-             figures: bool = True) -> dict:
+             figures: bool = True, overwrite: bool = False) -> dict:
         """Write maps (in the input's format family), ``abundances.npy``, ``endmembers.csv``,
         extra maps, figures, ``run.json`` and, given a ``Truth``, ``metrics.json`` to
-        ``directory``; see :func:`hyperunmix.output.save_result`. Returns the paths by role."""
+        ``directory``; files there that no earlier run.json lists are replaced only with
+        ``overwrite``. See :func:`hyperunmix.output.save_result`. Returns the paths by role."""
         from .output import save_result  # lazy: pulls in matplotlib and io, which import base
 
-        return save_result(self, directory, truth=truth, fmt=fmt, figures=figures)
+        return save_result(self, directory, truth=truth, fmt=fmt, figures=figures,
+                           overwrite=overwrite)
 
 
 class Unmixer(abc.ABC):

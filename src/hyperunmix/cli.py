@@ -196,7 +196,12 @@ def unmix(
         200_000, "--fit-sample", min=1,
         help="Chunked run: pixels sampled, stratified in space, to fit the method on."),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Chunked run: replace an output that holds another run."),
+        False, "--overwrite",
+        help="Replace files the run would otherwise refuse to: existing files of the "
+             "output that no earlier hyperunmix run into it wrote and, for a chunked run, "
+             "the output of another run. Without it, the files of an earlier run into the "
+             "same output (as its run.json lists them) are replaced, or removed when this "
+             "run does not write them; the input is never replaced."),
     convention: str | None = typer.Option(
         None, "--convention",
         help="Abundance convention of the maps: absolute (fractions of the endmember "
@@ -207,7 +212,8 @@ def unmix(
 
     With --chunks or --scheduler, or an --out ending in .zarr, the scene is never held in
     memory: see `Scaling out` in the README."""
-    from .output import check_output_directory, map_format, save_result
+    from ._guard import writable_directory
+    from .output import map_format, save_result
 
     if convention is not None:
         check_convention(convention)
@@ -222,19 +228,21 @@ def unmix(
                       seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
                       read_options=read_options, data_dir=data_dir, convention=convention)
         return
-    map_format(None, fmt)  # a bad --format or --out fails now, not after a long fit
-    check_output_directory(out)
+    map_format(None, fmt)  # a bad --format fails now, not after a long fit
     scene = load_source(source, data_dir, read_options)
     if not keep_bad_bands and len(scene.bad_bands):
         scene = scene.drop_bad_bands()
     if n_endmembers is None and scene.truth is not None:
         n_endmembers = scene.truth.n_endmembers
     model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
+    # Created and tried once the input and the options are known good, before the fit: an
+    # output that cannot be written is not found out after a long fit.
+    writable_directory(out)
     result = run_with_progress(model, scene)
     if convention is not None:
         result = result.in_convention(convention)
     written = save_result(result, out, truth=scene.truth, scene=scene, fmt=fmt,
-                          figures=figures)
+                          figures=figures, overwrite=overwrite)
     _print_summary(scene, result, written)
 
 

@@ -11,10 +11,15 @@ half-written file under its final name)::
     metrics.json                 evaluate(result, truth), when a truth is given
     abundances.png, endmembers.png   figures (truth beside estimate, in matched order)
     run.json                     method, parameters, abundance convention, timings, versions,
-                                 files
+                                 files (every file above), complete (false while writing)
 
 Maps keep the estimator's band order; with a truth, each band is named after the true
 material it was matched to, and the figures are drawn in truth order.
+
+A directory is written by one run at a time (a lock file ``.hyperunmix.lock`` in it while
+the files are written). Rewriting it replaces the files its run.json lists and removes
+those the new run does not write, so that no map of an earlier run is left beside the new
+ones; any other file the new run would replace makes it refuse, unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import numpy as np
 
 from . import io as hio
 from ._atomic import atomic_path, write_text
+from ._guard import (claim, output_lock, recorded_files, remove_stale, with_companions,
+                     writable_directory)
 from .conventions import MEANINGS
 from .errors import InputError
 from .metrics import _json_safe, default_names, evaluate
@@ -43,6 +50,10 @@ if TYPE_CHECKING:
 MAP_SUFFIXES = {"gtiff": ".tif", "envi": ".hdr", "netcdf": ".nc", "npz": ".npz"}
 #: Output format -> the :func:`hyperunmix.io.write_maps` family that writes it.
 _IO_FAMILIES = {"gtiff": "gtiff", "envi": "envi", "netcdf": "netcdf", "npz": "npy"}
+#: The run record, written first as incomplete and last as complete.
+RUN_FILE = "run.json"
+#: Held in the directory while a run writes it.
+LOCK_FILE = ".hyperunmix.lock"
 
 
 def map_format(source_format: str | None, fmt: str | None = None) -> str:
@@ -57,19 +68,14 @@ def map_format(source_format: str | None, fmt: str | None = None) -> str:
     return source_format if source_format in MAP_SUFFIXES else "npz"
 
 
-def check_output_directory(directory: str | os.PathLike) -> Path:
-    """``directory`` as a Path, if it can hold the outputs (it is a directory or does not
-    exist yet); checked before a long fit as well as when writing."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"output path {directory} exists and is not a directory")
-    return directory
-
-
 def save_result(result: "Result", directory: str | os.PathLike, *,
                 truth: "Truth | None" = None, scene: "Scene | None" = None,
-                fmt: str | None = None, figures: bool = True) -> dict[str, Path]:
-    """Write ``result`` to ``directory`` (created if needed; files there are replaced).
+                fmt: str | None = None, figures: bool = True,
+                overwrite: bool = False) -> dict[str, Path]:
+    """Write ``result`` to ``directory`` (created if needed).
+
+    Files an earlier run wrote there (those its run.json lists) are replaced, or removed
+    when this run does not write them; see the module documentation.
 
     Parameters
     ----------
@@ -84,39 +90,74 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
         Format of the map files; default: the family of ``result.source_format``.
     figures : bool
         Write the PNG figures.
+    overwrite : bool
+        Replace existing files that no run.json in ``directory`` lists, instead of refusing.
 
     Returns
     -------
     dict of str -> Path
         What was written, by role (``"abundances"``, ``"abundances_npy"``, ``"endmembers"``,
         ``"metrics"``, ``"run"``, ``"figure_abundances"``, ..., and one key per extra map).
+
+    Raises
+    ------
+    InputError
+        When ``directory`` cannot be written, holds a file this run would replace that no
+        run.json lists (unless ``overwrite``), or is being written by another run.
     """
-    directory = check_output_directory(directory)
+    directory = writable_directory(directory)
     family = map_format(result.source_format, fmt)
-    suffix = MAP_SUFFIXES[family]
 
     metrics = None if truth is None else evaluate(result, truth, scene)
     order = None if metrics is None else metrics["matching"]["permutation"]
     names = _band_names(result, metrics)
+    paths = _output_paths(directory, result, family, metrics is not None, figures)
+    record = directory / RUN_FILE
+    files = sorted(path.name for path in with_companions(paths.values()))
+    planned = [*paths.values(), record]
 
-    written = {
-        "abundances": _write_maps(directory / f"abundances{suffix}", result.abundances,
-                                  result, names, family),
-        "abundances_npy": _write_npy(directory / "abundances.npy",
-                                     result.abundances.astype(np.float32, copy=False)),
-    }
+    with output_lock(directory / LOCK_FILE, directory):
+        previous = recorded_files(record)
+        claim(planned, previous, overwrite=overwrite,
+              rule=f"no {RUN_FILE} in {directory} lists it")
+        remove_stale(previous, planned)
+        # Incomplete until the last file is written: a directory left by an interrupted
+        # write says so, and still lists every file the next run may replace.
+        _write_json(record, _run_record(result, family, files, complete=False))
+        _write_maps(paths["abundances"], result.abundances, result, names, family)
+        _write_npy(paths["abundances_npy"], result.abundances.astype(np.float32, copy=False))
+        if "endmembers" in paths:
+            hio.write_endmembers_csv(paths["endmembers"], result.endmembers,
+                                     wavelengths=result.wavelengths, names=names)
+        for key, values in result.extras.items():
+            _write_extra(paths[key], key, np.asarray(values), result, names, family)
+        if metrics is not None:
+            _write_json(paths["metrics"], metrics)
+        if figures:
+            _write_figures(paths, result, truth, order, names)
+        _write_json(record, _run_record(result, family, files, complete=True))
+    return {**paths, "run": record}
+
+
+def _output_paths(directory: Path, result: "Result", family: str, with_metrics: bool,
+                  figures: bool) -> dict[str, Path]:
+    """Every file :func:`save_result` writes but run.json, by role, known before any is
+    written (an ENVI map is named by its header; its data file goes beside)."""
+    suffix = MAP_SUFFIXES[family]
+    paths = {"abundances": directory / f"abundances{suffix}",
+             "abundances_npy": directory / "abundances.npy"}
     if result.endmembers is not None:
-        written["endmembers"] = hio.write_endmembers_csv(
-            directory / "endmembers.csv", result.endmembers, wavelengths=result.wavelengths,
-            names=names)
+        paths["endmembers"] = directory / "endmembers.csv"
     for key, values in result.extras.items():
-        written[key] = _write_extra(directory, key, np.asarray(values), result, names, family)
-    if metrics is not None:
-        written["metrics"] = _write_json(directory / "metrics.json", metrics)
+        # (H, W) and (H, W, K) maps in the map format, anything else as .npy
+        paths[key] = directory / f"{key}{suffix if np.ndim(values) in (2, 3) else '.npy'}"
+    if with_metrics:
+        paths["metrics"] = directory / "metrics.json"
     if figures:
-        written.update(_write_figures(directory, result, truth, order, names))
-    written["run"] = _write_json(directory / "run.json", _run_record(result, family, written))
-    return {key: Path(path) for key, path in written.items()}
+        paths["figure_abundances"] = directory / "abundances.png"
+        if result.endmembers is not None:
+            paths["figure_endmembers"] = directory / "endmembers.png"
+    return paths
 
 
 def _band_names(result: "Result", metrics: dict | None) -> list[str] | None:
@@ -131,39 +172,39 @@ def _band_names(result: "Result", metrics: dict | None) -> list[str] | None:
 
 
 def _write_maps(path: Path, image: np.ndarray, result: "Result",
-                band_names: list[str] | None, family: str) -> Path:
+                band_names: list[str] | None, family: str) -> None:
     """Maps (H, W, K) via :func:`hyperunmix.io.write_maps`, georeferenced like the input."""
-    return hio.write_maps(path, image, geo=result.geo, band_names=band_names,
+    hio.write_maps(path, image, geo=result.geo, band_names=band_names,
                           fmt=_IO_FAMILIES[family])
 
 
-def _write_extra(directory: Path, key: str, values: np.ndarray, result: "Result",
-                 names: list[str] | None, family: str) -> Path:
-    """One extra map: (H, W) and (H, W, K) in the map format, anything else as .npy."""
-    if values.ndim == 2:
-        return _write_maps(directory / f"{key}{MAP_SUFFIXES[family]}", values[..., None],
-                           result, [key], family)
-    if values.ndim == 3:
+def _write_extra(path: Path, key: str, values: np.ndarray, result: "Result",
+                 names: list[str] | None, family: str) -> None:
+    """One extra map to its path from :func:`_output_paths`: an array of another rank
+    as .npy, (H, W) and (H, W, K) maps as maps."""
+    if path.suffix == ".npy":
+        _write_npy(path, values)
+    elif values.ndim == 2:
+        _write_maps(path, values[..., None], result, [key], family)
+    else:
         band_names = names if values.shape[2] == result.n_endmembers else None
-        return _write_maps(directory / f"{key}{MAP_SUFFIXES[family]}", values, result,
-                           band_names, family)
-    return _write_npy(directory / f"{key}.npy", values)
+        _write_maps(path, values, result, band_names, family)
 
 
-def _write_npy(path: Path, values: np.ndarray) -> Path:
+def _write_npy(path: Path, values: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.save(stream, values)
-    return path
 
 
-def _write_json(path: Path, record: dict) -> Path:
-    return write_text(path, json.dumps(_json_safe(record), indent=2, allow_nan=False,
+def _write_json(path: Path, record: dict) -> None:
+    write_text(path, json.dumps(_json_safe(record), indent=2, allow_nan=False,
                                        default=str) + "\n")
 
 
-def _write_figures(directory: Path, result: "Result", truth: "Truth | None",
-                   order: list[int] | None, names: list[str] | None) -> dict[str, Path]:
-    """Abundance maps and endmember spectra, in truth order beside the truth when given."""
+def _write_figures(paths: dict[str, Path], result: "Result", truth: "Truth | None",
+                   order: list[int] | None, names: list[str] | None) -> None:
+    """Abundance maps and endmember spectra (to ``paths["figure_abundances"]`` and
+    ``paths["figure_endmembers"]``), in truth order beside the truth when given."""
     abundances, endmembers = result.abundances, result.endmembers
     true_abundances = true_endmembers = None
     rescale_truth = False
@@ -174,20 +215,19 @@ def _write_figures(directory: Path, result: "Result", truth: "Truth | None",
         true_abundances, true_endmembers = truth.abundances, truth.endmembers
         rescale_truth = truth.endmember_scale == "shape"
     title = f"{result.method} on {result.scene_name}"
-    figures = {"figure_abundances": save_figure(
-        plot_abundances(abundances, names, truth=true_abundances, title=title),
-        directory / "abundances.png")}
+    save_figure(plot_abundances(abundances, names, truth=true_abundances, title=title),
+                paths["figure_abundances"])
     if endmembers is not None:
         if true_endmembers is not None and true_endmembers.shape != endmembers.shape:
             true_endmembers = None     # truth on other bands (bad bands dropped): no overlay
-        figures["figure_endmembers"] = save_figure(
-            plot_endmembers(endmembers, result.wavelengths, names, truth=true_endmembers,
-                            rescale_truth=rescale_truth, title=title),
-            directory / "endmembers.png")
-    return figures
+        save_figure(plot_endmembers(endmembers, result.wavelengths, names,
+                                    truth=true_endmembers, rescale_truth=rescale_truth,
+                                    title=title),
+                    paths["figure_endmembers"])
 
 
-def _run_record(result: "Result", family: str, written: dict[str, Path]) -> dict[str, Any]:
+def _run_record(result: "Result", family: str, files: list[str],
+                complete: bool) -> dict[str, Any]:
     from . import __version__  # at call time: the package may still be initialising at import
 
     return {
@@ -205,5 +245,6 @@ def _run_record(result: "Result", family: str, written: dict[str, Path]) -> dict
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"hyperunmix": __version__, "python": platform.python_version(),
                      "numpy": np.__version__},
-        "files": sorted(Path(path).name for path in written.values()),
+        "files": files,
+        "complete": complete,
     }

@@ -63,7 +63,10 @@ def bench_command(
         False, "--dry-run", help="List the planned runs and how many are done; run nothing."),
 ) -> None:
     """Benchmark methods on scenes over several seeds: results.json, tables, figures and a
-    self-contained report.html in OUT. Interrupted runs resume where they stopped."""
+    self-contained report.html in OUT. Interrupted runs resume where they stopped.
+
+    Exit status: 0 when at least one run succeeded (the failed ones are counted in the
+    last line), 1 when every run failed, 2 on bad input, 130 when interrupted."""
     specs = resolve(datasets if datasets is not None else ("" if scene else "all"), quick)
     specs += [user_scene(s) for s in scene]
     jobs_planned = plan(methods, specs, seeds=seeds, quick=quick, timeout_s=timeout)
@@ -82,6 +85,11 @@ def bench_command(
     n_failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} runs ({n_failed} failed): {out / 'results.json'}, "
           f"{out / 'results.md'}, {out / 'report.html'}")
+    if records and n_failed == len(records):
+        # Nothing was measured: a script chaining the benchmark must not take it for a result.
+        print(f"error: every one of the {n_failed} runs failed (each run's error is in "
+              f"{out / 'results.json'})", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def _print_progress(record: dict[str, Any], n_done: int, n_total: int) -> None:

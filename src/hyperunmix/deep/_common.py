@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,7 +65,16 @@ def load_checkpoint(path: str | os.PathLike,
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         state, config = payload["state"], json.loads(payload["config"])
-    except Exception as exc:  # corrupt file, foreign pickle, missing keys
+    except pickle.UnpicklingError as exc:
+        # A pickle of Python objects (a whole model saved by torch.save, another program's
+        # checkpoint). torch's message is no use here: several lines of advice to load it
+        # with weights_only=False, i.e. to run its code, with terminal escape codes for bold.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        objects = f" ({found.group(1)})" if found else ""
+        raise FileFormatError(f"{path} is not a hyperunmix checkpoint: it holds pickled "
+                              f"Python objects{objects}, which a weights-only load refuses "
+                              "to run") from exc
+    except Exception as exc:  # corrupt file, missing keys
         raise FileFormatError(f"{path} is not a hyperunmix checkpoint: {exc}") from exc
     found = config.get("method") if isinstance(config, dict) else None
     if found != method:

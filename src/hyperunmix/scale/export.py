@@ -1,12 +1,28 @@
 """GeoTIFF and ENVI outputs of a chunked run: a complete map store copied out window by
-window, georeferenced, each file written under a temporary name and renamed when whole."""
+window, georeferenced, each file written under a temporary name and renamed when whole.
+
+Files of an output ``x.tif`` (or ``x.hdr`` / ``x.img``: an ENVI header and data pair each)::
+
+    x.tif                 abundances
+    x_<map>.tif           each other map
+    x_endmembers.csv      the endmember spectra, when the method has them
+    x_run.json            the run record (source, method, parameters, fingerprint of the run,
+                          the files above), written last: a finished export
+    .x.tif.chunks.zarr    the map store while the run is unfinished, removed after the export
+    .x.tif.lock           while a run writes the output
+
+The run record and the store tell a rerun which existing files are its own to replace:
+those of a finished identical run (same fingerprint in ``x_run.json``) or of an
+unfinished one (its store, checked by :meth:`MapStore.prepare`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -14,7 +30,8 @@ import zarr
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, write_text
+from .._guard import recorded_files, remove_stale, with_companions
 from ..errors import InputError
 from ..io import envi, write_endmembers_csv
 from ..io._raster import to_affine, to_crs
@@ -40,11 +57,39 @@ def output_format(path: str | Path) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
-def map_paths(out: Path, layout: MapLayout) -> dict[str, Path]:
+def map_paths(out: Path, names: Sequence[str]) -> dict[str, Path]:
     """Output file of each map: ``out`` for the abundances, ``<stem>_<map><suffix>`` for
     the others."""
     return {name: out if name == "abundances" else out.with_name(f"{out.stem}_{name}{out.suffix}")
-            for name in layout.names}
+            for name in names}
+
+
+def endmembers_path(out: Path) -> Path:
+    """The endmember spectra of a raster output, ``<stem>_endmembers.csv``."""
+    return out.with_name(f"{out.stem}_endmembers.csv")
+
+
+def record_path(out: Path) -> Path:
+    """The run record of a raster output, ``<stem>_run.json``, written when its export is
+    finished."""
+    return out.with_name(f"{out.stem}_run.json")
+
+
+def hidden_path(out: Path, fmt: str, what: str) -> Path:
+    """``.<name>.<what>`` beside ``out``: its chunk store, its lock. ``x.hdr`` and ``x.img``
+    name one ENVI output, so they share them."""
+    if fmt == "envi":
+        out = out.with_suffix(".hdr")
+    return out.with_name(f".{out.name}.{what}")
+
+
+def output_files(out: Path, names: Sequence[str], endmembers: bool) -> set[Path]:
+    """Every file an export of the maps ``names`` writes (an ENVI pair for each), with the
+    endmember CSV when there are ``endmembers``, and the run record."""
+    files = [*map_paths(out, names).values(), record_path(out)]
+    if endmembers:
+        files.append(endmembers_path(out))
+    return with_companions(files)
 
 
 def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
@@ -59,19 +104,27 @@ def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
 
 def export_rasters(store_path: Path, out: Path, fmt: str, layout: MapLayout,
                    geo: GeoInfo | None, endmembers: np.ndarray | None,
-                   wavelengths: np.ndarray | None) -> dict[str, Path]:
+                   wavelengths: np.ndarray | None, run: dict) -> dict[str, Path]:
     """Copy every map of a complete store to a raster file, and the endmembers to
-    ``<stem>_endmembers.csv``. Returns the files written, by map name."""
+    ``<stem>_endmembers.csv``; then remove the files of an earlier export to ``out`` that
+    this one did not write, and write the run record ``run`` with the list of files
+    (``<stem>_run.json``). Returns the files written, by map name, and ``"run"``."""
     written = {}
     for name, shape in zip(layout.names, layout.shapes):
         array = zarr.open_array(store_path, path=name, mode="r")
-        target = map_paths(out, layout)[name]
+        target = map_paths(out, layout.names)[name]
         with _raster_target(target, fmt) as tmp:
             _copy_by_rows(array, tmp, fmt, geo, band_names(name, shape))
         written[name] = target
     if endmembers is not None:
-        written["endmembers"] = write_endmembers_csv(
-            out.with_name(f"{out.stem}_endmembers.csv"), endmembers, wavelengths)
+        written["endmembers"] = write_endmembers_csv(endmembers_path(out), endmembers,
+                                                     wavelengths)
+    record = record_path(out)
+    files = output_files(out, layout.names, endmembers is not None)
+    remove_stale(recorded_files(record), files)
+    listed = sorted(path.name for path in files - {record})
+    written["run"] = write_text(record, json.dumps({**run, "complete": True, "files": listed},
+                                                   indent=2) + "\n")
     return written
 
 

@@ -27,12 +27,14 @@ import xarray as xr
 from dask.callbacks import Callback
 
 from .. import __version__
+from .._guard import claim, output_lock, recorded_files, writable_directory
 from ..base import ProgressCallback, Unmixer
 from ..conventions import check_convention
 from ..errors import HyperunmixError, InputError
+from ..io import envi
 from ..registry import make_method
 from .apply import MapLayout, shippable, unmix_block
-from .export import export_rasters, output_format
+from .export import export_rasters, hidden_path, output_files, output_format, record_path
 from .lazy import as_cube, cube_wavelengths, drop_bad_bands, geo_of
 from .sample import DEFAULT_SAMPLE, fit_on_sample
 from .grid import Chunk, chunk_grid
@@ -83,7 +85,8 @@ class ChunkedRun:
     out : Path
         The output (Zarr store, or the abundance raster).
     files : dict of str -> Path
-        Every file written, by map name (rasters, and ``endmembers`` CSV).
+        Every file written, by map name (rasters, and ``endmembers`` CSV and ``run``
+        record for raster outputs).
     unmixer : Unmixer
         The fitted model.
     shape : (H, W, L)
@@ -158,7 +161,10 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     out : path
         ``.zarr``: a Zarr store (resumable while it is written). ``.tif`` / ``.hdr`` /
         ``.img``: georeferenced rasters, one per map (``<stem>_<map>.tif`` for the extras)
-        plus ``<stem>_endmembers.csv``, made from a hidden Zarr store beside them.
+        plus ``<stem>_endmembers.csv`` and the run record ``<stem>_run.json``, made from a
+        hidden Zarr store beside them (:mod:`hyperunmix.scale.export`). One run at a time
+        writes an output (a lock file ``.<name>.lock`` beside it); the input is never
+        replaced.
     params : dict, optional
         Hyper-parameters of ``method`` when it is a name.
     chunks : int or (int, int), optional
@@ -183,7 +189,9 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     retries : int
         Attempts after the first for a failing chunk.
     overwrite : bool
-        Replace an output holding another run (never needed to resume the same run).
+        Replace an output holding another run, or existing files no hyperunmix run wrote
+        (never needed to resume or repeat the same run). Without it such an output is
+        refused before the fit.
     progress : callable, optional
         ``progress(stage, done, total, info)``: stages ``"sample"``, the model's own while
         it fits (``"epoch"`` for the deep methods), ``"unmix"`` (chunks) and ``"export"``
@@ -203,6 +211,9 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     ChunkFailures
         When chunks still fail after their retries; the output is left incomplete and
         the same call resumes it.
+    InputError
+        When ``out`` would replace the input, holds files of another run or none (unless
+        ``overwrite``), cannot be written, or is being written by another run.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -215,31 +226,41 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
     cube = as_cube(source, chunks=chunks, **(open_options or {}))
     if not keep_bad_bands:
         cube = drop_bad_bands(cube)
-    with _connected(client) as dask_client:
-        scheduler = dask_client if dask_client is not None else "threads"
-        unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
-        layout = MapLayout.probe(unmixer, cube, outputs, convention or unmixer.convention)
-        spec = _store_spec(cube, unmixer, layout)
-        store_path = out if fmt == "zarr" else out.with_name(f".{out.name}.chunks.zarr")
-        store = MapStore.prepare(store_path, spec, overwrite=overwrite)
-        done = store.done()
-        pending = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if not done[chunk.index]]
-        n_chunks, n_skipped = done.size, int(done.sum())
-        report("unmix", n_skipped, n_chunks, {"skipped": n_skipped})
-        failures = _run_chunks(pending, cube, unmixer, layout, store.writer(layout),
-                               retries, dask_client, num_workers,
-                               lambda finished, failed: report(
-                                   "unmix", n_skipped + finished, n_chunks, {"failed": failed}))
-    if failures:
-        raise ChunkFailures(failures, out)
-    store.mark_complete()
-    files = {name: store_path for name in layout.names}
-    if fmt != "zarr":
-        report("export", 0, 1, {})
-        files = export_rasters(store_path, out, fmt, layout, spec.geo, spec.endmembers,
-                               spec.wavelengths)
-        store.remove()
-        report("export", 1, 1, {})
+    store_path = out if fmt == "zarr" else hidden_path(out, fmt, "chunks.zarr")
+    writable_directory(out.parent)
+    with output_lock(hidden_path(out, fmt, "lock"), out):
+        # Before the fit, what can be known without it: the abundance files. The other
+        # maps and the run's fingerprint come with the fitted model, checked before the
+        # first write.
+        _claim_outputs(out, fmt, store_path, cube, None, overwrite)
+        with _connected(client) as dask_client:
+            scheduler = dask_client if dask_client is not None else "threads"
+            unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler,
+                                      progress)
+            layout = MapLayout.probe(unmixer, cube, outputs, convention or unmixer.convention)
+            spec = _store_spec(cube, unmixer, layout)
+            _claim_outputs(out, fmt, store_path, cube, spec, overwrite)
+            store = MapStore.prepare(store_path, spec, overwrite=overwrite)
+            done = store.done()
+            pending = [chunk for chunk in chunk_grid(*cube.chunks[:2])
+                       if not done[chunk.index]]
+            n_chunks, n_skipped = done.size, int(done.sum())
+            report("unmix", n_skipped, n_chunks, {"skipped": n_skipped})
+            failures = _run_chunks(pending, cube, unmixer, layout, store.writer(layout),
+                                   retries, dask_client, num_workers,
+                                   lambda finished, failed: report(
+                                       "unmix", n_skipped + finished, n_chunks,
+                                       {"failed": failed}))
+        if failures:
+            raise ChunkFailures(failures, out)
+        store.mark_complete()
+        files = {name: store_path for name in layout.names}
+        if fmt != "zarr":
+            report("export", 0, 1, {})
+            files = export_rasters(store_path, out, fmt, layout, spec.geo, spec.endmembers,
+                                   spec.wavelengths, spec.run)
+            store.remove()
+            report("export", 1, 1, {})
     return ChunkedRun(out=out, files=files, unmixer=unmixer, shape=tuple(cube.shape),
                       n_chunks=n_chunks, n_skipped=n_skipped,
                       seconds=time.perf_counter() - start, convention=layout.convention,
@@ -247,6 +268,33 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
 
 
 # -- steps -------------------------------------------------------------------------------
+def _claim_outputs(out: Path, fmt: str, store_path: Path, cube: xr.DataArray,
+                   spec: StoreSpec | None, overwrite: bool) -> None:
+    """Refuse an output that would replace the input (ever) or an existing file that is
+    not this run's own (unless ``overwrite``): one the run record of a finished identical
+    export lists, or any while an unfinished run's store is there (:meth:`MapStore.prepare`
+    checks that it is this run's). Before the fit (``spec`` None) the abundance files only
+    are known, and any earlier run's files may turn out to be this run's."""
+    if fmt == "zarr":   # the store is the output, and MapStore.prepare checks whose it is
+        planned = owned = {store_path}
+    else:
+        names = ("abundances",) if spec is None else spec.layout.names
+        planned = output_files(out, names, spec is not None and spec.endmembers is not None)
+        planned.add(store_path)
+        owned = planned if store_path.exists() else recorded_files(
+            record_path(out), None if spec is None else spec.run["fingerprint"])
+    claim(planned, owned, overwrite=overwrite, inputs=_source_files(cube),
+          rule=f"not listed as this run's output in {record_path(out).name}")
+
+
+def _source_files(cube: xr.DataArray) -> list[Path]:
+    """The files the cube is read from: its path, and an ENVI header's data file."""
+    if "path" not in cube.attrs:
+        return []
+    path = Path(cube.attrs["path"])
+    return list(envi._header_and_data(path)) if cube.attrs.get("format") == "envi" else [path]
+
+
 @contextlib.contextmanager
 def _connected(client: Any) -> Iterator[Any]:
     """The distributed client to use: ``client`` itself, one connected to an address
