@@ -290,10 +290,12 @@ def test_cuda_request_without_cuda_raises(scene):
 
 
 # -- real data (slow) ------------------------------------------------------------------------
-# Measured (seed 0, N-FINDR start): Samson aRMSE 0.038, mSAD 0.059; Jasper Ridge aRMSE 0.098,
-# mSAD 0.142 (from VCA, which misses the road endmember: 0.131 and 0.275).
+# Measured with the defaults (linear data term, N-FINDR start), scored in the scenes' shares
+# convention: Samson aRMSE 0.070 (seed 0, 150 epochs), 0.067 +- 0.017 over the benchmark's
+# 5 seeds at 100 epochs; Jasper Ridge 0.077 +- 0.0003. The bounds leave two standard
+# deviations of the seeds' spread; the start (N-FINDR + FCLS) scores 0.142 and 0.090.
 @pytest.mark.slow
-@pytest.mark.parametrize("name,max_armse", [("samson", 0.06), ("jasper_ridge", 0.12)])
+@pytest.mark.parametrize("name,max_armse", [("samson", 0.10), ("jasper_ridge", 0.10)])
 def test_accuracy_on_real_data(data_dir, name, max_armse):
     scene = datasets.load(name, data_dir)
     p = scene.truth.n_endmembers

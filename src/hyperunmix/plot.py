@@ -8,12 +8,14 @@ methods (and the truth) side by side with the same code.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
+import PIL.Image
 from matplotlib.figure import Figure
 
 from ._atomic import atomic_path
@@ -25,6 +27,8 @@ TRUTH = "truth"
 ESTIMATE = "estimate"
 
 _PANEL_INCHES = 2.2
+#: Spectra comparisons with more entries than this get their legend below the panels.
+_LEGEND_INSIDE = 6
 
 
 def plot_abundance_comparison(maps: Mapping[str, np.ndarray],
@@ -70,7 +74,8 @@ def plot_abundance_comparison(maps: Mapping[str, np.ndarray],
                 ax.set_title(names[k])
             if k == 0:
                 ax.set_ylabel(label)
-    fig.colorbar(shown, ax=axes, shrink=0.9, label="abundance")
+    # A thin bar: the default width is a share of the whole grid, too wide for many columns.
+    fig.colorbar(shown, ax=axes, shrink=0.9, fraction=0.03, aspect=40, label="abundance")
     if title:
         fig.suptitle(title)
     return fig
@@ -130,7 +135,11 @@ def plot_spectra_comparison(spectra: Mapping[str, np.ndarray],
     for ax in axes[n_materials:]:
         ax.set_visible(False)
     axes[0].set_ylabel("reflectance")
-    axes[0].legend(fontsize="small")
+    if len(spectra) <= _LEGEND_INSIDE:
+        axes[0].legend(fontsize="small")
+    else:  # a long legend does not fit in a panel: one for the figure, below the panels
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+                   ncols=min(len(spectra), 4), fontsize="small")
     if title:
         fig.suptitle(title)
     return fig
@@ -152,10 +161,21 @@ def plot_endmembers(endmembers: np.ndarray, wavelengths: np.ndarray | None = Non
     return plot_spectra_comparison(spectra, wavelengths, names, title=title)
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically; return the path."""
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120,
+                palette: bool = False) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically; return the path.
+
+    ``palette``: store 256 indexed colours instead of RGBA, about a third of the size for
+    grids of maps, whose colour map has 256 colours anyway.
+    """
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        if not palette:
+            fig.savefig(tmp, format="png", dpi=dpi)
+        else:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=dpi)
+            image = PIL.Image.open(buffer).convert("RGB").quantize(256)
+            image.save(tmp, format="png", optimize=True)
     return Path(path)
 
 

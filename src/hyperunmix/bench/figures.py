@@ -73,7 +73,8 @@ def abundance_figure(dataset: str, by_method: dict[str, Group], scene: Scene,
     for found in by_method.values():
         estimate = _matched_estimates(found, store)
         if estimate is not None and estimate[1]["abundances"].shape == scene.truth.abundances.shape:
-            maps[estimate[0]] = estimate[1]["abundances"]
+            # Two lines: a long label would not fit one map's height written vertically.
+            maps[estimate[0].replace(" (", "\n(", 1)] = estimate[1]["abundances"]
     if len(maps) == 1:
         return None
     return plot_abundance_comparison(maps, scene.truth.names,
@@ -189,7 +190,7 @@ def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
 
 
 def _save(fig: Figure, folder: Path, stem: str, anchor: str) -> FigureFile:
-    path = save_figure(fig, folder / f"{stem}.png", dpi=DPI)
+    path = save_figure(fig, folder / f"{stem}.png", dpi=DPI, palette=True)
     return FigureFile(path, caption(stem), anchor)
 
 

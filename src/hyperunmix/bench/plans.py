@@ -7,8 +7,8 @@ row here still joins the benchmark, with :data:`CLASSICAL` or :data:`DEEP` defau
 its registry line; a row here tunes its budget. :data:`VARIANTS` adds configurations of a
 registered method under names of their own, so that they share one table with it.
 
-Budgets are set so that the full run (8 scenes) stays under 60 minutes on 2 CPU cores and
-``--quick`` (3 small synthetic scenes) under 5.
+Budgets are set so that the full run (13 scenes, every variant: 83 minutes measured) stays
+under two hours on 2 CPU cores and ``--quick`` (3 small synthetic scenes) under 5 minutes.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 
 #: name -> plan, for the methods whose defaults need a benchmark budget. The papers'
 #: settings (EGU-Net 200 epochs, DEQ-Unmix 300, ID-Net up to 30) times 40 runs each would
-#: not fit in an hour on 2 cores. Measured wall seconds of one run, one thread, two runs
-#: at a time on 2 cores (Samson, Jasper Ridge): EGU-Net 70, 105; its ss variant 58, 85;
-#: DEQ-Unmix 78, 93; its unrolled twin 39, 42; ID-Net 69, 126. The six synthetic scenes
-#: (32 x 32 px) cost about a third of that together, DEQ-Unmix's most at 20 dB, where its
-#: equilibrium contracts slowly. They are recorded with every result.
+#: not fit in two hours on 2 cores. Measured wall seconds of one run, one thread, two runs
+#: at a time on 2 cores of an Intel Xeon (Samson, Jasper Ridge): EGU-Net 24, 29; its ss
+#: variant 17, 22; DEQ-Unmix 33, 47; its unrolled twin 12, 14; ID-Net 20, 38 (an AMD EPYC
+#: took two to three times as long). The 100 x 100 spatial scenes cost two to three times
+#: Jasper Ridge. They are recorded with every result.
 PLANS: dict[str, MethodPlan] = {
     "egunet": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 150},
                          quick_params={"epochs": 30}, timeout_s=900.0),
