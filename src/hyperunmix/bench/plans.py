@@ -115,9 +115,10 @@ ABLATIONS: dict[str, dict[str, str]] = {
 #: Parameter of each deep method naming its endmember start (an extractor).
 START_PARAMETERS: dict[str, str] = {"egunet": "endmembers", "deq": "endmembers",
                                     "idnet": "reference"}
-#: The matched baseline of a deep method: the classical solver of the scene's abundance
-#: convention (FCLS for absolute fractions, SNNLS for shares) on the method's endmember
-#: start, as a benchmark entry: (convention, start) -> entry name.
+#: The matched baseline of a deep method: the classical solver of the method's own
+#: abundance convention (FCLS for absolute fractions, SNNLS for shares) on the method's
+#: endmember start, scored like the method in the scene's convention; as a benchmark entry:
+#: (convention, start) -> entry name.
 MATCHED_BASELINES: dict[tuple[str, str], str] = {
     ("absolute", "nfindr"): "nfindr",        # N-FINDR, then FCLS
     ("absolute", "vca"): "vca",              # VCA, then FCLS
@@ -139,7 +140,7 @@ def matched_baseline(record: Mapping[str, Any]) -> str | None:
     if parameter is None:
         return None
     start = (record.get("parameters") or {}).get(parameter)
-    convention = (record.get("metrics") or {}).get("convention")
+    convention = (record.get("metrics") or {}).get("result_convention")
     return MATCHED_BASELINES.get((convention, start))
 
 

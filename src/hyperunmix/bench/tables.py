@@ -197,8 +197,8 @@ def gain_table(groups: dict[str, dict[str, Group]]) -> Table | None:
         cells = [_gain_cell(groups[d][method], groups[d]) if method in groups[d] else ""
                  for d in datasets]
         rows.append([method] + cells)
-    return Table("aRMSE gain over the matched baseline (same endmember start, the scene's "
-                 "convention)", ["method"] + datasets, rows, anchor="summary-gain")
+    return Table("aRMSE gain over the matched baseline (same endmember start, same "
+                 "abundance convention)", ["method"] + datasets, rows, anchor="summary-gain")
 
 
 def scene_table(dataset: str, by_method: dict[str, Group]) -> Table:
@@ -306,8 +306,9 @@ STAT_NOTE = ("Mean ± sample standard deviation over the successful runs (seeds)
              "shares of unit-peak spectra on Samson and Jasper Ridge), a result in the other "
              "one converted through its own endmembers. aRMSE gain: (baseline - method) / "
              "baseline over the seeds both ran, the matched baseline being the classical "
-             "solver of the scene's convention (FCLS, or SNNLS for shares) on the method's "
-             "endmember start (N-FINDR: nfindr / snnls_nfindr).")
+             "solver of the method's own convention (FCLS for absolute fractions, SNNLS for "
+             "shares) on the method's endmember start (N-FINDR: nfindr / snnls_nfindr), "
+             "scored like the method in the scene's convention.")
 
 
 def _cell(found: Group, column: Column) -> str:
