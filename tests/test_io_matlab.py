@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 
 import hyperunmix.io as hio
-from hyperunmix import FileFormatError, InputError
+from hyperunmix import FileFormatError, InputError, ScalingWarning
 
 H, W, L = 3, 4, 5      # H != W: a transposed read cannot even have the right shape
 
@@ -28,20 +28,24 @@ def matlab_matrix(image: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def write_mat73(path, variables: dict, strings: dict | None = None):
+def write_mat73(path, variables: dict, strings: dict | None = None, cells: dict | None = None):
     """A MATLAB v7.3 file: HDF5 behind MATLAB's 512-byte header, arrays stored with their
-    axes reversed (column-major), cell arrays of strings as object references."""
+    axes reversed (column-major), cell arrays of strings (``strings``) or of numbers
+    (``cells``) as object references."""
     with h5py.File(path, "w", userblock_size=512) as file:
         for name, value in variables.items():
             dataset = file.create_dataset(name, data=np.asarray(value, dtype=np.float64).T)
             dataset.attrs["MATLAB_class"] = np.bytes_("double")
-        for name, texts in (strings or {}).items():
+        entries = {name: [(np.array([[ord(c)] for c in text], np.uint16), "char")
+                          for text in texts] for name, texts in (strings or {}).items()}
+        entries.update({name: [(np.array([[number]]), "double") for number in numbers]
+                        for name, numbers in (cells or {}).items()})
+        for name, items in entries.items():
             refs = []
-            for k, text in enumerate(texts):
-                char = file.create_dataset(f"#refs#/{name}{k}",
-                                           data=np.array([[ord(c)] for c in text], np.uint16))
-                char.attrs["MATLAB_class"] = np.bytes_("char")
-                refs.append(char.ref)
+            for k, (data, matlab_class) in enumerate(items):
+                entry = file.create_dataset(f"#refs#/{name}{k}", data=data)
+                entry.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+                refs.append(entry.ref)
             cell = file.create_dataset(name, data=np.array([refs], dtype=h5py.ref_dtype).T)
             cell.attrs["MATLAB_class"] = np.bytes_("cell")
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 ."
@@ -108,6 +112,28 @@ def test_wavelength_count_differs_from_band_count(tmp_path):
     scipy.io.savemat(tmp_path / "w.mat", {"img": known_image(), "wavelengths": [400, 500]})
     with pytest.raises(FileFormatError, match=r"w\.mat lists 2 wavelengths for 5 bands"):
         hio.open_scene(tmp_path / "w.mat")
+
+
+def test_wavelengths_in_a_cell_array_are_read(tmp_path):
+    cell = np.empty((1, L), dtype=object)
+    cell[0, :] = [0.4, 0.5, 0.6, 0.7, 0.8]  # num2cell(wavelengths), in micrometres
+    scipy.io.savemat(tmp_path / "cell.mat", {"img": known_image(), "wavelengths": cell})
+    path73 = write_mat73(tmp_path / "cell73.mat", {"cube": known_image()},
+                         cells={"wavelengths": list(cell[0])})
+    for path in (tmp_path / "cell.mat", path73):
+        np.testing.assert_allclose(hio.open_scene(path).wavelengths, [400, 500, 600, 700, 800])
+
+
+def test_wavelengths_that_are_not_numbers_are_not_dropped_silently(tmp_path):
+    texts = [f"{w} nm" for w in (400, 500, 600, 700, 800)]
+    scipy.io.savemat(tmp_path / "text.mat", {"img": known_image(),
+                                             "wavelengths": np.array(texts, dtype=object)})
+    path73 = write_mat73(tmp_path / "text73.mat", {"cube": known_image()},
+                         strings={"wavelengths": texts})
+    for path in (tmp_path / "text.mat", path73):
+        with pytest.warns(ScalingWarning, match=r"'wavelengths' in .*text(73)?\.mat is a "
+                                                r"MATLAB cell, not numbers: not read"):
+            assert hio.open_scene(path).wavelengths is None
 
 
 # -- v7.3 ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import pytest
 
 from hyperunmix.errors import InputError
 from hyperunmix.linear import atgp, nfindr, vca
+from hyperunmix.synthetic import make_scene
 
 
 def sad(a, b):
@@ -95,3 +96,15 @@ def test_nfindr_rejects_data_flatter_than_the_simplex():
     Y, _, _ = planted_scene(3, seed=6)  # a triangle: no tetrahedron of positive volume
     with pytest.raises(InputError, match="dimensions"):
         nfindr(Y, 5)
+
+
+@pytest.mark.parametrize("method", ["vca", "nfindr", "atgp"])
+def test_extractors_do_not_depend_on_the_data_units(method):
+    """Volumes, energies and projections scale as powers of the data: N-FINDR returned
+    duplicated pixels at x1e20..x1e30 and failed at x1e-16; all three failed at x1e300."""
+    Y = make_scene(30, 30, 6, seed=0).pixels().astype(np.float64)
+    expected = sorted(EXTRACTORS[method](Y, 6, return_indices=True)[1])
+    assert len(set(expected)) == 6
+    for scale in (1e-300, 1e-16, 1e16, 1e30, 1e300):
+        found = EXTRACTORS[method](Y * scale, 6, return_indices=True)[1]
+        assert sorted(found) == expected, scale

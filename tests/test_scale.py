@@ -404,6 +404,34 @@ def test_bad_requests_get_clear_errors(envi_path, fcls, scene, tmp_path):
         unmix_large(envi_path, fcls, tmp_path / "e.zarr", client="tcp://127.0.0.1:9")
 
 
+def envi_header(path, bands: int, wavelengths: str) -> None:
+    """A 3 x 4 px float32 ENVI image of ``bands`` bands (zeros), pixel-interleaved."""
+    path.write_text(f"ENVI\nsamples = 4\nlines = 3\nbands = {bands}\nheader offset = 0\n"
+                    "file type = ENVI Standard\ndata type = 4\ninterleave = bip\n"
+                    f"byte order = 0\nwavelength = {{{wavelengths}}}\n")
+    path.with_suffix(".img").write_bytes(bytes(4 * 12 * max(bands, 1)))
+
+
+def test_empty_cubes_and_mislabelled_bands_get_clear_errors(tmp_path):
+    """bands = 0 raised xarray's CoordinateValidationError (or a ZeroDivisionError with the
+    default chunks); a wavelength list of the wrong length did too."""
+    envi_header(tmp_path / "empty.hdr", 0, "400, 500")
+    for chunks in (None, 2):
+        with pytest.raises(InputError, match=r"empty\.hdr holds an empty cube \(3 rows x 4 "
+                                             r"columns x 0 bands\): nothing to unmix"):
+            open_cube(tmp_path / "empty.hdr", chunks=chunks)
+    with pytest.raises(InputError, match="empty cube"):
+        unmix_large(tmp_path / "empty.hdr", "fcls", tmp_path / "maps.zarr")
+    with pytest.raises(InputError, match="the DataArray holds an empty cube"):
+        as_cube(as_cube(np.zeros((3, 4, 2), np.float32)).isel(band=[]))
+    envi_header(tmp_path / "short.hdr", 3, "400, 500")
+    with pytest.raises(FileFormatError, match=r"short\.hdr lists 2 wavelengths for 3 bands"):
+        open_cube(tmp_path / "short.hdr")
+    bad = Scene(np.ones((4, 4, 2), np.float32), bad_bands=[0, 1])
+    with pytest.raises(InputError, match="every band of .* is flagged bad"):
+        unmix_large(bad, "fcls", tmp_path / "bad.zarr")
+
+
 def test_map_layout_packs_and_unpacks():
     layout = MapLayout(("abundances", "uncertainty", "nonlinearity"), ((3,), (3,), ()))
     maps = {"abundances": np.random.rand(2, 4, 3), "uncertainty": np.random.rand(2, 4, 3),

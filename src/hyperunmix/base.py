@@ -191,11 +191,7 @@ class Unmixer(abc.ABC):
         Returns a dict with ``"abundances"`` (h, w, P) float32 and any extra maps
         (h, w, ...), NaN at invalid pixels.
         """
-        self._check_fitted()
-        cube = np.asarray(cube)
-        self._check_bands(cube.shape[-1])
-        if mask is None:
-            mask = np.all(np.isfinite(cube), axis=-1)
+        cube, mask = self._checked_block(cube, mask)
         out = self._transform_pixels(np.asarray(cube[mask], dtype=np.float64))
         if not isinstance(out, dict):
             out = {"abundances": out}
@@ -208,6 +204,7 @@ class Unmixer(abc.ABC):
 
     def unmix(self, scene: Scene) -> Result:
         """Unmix ``scene`` with the fitted model."""
+        check_scene(scene, "unmix")
         start = time.perf_counter()
         maps = self.transform(scene.cube, scene.mask)
         abundances = maps.pop("abundances")
@@ -252,9 +249,38 @@ class Unmixer(abc.ABC):
                 f"{type(self).__name__} was fitted on {self.n_bands_} bands, "
                 f"the input has {n_bands}")
 
+    def _checked_block(self, cube: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
+        """What :meth:`transform` works on: ``cube`` as a numeric (h, w, L) array with the
+        fitted number of bands, and the (h, w) bool mask of its valid pixels, those
+        ``mask`` marks (all when None) with every value finite."""
+        self._check_fitted()
+        cube = np.asarray(cube)
+        if cube.ndim != 3 or cube.dtype.kind not in "biuf":
+            raise InputError(f"{type(self).__name__}.transform expects a numeric (h, w, L) "
+                             f"block, got {cube.dtype} of shape {cube.shape}")
+        self._check_bands(cube.shape[-1])
+        finite = np.all(np.isfinite(cube), axis=-1)
+        if mask is None:
+            return cube, finite
+        mask = np.asarray(mask)
+        if mask.shape != finite.shape:
+            raise InputError(f"the mask has shape {mask.shape}, the block {finite.shape}")
+        return cube, finite & mask.astype(bool)
+
+
+def check_scene(scene: Any, action: str) -> None:
+    """An InputError unless ``scene`` is a :class:`~hyperunmix.scene.Scene`; ``action``
+    (``"fit"``, ``"unmix"``) names the call."""
+    if not isinstance(scene, Scene):
+        raise InputError(f"{action} expects a Scene, got {type(scene).__name__}; wrap an "
+                         "array with hyperunmix.Scene(cube)")
+
 
 def check_n_endmembers(n_endmembers: int, n_bands: int, n_pixels: int) -> int:
-    """Validate P against the data: 2 <= P <= L and P <= N."""
+    """Validate P against the data: an integer (not a bool), 2 <= P <= L and P <= N."""
+    if isinstance(n_endmembers, (bool, np.bool_)) or not isinstance(n_endmembers,
+                                                                    (int, np.integer)):
+        raise InputError(f"n_endmembers must be an integer, got {n_endmembers!r}")
     p = int(n_endmembers)
     if p < 2:
         raise InputError(f"n_endmembers must be at least 2, got {p}")

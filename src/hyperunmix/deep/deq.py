@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base import Unmixer, check_n_endmembers
+from ..base import Unmixer, check_n_endmembers, check_scene
 from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, snnls
 from ..linear.estimators import resolve_endmembers
@@ -66,6 +66,12 @@ ENDMEMBER_FLOOR = 1e-5
 _SCALE_QUANTILE = 0.999
 #: arccos has an infinite slope at 1: cosines are clipped just below it.
 _COS_LIMIT = 1.0 - 1e-6
+#: A pixel whose cosine to its mixture is below this has no brightness (scaled data term):
+#: the sign of <y, E^T a> is round-off there, and 1 / s would overflow.
+_MIN_BRIGHT_COSINE = 1e-6
+#: Unit endmember directions closer than this are one spectral shape, and a simplex of them
+#: thinner than this is flat (float32 resolves them to about 1e-7).
+_SHAPE_RESOLUTION = 1e-6
 
 SOLVERS = ("deq", "unrolled")
 PROJECTIONS = ("euclidean", "mirror")
@@ -112,6 +118,8 @@ class _Operators:
     endmember_features : (P, hidden) ``E W^T`` (W the residual projection); None without
         the correction
     image_features : (B, hidden, H, W) ``Y W^T``; None without the correction
+    image_norms : (B, 1, H, W) ``||y||``, for the brightness of the scaled data term; None
+        for the linear one
     """
 
     gram: torch.Tensor
@@ -119,6 +127,7 @@ class _Operators:
     step: torch.Tensor
     endmember_features: torch.Tensor | None = None
     image_features: torch.Tensor | None = None
+    image_norms: torch.Tensor | None = None
 
 
 class DEQUnmixNet(nn.Module):
@@ -186,35 +195,52 @@ class DEQUnmixNet(nn.Module):
             weights = self.correction.residual_projection.weight  # (hidden, L)
             ops.endmember_features = E @ weights.T
             ops.image_features = torch.einsum("blhw,kl->bkhw", image, weights)
+        if self.data_term == "scaled":
+            ops.image_norms = image.norm(dim=1, keepdim=True)
         return ops
 
     def pixel_scale(self, abundances: torch.Tensor, ops: _Operators) -> torch.Tensor:
-        """(B, 1, H, W) least-squares brightness ``s = <y, E^T a> / ||E^T a||^2`` of each
-        pixel given its abundances (all ones for ``data_term="linear"``)."""
+        """(B, 1, H, W) least-squares brightness ``s = max(<y, E^T a>, 0) / ||E^T a||^2`` of
+        each pixel given its abundances (all ones for ``data_term="linear"``).
+
+        ``s = 0`` for a pixel with no positive projection on its mixture (a zero or negative
+        spectrum), and for one within ``_MIN_BRIGHT_COSINE`` of a right angle to it.
+        """
         if self.data_term == "linear":
             return torch.ones_like(abundances[:, :1])
         along = (abundances * ops.image_on_endmembers).sum(1, keepdim=True)
         energy = (abundances * torch.einsum("bphw,pq->bqhw", abundances, ops.gram)).sum(
-            1, keepdim=True)
-        tiny = torch.finfo(abundances.dtype).tiny
-        return along.clamp_min(tiny) / energy.clamp_min(tiny)
+            1, keepdim=True).clamp_min(torch.finfo(abundances.dtype).tiny)
+        bright = along > _MIN_BRIGHT_COSINE * ops.image_norms * energy.sqrt()
+        return torch.where(bright, along / energy, torch.zeros_like(along))
 
     def step(self, abundances: torch.Tensor, ops: _Operators) -> torch.Tensor:
         """One application of ``f`` to (B, P, H, W) abundances."""
         # The data term is ||y / s - E^T a||^2 / 2: gradient A E E^T - (Y E^T) / s, and the
-        # residual features W (A E - Y / s)^T = A (E W^T) - (Y W^T) / s.
-        inverse_scale = 1.0 / self.pixel_scale(abundances, ops)
+        # residual features W (A E - Y / s)^T = A (E W^T) - (Y W^T) / s. A pixel without
+        # brightness (s = 0: a zero or negative spectrum) is best fitted by s = 0 whatever
+        # its abundances; it has no shares, 1/P each as SNNLS gives them, and no residual
+        # for the correction of its neighbours.
+        scale = self.pixel_scale(abundances, ops)
+        bright = scale > 0
+        has_data = bright.to(scale.dtype)
+        # 1 / s where s > 0, 0 elsewhere, without a 1 / 0 (whose gradient would be NaN).
+        inverse_scale = has_data / torch.where(bright, scale, torch.ones_like(scale))
         direction = (torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
                      - ops.image_on_endmembers * inverse_scale)
         if self.use_correction:
             residual_features = (
-                torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
+                has_data * torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
                 - ops.image_features * inverse_scale)
             direction = direction + self.correction(abundances, residual_features)
         update = ops.step * direction
         if self.projection == "mirror":
-            return mirror_step(abundances, update, dim=1)
-        return project_simplex(abundances - update, dim=1)
+            stepped = mirror_step(abundances, update, dim=1)
+        else:
+            stepped = project_simplex(abundances - update, dim=1)
+        # A constant, not the iterate itself: f must not be the identity there, or the
+        # implicit gradient's linear system (I - J^T) would be singular.
+        return torch.where(bright, stepped, torch.full_like(stepped, 1 / stepped.shape[1]))
 
     def reconstruct(self, abundances: torch.Tensor, ops: _Operators) -> torch.Tensor:
         """(B, P, H, W) abundances -> (B, L, H, W) mixtures ``s A E``."""
@@ -250,8 +276,14 @@ def unmixing_loss(image: torch.Tensor, reconstruction: torch.Tensor, valid: torc
     """
     y = image.movedim(1, -1)[valid]
     y_hat = reconstruction.movedim(1, -1)[valid]
-    norms = (y.norm(dim=-1) * y_hat.norm(dim=-1)).clamp_min(torch.finfo(y.dtype).tiny)
-    cosine = ((y * y_hat).sum(dim=-1) / norms).clamp(-_COS_LIMIT, _COS_LIMIT)
+    # A zero spectrum (a dark pixel, or the zero mixture of a pixel without brightness) has
+    # no angle: it counts as a right angle, with no gradient (a division by a clamped norm
+    # would give one of order 1 / tiny, inf or NaN once multiplied by the zero brightness).
+    norms = y.norm(dim=-1) * y_hat.norm(dim=-1)
+    defined = norms > torch.finfo(y.dtype).tiny
+    cosine = torch.where(defined, (y * y_hat).sum(dim=-1)
+                         / torch.where(defined, norms, torch.ones_like(norms)),
+                         torch.zeros_like(norms)).clamp(-_COS_LIMIT, _COS_LIMIT)
     return torch.arccos(cosine).mean() + alpha * ((y - y_hat) ** 2).mean()
 
 
@@ -265,6 +297,30 @@ def simplex_log_volume(endmembers: torch.Tensor) -> torch.Tensor:
     directions = endmembers / endmembers.norm(dim=1, keepdim=True)
     edges = directions[1:] - directions[:1]
     return 0.5 * torch.logdet(edges @ edges.T)
+
+
+def check_simplex(endmembers: torch.Tensor) -> None:
+    """An InputError when the shapes (unit directions) of ``endmembers`` (P, L) span a
+    flat simplex: when two have one spectral shape (duplicated or proportional spectra, or
+    spectra without a positive value, which the floor makes alike), or when the simplex is
+    thinner than ``_SHAPE_RESOLUTION`` in some direction.
+
+    Its log volume (:func:`simplex_log_volume`) is then -inf or round-off, with an undefined
+    or meaningless gradient. The message names the endmembers that share a shape.
+    """
+    directions = _directions(endmembers.detach().double().cpu().numpy())
+    thickness = np.linalg.svd(directions[1:] - directions[0], compute_uv=False)[-1]
+    if thickness > _SHAPE_RESOLUTION and bool(torch.isfinite(simplex_log_volume(endmembers))):
+        return
+    alike = (np.linalg.norm(directions[:, None] - directions[None], axis=-1)
+             <= _SHAPE_RESOLUTION)
+    groups = sorted({tuple(np.flatnonzero(row)) for row in alike if row.sum() > 1})
+    problem = ("the endmember shapes span a flat simplex" if not groups else
+               "endmembers " + ", ".join(" = ".join(map(str, g)) for g in groups)
+               + " have the same spectral shape (duplicated or proportional spectra, or no "
+               "positive value: negative data?)")
+    raise InputError(f"DEQ-Unmix cannot start from these initial endmembers: {problem}; give "
+                     "distinct endmembers or a smaller n_endmembers")
 
 
 # -- the estimator ------------------------------------------------------------------------
@@ -283,8 +339,10 @@ class DEQUnmix(Unmixer):
     data_term : {"linear", "scaled"}
         ``"linear"`` (default): the plain linear mixing model of the paper, absolute
         fractions. ``"scaled"``: the data term has a per-pixel brightness factor, shares of
-        unit-peak spectra (the angle-based loss and the untrained equilibrium agree). See the
-        module notes; the default was chosen on tuning scenes.
+        unit-peak spectra (the angle-based loss and the untrained equilibrium agree); a pixel
+        without brightness (zero or negative spectrum) has no shares and gets 1/P each, as
+        from :func:`~hyperunmix.linear.snnls`. See the module notes; the default was chosen
+        on tuning scenes.
     epochs : int
         Optimisation steps, each on the whole image. 150 rather than the paper's 300: with
         the step schedule the learning rates are down to 11 % by then, and the results of
@@ -417,9 +475,7 @@ class DEQUnmix(Unmixer):
     def fit(self, scene: Scene) -> "DEQUnmix":
         """Learn the endmembers and (unless ``correction=False``) the correction CNN on
         ``scene``; returns self."""
-        if not isinstance(scene, Scene):
-            raise InputError(f"fit expects a Scene, got {type(scene).__name__}; wrap an "
-                             "array with hyperunmix.Scene(cube)")
+        check_scene(scene, "fit")
         self._check_params()
         device = resolve_device(self.device)
         pixels = scene.pixels()
@@ -433,6 +489,8 @@ class DEQUnmix(Unmixer):
         self.fill_spectrum_ = pixels.mean(axis=0)
         scaled = np.maximum(initial / self.scale_, ENDMEMBER_FLOOR)
         self.network_ = self._network(torch.as_tensor(scaled, dtype=torch.float32)).to(device)
+        if self.volume_weight:
+            check_simplex(self.network_.endmembers)
         image, valid = self._image_tensors(scene.cube, scene.mask)
         self.history_ = self._train(image, valid)
         self.network_.eval()
@@ -505,14 +563,7 @@ class DEQUnmix(Unmixer):
         Invalid pixels are filled with the training mean spectrum for the CNN's neighbourhoods
         and reported as NaN.
         """
-        self._check_fitted()
-        cube = np.asarray(cube)
-        if cube.ndim != 3:
-            raise InputError(f"transform expects an (h, w, L) block, got shape {cube.shape}")
-        self._check_bands(cube.shape[-1])
-        if mask is None:
-            mask = np.all(np.isfinite(cube), axis=-1)
-        mask = np.asarray(mask, dtype=bool)
+        cube, mask = self._checked_block(cube, mask)
         image, _ = self._image_tensors(cube, mask)
         forward, backward = self._solver_options()
         with torch.no_grad():
@@ -565,6 +616,8 @@ class DEQUnmix(Unmixer):
                                           backward, self.unrolled_steps)
                 weights = abundances.movedim(1, -1)[valid].double()  # (N, P)
                 brightness = net.pixel_scale(abundances, ops)[:, 0][valid].double()  # (N,)
+            # Pixels without brightness hold no shares (their 1/P is a placeholder).
+            weights = weights * (brightness > 0)[:, None]
             peak = (weights * brightness[:, None]).sum(0) / weights.sum(0).clamp_min(1e-12)
             endmembers = endmembers * peak[:, None]
         return endmembers.cpu().numpy() * self.scale_
@@ -612,14 +665,21 @@ def _robust_scale(pixels: np.ndarray) -> float:
 def average_closest_pixels(pixels: np.ndarray, endmembers: np.ndarray,
                            share: float) -> np.ndarray:
     """Each endmember (P, L) replaced by the mean of the ``share`` of ``pixels`` (N, L) with
-    the smallest spectral angle to it (at least one pixel; ``share=0`` returns a copy)."""
+    the smallest spectral angle to it (at least one pixel; ``share=0`` returns a copy).
+    A zero endmember has no angle to any pixel and is kept."""
     if share <= 0:
         return endmembers.copy()
     count = max(1, int(round(share * len(pixels))))
-    unit_pixels = pixels / np.linalg.norm(pixels, axis=1, keepdims=True).clip(1e-12)
-    cosines = unit_pixels @ (endmembers / np.linalg.norm(endmembers, axis=1, keepdims=True)).T
+    cosines = _directions(pixels) @ _directions(endmembers).T
     closest = np.argpartition(-cosines, count - 1, axis=0)[:count]  # (count, P)
-    return pixels[closest].mean(axis=0)
+    has_direction = np.any(endmembers != 0, axis=1, keepdims=True)
+    return np.where(has_direction, pixels[closest].mean(axis=0), endmembers)
+
+
+def _directions(spectra: np.ndarray) -> np.ndarray:
+    """The rows of ``spectra`` at unit norm, at any data scale; zero rows stay zero."""
+    norms = np.linalg.norm(spectra, axis=1, keepdims=True)
+    return np.divide(spectra, norms, out=np.zeros_like(spectra), where=norms > 0)
 
 
 def _record_solves(history: dict[str, list[float]], info: EquilibriumInfo) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
+
 #: Floor used inside the logarithm of the mirror step, so exact zeros stay finite.
 _LOG_FLOOR = 1e-12
 
@@ -36,8 +38,15 @@ class _SimplexProjection(torch.autograd.Function):
         cumulative = sorted_desc.cumsum(dim=-1) - 1.0
         ranks = torch.arange(1, values.shape[-1] + 1, device=values.device, dtype=values.dtype)
         # The support size is the largest k with sorted_k > (cumsum_k - 1) / k; the condition
-        # holds for a prefix of the sorted order, so counting the True entries finds k.
+        # holds for a prefix of the sorted order, so counting the True entries finds k. It
+        # is at least 1 for every finite vector (k = 1 always qualifies) and 0 exactly for
+        # those holding NaN or +inf (sorted first, they spoil every cumulative sum) or only
+        # -inf, which have no projection.
         support_size = (sorted_desc * ranks > cumulative).sum(dim=-1, keepdim=True)
+        undefined = int((support_size == 0).sum())
+        if undefined:
+            raise InputError(f"the simplex projection got {undefined} vector(s) holding NaN or "
+                             "+inf (or only -inf), which have no projection")
         threshold = cumulative.gather(-1, support_size - 1) / support_size.to(values.dtype)
         projected = (values - threshold).clamp_min(0.0)
         ctx.save_for_backward(projected)
@@ -65,6 +74,12 @@ def project_simplex(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
     -------
     Tensor of the same shape, non-negative and summing to one along ``dim``: for each vector
     ``v``, ``argmin_a ||a - v||_2`` over the simplex. Differentiable (almost everywhere).
+    Entries at -inf project to 0.
+
+    Raises
+    ------
+    InputError
+        When a vector holds NaN or +inf, or only -inf.
     """
     return _SimplexProjection.apply(values.movedim(dim, -1)).movedim(-1, dim)
 

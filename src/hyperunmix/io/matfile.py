@@ -91,6 +91,22 @@ class MatFile:
             return None
         return int(self.load(key).ravel()[0])
 
+    def cell_numbers(self, name: str) -> np.ndarray | None:
+        """A cell array of numbers (e.g. ``num2cell(wavelengths)``) as a float vector, in
+        MATLAB's (column-major) order; None when an entry is not one real number."""
+        with library_errors(self.path, f"read the cell array {name!r} of"):
+            if self._h5 is not None:
+                entries = _h5_cell(self._h5, self._h5[name])
+                if any(_h5_class(entry) not in _NUMERIC_CLASSES for entry in entries):
+                    return None  # text is stored as numbers too, tagged "char"
+                values = [np.asarray(entry[()]) for entry in entries]
+            else:
+                cell = scipy.io.loadmat(self.path, variable_names=[name])[name]
+                values = [np.asarray(entry) for entry in cell.ravel(order="F")]
+        if not values or any(v.dtype.kind not in "biuf" or v.size != 1 for v in values):
+            return None
+        return np.array([v.item() for v in values], dtype=np.float64)
+
     def strings(self, name: str) -> list[str]:
         """A cell array of strings or a char array (one string per row)."""
         with library_errors(self.path, f"read the strings {name!r} of"):
@@ -114,8 +130,13 @@ def _h5_char(dataset: h5py.Dataset) -> str:
     return "".join(map(chr, codes.ravel(order="F")))
 
 
+def _h5_cell(file: h5py.File, obj: h5py.Dataset) -> list[h5py.Dataset]:
+    """The entries of a MATLAB cell array (object references), in column-major order."""
+    return [file[ref] for ref in np.asarray(obj[()]).T.ravel(order="F")]
+
+
 def _h5_strings(file: h5py.File, obj: h5py.Dataset) -> list[str]:
     if _h5_class(obj) == "cell":
-        return [_h5_char(file[ref]) for ref in np.asarray(obj[()]).T.ravel(order="F")]
+        return [_h5_char(entry) for entry in _h5_cell(file, obj)]
     codes = np.asarray(obj[()], dtype=np.uint16).T          # (rows, chars) in MATLAB
     return ["".join(map(chr, row)).rstrip() for row in np.atleast_2d(codes)]

@@ -12,13 +12,14 @@ and georeferencing as ``crs`` (text) and ``transform`` (6 affine coefficients).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
 from .._atomic import atomic_path
-from ..errors import FileFormatError
+from ..errors import FileFormatError, ScalingWarning
 from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm
 from ._layout import as_image, matrix_layout
@@ -48,11 +49,20 @@ def _image_size(mat: MatFile, rows: int | None, cols: int | None) -> tuple[int |
 
 
 def band_vector(mat: MatFile, names: tuple[str, ...]) -> np.ndarray | None:
-    """The numeric vector stored under one of ``names`` (any case), or None."""
+    """The numbers stored under one of ``names`` (any case), as an array or a cell array,
+    as a float vector; None, with a ScalingWarning, when that variable holds something else
+    (text, a struct), and None when there is no such variable."""
     key = mat.find(names)
-    if key is None or mat.variables[key][1] in ("char", "cell", "struct"):
+    if key is None:
         return None
-    return mat.load(key).ravel().astype(np.float64)
+    matlab_class = mat.variables[key][1]
+    if matlab_class not in ("char", "cell", "struct"):
+        return mat.load(key).ravel().astype(np.float64)
+    vector = mat.cell_numbers(key) if matlab_class == "cell" else None
+    if vector is None:
+        warnings.warn(f"{key!r} in {mat.path} is a MATLAB {matlab_class}, not numbers: not "
+                      "read (store it as a numeric vector)", ScalingWarning, stacklevel=2)
+    return vector
 
 
 def _geo(mat: MatFile) -> GeoInfo | None:

@@ -1,13 +1,15 @@
-"""Input checks shared by the classical solvers: pixel matrices, endmembers, valid pixels."""
+"""Input checks shared by the classical solvers: pixel matrices, endmembers, valid pixels;
+what the endmember extractors share: the search space, scaling, and the answer's checks."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ..base import check_n_endmembers
-from ..errors import InputError
+from ..errors import InputError, ScalingWarning
 
 
 def as_endmembers(E: Any, n_bands: int | None = None, what: str = "E") -> np.ndarray:
@@ -47,6 +49,20 @@ def as_pixels(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...], n
     return flat, lead_shape, np.all(np.isfinite(flat), axis=1)
 
 
+def warn_zero_pixels(Y: Any, method: str) -> None:
+    """A ScalingWarning when pixels of ``Y`` (..., L) are zero in every band.
+
+    Their abundances do not depend on the data (the point of the simplex nearest the
+    origin for FCLS, zeros for SUnSAL), and such pixels are most often no-data that the
+    mask missed.
+    """
+    zero = np.count_nonzero(~np.any(np.asarray(Y) != 0, axis=-1))
+    if zero:
+        warnings.warn(f"{zero} pixel(s) are zero in every band: their {method} abundances do "
+                      "not depend on the data (no-data? mask them, e.g. Scene(..., nodata=0))",
+                      ScalingWarning, stacklevel=3)
+
+
 def valid_pixels(Y: Any) -> tuple[np.ndarray, np.ndarray]:
     """The finite rows of ``Y`` (..., L) as an (n, L) matrix, and their flat indices into
     ``Y.reshape(-1, L)``; at least one is required."""
@@ -61,19 +77,52 @@ def search_space(Y: Any, p: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """What an extractor searches: :func:`valid_pixels` of ``Y``, and ``p`` checked
     against them."""
     pixels, index = valid_pixels(Y)
-    return pixels, index, check_count(p, pixels.shape[1], len(pixels))
+    return pixels, index, check_n_endmembers(p, pixels.shape[1], len(pixels))
 
 
-def picked(pixels: np.ndarray, index: np.ndarray, chosen: np.ndarray, return_indices: bool):
-    """An extractor's answer: the chosen pixel spectra (p, L), and their flat indices."""
-    return (pixels[chosen], index[chosen]) if return_indices else pixels[chosen]
+def unit_scaled(X: np.ndarray) -> np.ndarray:
+    """A copy of ``X`` divided by the power of two just above its largest absolute value
+    (so without rounding), which brings every value into (-1, 1).
+
+    Extractors compare sums of squares, projections and volumes, which scale as powers of
+    the data (N-FINDR's volumes as its (p-1)-th power), with constants (N-FINDR's constant
+    coordinate, VCA's first direction, rank tolerances): on data in units far from 1
+    (x1e-16, x1e30) they overflow, underflow or lose to the constants long before the
+    data themselves would. On unit-scaled data the choice does not depend on the units.
+    """
+    return np.ldexp(X, -np.frexp(np.max(np.abs(X)))[1])  # frexp(0) = (0, 0): a plain copy
 
 
-def check_count(p: Any, n_bands: int, n_pixels: int) -> int:
-    """Validate a number of endmembers to extract: an integer, 2 <= p <= min(L, N)."""
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
-        raise InputError(f"the number of endmembers must be an integer, got {p!r}")
-    return check_n_endmembers(p, n_bands, n_pixels)
+def picked(pixels: np.ndarray, index: np.ndarray, chosen: np.ndarray, return_indices: bool,
+           method: str):
+    """An extractor's answer: the chosen pixel spectra (p, L), and their flat indices;
+    checked by :func:`warn_if_degenerate`."""
+    endmembers = pixels[chosen]
+    warn_if_degenerate(endmembers, method)
+    return (endmembers, index[chosen]) if return_indices else endmembers
+
+
+def warn_if_degenerate(endmembers: np.ndarray, method: str) -> None:
+    """A ScalingWarning when the extracted ``endmembers`` (p, L) are the vertices of no
+    simplex of p vertices: some are the same spectrum, or they span fewer than p - 1
+    dimensions. Abundances on them are not determined by the data (which of two equal
+    endmembers a pixel holds is arbitrary)."""
+    edges = unit_scaled(endmembers[1:] - endmembers[0])
+    rank = np.linalg.matrix_rank(edges)
+    if rank == len(edges):
+        return
+    _, first, group = np.unique(endmembers, axis=0, return_index=True, return_inverse=True)
+    same = [np.flatnonzero(group == k) for k in np.argsort(first)
+            if np.count_nonzero(group == k) > 1]
+    if same:
+        detail = ("endmembers " + ", ".join(" = ".join(map(str, s)) for s in same)
+                  + " are the same spectrum")
+    else:
+        detail = (f"they span {rank} dimension(s) where a simplex of {len(endmembers)} "
+                  f"vertices needs {len(edges)}")
+    warnings.warn(f"the {len(endmembers)} {method} endmembers are degenerate: {detail}; the "
+                  "pixels hold fewer distinct vertices (a constant or all-zero scene?): lower "
+                  "the number of endmembers", ScalingWarning, stacklevel=4)
 
 
 def leading_axes(X: np.ndarray, k: int) -> np.ndarray:

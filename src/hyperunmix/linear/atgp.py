@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import picked, search_space
+from ._arrays import picked, search_space, unit_scaled
 
 
 def atgp(Y, p: int, *, return_indices: bool = False):
@@ -28,7 +28,7 @@ def atgp(Y, p: int, *, return_indices: bool = False):
     E : (p, L) float64 pixel spectra, and (p,) indices with ``return_indices``.
     """
     pixels, index, p = search_space(Y, p)
-    residual = pixels.copy()
+    residual = unit_scaled(pixels)  # a copy, in units where the energies cannot overflow
     chosen = np.empty(p, dtype=np.intp)
     for i in range(p):
         energy = np.einsum("ij,ij->i", residual, residual)
@@ -40,4 +40,4 @@ def atgp(Y, p: int, *, return_indices: bool = False):
         # removing its direction keeps the residual orthogonal to all of them.
         direction = residual[chosen[i]] / np.sqrt(energy[chosen[i]])
         residual -= np.outer(residual @ direction, direction)
-    return picked(pixels, index, chosen, return_indices)
+    return picked(pixels, index, chosen, return_indices, "ATGP")

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..base import Unmixer, check_n_endmembers
+from ..base import Unmixer, check_n_endmembers, check_scene
 from ..errors import InputError
 from ..io import read_endmembers
 from ..scene import Scene
@@ -64,7 +64,7 @@ def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = Non
     else:
         E = source
     E = as_endmembers(E, scene.n_bands, what="endmembers")
-    if n_endmembers is not None and int(n_endmembers) != len(E):
+    if n_endmembers is not None and n_endmembers != len(E):
         raise InputError(f"n_endmembers = {n_endmembers} but {len(E)} endmembers were given")
     return E
 
@@ -110,9 +110,7 @@ class FCLS(Unmixer):
         return self.endmembers
 
     def fit(self, scene: Scene) -> "FCLS":
-        if not isinstance(scene, Scene):
-            raise InputError(f"fit expects a Scene, got {type(scene).__name__}; wrap an "
-                             "array with hyperunmix.Scene(cube)")
+        check_scene(scene, "fit")
         self.endmembers_ = resolve_endmembers(self._endmember_source(), scene,
                                               self.n_endmembers, self.seed)
         self.n_bands_ = scene.n_bands

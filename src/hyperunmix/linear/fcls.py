@@ -6,7 +6,7 @@ import numpy as np
 
 from ._active_set import BLOCK as _BLOCK
 from ._active_set import project_simplex, solve_pixels
-from ._arrays import as_endmembers, as_pixels
+from ._arrays import as_endmembers, as_pixels, warn_zero_pixels
 from ..errors import InputError
 
 
@@ -28,8 +28,15 @@ def fcls(Y, E) -> np.ndarray:
     Returns
     -------
     (..., P) float64 abundances; NaN at masked pixels.
+
+    Warns
+    -----
+    ScalingWarning
+        When pixels are zero in every band (their abundances do not depend on the data).
     """
-    return solve_pixels(Y, E, sum_to_one=True)
+    abundances = solve_pixels(Y, E, sum_to_one=True)
+    warn_zero_pixels(Y, "FCLS")
+    return abundances
 
 
 def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from ..errors import ConvergenceWarning, InputError
-from ._arrays import leading_axes, picked, search_space
+from ._arrays import leading_axes, picked, search_space, unit_scaled
 
 #: A replacement must grow the volume by this relative amount (guards against round-off ties).
 _MIN_GAIN = 1e-9
@@ -42,7 +42,8 @@ def nfindr(Y, p: int, seed: int = 0, *, max_sweeps: int = 50, return_indices: bo
     E : (p, L) float64 pixel spectra, and (p,) indices with ``return_indices``.
     """
     pixels, index, p = search_space(Y, p)
-    centred = pixels - pixels.mean(axis=0)
+    data = unit_scaled(pixels)
+    centred = data - data.mean(axis=0)
     lifted = np.hstack([np.ones((len(pixels), 1)), centred @ leading_axes(centred, p - 1)])
     chosen = _starting_vertices(lifted, p, np.random.default_rng(seed))
     for _ in range(max_sweeps):
@@ -59,7 +60,7 @@ def nfindr(Y, p: int, seed: int = 0, *, max_sweeps: int = 50, return_indices: bo
     else:
         warnings.warn(f"N-FINDR did not settle in {max_sweeps} sweeps", ConvergenceWarning,
                       stacklevel=2)
-    return picked(pixels, index, chosen, return_indices)
+    return picked(pixels, index, chosen, return_indices, "N-FINDR")
 
 
 def _starting_vertices(lifted: np.ndarray, p: int, rng: np.random.Generator) -> np.ndarray:

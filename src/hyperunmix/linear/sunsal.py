@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ..errors import ConvergenceWarning, InputError
-from ._arrays import as_endmembers, as_pixels
+from ._arrays import as_endmembers, as_pixels, warn_zero_pixels
 
 #: Iterations between two checks of the residuals (and possible updates of the penalty).
 _CHECK_EVERY = 10
@@ -52,12 +52,20 @@ def sunsal(Y, library, *, lam: float = 0.0, anc: bool = True, asc: bool = False,
     Returns
     -------
     (..., m) float64 coefficients, NaN at masked pixels.
+
+    Warns
+    -----
+    ScalingWarning
+        When pixels are zero in every band (their coefficients do not depend on the data).
+    ConvergenceWarning
+        When ``max_iter`` is reached before ``tol``.
     """
     pixels, lead_shape, valid = as_pixels(Y)
     M = as_endmembers(library, pixels.shape[1], what="library")
     if lam < 0 or mu <= 0 or tol <= 0 or max_iter < 1:
         raise InputError(f"sunsal needs lam >= 0, mu > 0, tol > 0 and max_iter >= 1; got "
                          f"lam={lam}, mu={mu}, tol={tol}, max_iter={max_iter}")
+    warn_zero_pixels(pixels, "SUnSAL")
     out = np.full((pixels.shape[0], len(M)), np.nan)
     data = pixels[valid]
     if len(data):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import leading_axes, picked, search_space
+from ._arrays import leading_axes, picked, search_space, unit_scaled
 
 
 def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
@@ -39,7 +39,7 @@ def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
     """
     pixels, index, p = search_space(Y, p)
     rng = np.random.default_rng(seed)
-    projected = _project(pixels, p, snr_db)
+    projected = _project(unit_scaled(pixels), p, snr_db)
 
     # Columns of `found` are the projected endmembers so far; the first direction is drawn
     # orthogonally to e_p, the constant coordinate of the low-SNR projection (as in the paper).
@@ -52,7 +52,7 @@ def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
         f /= np.linalg.norm(f)
         chosen[i] = np.argmax(np.abs(projected @ f))
         found[:, i] = projected[chosen[i]]
-    return picked(pixels, index, chosen, return_indices)
+    return picked(pixels, index, chosen, return_indices, "VCA")
 
 
 def estimate_snr(pixels: np.ndarray, p: int) -> float:

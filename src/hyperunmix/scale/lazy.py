@@ -32,7 +32,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from ..errors import FileFormatError, InputError, ScalingWarning
 from ..io import envi, format_of
-from ..io._common import library_errors, require_file
+from ..io._common import check_band_vector, library_errors, require_file
 from ..io._raster import band_axis, geo_from_dataset, open_quietly
 from ..io.geotiff import _BAD_BAND_TAG
 from ..io.netcdf import _band_axis, _band_coord, _dims, _geo, _variable
@@ -129,11 +129,15 @@ def geo_of(cube: xr.DataArray) -> GeoInfo | None:
 
 
 def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
-    """The cube without the bands listed in its ``bad_bands`` attribute (lazy)."""
+    """The cube without the bands listed in its ``bad_bands`` attribute (lazy); an
+    InputError when that leaves none."""
     bad = list(cube.attrs.get("bad_bands", []))
     if not bad:
         return cube
     good = np.setdiff1d(np.arange(cube.sizes["band"]), bad)
+    if good.size == 0:
+        raise InputError(f"every band of {cube.attrs.get('path', cube.name)} is flagged bad: "
+                         "nothing is left to unmix (keep_bad_bands=True unmixes them)")
     kept = cube.isel(band=good)
     kept.attrs = {**cube.attrs, "bad_bands": []}
     return kept
@@ -146,6 +150,8 @@ def cube_wavelengths(cube: xr.DataArray) -> np.ndarray | None:
 
 # -- formats -----------------------------------------------------------------------------
 def _open_envi(path: Path, chunks, scale: float | None) -> xr.DataArray:
+    # From the header alone first: an empty image cannot even be memory-mapped.
+    _check_not_empty(envi.describe(path).shape, path)
     data = envi.read(path)  # the header's metadata; its memory map is dropped unread
     header, data_file = envi._header_and_data(path)
     scale = data.scale if scale is None else scale
@@ -202,6 +208,7 @@ def _from_dataarray(array: xr.DataArray, chunks) -> xr.DataArray:
         raise InputError(f"a cube DataArray needs dims {DIMS}, got {array.dims}; rename "
                          "them with .rename(...)")
     array = array.transpose(*DIMS)
+    _check_not_empty(array.shape, "the DataArray")
     rows, cols = chunk_shape(chunks, array.sizes["band"])
     array = array.chunk({"y": rows, "x": cols, "band": -1})
     if array.dtype != np.float32:
@@ -210,6 +217,14 @@ def _from_dataarray(array: xr.DataArray, chunks) -> xr.DataArray:
 
 
 # -- the common form ---------------------------------------------------------------------
+def _check_not_empty(shape: tuple[int, ...], source: Any) -> None:
+    """An InputError for a cube with no row, column or band (e.g. ``bands = 0``)."""
+    if min(shape) == 0:
+        rows, cols, bands = shape
+        raise InputError(f"{source} holds an empty cube ({rows} rows x {cols} columns x "
+                         f"{bands} bands): nothing to unmix")
+
+
 def _finite_or_none(nodata: float | None) -> float | None:
     """NaN no-data needs no marking: NaN pixels are invalid anyway."""
     return None if nodata is None or np.isnan(nodata) else float(nodata)
@@ -235,13 +250,18 @@ def _converted(raw: da.Array, scale: float | None, nodata: float | None,
 def _cube_array(data: da.Array, *, name: str, fmt: str | None, path: Any,
                 wavelengths: Any, fwhm: Any, bad_bands: Any, geo: GeoInfo | None,
                 chunks) -> xr.DataArray:
-    """The cube of float32 ``data`` (H, W, L), rechunked, with coordinates and attributes."""
+    """The cube of float32 ``data`` (H, W, L), rechunked, with coordinates and attributes;
+    its band vectors are checked against L as when the file is read in memory."""
+    source = name if path is None else path
+    _check_not_empty(data.shape, source)
     n_bands = data.shape[2]
     data = data.rechunk(chunk_shape(chunks, n_bands) + (-1,))
     coords: dict[str, Any] = {"band": np.arange(n_bands)}
-    for key, values in (("wavelength", wavelengths), ("fwhm", fwhm)):
+    for key, values, what in (("wavelength", wavelengths, "wavelengths"),
+                              ("fwhm", fwhm, "FWHM values")):
+        values = check_band_vector(source, what, values, n_bands)
         if values is not None:
-            coords[key] = ("band", np.asarray(values, dtype=np.float64), {"units": "nm"})
+            coords[key] = ("band", values, {"units": "nm"})
     attrs: dict[str, Any] = {
         "name": str(name),
         "bad_bands": [] if bad_bands is None else [int(b) for b in np.asarray(bad_bands)]}
