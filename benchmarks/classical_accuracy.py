@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -121,8 +120,9 @@ def markdown(record: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get(
-        "HYPERUNMIX_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $HYPERUNMIX_DATA, else the user data "
+                             "directory)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -2,7 +2,8 @@
 
 Same run, same machine, one core each, float64, L = 200 bands (400-2500 nm), Dirichlet(1)
 abundances of P USGS spectra at least 0.15 rad apart (from the data directory:
-``--data-dir``, ``$HYPERUNMIX_DATA`` or ``../shared/data``), white noise at 30 dB. Ours
+``--data-dir``, else ``$HYPERUNMIX_DATA``, else the user data directory), white noise at
+30 dB. Ours
 unmixes 1,000,000 pixels, the peer (``pysptools.abundance_maps.amaps.FCLS``, one cvxopt QP
 per pixel) the first 20,000 of them; both are reported in microseconds per pixel (wall
 clock), with the ratio and the KKT residuals (:func:`hyperunmix.linear.kkt_residual`, 0 at
@@ -57,7 +58,7 @@ TIGHT_PIXELS = 2000
 TIGHT_TOLERANCE = 1e-12
 
 
-def endmembers(n_endmembers: int, seed: int, data_dir: Path) -> np.ndarray:
+def endmembers(n_endmembers: int, seed: int, data_dir: Path | None) -> np.ndarray:
     """(P, 200) USGS spectra at least 0.15 rad apart."""
     scene = make_scene(4, 4, n_endmembers, library="usgs", snr_db=None, seed=seed,
                        data_dir=data_dir)
@@ -111,7 +112,7 @@ def reference_qp(Y: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_size(n_endmembers: int, n_pixels: int, n_peer: int, snr_db: float, seed: int,
-             data_dir: Path) -> dict:
+             data_dir: Path | None) -> dict:
     E = endmembers(n_endmembers, seed, data_dir)
     Y = mixed_pixels(E, n_pixels, snr_db, seed)
     ours, wall, cpu = timed(fcls, Y, E)
@@ -212,8 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="4,8,16", help="values of P, comma-separated")
     parser.add_argument("--snr-db", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get(
-        "HYPERUNMIX_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $HYPERUNMIX_DATA, else the user data "
+                             "directory)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()

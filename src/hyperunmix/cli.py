@@ -3,7 +3,8 @@
 Every command runs inside :func:`reports_errors`: a :class:`~hyperunmix.errors.HyperunmixError`
 (bad input the user can fix) prints ``error: <message>`` on one line and exits with status 2;
 any other exception prints one line too (status 1) unless ``hyperunmix --debug`` asks for the
-traceback. Tables go to stdout, progress bars and warnings to stderr.
+traceback. Tables go to stdout; progress (bars on a terminal, lines otherwise,
+:mod:`hyperunmix.progress`) and warnings go to stderr.
 
 Commands import the readers, the methods and matplotlib when they run, so that
 ``hyperunmix --help`` stays instant. The benchmark's command lives with the benchmark
@@ -21,18 +22,19 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .base import Result, Unmixer
 from .bench.cli import bench_command
 from .conventions import MEANINGS, check_convention
 from .errors import HyperunmixError, InputError
+from .progress import progress_display
 from .registry import available_methods, get_method
 from .scene import Scene
 
 #: Exit status of bad input (a HyperunmixError); 1 is left for unexpected failures.
 EXIT_BAD_INPUT = 2
+DATA_DIR_HELP = "Data directory (default: $HYPERUNMIX_DATA, else the user data directory)."
 #: The demo: a synthetic scene with the analytic library, VCA endmembers then FCLS.
 DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fields",
               "snr_db": 30.0}
@@ -96,36 +98,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 # -- progress ------------------------------------------------------------------------------
-class ProgressBars:
-    """An estimator progress callback drawing one rich progress bar per stage."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
-        details = " ".join(f"{key}={_short(value)}" for key, value in info.items())
-        description = f"{stage} {details}".strip()
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(description, total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total,
-                             description=description)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def progress_display() -> Progress:
-    """The progress display of long commands, drawn on stderr."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-
-
 def run_with_progress(model: Unmixer, scene: Scene) -> Result:
-    """``model.fit_unmix(scene)`` with its progress reports drawn on stderr."""
-    with progress_display() as progress:
-        model.set_progress(ProgressBars(progress))
+    """``model.fit_unmix(scene)`` with its progress reports shown on stderr
+    (:func:`hyperunmix.progress.progress_display`)."""
+    with progress_display() as report:
+        model.set_progress(report)
         try:
             return model.fit_unmix(scene)
         finally:
@@ -182,7 +159,7 @@ def unmix(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
     read: list[str] = typer.Option([], "--read", help=READ_HELP),
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Dataset directory (default: $HYPERUNMIX_DATA)."),
+        None, "--data-dir", help=DATA_DIR_HELP),
     chunks: int | None = typer.Option(
         None, "--chunks", min=16,
         help="Unmix chunk by chunk on Dask, for scenes larger than memory: pixels per chunk "
@@ -246,22 +223,67 @@ def unmix(
     _print_summary(scene, result, written)
 
 
-@app.command()
+datasets_app = typer.Typer()
+app.add_typer(datasets_app, name="datasets")
+# Written out rather than read from hyperunmix.datasets.DOWNLOADS, whose import would slow
+# down every command's start; a test checks that it names every key.
+DOWNLOAD_NAMES_HELP = (
+    "What to download: the datasets samson, jasper_ridge; the spectral libraries "
+    "library:samson, library:jasper_ridge, library:usgs; the abundance maps maps:spatial2, "
+    "maps:spatial_3em, maps:squares_3em. None: all of them.")
+
+
+@datasets_app.callback(invoke_without_command=True)
 @reports_errors
 def datasets(
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where to look (default: $HYPERUNMIX_DATA, else the user "
-                                 "data directory)."),
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
 ) -> None:
-    """List the named datasets and whether their files are present."""
+    """List the named datasets and whether their files are present; `download` fetches them."""
     from .datasets import available
 
+    if ctx.invoked_subcommand is not None:
+        return
+    statuses = available(data_dir)
     table = Table(title="datasets")
     for column in ("name", "present", "looked in"):
         table.add_column(column)
-    for status in available(data_dir):
+    for status in statuses:
         table.add_row(status.name, "yes" if status.present else "no", str(status.path))
     Console().print(table)
+    missing = " ".join(status.name for status in statuses if not status.present)
+    if missing:
+        where = "" if data_dir is None else f" --data-dir {data_dir}"
+        typer.echo(f"download the missing ones: hyperunmix datasets download {missing}{where}")
+
+
+@datasets_app.command("download")
+@reports_errors
+def datasets_download(
+    ctx: typer.Context,
+    names: list[str] | None = typer.Argument(None, metavar="NAME", help=DOWNLOAD_NAMES_HELP,
+                                             show_default=False),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+) -> None:
+    """Download datasets, libraries and abundance maps into the data directory.
+
+    From their public GitHub sources, or from the mirror $HYPERUNMIX_DATA_URL
+    (a base URL serving the data directory's layout) when it is set. Files
+    already present with the right md5 are kept; every download is checked."""
+    from .datasets import data_home, download
+
+    data_dir = data_dir or ctx.parent.params["data_dir"]  # `datasets --data-dir D download`
+    fetched: list = []
+    try:
+        with progress_display() as report:
+            download(names or (), data_dir, progress=report, on_file=fetched.append)
+    finally:  # after the progress display, and also for the files before a failure
+        for file in fetched:
+            verb = "downloaded" if file.downloaded else "present   "
+            typer.echo(f"{verb}  {file.path}  ({file.size:,} bytes)")
+    n_downloaded = sum(file.downloaded for file in fetched)
+    typer.echo(f"{n_downloaded} downloaded, {len(fetched) - n_downloaded} already present "
+               f"with the right md5, in {data_home(data_dir)}")
 
 
 app.command("bench")(reports_errors(bench_command))
@@ -317,8 +339,8 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
                   chunks: int | None, scheduler: str | None, fit_sample: int, seed: int,
                   overwrite: bool, keep_bad_bands: bool, read_options: dict[str, Any],
                   data_dir: Path | None, convention: str | None = None) -> None:
-    """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with a
-    progress bar per stage (sample, the method's fit, chunks, export)."""
+    """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with the
+    progress of each stage (sample, the method's fit, chunks, export) on stderr."""
     from .scale import unmix_large
 
     if Path(source).exists():
@@ -330,11 +352,11 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
     else:
         source_arg = load_source(source, data_dir, read_options)  # a dataset name
         read_options = {}
-    with progress_display() as progress:
+    with progress_display() as report:
         run = unmix_large(source_arg, method, out, params=params, chunks=chunks,
                           client=scheduler, fit_sample=fit_sample, seed=seed,
                           keep_bad_bands=keep_bad_bands, overwrite=overwrite,
-                          progress=ProgressBars(progress), open_options=read_options,
+                          progress=report, open_options=read_options,
                           convention=convention)
     table = Table(title=f"{method}, chunk by chunk", show_header=False)
     table.add_column("what", style="bold")

@@ -1,10 +1,17 @@
 """Named real datasets and spectral libraries: where their files live, checksums, readers.
 
-The files are the public MATLAB copies listed in :data:`FILES` (source and md5 of each).
-They are looked for under a data directory: the ``data_dir`` argument, else the environment
-variable ``HYPERUNMIX_DATA``, else the user data directory
-(``platformdirs.user_data_dir("hyperunmix")``, e.g. ``~/.local/share/hyperunmix``), laid
-out as ``samson/``, ``jasper_ridge/``, ``libraries/``, ``synthetic_abundances/``.
+The files are public MATLAB copies, listed in :data:`FILES` with the md5 of each and its
+source: a GitHub repository pinned at a commit. :func:`download` (the command
+``hyperunmix datasets download``) fetches them, from those repositories or from a mirror
+named by ``$HYPERUNMIX_DATA_URL``. Every reader, the command line, the benchmark and the
+tests look for them in one data directory, chosen in this order:
+
+1. the ``data_dir`` argument (``--data-dir`` on the command line);
+2. else the environment variable ``HYPERUNMIX_DATA``;
+3. else the user data directory, ``platformdirs.user_data_dir("hyperunmix")`` (e.g.
+   ``~/.local/share/hyperunmix``),
+
+laid out as ``samson/``, ``jasper_ridge/``, ``libraries/``, ``synthetic_abundances/``.
 
 MATLAB stores a pixel matrix (L, N) with the N pixels in column-major (Fortran) image order;
 :func:`_matlab_pixels_to_image` turns it into an (H, W, L) image. Reading it in C order gives
@@ -18,6 +25,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,51 +34,83 @@ import numpy as np
 import platformdirs
 import scipy.io
 
+from ._atomic import _UMASK
+from .base import ProgressCallback
 from .errors import DataNotFoundError, FileFormatError, InputError
 from .scene import Scene, Truth
 from .spectra import SpectralLibrary
 
 #: Environment variable naming the data directory.
 DATA_ENV = "HYPERUNMIX_DATA"
+#: Environment variable naming a mirror: a base URL under which the files are served in the
+#: data directory's layout (``$HYPERUNMIX_DATA_URL/samson/samson_1.mat``), downloaded from
+#: instead of their public sources.
+MIRROR_ENV = "HYPERUNMIX_DATA_URL"
+
+
+class Repository(NamedTuple):
+    """A public GitHub repository, pinned at a full commit hash so its files cannot change."""
+
+    name: str  # owner/name
+    commit: str
+
+    def raw_url(self, path: str) -> str:
+        """The download URL of the file ``path`` of the repository at its commit."""
+        return f"https://raw.githubusercontent.com/{self.name}/{self.commit}/{path}"
+
+
+_MAXVOL = Repository("mabdolali/MaxVol_Dual", "2ceb4f74f119163163a1851e24a4c7d71d1015f7")
+_MUA = Repository("ricardoborsoi/MUA_SparseUnmixing", "089f5d61162807a5304759e293b132ed9d0d6ab4")
+_VARIABILITY = Repository("ricardoborsoi/unmixing_spectral_variability",
+                          "d069df8ef6f0e5641f9fcf346121931e0c23bc21")
 
 
 @dataclass(frozen=True)
 class DataFile:
-    """One file a dataset needs: its path under the data directory, md5 and origin."""
+    """One file a dataset needs: its path under the data directory, md5 and origin (the
+    repository and the file's path in it)."""
 
     path: str
     md5: str
-    source: str
+    repository: Repository
+    source_path: str
 
+    @property
+    def url(self) -> str:
+        """Where :func:`download` fetches the file: under ``$HYPERUNMIX_DATA_URL`` when that
+        mirror is set, else from its repository."""
+        mirror = os.environ.get(MIRROR_ENV)
+        if mirror:
+            return f"{mirror.rstrip('/')}/{self.path}"
+        return self.repository.raw_url(self.source_path)
 
-_MAXVOL = "github.com/mabdolali/MaxVol_Dual @ 2ceb4f74"
-_MUA = "github.com/ricardoborsoi/MUA_SparseUnmixing @ 089f5d61"
-_VARIABILITY = "github.com/ricardoborsoi/unmixing_spectral_variability @ d069df8e"
 
 #: Every file the loaders read, by path relative to the data directory.
 FILES: dict[str, DataFile] = {f.path: f for f in (
     DataFile("samson/samson_1.mat", "1d2e99de9b28d9503b74ed28c11d6bee",
-             f"{_MAXVOL}, data/Samson/samson_1.mat"),
+             _MAXVOL, "data/Samson/samson_1.mat"),
     DataFile("samson/end3.mat", "470f5164cd884a8ff6fb121b52fcf0ba",
-             f"{_MAXVOL}, data/Samson/end3.mat"),
+             _MAXVOL, "data/Samson/end3.mat"),
     DataFile("jasper_ridge/jasperRidge2_R198.mat", "c78ec18ba657e63a403a70b14daa36da",
-             f"{_MAXVOL}, data/jasper/jasperRidge2_R198.mat"),
+             _MAXVOL, "data/jasper/jasperRidge2_R198.mat"),
     DataFile("jasper_ridge/end4.mat", "cc0e792f4b7da8dc1db37c74be13f780",
-             f"{_MAXVOL}, data/jasper/end4.mat"),
+             _MAXVOL, "data/jasper/end4.mat"),
     DataFile("libraries/USGS_1995_Library.mat", "bf3e449183f3bd0d5aa3f335d68c0897",
-             f"{_MUA}, USGS_1995_Library.mat"),
+             _MUA, "USGS_1995_Library.mat"),
     DataFile("libraries/spectral_library_samson.mat", "2e9289df57ebe1e96bd557f7fbcf4c5b",
-             f"{_MUA}, real_data/spectral_library_samson.mat"),
+             _MUA, "real_data/spectral_library_samson.mat"),
     DataFile("libraries/spectral_library_jasperRidge.mat", "b2d58e85f83f696573352be8db5df5f9",
-             f"{_MUA}, real_data/spectral_library_jasperRidge.mat"),
+             _MUA, "real_data/spectral_library_jasperRidge.mat"),
     DataFile("libraries/AVIRIS_wavelengths.mat", "6a59ecb35df356fdd414756a0bacc729",
-             f"{_VARIABILITY}, synthetic_data_generation/AVIRIS_wavelengths.mat"),
+             _VARIABILITY, "synthetic_data_generation/AVIRIS_wavelengths.mat"),
     DataFile("synthetic_abundances/spatial2.mat", "c5177888a71f7f4a04adf55a3f394066",
-             f"{_MUA}, spatial2.mat"),
+             _MUA, "spatial2.mat"),
     DataFile("synthetic_abundances/abundance_spatial_3em.mat",
-             "f450047c9d179db0cee030ad830a3a40", f"{_VARIABILITY}, abundance_spatial_3em.mat"),
+             "f450047c9d179db0cee030ad830a3a40",
+             _VARIABILITY, "synthetic_data_generation/abundance_spatial_3em.mat"),
     DataFile("synthetic_abundances/abundance_squares_3em.mat",
-             "293b5c86eb9edab3aed188796cdccada", f"{_VARIABILITY}, abundance_squares_3em.mat"),
+             "293b5c86eb9edab3aed188796cdccada",
+             _VARIABILITY, "synthetic_data_generation/abundance_squares_3em.mat"),
 )}
 
 _AVIRIS_WAVELENGTHS = "libraries/AVIRIS_wavelengths.mat"
@@ -96,6 +136,14 @@ ABUNDANCE_MAP_FILES: dict[str, tuple[str, str]] = {
     "spatial2": ("synthetic_abundances/spatial2.mat", "Xim"),
     "spatial_3em": ("synthetic_abundances/abundance_spatial_3em.mat", "A_cube"),
     "squares_3em": ("synthetic_abundances/abundance_squares_3em.mat", "A_cube"),
+}
+
+#: What :func:`download` takes, name -> files: each dataset by its name, each library as
+#: ``library:NAME`` and each set of abundance maps as ``maps:NAME``.
+DOWNLOADS: dict[str, tuple[str, ...]] = {
+    **DATASET_FILES,
+    **{f"library:{name}": files for name, files in LIBRARY_FILES.items()},
+    **{f"maps:{name}": (path,) for name, (path, _) in ABUNDANCE_MAP_FILES.items()},
 }
 
 # end3.mat calls Samson's first material "rock"; the literature and the image's own bundle
@@ -137,34 +185,36 @@ def available(data_dir: str | os.PathLike | None = None) -> list[DatasetStatus]:
             for name, files in DATASET_FILES.items()]
 
 
-def _require(relpaths: tuple[str, ...], data_dir, what: str) -> list[Path]:
-    """Absolute paths of ``relpaths``, all present and with the right md5, or an error
-    that lists every missing file and where to put it."""
+def _require(name: str, data_dir, what: str) -> list[Path]:
+    """Absolute paths of the files of ``DOWNLOADS[name]``, all present and with the right
+    md5, or an error naming the command that downloads them."""
     root, origin = _data_home_and_origin(data_dir)
-    paths = [root / rel for rel in relpaths]
-    missing = [rel for rel, path in zip(relpaths, paths) if not path.is_file()]
+    command = f"hyperunmix datasets download {name}"
+    if data_dir is not None:
+        command += f" --data-dir {root}"
+    paths = [root / rel for rel in DOWNLOADS[name]]
+    missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        lines = "\n".join(f"  {root / rel}   (from {FILES[rel].source})" for rel in missing)
         raise DataNotFoundError(
-            f"{what} needs files that are missing from the data directory {root} "
-            f"(taken from {origin}):\n{lines}\n"
-            f"Put them at these paths, or point data_dir= or the environment variable "
-            f"{DATA_ENV} to a directory holding them in this layout.")
-    for rel, path in zip(relpaths, paths):
-        _verify_md5(path, FILES[rel].md5)
+            f"{what} is not in the data directory {root} (taken from {origin}): download it "
+            f"with `{command}`, or point data_dir= or the environment variable {DATA_ENV} "
+            f"to a directory holding its files. Missing: {', '.join(missing)}")
+    for rel, path in zip(DOWNLOADS[name], paths):
+        actual = _file_md5(path)
+        if actual != FILES[rel].md5:
+            raise FileFormatError(
+                f"{path} has md5 {actual}, expected {FILES[rel].md5}: the file is corrupt, "
+                f"truncated or a different version; `{command}` replaces it")
     return paths
 
 
-def _verify_md5(path: Path, expected: str) -> None:
+def _file_md5(path: Path) -> str:
+    """md5 of the file at ``path``, cached until it changes."""
     stat = path.stat()
-    actual = _md5(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if actual != expected:
-        raise FileFormatError(
-            f"{path} has md5 {actual}, expected {expected}: the file is corrupt, truncated "
-            "or a different version; replace it with the documented copy")
+    return _md5(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _md5(path: str, size: int, mtime_ns: int) -> str:
     """md5 of a file, computed once per process for each (path, size, mtime)."""
     digest = hashlib.md5()
@@ -172,6 +222,127 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# -- downloading ----------------------------------------------------------------------------
+#: Further attempts after a failed download or a wrong md5 (a transfer cut short).
+DOWNLOAD_RETRIES = 2
+
+
+class Fetched(NamedTuple):
+    """A file :func:`download` made sure of: its path and size, and whether it was
+    downloaded (False: it was already present with the right md5)."""
+
+    path: Path
+    size: int
+    downloaded: bool
+
+
+def download(names: str | Iterable[str] = (), data_dir: str | os.PathLike | None = None, *,
+             progress: ProgressCallback | None = None,
+             on_file: Callable[[Fetched], None] | None = None) -> list[Fetched]:
+    """Download the files of the named datasets, libraries and abundance maps.
+
+    Parameters
+    ----------
+    names : str or iterable of str
+        Keys of :data:`DOWNLOADS`: a dataset (``"samson"``, ``"jasper_ridge"``), a library
+        (``"library:samson"``, ``"library:jasper_ridge"``, ``"library:usgs"``) or a set of
+        abundance maps (``"maps:spatial2"``, ``"maps:spatial_3em"``,
+        ``"maps:squares_3em"``). Empty (the default): all of them.
+    data_dir : path, optional
+        Where to put them (see the module docstring for the default).
+    progress : callable, optional
+        ``progress(path, bytes_done, bytes_total, {})`` during each download, ``path``
+        relative to the data directory (the estimators' progress convention).
+    on_file : callable, optional
+        Called with the :class:`Fetched` of each file as soon as it is in place.
+
+    Returns
+    -------
+    list of Fetched
+        One per file, each once, in the order of ``names``.
+
+    Each file comes from ``$HYPERUNMIX_DATA_URL/<path>`` when that mirror is set, else from
+    its repository (:attr:`DataFile.url`), through pooch: retried on failure, written under a
+    temporary name and moved to its path only once its md5 is right, so a failed download
+    leaves nothing under the final name. A file already present with the right md5 is not
+    downloaded again; one with another md5 is replaced.
+
+    Raises
+    ------
+    InputError
+        An unknown name (before anything is downloaded), or a data directory that cannot
+        be written.
+    FileFormatError
+        A downloaded file whose md5 is not the documented one.
+    DataNotFoundError
+        A file that cannot be downloaded (no network, or missing from the mirror).
+    """
+    import pooch  # with requests: imported only to download, so that imports stay quick
+    import requests
+
+    if isinstance(names, str):
+        names = [names]
+    keys = [_known(name, DOWNLOADS) for name in names] or list(DOWNLOADS)
+    relpaths = list(dict.fromkeys(rel for key in keys for rel in DOWNLOADS[key]))
+    root = data_home(data_dir)
+    fetcher = pooch.create(path=root, base_url="", retry_if_failed=DOWNLOAD_RETRIES,
+                           registry={rel: f"md5:{FILES[rel].md5}" for rel in relpaths},
+                           urls={rel: FILES[rel].url for rel in relpaths})
+    fetched = []
+    # pooch logs each download and retry on its own stderr handler, past any progress
+    # display; `progress`, `on_file` and the errors below say the same.
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        for rel in relpaths:
+            path = root / rel
+            present = path.is_file() and _file_md5(path) == FILES[rel].md5
+            if not present:
+                try:
+                    bar = False if progress is None else _ProgressBar(progress, rel)
+                    fetcher.fetch(rel, progressbar=bar)
+                    # pooch's temporary file is made 0600: give the file a plain open()'s
+                    # permissions, so that a shared data directory stays readable to all.
+                    os.chmod(path, 0o666 & ~_UMASK)
+                except ValueError as exc:  # pooch's refusal of a wrong md5
+                    raise FileFormatError(f"{fetcher.get_url(rel)}: {exc}") from exc
+                except requests.RequestException as exc:  # before OSError, its base class
+                    hint = "" if os.environ.get(MIRROR_ENV) else (
+                        f" (without access to GitHub, name a mirror with ${MIRROR_ENV})")
+                    raise DataNotFoundError(
+                        f"cannot download {fetcher.get_url(rel)}{hint}: {exc}") from exc
+                except OSError as exc:
+                    raise InputError(
+                        f"cannot write {path} in the data directory: {exc}") from exc
+            fetched.append(Fetched(path, path.stat().st_size, downloaded=not present))
+            if on_file is not None:
+                on_file(fetched[-1])
+    finally:
+        logger.setLevel(level)
+    return fetched
+
+
+class _ProgressBar:
+    """pooch's progress bar interface (``total``, ``update``, ``reset``, ``close``) passing
+    the bytes of one download on to ``progress(stage, done, total, {})``."""
+
+    def __init__(self, progress: ProgressCallback, stage: str):
+        self.progress, self.stage = progress, stage
+        self.total = self.done = 0  # pooch sets total to the Content-Length (0: unknown)
+
+    def update(self, n_bytes: int) -> None:
+        self.done += n_bytes
+        # pooch counts whole chunks, so the last one overshoots a known total.
+        self.progress(self.stage, min(self.done, self.total or self.done), self.total, {})
+
+    def reset(self) -> None:
+        self.done = 0
+
+    def close(self) -> None:
+        pass
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -311,7 +482,7 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> Scene:
         :mod:`hyperunmix.conventions`).
     """
     key = _known(name, DATASET_FILES)
-    paths = _require(DATASET_FILES[key], data_dir, f"dataset {key!r}")
+    paths = _require(key, data_dir, f"dataset {key!r}")
     return _READERS[key](paths)
 
 
@@ -335,7 +506,7 @@ def load_library(name: str, data_dir: str | os.PathLike | None = None) -> Spectr
     SpectralLibrary
     """
     key = _known(name, LIBRARY_FILES)
-    paths = _require(LIBRARY_FILES[key], data_dir, f"library {key!r}")
+    paths = _require(f"library:{key}", data_dir, f"library {key!r}")
     if key == "usgs":
         return _read_usgs(paths[0])
     if key == "samson":
@@ -375,8 +546,8 @@ def load_abundance_maps(name: str, data_dir: str | os.PathLike | None = None) ->
     is renormalised to sum to one: ``squares_3em`` stores thirds as 0.3333 (sums of 0.9999).
     """
     key = _known(name, ABUNDANCE_MAP_FILES)
-    relpath, variable = ABUNDANCE_MAP_FILES[key]
-    (path,) = _require((relpath,), data_dir, f"abundance maps {key!r}")
+    variable = ABUNDANCE_MAP_FILES[key][1]
+    (path,) = _require(f"maps:{key}", data_dir, f"abundance maps {key!r}")
     maps = _loadmat(path, (variable,))[variable]
     if maps.ndim != 3:
         raise FileFormatError(f"{path}: {variable} should be (H, W, P), got {maps.shape}")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from ..progress import Timer
 from .runner import plan, run_benchmark
 from .scenes import resolve, user_scene
 from .store import RunStore
@@ -58,7 +61,9 @@ def bench_command(
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="Threads per worker (default: cores / jobs)."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Directory of the real datasets (default: $HYPERUNMIX_DATA)."),
+        None, "--data-dir",
+        help="Directory of the real datasets (default: $HYPERUNMIX_DATA, else the user data "
+             "directory)."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the planned runs and how many are done; run nothing."),
 ) -> None:
@@ -77,7 +82,7 @@ def bench_command(
     try:
         records = run_benchmark(methods, specs, out, seeds=seeds, quick=quick,
                                 timeout_s=timeout, n_workers=jobs, threads=threads,
-                                data_dir=data_dir, on_record=_print_progress, command=command)
+                                data_dir=data_dir, on_record=RunLines(), command=command)
     except KeyboardInterrupt:
         print(f"interrupted: finished runs are kept in {out}; run the same command again "
               "to resume", file=sys.stderr)
@@ -92,7 +97,26 @@ def bench_command(
         raise typer.Exit(1)
 
 
-def _print_progress(record: dict[str, Any], n_done: int, n_total: int) -> None:
+class RunLines:
+    """The benchmark's ``on_record``: a line on stderr as each run ends, with the runs done,
+    its outcome, the time elapsed and the time left at the rate of this command's runs
+    (``clock`` gives the time in seconds)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.start = clock()
+        self.timer: Timer | None = None
+
+    def __call__(self, record: dict[str, Any], n_done: int, n_total: int) -> None:
+        if self.timer is None:  # the runs stored before this command do not set its rate
+            self.timer = Timer(self.start, n_done - 1)
+        print(f"{_run_line(record, n_done, n_total)}  "
+              f"{self.timer.summary(n_done, n_total, self.clock())}", file=sys.stderr,
+              flush=True)
+
+
+def _run_line(record: dict[str, Any], n_done: int, n_total: int) -> str:
+    """``[n/N] status method on dataset seed s`` and the run's score and time, or its error."""
     width = len(str(n_total))
     line = (f"[{n_done:>{width}}/{n_total}] {record['status']:<6} {record['method']} on "
             f"{record['dataset']} seed {record['seed']}")
@@ -105,7 +129,7 @@ def _print_progress(record: dict[str, Any], n_done: int, n_total: int) -> None:
         line += f"  {record['time_s']:.3g} s"
     else:
         line += f"  {record['error']}"
-    print(line, file=sys.stderr, flush=True)
+    return line
 
 
 def _print_plan(jobs, out: Path) -> None:
