@@ -82,6 +82,16 @@ def test_unmix_passes_method_params_parsed_as_json(tmp_path, small_scene):
     assert params["lam"] == 0.001 and params["asc"] is True
 
 
+def test_a_truth_in_another_convention_is_named_in_the_summary(tmp_path, data_dir,
+                                                              monkeypatch):
+    monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
+    result = _invoke("unmix", "samson", "--method", "nfindr", "-p", 3, "--out", tmp_path,
+                     "--no-figures")
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.stdout.replace("│", " ").split())  # cells wrap over lines
+    assert "the absolute maps were converted" in summary and "--convention shares" in summary
+
+
 def test_unmix_a_dataset_by_name_writes_metrics(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
     result = _invoke("unmix", "samson", "--method", "vca", "--seed", 0, "--out", tmp_path,

@@ -419,6 +419,16 @@ def _convention_line(convention: str) -> str:
     return f"{convention}: {MEANINGS[convention]}"
 
 
+def _scoring_line(metrics: dict[str, Any]) -> str:
+    """How the maps were scored, with the hint a user needs when the truth's convention is
+    not the maps' (the maps on disk are not what was scored)."""
+    scored, own = metrics["convention"], metrics["result_convention"]
+    if scored == own:
+        return f"against the truth, in its {scored} convention"
+    return (f"against the truth, in its {scored} convention: the {own} maps were converted "
+            f"through their endmembers for scoring (write them so with --convention {scored})")
+
+
 def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> None:
     table = Table(title=f"{result.method} on {scene.name}", show_header=False)
     table.add_column("what", style="bold")
@@ -430,8 +440,7 @@ def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> No
     table.add_row("time", f"fit {result.fit_seconds:.2f} s, unmix {result.unmix_seconds:.2f} s")
     if "metrics" in written:
         metrics = json.loads(written["metrics"].read_text())
-        table.add_row("scored", f"against the truth, in its {metrics['convention']} "
-                                "convention")
+        table.add_row("scored", _scoring_line(metrics))
         for key, unit in (("armse", ""), ("msad_deg", " deg"), ("sre_db", " dB"),
                           ("reconstruction_rmse", "")):
             if metrics.get(key) is not None:
