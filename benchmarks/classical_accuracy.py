@@ -38,10 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DATASETS = ("samson", "jasper_ridge")
 #: label -> (abundance solver, endmember extractor)
-PIPELINES = {f"{extractor_label} + {solver.upper()}": (solver, extractor)
-             for extractor, extractor_label in (("vca", "VCA"), ("nfindr", "N-FINDR"),
-                                                ("atgp", "ATGP"))
-             for solver in ("fcls", "snnls")}
+PIPELINES = {
+    f"{extractor_label} + {solver.upper()}": (solver, extractor)
+    for extractor, extractor_label in (("vca", "VCA"), ("nfindr", "N-FINDR"), ("atgp", "ATGP"))
+    for solver in ("fcls", "snnls")
+}
 SYNTHETIC_P = (3, 5, 8)
 #: HySime should be exact in at least this share of the seeds for these P.
 HYSIME_GOAL = {3: 0.9, 5: 0.9}
@@ -54,15 +55,31 @@ def extraction_rows(data_dir: Path, seeds: list[int]) -> list[dict]:
         p = scene.truth.n_endmembers
         for label, (solver, extractor) in PIPELINES.items():
             # ATGP has no randomness: one run stands for every seed.
-            runs = [evaluate(make_method(solver, n_endmembers=p, endmembers=extractor,
-                                         seed=seed).fit_unmix(scene), scene.truth)
-                    for seed in (seeds if extractor != "atgp" else seeds[:1])]
+            runs = [
+                evaluate(
+                    make_method(solver, n_endmembers=p, endmembers=extractor, seed=seed).fit_unmix(
+                        scene
+                    ),
+                    scene.truth,
+                )
+                for seed in (seeds if extractor != "atgp" else seeds[:1])
+            ]
             armse = [run["armse"] for run in runs]
             msad = [run["msad"] for run in runs]
-            rows.append({"dataset": name, "method": label, "n_endmembers": p,
-                         "runs": len(runs), "armse": armse, "msad": msad,
-                         "armse_mean": float(np.mean(armse)), "armse_std": float(np.std(armse)),
-                         "msad_mean": float(np.mean(msad)), "msad_std": float(np.std(msad))})
+            rows.append(
+                {
+                    "dataset": name,
+                    "method": label,
+                    "n_endmembers": p,
+                    "runs": len(runs),
+                    "armse": armse,
+                    "msad": msad,
+                    "armse_mean": float(np.mean(armse)),
+                    "armse_std": float(np.std(armse)),
+                    "msad_mean": float(np.mean(msad)),
+                    "msad_std": float(np.std(msad)),
+                }
+            )
             print(f"{name} {label}: done", file=sys.stderr, flush=True)
     return rows
 
@@ -71,15 +88,39 @@ def hysime_rows(data_dir: Path, seeds: list[int]) -> tuple[list[dict], list[dict
     real = []
     for name in DATASETS:
         scene = datasets.load(name, data_dir)
-        real.append({"dataset": name, "true_p": scene.truth.n_endmembers,
-                     "estimate": hysime(scene.pixels())[0]})
+        real.append(
+            {
+                "dataset": name,
+                "true_p": scene.truth.n_endmembers,
+                "estimate": hysime(scene.pixels())[0],
+            }
+        )
     synthetic = []
     for p in SYNTHETIC_P:
-        estimates = [hysime(make_scene(40, 100, p, library="usgs", min_angle=0.15, alpha=1.0,
-                                       snr_db=30.0, seed=seed, data_dir=data_dir).pixels())[0]
-                     for seed in seeds]
-        synthetic.append({"true_p": p, "estimates": estimates,
-                          "exact": int(sum(e == p for e in estimates)), "seeds": len(seeds)})
+        estimates = [
+            hysime(
+                make_scene(
+                    40,
+                    100,
+                    p,
+                    library="usgs",
+                    min_angle=0.15,
+                    alpha=1.0,
+                    snr_db=30.0,
+                    seed=seed,
+                    data_dir=data_dir,
+                ).pixels()
+            )[0]
+            for seed in seeds
+        ]
+        synthetic.append(
+            {
+                "true_p": p,
+                "estimates": estimates,
+                "exact": int(sum(e == p for e in estimates)),
+                "seeds": len(seeds),
+            }
+        )
     return real, synthetic
 
 
@@ -97,22 +138,36 @@ def markdown(record: dict) -> str:
         "|---|---|---|---|",
     ]
     for row in record["extraction"]:
-        lines.append(f"| {row['dataset']} | {row['method']} | {row['armse_mean']:.4f} ± "
-                     f"{row['armse_std']:.4f} | {row['msad_mean']:.4f} ± {row['msad_std']:.4f} |")
-    lines += ["", "HySime's estimate of the number of endmembers:", "",
-              "| scene | true P | estimates | exact |", "|---|---|---|---|"]
+        lines.append(
+            f"| {row['dataset']} | {row['method']} | {row['armse_mean']:.4f} ± "
+            f"{row['armse_std']:.4f} | {row['msad_mean']:.4f} ± {row['msad_std']:.4f} |"
+        )
+    lines += [
+        "",
+        "HySime's estimate of the number of endmembers:",
+        "",
+        "| scene | true P | estimates | exact |",
+        "|---|---|---|---|",
+    ]
     for row in record["hysime_real"]:
-        lines.append(f"| {row['dataset']} | {row['true_p']} | {row['estimate']} | "
-                     f"{'yes' if row['estimate'] == row['true_p'] else 'no'} |")
+        lines.append(
+            f"| {row['dataset']} | {row['true_p']} | {row['estimate']} | "
+            f"{'yes' if row['estimate'] == row['true_p'] else 'no'} |"
+        )
     for row in record["hysime_synthetic"]:
         counts = {e: row["estimates"].count(e) for e in sorted(set(row["estimates"]))}
         spread = ", ".join(f"{e}: {n}x" for e, n in counts.items())
         share = HYSIME_GOAL.get(row["true_p"])
         goal = None if share is None else math.ceil(share * row["seeds"])
-        verdict = "" if goal is None else (" (goal met)" if row["exact"] >= goal
-                                           else f" (goal: >= {goal})")
-        lines.append(f"| synthetic USGS, 4000 px, 30 dB | {row['true_p']} | {spread} | "
-                     f"{row['exact']}/{row['seeds']}{verdict} |")
+        verdict = (
+            ""
+            if goal is None
+            else (" (goal met)" if row["exact"] >= goal else f" (goal: >= {goal})")
+        )
+        lines.append(
+            f"| synthetic USGS, 4000 px, 30 dB | {row['true_p']} | {spread} | "
+            f"{row['exact']}/{row['seeds']}{verdict} |"
+        )
     lines += ["", f"Reproduce: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
     return "\n".join(lines)
 
@@ -120,9 +175,12 @@ def markdown(record: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="data directory (default: $HYPERUNMIX_DATA, else the user data "
-                             "directory)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data directory (default: $HYPERUNMIX_DATA, else the user data directory)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -131,12 +189,16 @@ def main(argv: list[str] | None = None) -> dict:
     hysime_real, hysime_synthetic = hysime_rows(args.data_dir, seeds)
     record = {
         "benchmark": "classical_accuracy",
-        "command": ("python benchmarks/classical_accuracy.py "
-                    + " ".join(sys.argv[1:] if argv is None else argv)).strip(),
+        "command": (
+            "python benchmarks/classical_accuracy.py "
+            + " ".join(sys.argv[1:] if argv is None else argv)
+        ).strip(),
         "hyperunmix": hyperunmix.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "seeds": args.seeds, "extraction": extraction,
-        "hysime_real": hysime_real, "hysime_synthetic": hysime_synthetic,
+        "seeds": args.seeds,
+        "extraction": extraction,
+        "hysime_real": hysime_real,
+        "hysime_synthetic": hysime_synthetic,
         "seconds": time.perf_counter() - start,
     }
     text = markdown(record)

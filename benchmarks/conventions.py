@@ -32,10 +32,11 @@ def reproduction(scene) -> dict:
     """aRMSE of each oracle's maps (the truth's own spectra) against the truth."""
     pixels, truth = scene.pixels(), scene.truth
     true_abundances = truth.abundances[scene.mask]
-    scores = {convention: armse(true_abundances, solve(pixels, truth.endmembers))
-              for convention, solve in ORACLES.items()}
-    return {"declared": truth.convention, "armse": scores,
-            "closer": min(scores, key=scores.get)}
+    scores = {
+        convention: armse(true_abundances, solve(pixels, truth.endmembers))
+        for convention, solve in ORACLES.items()
+    }
+    return {"declared": truth.convention, "armse": scores, "closer": min(scores, key=scores.get)}
 
 
 def main() -> int:
@@ -57,15 +58,19 @@ def main() -> int:
         "mixing, endmember variability, illumination), which on the variability scene of "
         "USGS spectra exceeds the difference between the conventions.",
         "",
-        "| scene | declared | aRMSE of FCLS (absolute) | aRMSE of SNNLS (shares) | "
-        "closer |",
+        "| scene | declared | aRMSE of FCLS (absolute) | aRMSE of SNNLS (shares) | closer |",
         "|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['declared']} | {row['armse']['absolute']:.4f} | "
-                     f"{row['armse']['shares']:.4f} | {row['closer']} |")
-    lines += ["", "Reproduce: `python benchmarks/conventions.py` (then "
-              "`python benchmarks/make_benchmarks_md.py`)."]
+        lines.append(
+            f"| {name} | {row['declared']} | {row['armse']['absolute']:.4f} | "
+            f"{row['armse']['shares']:.4f} | {row['closer']} |"
+        )
+    lines += [
+        "",
+        "Reproduce: `python benchmarks/conventions.py` (then "
+        "`python benchmarks/make_benchmarks_md.py`).",
+    ]
     write_text(OUT.with_suffix(".md"), "\n".join(lines) + "\n")
     write_text(OUT.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
     print("\n".join(lines))

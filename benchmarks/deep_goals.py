@@ -4,11 +4,11 @@
 
 Reads ``benchmarks/results/bench/results.json`` (written by ``hyperunmix bench``; no method
 is trained here) and writes ``benchmarks/results/deep_goals.md`` and ``.json``: for every
-deep method of the benchmark on Samson and Jasper Ridge, aRMSE, mSAD and training time (mean ± std over
-its seeds) beside the classical baselines of the same run (VCA + FCLS, N-FINDR + FCLS and
-N-FINDR + SNNLS, the matched baselines),
-and each goal of the method's issue as met or missed, with the measured figure; then, for
-the goals missed, figures of what limits them, computed from the datasets in seconds.
+deep method of the benchmark on Samson and Jasper Ridge, aRMSE, mSAD and training time
+(mean ± std over its seeds) beside the classical baselines of the same run (VCA + FCLS,
+N-FINDR + FCLS and N-FINDR + SNNLS, the matched baselines), and each goal of the method's
+issue as met or missed, with the measured figure; then, for the goals missed, figures of
+what limits them, computed from the datasets in seconds.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ OUT = REPO / "benchmarks" / "results" / "deep_goals"
 SCENES = ("samson", "jasper_ridge")
 #: The classical baselines shown beside the deep methods (benchmark name -> label): the
 #: matched baselines are N-FINDR + SNNLS (EGU-Net, ID-Net) and N-FINDR + FCLS (DEQ-Unmix).
-BASELINES = {"fcls": "VCA + FCLS", "nfindr": "N-FINDR + FCLS",
-             "snnls_nfindr": "N-FINDR + SNNLS"}
+BASELINES = {"fcls": "VCA + FCLS", "nfindr": "N-FINDR + FCLS", "snnls_nfindr": "N-FINDR + SNNLS"}
 
 
 @dataclass(frozen=True)
@@ -59,18 +58,27 @@ class Goal:
 #: as its unrolled twin; ID-Net aRMSE <= 0.10 and below VCA + FCLS, under 10 minutes; and
 #: every deep method below its matched baseline.
 GOALS = (
-    Goal("egunet", "armse", 0.10), Goal("egunet_ss", "armse", 0.10),
-    Goal("egunet", "armse", "fcls"), Goal("egunet_ss", "armse", "fcls"),
-    Goal("egunet", "time_s", 300.0), Goal("egunet_ss", "time_s", 300.0),
-    Goal("deq", "armse", 0.10), Goal("deq", "armse", "fcls"), Goal("deq", "msad", "fcls"),
-    Goal("deq", "armse", "nfindr"), Goal("deq", "msad", "nfindr"),
-    Goal("deq", "msad", 0.03, "samson"), Goal("deq", "time_s", 600.0),
-    Goal("idnet", "armse", 0.10), Goal("idnet", "armse", "fcls"),
+    Goal("egunet", "armse", 0.10),
+    Goal("egunet_ss", "armse", 0.10),
+    Goal("egunet", "armse", "fcls"),
+    Goal("egunet_ss", "armse", "fcls"),
+    Goal("egunet", "time_s", 300.0),
+    Goal("egunet_ss", "time_s", 300.0),
+    Goal("deq", "armse", 0.10),
+    Goal("deq", "armse", "fcls"),
+    Goal("deq", "msad", "fcls"),
+    Goal("deq", "armse", "nfindr"),
+    Goal("deq", "msad", "nfindr"),
+    Goal("deq", "msad", 0.03, "samson"),
+    Goal("deq", "time_s", 600.0),
+    Goal("idnet", "armse", 0.10),
+    Goal("idnet", "armse", "fcls"),
     Goal("idnet", "time_s", 600.0),
     # The learned-parts issue: every deep method below its matched baseline, the classical
     # solver of its own convention on its N-FINDR start (SNNLS for EGU-Net's and ID-Net's
     # shares, FCLS for DEQ-Unmix's absolute fractions).
-    Goal("egunet", "armse", "snnls_nfindr"), Goal("deq", "armse", "nfindr"),
+    Goal("egunet", "armse", "snnls_nfindr"),
+    Goal("deq", "armse", "nfindr"),
     Goal("idnet", "armse", "snnls_nfindr"),
 )
 DEEP = ("egunet", "egunet_ss", "deq", "deq_unrolled", "idnet")
@@ -84,22 +92,37 @@ def mean(groups: dict[str, dict[str, Group]], scene: str, method: str, key: str)
 def check(goal: Goal, groups) -> dict:
     """The goal's measured values per scene and whether every one meets it."""
     measured = {}
-    for scene in ([goal.scene] if goal.scene else SCENES):
+    for scene in [goal.scene] if goal.scene else SCENES:
         value = mean(groups, scene, goal.method, goal.metric)
-        bound = (mean(groups, scene, goal.bound, goal.metric) if isinstance(goal.bound, str)
-                 else goal.bound)
-        measured[scene] = {"value": value, "bound": bound,
-                           "met": None if value is None or bound is None
-                           else value < bound if isinstance(goal.bound, str)
-                           else value <= bound}
+        bound = (
+            mean(groups, scene, goal.bound, goal.metric)
+            if isinstance(goal.bound, str)
+            else goal.bound
+        )
+        measured[scene] = {
+            "value": value,
+            "bound": bound,
+            "met": None
+            if value is None or bound is None
+            else value < bound
+            if isinstance(goal.bound, str)
+            else value <= bound,
+        }
     verdicts = [m["met"] for m in measured.values()]
-    return {"goal": goal.describe(), "method": goal.method, "scenes": measured,
-            "met": None if None in verdicts else all(verdicts)}
+    return {
+        "goal": goal.describe(),
+        "method": goal.method,
+        "scenes": measured,
+        "met": None if None in verdicts else all(verdicts),
+    }
 
 
 def table(groups) -> list[str]:
-    header = ["method"] + [f"{scene} {what}" for scene in SCENES
-                           for what in ("aRMSE", "mSAD (rad)", "time (s)")] + ["seeds"]
+    header = (
+        ["method"]
+        + [f"{scene} {what}" for scene in SCENES for what in ("aRMSE", "mSAD (rad)", "time (s)")]
+        + ["seeds"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in (*BASELINES, *DEEP):
         cells, seeds = [], set()
@@ -109,8 +132,9 @@ def table(groups) -> list[str]:
                 cells += ["—"] * 3
                 continue
             seeds.add(f"{len(found.ok)}/{len(found.records)}")
-            cells += [found.stat(COLUMN[k]).format(COLUMN[k].fmt)
-                      for k in ("armse", "msad", "time_s")]
+            cells += [
+                found.stat(COLUMN[k]).format(COLUMN[k].fmt) for k in ("armse", "msad", "time_s")
+            ]
         label = BASELINES.get(method, method)
         lines.append("| " + " | ".join([label, *cells, ", ".join(sorted(seeds)) or "—"]) + " |")
     return lines
@@ -122,8 +146,11 @@ def verdict_lines(checks: list[dict]) -> list[str]:
         cells = []
         for scene in SCENES:
             m = found["scenes"].get(scene)
-            cells.append("—" if m is None or m["value"] is None
-                         else f"{m['value']:.4g} (bound {m['bound']:.4g})")
+            cells.append(
+                "—"
+                if m is None or m["value"] is None
+                else f"{m['value']:.4g} (bound {m['bound']:.4g})"
+            )
         verdict = {True: "met", False: "**missed**", None: "not measured"}[found["met"]]
         lines.append(f"| {found['method']} | {found['goal']} | {' | '.join(cells)} | {verdict} |")
     return lines
@@ -138,16 +165,23 @@ def pure_pixel_sad(scene, threshold: float = 0.9) -> dict[str, float]:
 
     pixels = scene.pixels(np.float64)
     abundances = scene.truth.abundances[scene.mask]
-    return {name: float(sad_matrix(scene.truth.endmembers[[k]],
-                                   pixels[abundances[:, k] > threshold].mean(0)[None])[0, 0])
-            for k, name in enumerate(scene.truth.names)}
+    return {
+        name: float(
+            sad_matrix(
+                scene.truth.endmembers[[k]], pixels[abundances[:, k] > threshold].mean(0)[None]
+            )[0, 0]
+        )
+        for k, name in enumerate(scene.truth.names)
+    }
 
 
 def per_endmember_sad(groups, scene: str, method: str) -> dict[str, float]:
     runs = groups[scene][method].ok
     names = runs[0]["metrics"]["sad_per_endmember"]
-    return {name: float(np.mean([r["metrics"]["sad_per_endmember"][name] for r in runs]))
-            for name in names}
+    return {
+        name: float(np.mean([r["metrics"]["sad_per_endmember"][name] for r in runs]))
+        for name in names
+    }
 
 
 def limit_lines(groups) -> tuple[list[str], dict]:
@@ -175,8 +209,11 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         + " rad from the reference spectra. The learned water, the darkest material, whose "
         "pixels are the noisiest in angle, holds the mean above 0.03.",
     ]
-    return lines, {"label_model_armse": labels, "deq_samson_sad": learned,
-                   "samson_pure_pixel_sad": reachable}
+    return lines, {
+        "label_model_armse": labels,
+        "deq_samson_sad": learned,
+        "samson_pure_pixel_sad": reachable,
+    }
 
 
 def main() -> int:
@@ -184,29 +221,33 @@ def main() -> int:
     groups = group(results["runs"])
     checks = [check(goal, groups) for goal in GOALS]
     limits, limit_values = limit_lines(groups)
-    text = "\n".join([
-        "### Deep methods on the real scenes: the goals",
-        "",
-        f"From the method comparison above (`{results.get('command')}`, "
-        f"{results.get('created', '?')}): mean ± std over the seeds, beside the classical "
-        "baselines of the same run, scored like them in the scenes' convention (shares). "
-        "Times are fit + unmix of one run, one thread, two runs at "
-        "a time on the 2-core machine. egunet_ss is EGU-Net's spatial-spectral variant, "
-        "deq_unrolled DEQ-Unmix's unrolled twin (the same iteration, backpropagated "
-        "through K steps).",
-        "",
-        *table(groups),
-        "",
-        *verdict_lines(checks),
-        "",
-        *limits,
-        "",
-        "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's results.json and "
-        "the datasets from $HYPERUNMIX_DATA).",
-    ])
+    text = "\n".join(
+        [
+            "### Deep methods on the real scenes: the goals",
+            "",
+            f"From the method comparison above (`{results.get('command')}`, "
+            f"{results.get('created', '?')}): mean ± std over the seeds, beside the classical "
+            "baselines of the same run, scored like them in the scenes' convention (shares). "
+            "Times are fit + unmix of one run, one thread, two runs at "
+            "a time on the 2-core machine. egunet_ss is EGU-Net's spatial-spectral variant, "
+            "deq_unrolled DEQ-Unmix's unrolled twin (the same iteration, backpropagated "
+            "through K steps).",
+            "",
+            *table(groups),
+            "",
+            *verdict_lines(checks),
+            "",
+            *limits,
+            "",
+            "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's results.json and "
+            "the datasets from $HYPERUNMIX_DATA).",
+        ]
+    )
     write_text(OUT.with_suffix(".md"), text + "\n")
-    write_text(OUT.with_suffix(".json"),
-               json.dumps({"goals": checks, "limits": limit_values}, indent=1) + "\n")
+    write_text(
+        OUT.with_suffix(".json"),
+        json.dumps({"goals": checks, "limits": limit_values}, indent=1) + "\n",
+    )
     print(OUT.with_suffix(".md"))
     return 0
 

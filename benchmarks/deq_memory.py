@@ -43,13 +43,21 @@ _PROFILED_EPOCHS = 2
 
 def benchmark_scene():
     """Samson-sized synthetic scene: 95 x 95 pixels, 156 bands, 3 materials, 30 dB."""
-    return synthetic.make_scene(95, 95, 3, wavelengths=np.linspace(401, 889, 156),
-                                abundances="fields", snr_db=30.0, seed=0)
+    return synthetic.make_scene(
+        95, 95, 3, wavelengths=np.linspace(401, 889, 156), abundances="fields", snr_db=30.0, seed=0
+    )
 
 
 def model(solver: str, iterations: int, epochs: int) -> DEQUnmix:
-    return DEQUnmix(3, solver=solver, epochs=epochs, max_iter=iterations,
-                    unrolled_steps=iterations, tol=_UNREACHABLE_TOL, seed=0)
+    return DEQUnmix(
+        3,
+        solver=solver,
+        epochs=epochs,
+        max_iter=iterations,
+        unrolled_steps=iterations,
+        tol=_UNREACHABLE_TOL,
+        seed=0,
+    )
 
 
 def peak_tensor_bytes(run) -> int:
@@ -60,8 +68,9 @@ def peak_tensor_bytes(run) -> int:
         trace_path = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(trace_path))
         events = json.loads(trace_path.read_text())["traceEvents"]
-    totals = [event["args"]["Total Allocated"] for event in events
-              if event.get("name") == "[memory]"]
+    totals = [
+        event["args"]["Total Allocated"] for event in events if event.get("name") == "[memory]"
+    ]
     return max(totals, default=0)
 
 
@@ -75,8 +84,12 @@ def measure(scene, solver: str, iterations: int, time_epochs: int) -> dict:
     # Between consecutive epoch reports: training only, not the VCA / setup before epoch 1.
     seconds = float(np.median(np.diff(epoch_ends)))
     history = timed.history_
-    row = {"solver": solver, "iterations": iterations, "peak_mb": peak / 2**20,
-           "seconds_per_epoch": seconds}
+    row = {
+        "solver": solver,
+        "iterations": iterations,
+        "peak_mb": peak / 2**20,
+        "seconds_per_epoch": seconds,
+    }
     if solver == "deq":
         row["forward_iterations"] = float(np.mean(history["forward_iterations"]))
         row["backward_iterations"] = float(np.mean(history["backward_iterations"]))
@@ -114,15 +127,21 @@ def markdown(report: dict) -> str:
     by_key = {(r["solver"], r["iterations"]): r for r in report["rows"]}
     for k in report["iterations"]:
         deq, unrolled = by_key[("deq", k)], by_key[("unrolled", k)]
-        lines.append(f"| {k} | {deq['peak_mb']:.1f} | {unrolled['peak_mb']:.1f} | "
-                     f"{deq['seconds_per_epoch']:.2f} | {unrolled['seconds_per_epoch']:.2f} |")
+        lines.append(
+            f"| {k} | {deq['peak_mb']:.1f} | {unrolled['peak_mb']:.1f} | "
+            f"{deq['seconds_per_epoch']:.2f} | {unrolled['seconds_per_epoch']:.2f} |"
+        )
     low, high = report["iterations"][0], report["iterations"][-1]
     ratio = report["peak_ratio"]
     slope = report["growth_mb_per_iteration"]
-    lines += ["", f"Peak ratio K={high} / K={low}: DEQ {ratio['deq']:.2f}, unrolled "
-              f"{ratio['unrolled']:.2f} (goal: DEQ at most 1.2, unrolled about linear). "
-              f"Growth per iteration (least-squares slope): DEQ {slope['deq']:.3f} MB, "
-              f"unrolled {slope['unrolled']:.2f} MB.", ""]
+    lines += [
+        "",
+        f"Peak ratio K={high} / K={low}: DEQ {ratio['deq']:.2f}, unrolled "
+        f"{ratio['unrolled']:.2f} (goal: DEQ at most 1.2, unrolled about linear). "
+        f"Growth per iteration (least-squares slope): DEQ {slope['deq']:.3f} MB, "
+        f"unrolled {slope['unrolled']:.2f} MB.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -145,8 +164,11 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     report = {
         "scene": f"synthetic {scene.n_rows}x{scene.n_cols} px, {scene.n_bands} bands, P=3",
-        "iterations": iterations, "threads": args.threads, "time_epochs": args.time_epochs,
-        "torch": torch.__version__, "rows": rows,
+        "iterations": iterations,
+        "threads": args.threads,
+        "time_epochs": args.time_epochs,
+        "torch": torch.__version__,
+        "rows": rows,
         "peak_ratio": ratios(rows, iterations[0], iterations[-1]),
         "growth_mb_per_iteration": growth_per_iteration(rows),
     }

@@ -31,18 +31,26 @@ def load_scene(name: str) -> hu.Scene:
     64 x 64, 4 materials, smooth fields, 30 dB."""
     if name.startswith("synthetic"):
         mixing = "gbm" if name.endswith("gbm") else "linear"
-        return synthetic.make_scene(64, 64, 4, abundances="fields", mixing=mixing,
-                                    snr_db=30.0, seed=7)
+        return synthetic.make_scene(
+            64, 64, 4, abundances="fields", mixing=mixing, snr_db=30.0, seed=7
+        )
     return datasets.load(name)
 
 
-def score(abundances: np.ndarray, endmembers: np.ndarray | None, scene: hu.Scene,
-          method: str) -> dict:
-    result = hu.Result(abundances=abundances.astype(np.float32), endmembers=endmembers,
-                       method=method, mask=scene.mask)
+def score(
+    abundances: np.ndarray, endmembers: np.ndarray | None, scene: hu.Scene, method: str
+) -> dict:
+    result = hu.Result(
+        abundances=abundances.astype(np.float32),
+        endmembers=endmembers,
+        method=method,
+        mask=scene.mask,
+    )
     metrics = hu.evaluate(result, scene.truth)
-    return {"armse": round(metrics["armse"], 4),
-            "msad": None if metrics["msad"] is None else round(metrics["msad"], 4)}
+    return {
+        "armse": round(metrics["armse"], 4),
+        "msad": None if metrics["msad"] is None else round(metrics["msad"], 4),
+    }
 
 
 def parse_value(text: str):
@@ -59,8 +67,13 @@ def main() -> None:
     parser.add_argument("--scenes", default="samson,jasper_ridge")
     parser.add_argument("--variants", default="pw,ss")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="an EGUNet parameter, repeatable")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an EGUNet parameter, repeatable",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,21 +88,38 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             reference = resolve_reference(scene_options.get("endmembers"), scene, p, seed=seed)
             baseline = scene.to_image(fcls(scene.pixels(), reference))
-            print(json.dumps({"scene": scene_name, "method": "vca+fcls", "seed": seed,
-                              **score(baseline, reference, scene, "fcls")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "scene": scene_name,
+                        "method": "vca+fcls",
+                        "seed": seed,
+                        **score(baseline, reference, scene, "fcls"),
+                    }
+                ),
+                flush=True,
+            )
             for variant in args.variants.split(","):
                 model = EGUNet(p, variant=variant, seed=seed, **scene_options)
                 start, cpu_start = time.perf_counter(), time.process_time()
                 result = model.fit_unmix(scene)
                 cpu_seconds = time.process_time() - cpu_start
-                print(json.dumps({
-                    "scene": scene_name, "method": f"egunet-{variant}", "seed": seed,
-                    **score(result.abundances, result.endmembers, scene, "egunet"),
-                    "seconds": round(time.perf_counter() - start, 1),
-                    "cpu_seconds": round(cpu_seconds, 1),
-                    "final_ce": round(model.history_["cross_entropy"][-1], 4),
-                    "final_rec": round(model.history_["reconstruction"][-1], 6),
-                    "options": options}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "scene": scene_name,
+                            "method": f"egunet-{variant}",
+                            "seed": seed,
+                            **score(result.abundances, result.endmembers, scene, "egunet"),
+                            "seconds": round(time.perf_counter() - start, 1),
+                            "cpu_seconds": round(cpu_seconds, 1),
+                            "final_ce": round(model.history_["cross_entropy"][-1], 4),
+                            "final_rec": round(model.history_["reconstruction"][-1], 6),
+                            "options": options,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ TIGHT_TOLERANCE = 1e-12
 
 def endmembers(n_endmembers: int, seed: int, data_dir: Path | None) -> np.ndarray:
     """(P, 200) USGS spectra at least 0.15 rad apart."""
-    scene = make_scene(4, 4, n_endmembers, library="usgs", snr_db=None, seed=seed,
-                       data_dir=data_dir)
+    scene = make_scene(
+        4, 4, n_endmembers, library="usgs", snr_db=None, seed=seed, data_dir=data_dir
+    )
     return scene.truth.endmembers
 
 
@@ -70,9 +71,9 @@ def mixed_pixels(E: np.ndarray, n_pixels: int, snr_db: float, seed: int) -> np.n
     with 10 log10(sum signal^2 / sum noise^2) = ``snr_db``."""
     rng = np.random.default_rng(seed)
     Y = rng.dirichlet(np.ones(len(E)), n_pixels) @ E
-    sigma = np.sqrt(np.mean(Y ** 2) / 10 ** (snr_db / 10))
+    sigma = np.sqrt(np.mean(Y**2) / 10 ** (snr_db / 10))
     for first in range(0, n_pixels, 1 << 16):  # in place, by slabs: no second copy of Y
-        block = Y[first:first + (1 << 16)]
+        block = Y[first : first + (1 << 16)]
         block += sigma * rng.standard_normal(block.shape)
     return Y
 
@@ -97,8 +98,12 @@ def reference_qp(Y: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from cvxopt import matrix, solvers
 
     n_endmembers = len(E)
-    options = {"show_progress": False, "abstol": TIGHT_TOLERANCE, "reltol": TIGHT_TOLERANCE,
-               "feastol": TIGHT_TOLERANCE}
+    options = {
+        "show_progress": False,
+        "abstol": TIGHT_TOLERANCE,
+        "reltol": TIGHT_TOLERANCE,
+        "feastol": TIGHT_TOLERANCE,
+    }
     gram = matrix(E @ E.T)
     bounds, zeros = matrix(-np.eye(n_endmembers)), matrix(np.zeros(n_endmembers))
     ones, one = matrix(np.ones((1, n_endmembers))), matrix(np.ones(1))
@@ -111,8 +116,9 @@ def reference_qp(Y: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, solved
 
 
-def run_size(n_endmembers: int, n_pixels: int, n_peer: int, snr_db: float, seed: int,
-             data_dir: Path | None) -> dict:
+def run_size(
+    n_endmembers: int, n_pixels: int, n_peer: int, snr_db: float, seed: int, data_dir: Path | None
+) -> dict:
     E = endmembers(n_endmembers, seed, data_dir)
     Y = mixed_pixels(E, n_pixels, snr_db, seed)
     ours, wall, cpu = timed(fcls, Y, E)
@@ -124,10 +130,14 @@ def run_size(n_endmembers: int, n_pixels: int, n_peer: int, snr_db: float, seed:
     reference_cost = np.sum((Y[:n_tight] - reference @ E) ** 2, axis=1)
     us_ours, us_peer = 1e6 * wall / n_pixels, 1e6 * peer_wall / n_peer
     return {
-        "n_endmembers": n_endmembers, "n_bands": E.shape[1],
-        "pixels": n_pixels, "peer_pixels": n_peer,
-        "us_per_pixel": us_ours, "cpu_us_per_pixel": 1e6 * cpu / n_pixels,
-        "peer_us_per_pixel": us_peer, "peer_cpu_us_per_pixel": 1e6 * peer_cpu / n_peer,
+        "n_endmembers": n_endmembers,
+        "n_bands": E.shape[1],
+        "pixels": n_pixels,
+        "peer_pixels": n_peer,
+        "us_per_pixel": us_ours,
+        "cpu_us_per_pixel": 1e6 * cpu / n_pixels,
+        "peer_us_per_pixel": us_peer,
+        "peer_cpu_us_per_pixel": 1e6 * peer_cpu / n_peer,
         "speedup": us_peer / us_ours,
         "max_abs_difference_peer_default": float(difference.max()),
         "median_abs_difference_peer_default": float(np.median(difference)),
@@ -188,21 +198,31 @@ def markdown(record: dict) -> str:
             f"{row['peer_kkt_residual']:.1e} | {row['max_abs_difference_peer_default']:.1e} "
             f"({row['median_abs_difference_peer_default']:.1e}) | "
             f"{row['max_abs_difference']:.1e} ({row['tight_peer_unsolved']} unsolved) | "
-            f"{row['max_relative_cost_excess']:.0e} | {row['share_of_zero_abundances']:.1%} |")
-    missed = [f"P = {row['n_endmembers']}: {', '.join(verdicts(row))}"
-              for row in record["rows"] if verdicts(row)]
-    lines += ["", "Speed-ups are ratios of wall-clock times; the CPU-time ratio (process "
-              "time, less sensitive to other load on the machine) is given beside. "
-              "The peer at its default tolerances is timed; it stops short of the optimum "
-              "(its KKT residual), hence the differences in that column. The same QP solved by "
-              f"cvxopt with every tolerance at {TIGHT_TOLERANCE:g} (first "
-              f"{record['rows'][0]['tight_peer_pixels']:,} pixels) agrees with ours to the next "
-              "column, over the pixels cvxopt reports solved; the cost excess is the largest "
-              "relative amount by which our fit is worse than cvxopt's on any pixel (round-off: "
-              "ours is never worse).",
-              "", "Goals (>= 300x at P = 4, >= 100x at P = 16, max |A - A_peer| <= 5e-3, "
-              "KKT <= 1e-8): " + ("all met." if not missed else "missed: " + "; ".join(missed)),
-              "", f"Reproduce: `{record['command']}` ({record['seconds']:.0f} s in all).", ""]
+            f"{row['max_relative_cost_excess']:.0e} | {row['share_of_zero_abundances']:.1%} |"
+        )
+    missed = [
+        f"P = {row['n_endmembers']}: {', '.join(verdicts(row))}"
+        for row in record["rows"]
+        if verdicts(row)
+    ]
+    lines += [
+        "",
+        "Speed-ups are ratios of wall-clock times; the CPU-time ratio (process "
+        "time, less sensitive to other load on the machine) is given beside. "
+        "The peer at its default tolerances is timed; it stops short of the optimum "
+        "(its KKT residual), hence the differences in that column. The same QP solved by "
+        f"cvxopt with every tolerance at {TIGHT_TOLERANCE:g} (first "
+        f"{record['rows'][0]['tight_peer_pixels']:,} pixels) agrees with ours to the next "
+        "column, over the pixels cvxopt reports solved; the cost excess is the largest "
+        "relative amount by which our fit is worse than cvxopt's on any pixel (round-off: "
+        "ours is never worse).",
+        "",
+        "Goals (>= 300x at P = 4, >= 100x at P = 16, max |A - A_peer| <= 5e-3, "
+        "KKT <= 1e-8): " + ("all met." if not missed else "missed: " + "; ".join(missed)),
+        "",
+        f"Reproduce: `{record['command']}` ({record['seconds']:.0f} s in all).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -213,31 +233,57 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="4,8,16", help="values of P, comma-separated")
     parser.add_argument("--snr-db", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="data directory (default: $HYPERUNMIX_DATA, else the user data "
-                             "directory)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data directory (default: $HYPERUNMIX_DATA, else the user data directory)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     load_before = round(os.getloadavg()[0], 2)
     rows = []
     for p in (int(v) for v in args.sizes.split(",")):
-        rows.append(run_size(p, args.pixels, min(args.peer_pixels, args.pixels), args.snr_db,
-                             args.seed, args.data_dir))
+        rows.append(
+            run_size(
+                p,
+                args.pixels,
+                min(args.peer_pixels, args.pixels),
+                args.snr_db,
+                args.seed,
+                args.data_dir,
+            )
+        )
         print(f"P = {p}: done", file=sys.stderr, flush=True)
     record = {
         "benchmark": "fcls_speed",
-        "command": "python benchmarks/fcls_speed.py " + " ".join(sys.argv[1:] if argv is None
-                                                                 else argv),
-        "hyperunmix": hyperunmix.__version__, "numpy": np.__version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
-                    "blas_env": {k: os.environ[k] for k in
-                                 ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                  "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}},
-        "snr_db": args.snr_db, "seed": args.seed,
+        "command": "python benchmarks/fcls_speed.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "hyperunmix": hyperunmix.__version__,
+        "numpy": np.__version__,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_before": load_before,
+            "load_after": round(os.getloadavg()[0], 2),
+            "blas_env": {
+                k: os.environ[k]
+                for k in (
+                    "OPENBLAS_NUM_THREADS",
+                    "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS",
+                    "OPENBLAS_CORETYPE",
+                    "OPENBLAS_L2_SIZE",
+                )
+                if k in os.environ
+            },
+        },
+        "snr_db": args.snr_db,
+        "seed": args.seed,
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "rows": rows, "seconds": time.perf_counter() - start,
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
     }
     record["command"] = record["command"].strip()
     text = markdown(record)

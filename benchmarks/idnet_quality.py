@@ -74,26 +74,29 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(np.ravel(x), np.ravel(y))[0])
 
 
-def endmember_errors(truth_pixels: np.ndarray, abundances: np.ndarray,
-                     candidates: dict[str, np.ndarray]) -> dict:
+def endmember_errors(
+    truth_pixels: np.ndarray, abundances: np.ndarray, candidates: dict[str, np.ndarray]
+) -> dict:
     """Errors of per-pixel endmembers against ``truth_pixels`` (N, P, L).
 
     Each candidate is (N, P, L) or a fixed (P, L) matrix, in truth order. Returns per
     candidate the RMSE over bands weighted by the true ``abundances`` (N, P), the plain
     RMSE and the mean spectral angle (rad).
     """
+
     def unit(x):
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
     out = {}
     for label, estimate in candidates.items():
         estimate = np.broadcast_to(estimate, truth_pixels.shape)
-        squared = np.mean((estimate - truth_pixels) ** 2, axis=-1)        # (N, P)
+        squared = np.mean((estimate - truth_pixels) ** 2, axis=-1)  # (N, P)
         cosine = np.clip(np.sum(unit(estimate) * unit(truth_pixels), axis=-1), -1.0, 1.0)
-        out[label] = {"weighted_rmse": float(np.sqrt(np.sum(abundances * squared)
-                                                     / np.sum(abundances))),
-                      "rmse": float(np.sqrt(np.mean(squared))),
-                      "mean_sad": float(np.mean(np.arccos(cosine)))}
+        out[label] = {
+            "weighted_rmse": float(np.sqrt(np.sum(abundances * squared) / np.sum(abundances))),
+            "rmse": float(np.sqrt(np.mean(squared))),
+            "mean_sad": float(np.mean(np.arccos(cosine))),
+        }
     return out
 
 
@@ -110,46 +113,70 @@ def run_one(name: str, size: int, seed: int) -> dict:
     true_a = truth.abundances[mask]
     error = np.abs(result.abundances[mask][:, perm] - true_a)
     uncertainty = result.extras["uncertainty"][mask][:, perm]
-    row = {"scene": name, "seed": seed, "n_pixels": int(mask.sum()),
-           "epochs": model.n_epochs_, "fit_unmix_seconds": seconds,
-           "armse": evaluate(result, truth)["armse"],
-           "armse_nfindr_fcls": evaluate(nfindr.unmix(scene), truth)["armse"],
-           "armse_vca_fcls": evaluate(VCA(n_endmembers=N_ENDMEMBERS, seed=seed)
-                                      .fit_unmix(scene), truth)["armse"],
-           "uncertainty_spearman": spearman(uncertainty, error),
-           "uncertainty_spearman_per_endmember": [spearman(uncertainty[:, k], error[:, k])
-                                                  for k in range(N_ENDMEMBERS)]}
+    row = {
+        "scene": name,
+        "seed": seed,
+        "n_pixels": int(mask.sum()),
+        "epochs": model.n_epochs_,
+        "fit_unmix_seconds": seconds,
+        "armse": evaluate(result, truth)["armse"],
+        "armse_nfindr_fcls": evaluate(nfindr.unmix(scene), truth)["armse"],
+        "armse_vca_fcls": evaluate(
+            VCA(n_endmembers=N_ENDMEMBERS, seed=seed).fit_unmix(scene), truth
+        )["armse"],
+        "uncertainty_spearman": spearman(uncertainty, error),
+        "uncertainty_spearman_per_endmember": [
+            spearman(uncertainty[:, k], error[:, k]) for k in range(N_ENDMEMBERS)
+        ],
+    }
     if "nonlinear_share" in truth.extras:
-        row["nonlinearity_spearman"] = spearman(result.extras["nonlinearity"][mask],
-                                                truth.extras["nonlinear_share"][mask])
+        row["nonlinearity_spearman"] = spearman(
+            result.extras["nonlinearity"][mask], truth.extras["nonlinear_share"][mask]
+        )
     if truth.pixel_endmembers is not None:
         nfindr_perm = match(truth, nfindr.unmix(scene)).permutation
-        row["endmember_error"] = endmember_errors(truth.pixel_endmembers[mask], true_a, {
-            "idnet_pixel_endmembers": result.extras["pixel_endmembers"][mask][:, perm],
-            "idnet_fixed_endmembers": result.endmembers[perm],
-            "nfindr_endmembers": nfindr.endmembers_[nfindr_perm],
-            "true_reference_endmembers (oracle)": truth.endmembers})
+        row["endmember_error"] = endmember_errors(
+            truth.pixel_endmembers[mask],
+            true_a,
+            {
+                "idnet_pixel_endmembers": result.extras["pixel_endmembers"][mask][:, perm],
+                "idnet_fixed_endmembers": result.endmembers[perm],
+                "nfindr_endmembers": nfindr.endmembers_[nfindr_perm],
+                "true_reference_endmembers (oracle)": truth.endmembers,
+            },
+        )
     return row
 
 
 def summary(rows: list[dict]) -> dict:
     """Mean and standard deviation over seeds of every numeric entry, per scene."""
+
     def stats(values):
         return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
     out = {}
     for name in dict.fromkeys(r["scene"] for r in rows):
         runs = [r for r in rows if r["scene"] == name]
-        entry = {key: stats([r[key] for r in runs])
-                 for key in ("armse", "armse_nfindr_fcls", "armse_vca_fcls",
-                             "uncertainty_spearman",
-                             "nonlinearity_spearman", "fit_unmix_seconds")
-                 if key in runs[0]}
+        entry = {
+            key: stats([r[key] for r in runs])
+            for key in (
+                "armse",
+                "armse_nfindr_fcls",
+                "armse_vca_fcls",
+                "uncertainty_spearman",
+                "nonlinearity_spearman",
+                "fit_unmix_seconds",
+            )
+            if key in runs[0]
+        }
         if "endmember_error" in runs[0]:
             entry["endmember_error"] = {
-                label: {m: stats([r["endmember_error"][label][m] for r in runs])
-                        for m in ("weighted_rmse", "rmse", "mean_sad")}
-                for label in runs[0]["endmember_error"]}
+                label: {
+                    m: stats([r["endmember_error"][label][m] for r in runs])
+                    for m in ("weighted_rmse", "rmse", "mean_sad")
+                }
+                for label in runs[0]["endmember_error"]
+            }
         out[name] = entry
     return out
 
@@ -170,47 +197,69 @@ def markdown(result: dict) -> str:
         "",
         "| scene | aRMSE ID-Net | aRMSE N-FINDR+FCLS | aRMSE VCA+FCLS "
         "| Spearman(std, abs. error) | Spearman(nonlinearity, true share) | fit+unmix (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|"]
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, e in s.items():
         nonlin = ms(e["nonlinearity_spearman"]) if "nonlinearity_spearman" in e else "-"
-        lines.append(f"| {name} | {ms(e['armse'])} | {ms(e['armse_nfindr_fcls'])} | "
-                     f"{ms(e['armse_vca_fcls'])} | {ms(e['uncertainty_spearman'])} | "
-                     f"{nonlin} | {ms(e['fit_unmix_seconds'], 0)} |")
+        lines.append(
+            f"| {name} | {ms(e['armse'])} | {ms(e['armse_nfindr_fcls'])} | "
+            f"{ms(e['armse_vca_fcls'])} | {ms(e['uncertainty_spearman'])} | "
+            f"{nonlin} | {ms(e['fit_unmix_seconds'], 0)} |"
+        )
     if "variability" in s:
-        lines += ["", "Per-pixel endmember error on the variability scene against the true "
-                  "per-pixel endmembers (RMSE in reflectance weighted by the true abundance, "
-                  "plain RMSE, mean spectral angle in rad):", "",
-                  "| endmembers | weighted RMSE | RMSE | mean SAD |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "Per-pixel endmember error on the variability scene against the true "
+            "per-pixel endmembers (RMSE in reflectance weighted by the true abundance, "
+            "plain RMSE, mean spectral angle in rad):",
+            "",
+            "| endmembers | weighted RMSE | RMSE | mean SAD |",
+            "|---|---:|---:|---:|",
+        ]
         for label, e in s["variability"]["endmember_error"].items():
-            lines.append(f"| {label.replace('_', ' ')} | {ms(e['weighted_rmse'], 4)} | "
-                         f"{ms(e['rmse'], 4)} | {ms(e['mean_sad'], 4)} |")
+            lines.append(
+                f"| {label.replace('_', ' ')} | {ms(e['weighted_rmse'], 4)} | "
+                f"{ms(e['rmse'], 4)} | {ms(e['mean_sad'], 4)} |"
+            )
     lines += ["", "Goals:", "", *goal_lines(s), ""]
     return "\n".join(lines)
 
 
 def goal_lines(summary: dict) -> list[str]:
     """Each goal with its measured means and whether they meet it."""
+
     def verdict(ok: bool) -> str:
         return "met" if ok else "**missed**"
 
     lines = []
     if "variability" in summary:
-        error = {label: e["weighted_rmse"]["mean"]
-                 for label, e in summary["variability"]["endmember_error"].items()}
+        error = {
+            label: e["weighted_rmse"]["mean"]
+            for label, e in summary["variability"]["endmember_error"].items()
+        }
         fixed = min(error["idnet_fixed_endmembers"], error["nfindr_endmembers"])
-        lines.append(f"- per-pixel endmember error below the fixed matrices': "
-                     f"{error['idnet_pixel_endmembers']:.4f} against {fixed:.4f}: "
-                     f"{verdict(error['idnet_pixel_endmembers'] < fixed)}")
-    nonlinear = {n: e["nonlinearity_spearman"]["mean"] for n, e in summary.items()
-                 if "nonlinearity_spearman" in e}
+        lines.append(
+            f"- per-pixel endmember error below the fixed matrices': "
+            f"{error['idnet_pixel_endmembers']:.4f} against {fixed:.4f}: "
+            f"{verdict(error['idnet_pixel_endmembers'] < fixed)}"
+        )
+    nonlinear = {
+        n: e["nonlinearity_spearman"]["mean"]
+        for n, e in summary.items()
+        if "nonlinearity_spearman" in e
+    }
     if nonlinear:
-        lines.append("- nonlinearity rank correlation positive: "
-                     + ", ".join(f"{n} {v:.3f}" for n, v in nonlinear.items())
-                     + f": {verdict(all(v > 0 for v in nonlinear.values()))}")
+        lines.append(
+            "- nonlinearity rank correlation positive: "
+            + ", ".join(f"{n} {v:.3f}" for n, v in nonlinear.items())
+            + f": {verdict(all(v > 0 for v in nonlinear.values()))}"
+        )
     uncertainty = {n: e["uncertainty_spearman"]["mean"] for n, e in summary.items()}
-    lines.append(f"- uncertainty rank correlation at least {UNCERTAINTY_GOAL}: "
-                 + ", ".join(f"{n} {v:.3f}" for n, v in uncertainty.items())
-                 + f": {verdict(all(v >= UNCERTAINTY_GOAL for v in uncertainty.values()))}")
+    lines.append(
+        f"- uncertainty rank correlation at least {UNCERTAINTY_GOAL}: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in uncertainty.items())
+        + f": {verdict(all(v >= UNCERTAINTY_GOAL for v in uncertainty.values()))}"
+    )
     return lines
 
 
@@ -228,9 +277,14 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(run_one(name, args.size, seed))
             print(f"{name} seed {seed}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     command = "python benchmarks/idnet_quality.py " + " ".join(argv or sys.argv[1:])
-    result = {"command": command.strip(), "hyperunmix": hyperunmix.__version__,
-              "size": args.size, "seeds": list(range(args.seeds)), "runs": rows,
-              "summary": summary(rows)}
+    result = {
+        "command": command.strip(),
+        "hyperunmix": hyperunmix.__version__,
+        "size": args.size,
+        "seeds": list(range(args.seeds)),
+        "runs": rows,
+        "summary": summary(rows),
+    }
     write_text(args.out / "idnet_quality.json", json.dumps(result, indent=1))
     write_text(args.out / "idnet_quality.md", markdown(result))
     print(markdown(result))

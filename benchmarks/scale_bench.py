@@ -93,9 +93,9 @@ def write_scene(directory: Path, n_rows: int, n_bands: int) -> Path:
     with open(data, "wb") as stream:
         for top in range(0, n_rows, BLOCK_ROWS):
             rows = np.arange(top, min(top + BLOCK_ROWS, n_rows))
-            block = (abundance_fields(rows, N_COLS) @ endmembers.astype(np.float32)
-                     + sigma * rng.standard_normal((len(rows), N_COLS, n_bands),
-                                                   dtype=np.float32))
+            block = abundance_fields(rows, N_COLS) @ endmembers.astype(
+                np.float32
+            ) + sigma * rng.standard_normal((len(rows), N_COLS, n_bands), dtype=np.float32)
             edge = (0.15 * N_COLS * (1 - rows / n_rows)).astype(int)
             block[np.arange(N_COLS)[None, :] < edge[:, None]] = np.nan
             stream.write(np.ascontiguousarray(block.transpose(0, 2, 1)).tobytes())
@@ -103,7 +103,8 @@ def write_scene(directory: Path, n_rows: int, n_bands: int) -> Path:
     (directory / "scene.hdr").write_text(
         f"ENVI\nsamples = {N_COLS}\nlines = {n_rows}\nbands = {n_bands}\nheader offset = 0\n"
         f"data type = 4\ninterleave = bil\nbyte order = 0\n{GEO_HEADER}"
-        f"wavelength units = Nanometers\nwavelength = {{{wavelength_list}}}\n")
+        f"wavelength units = Nanometers\nwavelength = {{{wavelength_list}}}\n"
+    )
     return directory / "scene.hdr"
 
 
@@ -131,18 +132,31 @@ def child(args: argparse.Namespace) -> None:
     if args.cluster:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
         client = Client(cluster)
     start = time.perf_counter()
-    run = unmix_large(args.scene, "fcls", args.out, params={"n_endmembers": N_ENDMEMBERS},
-                      chunks=args.chunks, client=client, num_workers=args.workers,
-                      progress=progress)
+    run = unmix_large(
+        args.scene,
+        "fcls",
+        args.out,
+        params={"n_endmembers": N_ENDMEMBERS},
+        chunks=args.chunks,
+        client=client,
+        num_workers=args.workers,
+        progress=progress,
+    )
     record = {
         "seconds": time.perf_counter() - start,
         "fit_seconds": times["sample_end"] - times["sample_start"],
         "unmix_seconds": times["unmix_end"] - times["unmix_start"],
-        "n_chunks": run.n_chunks, "n_skipped": run.n_skipped,
+        "n_chunks": run.n_chunks,
+        "n_skipped": run.n_skipped,
         "peak_rss_mb": peak_rss_mb(),
     }
     if client is not None:
@@ -152,12 +166,29 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(record))
 
 
-def run_child(scene: Path, out: Path, chunks: int, workers: int, cluster: bool = False,
-              kill_at: float | None = None) -> dict | None:
+def run_child(
+    scene: Path,
+    out: Path,
+    chunks: int,
+    workers: int,
+    cluster: bool = False,
+    kill_at: float | None = None,
+) -> dict | None:
     """Run :func:`child` in a new process; with ``kill_at``, SIGKILL it once that share of
     the chunks is marked written (returns None then)."""
-    command = [sys.executable, __file__, "--child", "--scene", str(scene), "--out", str(out),
-               "--chunks", str(chunks), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--scene",
+        str(scene),
+        "--out",
+        str(out),
+        "--chunks",
+        str(chunks),
+        "--workers",
+        str(workers),
+    ]
     if cluster:
         command.append("--cluster")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -197,8 +228,9 @@ def identical_stores(first: Path, second: Path) -> bool:
     b = zarr.open_array(second, path="abundances", mode="r")
     step = a.chunks[0]
     return a.shape == b.shape and all(
-        np.array_equal(a[top:top + step].view(np.uint32), b[top:top + step].view(np.uint32))
-        for top in range(0, a.shape[0], step))
+        np.array_equal(a[top : top + step].view(np.uint32), b[top : top + step].view(np.uint32))
+        for top in range(0, a.shape[0], step)
+    )
 
 
 def in_memory_reference(scene_path: Path, store: Path) -> dict:
@@ -220,9 +252,13 @@ def in_memory_reference(scene_path: Path, store: Path) -> dict:
         timings.append(time.perf_counter() - start)
     chunked = zarr.open_array(store, path="abundances", mode="r")[:IN_MEMORY_ROWS]
     differ = ~((abundances == chunked) | (np.isnan(abundances) & np.isnan(chunked)))
-    return {"rows": IN_MEMORY_ROWS, "pixels": scene.n_pixels, "all_seconds": timings,
-            "values_differing_from_chunked": int(differ.sum()),
-            "max_abs_difference": float(np.nanmax(np.abs(abundances - chunked)))}
+    return {
+        "rows": IN_MEMORY_ROWS,
+        "pixels": scene.n_pixels,
+        "all_seconds": timings,
+        "values_differing_from_chunked": int(differ.sum()),
+        "max_abs_difference": float(np.nanmax(np.abs(abundances - chunked))),
+    }
 
 
 # -- the benchmark -----------------------------------------------------------------------
@@ -230,8 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=4.0, help="scene size in GiB")
     parser.add_argument("--bands", type=int, default=128)
-    parser.add_argument("--chunks", type=int, default=320,
-                        help="chunk side (320: the default for 128 bands)")
+    parser.add_argument(
+        "--chunks", type=int, default=320, help="chunk side (320: the default for 128 bands)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="threads of the threaded run")
     parser.add_argument("--tmp", default=None, help="where to write the scene")
     parser.add_argument("--keep", action="store_true", help="keep the scene and outputs")
@@ -250,8 +287,10 @@ def main() -> None:
     free = shutil.disk_usage(workdir).free
     if free < 1.5 * scene_bytes:
         shutil.rmtree(workdir)
-        sys.exit(f"{workdir.parent} has {free / 2**30:.1f} GiB free; the benchmark needs "
-                 f"{1.5 * scene_bytes / 2**30:.1f} GiB")
+        sys.exit(
+            f"{workdir.parent} has {free / 2**30:.1f} GiB free; the benchmark needs "
+            f"{1.5 * scene_bytes / 2**30:.1f} GiB"
+        )
     try:
         record = benchmark(workdir, n_rows, scene_bytes, args)
     finally:
@@ -264,8 +303,11 @@ def benchmark(workdir: Path, n_rows: int, scene_bytes: int, args) -> dict:
     start = time.perf_counter()
     scene = write_scene(workdir, n_rows, args.bands)
     generate_seconds = time.perf_counter() - start
-    print(f"scene: {n_rows} x {N_COLS} x {args.bands}, {scene_bytes / 1e9:.2f} GB, "
-          f"generated in {generate_seconds:.0f} s", flush=True)
+    print(
+        f"scene: {n_rows} x {N_COLS} x {args.bands}, {scene_bytes / 1e9:.2f} GB, "
+        f"generated in {generate_seconds:.0f} s",
+        flush=True,
+    )
     threaded = run_child(scene, workdir / "threaded.zarr", args.chunks, args.workers)
     print("threaded", threaded, flush=True)
     before = in_memory_reference(scene, workdir / "threaded.zarr")
@@ -276,8 +318,7 @@ def benchmark(workdir: Path, n_rows: int, scene_bytes: int, args) -> dict:
     reference["seconds"] = float(np.median(reference["all_seconds"]))
     reference["pixels_per_second"] = reference["pixels"] / reference["seconds"]
     print("in memory", reference, flush=True)
-    cluster = run_child(scene, workdir / "cluster.zarr", args.chunks, args.workers,
-                        cluster=True)
+    cluster = run_child(scene, workdir / "cluster.zarr", args.chunks, args.workers, cluster=True)
     print("cluster", cluster, flush=True)
     run_child(scene, workdir / "resumed.zarr", args.chunks, args.workers, kill_at=KILL_AT)
     written_when_killed = chunks_written(workdir / "resumed.zarr")
@@ -289,26 +330,46 @@ def benchmark(workdir: Path, n_rows: int, scene_bytes: int, args) -> dict:
     valid = int(np.isfinite(open_cube(scene, chunks=args.chunks)[..., 0]).sum().compute())
     return {
         "command": " ".join(["python benchmarks/scale_bench.py", *sys.argv[1:]]),
-        "cli_equivalent": (f"hyperunmix unmix scene.hdr --method fcls --endmembers vca "
-                           f"-p {N_ENDMEMBERS} --out out.zarr --chunks {args.chunks}"),
+        "cli_equivalent": (
+            f"hyperunmix unmix scene.hdr --method fcls --endmembers vca "
+            f"-p {N_ENDMEMBERS} --out out.zarr --chunks {args.chunks}"
+        ),
         "created": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_average_1min": os.getloadavg()[0]},
-        "scene": {"shape": [n_rows, N_COLS, args.bands], "bytes": scene_bytes,
-                  "interleave": "bil", "dtype": "float32", "valid_pixels": valid,
-                  "endmembers": N_ENDMEMBERS, "snr_db": SNR_DB,
-                  "generate_seconds": generate_seconds},
-        "chunks": args.chunks, "threads": args.workers,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_1min": os.getloadavg()[0],
+        },
+        "scene": {
+            "shape": [n_rows, N_COLS, args.bands],
+            "bytes": scene_bytes,
+            "interleave": "bil",
+            "dtype": "float32",
+            "valid_pixels": valid,
+            "endmembers": N_ENDMEMBERS,
+            "snr_db": SNR_DB,
+            "generate_seconds": generate_seconds,
+        },
+        "chunks": args.chunks,
+        "threads": args.workers,
         "single_thread": {**single, "pixels_per_second": valid / single["unmix_seconds"]},
         "threaded": {**threaded, "pixels_per_second": valid / threaded["unmix_seconds"]},
         "in_memory": reference,
         "throughput_ratio": valid / single["unmix_seconds"] / reference["pixels_per_second"],
-        "cluster": {**cluster, "identical_to_threaded": identical_stores(
-            workdir / "cluster.zarr", workdir / "threaded.zarr")},
-        "kill_and_resume": {**resumed, "written_when_killed": written_when_killed,
-                            "identical_to_threaded": identical_stores(
-                                workdir / "resumed.zarr", workdir / "threaded.zarr")},
+        "cluster": {
+            **cluster,
+            "identical_to_threaded": identical_stores(
+                workdir / "cluster.zarr", workdir / "threaded.zarr"
+            ),
+        },
+        "kill_and_resume": {
+            **resumed,
+            "written_when_killed": written_when_killed,
+            "identical_to_threaded": identical_stores(
+                workdir / "resumed.zarr", workdir / "threaded.zarr"
+            ),
+        },
     }
 
 
@@ -326,32 +387,32 @@ def markdown(r: dict) -> str:
     cluster, resume = r["cluster"], r["kill_and_resume"]
     height, width, bands = scene["shape"]
     verdict = {True: "identical, bit for bit", False: "**different**"}
-    return f"""### Scale-out: a {scene['bytes'] / 1e9:.1f} GB scene chunk by chunk on Dask
+    return f"""### Scale-out: a {scene["bytes"] / 1e9:.1f} GB scene chunk by chunk on Dask
 
-Reproduce: `{r['command']}` (the scene is generated in a temporary directory and deleted).
-Each run is `unmix_large` in its own process, as `{r['cli_equivalent']}` runs it: VCA
+Reproduce: `{r["command"]}` (the scene is generated in a temporary directory and deleted).
+Each run is `unmix_large` in its own process, as `{r["cli_equivalent"]}` runs it: VCA
 endmembers fitted on a 200 000-pixel stratified sample, then FCLS on every
-{r['chunks']} x {r['chunks']} chunk, maps written to a Zarr store as chunks finish.
-Scene: synthetic ENVI, {height} x {width} px x {bands} bands float32 ({scene['interleave'].upper()}),
-{scene['endmembers']} materials, {scene['snr_db']:.0f} dB, {scene['valid_pixels']:,} valid pixels
-(a no-data wedge along one edge), georeferenced. Measured {r['created']} on
-{r['machine']['cpu_count']} cores **shared with other jobs** (load average
-{r['machine']['load_average_1min']:.1f}): times are inflated, compare the rows, not the
+{r["chunks"]} x {r["chunks"]} chunk, maps written to a Zarr store as chunks finish.
+Scene: synthetic ENVI, {height} x {width} px x {bands} bands float32 ({scene["interleave"].upper()}),
+{scene["endmembers"]} materials, {scene["snr_db"]:.0f} dB, {scene["valid_pixels"]:,} valid pixels
+(a no-data wedge along one edge), georeferenced. Measured {r["created"]} on
+{r["machine"]["cpu_count"]} cores **shared with other jobs** (load average
+{r["machine"]["load_average_1min"]:.1f}): times are inflated, compare the rows, not the
 absolute values.
 
 | measure | result | goal |
 |---|---|---|
-| peak resident memory, whole run ({r['threads']} threads) | {threaded['peak_rss_mb']:.0f} MB | < 1500 MB |
-| FCLS throughput, in memory ({memory['pixels']:,} px, one call, 1 thread; median of {len(memory['all_seconds'])}, half just before and half just after the chunked run) | {memory['pixels_per_second'] / 1e3:.0f} k px/s ({memory['pixels'] / max(memory['all_seconds']) / 1e3:.0f}-{memory['pixels'] / min(memory['all_seconds']) / 1e3:.0f}) | |
-| FCLS throughput, chunked from disk, 1 thread | {single['pixels_per_second'] / 1e3:.0f} k px/s ({single['unmix_seconds']:.0f} s) | |
-| chunked / in-memory throughput, 1 thread each | {100 * r['throughput_ratio']:.0f} % | >= 80 % |
-| FCLS throughput, chunked from disk, {r['threads']} threads | {threaded['pixels_per_second'] / 1e3:.0f} k px/s ({threaded['unmix_seconds']:.0f} s) | |
-| LocalCluster, 2 worker processes on loopback, vs threaded | {verdict[cluster['identical_to_threaded']]} ({cluster['unmix_seconds']:.0f} s; worker peaks {', '.join(f'{m:.0f}' for m in cluster['worker_peak_rss_mb'])} MB) | bit for bit |
-| killed at {100 * resume['written_when_killed']:.0f} % of the chunks, rerun | {resume['n_skipped']} of {resume['n_chunks']} chunks skipped; {verdict[resume['identical_to_threaded']]} | equal to an uninterrupted run |
-| chunked vs in-memory maps, first {memory['rows']} rows | {memory['values_differing_from_chunked']} values differ (max {memory['max_abs_difference']:.1e}) | |
+| peak resident memory, whole run ({r["threads"]} threads) | {threaded["peak_rss_mb"]:.0f} MB | < 1500 MB |
+| FCLS throughput, in memory ({memory["pixels"]:,} px, one call, 1 thread; median of {len(memory["all_seconds"])}, half just before and half just after the chunked run) | {memory["pixels_per_second"] / 1e3:.0f} k px/s ({memory["pixels"] / max(memory["all_seconds"]) / 1e3:.0f}-{memory["pixels"] / min(memory["all_seconds"]) / 1e3:.0f}) | |
+| FCLS throughput, chunked from disk, 1 thread | {single["pixels_per_second"] / 1e3:.0f} k px/s ({single["unmix_seconds"]:.0f} s) | |
+| chunked / in-memory throughput, 1 thread each | {100 * r["throughput_ratio"]:.0f} % | >= 80 % |
+| FCLS throughput, chunked from disk, {r["threads"]} threads | {threaded["pixels_per_second"] / 1e3:.0f} k px/s ({threaded["unmix_seconds"]:.0f} s) | |
+| LocalCluster, 2 worker processes on loopback, vs threaded | {verdict[cluster["identical_to_threaded"]]} ({cluster["unmix_seconds"]:.0f} s; worker peaks {", ".join(f"{m:.0f}" for m in cluster["worker_peak_rss_mb"])} MB) | bit for bit |
+| killed at {100 * resume["written_when_killed"]:.0f} % of the chunks, rerun | {resume["n_skipped"]} of {resume["n_chunks"]} chunks skipped; {verdict[resume["identical_to_threaded"]]} | equal to an uninterrupted run |
+| chunked vs in-memory maps, first {memory["rows"]} rows | {memory["values_differing_from_chunked"]} values differ (max {memory["max_abs_difference"]:.1e}) | |
 
-Fit on the sample (reading it + VCA): {threaded['fit_seconds']:.0f} s; whole run with
-{r['threads']} threads: {threaded['seconds']:.0f} s. One BLAS thread per process (see the script).
+Fit on the sample (reading it + VCA): {threaded["fit_seconds"]:.0f} s; whole run with
+{r["threads"]} threads: {threaded["seconds"]:.0f} s. One BLAS thread per process (see the script).
 On cores this busy a second thread (or worker) finds no idle core, so the 2-thread and
 cluster times say nothing about scaling; the chunked and in-memory throughputs at one
 thread each are the comparison that holds.

@@ -67,17 +67,28 @@ def run(out: Path, workers: int | None) -> list[dict]:
             registry[name] = METHODS[method]
             params[name] = {**PLANS[method].params, **setting}
     scenes = list(tuning_catalogue().values())
-    return run_benchmark(list(registry), scenes, out, seeds=1, registry=registry,
-                         params=params, n_workers=workers, report=False,
-                         on_record=_print_progress,
-                         command="python benchmarks/tune_defaults.py")
+    return run_benchmark(
+        list(registry),
+        scenes,
+        out,
+        seeds=1,
+        registry=registry,
+        params=params,
+        n_workers=workers,
+        report=False,
+        on_record=_print_progress,
+        command="python benchmarks/tune_defaults.py",
+    )
 
 
 def _print_progress(record: dict, done: int, total: int) -> None:
     score = (record.get("metrics") or {}).get("armse")
-    print(f"[{done}/{total}] {record['status']} {record['method']} on {record['dataset']}"
-          + (f"  aRMSE {score:.4f}" if score is not None else f"  {record.get('error')}"),
-          file=sys.stderr, flush=True)
+    print(
+        f"[{done}/{total}] {record['status']} {record['method']} on {record['dataset']}"
+        + (f"  aRMSE {score:.4f}" if score is not None else f"  {record.get('error')}"),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def summarise(records: list[dict]) -> dict:
@@ -93,15 +104,21 @@ def summarise(records: list[dict]) -> dict:
             scores = {scene: (r.get("metrics") or {}).get("armse") for scene, r in runs.items()}
             angles = [(r.get("metrics") or {}).get("msad") for r in runs.values()]
             complete = runs and all(v is not None for v in scores.values())
-            rows.append({"setting": setting, "armse": scores,
-                         "mean_armse": float(np.mean(list(scores.values()))) if complete
-                         else None,
-                         "mean_msad": float(np.mean([a for a in angles if a is not None]))
-                         if complete else None,
-                         "failed": [s for s, r in runs.items() if r.get("status") != "ok"]})
+            rows.append(
+                {
+                    "setting": setting,
+                    "armse": scores,
+                    "mean_armse": float(np.mean(list(scores.values()))) if complete else None,
+                    "mean_msad": float(np.mean([a for a in angles if a is not None]))
+                    if complete
+                    else None,
+                    "failed": [s for s, r in runs.items() if r.get("status") != "ok"],
+                }
+            )
         scored = [row for row in rows if row["mean_armse"] is not None]
-        best = min(scored, key=lambda row: (round(row["mean_armse"] / TIE), row["mean_msad"]),
-                   default=None)
+        best = min(
+            scored, key=lambda row: (round(row["mean_armse"] / TIE), row["mean_msad"]), default=None
+        )
         defaults = _defaults(method)
         summary[method] = {
             "candidates": rows,
@@ -139,17 +156,23 @@ def markdown(summary: dict, scenes: list[str]) -> str:
     short = [s.removeprefix("tune_").rsplit("_s", 1)[0] for s in scenes]
     for method, found in summary.items():
         chosen = found["chosen"]
-        default = ("the package's default" if found["chosen_is_default"]
-                   else f"the package's default is {_setting_text(found['current_default'])}")
-        lines += [f"**{method}**: chosen "
-                  + (_setting_text(chosen) if chosen else "nothing (runs failed)")
-                  + f" ({default})",
-                  "",
-                  "| setting | " + " | ".join(short) + " | mean aRMSE | mean mSAD |",
-                  "|---|" + "---|" * (len(short) + 2)]
+        default = (
+            "the package's default"
+            if found["chosen_is_default"]
+            else f"the package's default is {_setting_text(found['current_default'])}"
+        )
+        lines += [
+            f"**{method}**: chosen "
+            + (_setting_text(chosen) if chosen else "nothing (runs failed)")
+            + f" ({default})",
+            "",
+            "| setting | " + " | ".join(short) + " | mean aRMSE | mean mSAD |",
+            "|---|" + "---|" * (len(short) + 2),
+        ]
         for row in found["candidates"]:
-            cells = ["—" if row["armse"].get(s) is None else f"{row['armse'][s]:.4f}"
-                     for s in scenes]
+            cells = [
+                "—" if row["armse"].get(s) is None else f"{row['armse'][s]:.4f}" for s in scenes
+            ]
             mean = "—" if row["mean_armse"] is None else f"{row['mean_armse']:.4f}"
             angle = "—" if row["mean_msad"] is None else f"{row['mean_msad']:.4f}"
             setting = ", ".join(f"{k}={v}" for k, v in row["setting"].items())
@@ -157,22 +180,30 @@ def markdown(summary: dict, scenes: list[str]) -> str:
                 setting, mean = f"**{setting}**", f"**{mean}**"
             lines.append(f"| {setting} | {' | '.join(cells)} | {mean} | {angle} |")
         lines.append("")
-    lines.append("Reproduce: `python benchmarks/tune_defaults.py` (then "
-                 "`python benchmarks/make_benchmarks_md.py`).")
+    lines.append(
+        "Reproduce: `python benchmarks/tune_defaults.py` (then "
+        "`python benchmarks/make_benchmarks_md.py`)."
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RUNS,
-                        help="runner output directory (resumable; default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RUNS,
+        help="runner output directory (resumable; default: %(default)s)",
+    )
     parser.add_argument("--jobs", type=int, default=None, help="runs at once (default: 2)")
     args = parser.parse_args(argv)
     records = run(args.out, args.jobs)
     summary = summarise(records)
     scenes = list(tuning_catalogue())
-    write_text(SUMMARY.with_suffix(".json"),
-               json.dumps({"scenes": scenes, "methods": summary}, indent=1) + "\n")
+    write_text(
+        SUMMARY.with_suffix(".json"),
+        json.dumps({"scenes": scenes, "methods": summary}, indent=1) + "\n",
+    )
     write_text(SUMMARY.with_suffix(".md"), markdown(summary, scenes))
     print(SUMMARY.with_suffix(".md"))
     return 0

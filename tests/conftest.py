@@ -20,14 +20,18 @@ def require_data():
 
     def require(*names: str) -> Path:
         root = datasets.data_home()
-        missing = [name for name in names or datasets.DOWNLOADS
-                   if not all((root / rel).is_file() for rel in datasets.DOWNLOADS[name])]
+        missing = [
+            name
+            for name in names or datasets.DOWNLOADS
+            if not all((root / rel).is_file() for rel in datasets.DOWNLOADS[name])
+        ]
         if missing:
             if os.environ.get("CI"):
                 pytest.fail(f"CI needs {', '.join(missing)} in {root} (set HYPERUNMIX_DATA)")
             command = " ".join(["hyperunmix datasets download", *(missing if names else [])])
-            pytest.skip(f"{', '.join(missing)} not in the data directory {root}; "
-                        f"download with `{command}`")
+            pytest.skip(
+                f"{', '.join(missing)} not in the data directory {root}; download with `{command}`"
+            )
         return root
 
     return require

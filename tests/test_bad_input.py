@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
 
 import hyperunmix as hu
 from hyperunmix import Scene
@@ -16,7 +17,6 @@ from hyperunmix.errors import ConvergenceWarning, InputError, ScalingWarning
 from hyperunmix.linear import atgp, fcls, nfindr, sunsal, vca
 from hyperunmix.linear.estimators import FCLS, VCA
 from hyperunmix.synthetic import make_scene
-from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def faulty_scene(fault: str) -> Scene:
@@ -73,8 +73,11 @@ def test_deq_all_negative_cube_gets_a_clear_error():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScalingWarning)  # the values are negative
         negative = Scene(-scene.cube)
-    with pytest.raises(InputError, match=r"endmembers 0 = 1 = 2 have the same spectral "
-                                         r"shape .*no positive value"):
+    with pytest.raises(
+        InputError,
+        match=r"endmembers 0 = 1 = 2 have the same spectral "
+        r"shape .*no positive value",
+    ):
         DEQUnmix(3, epochs=2, seed=0).fit(negative)
 
 
@@ -96,8 +99,9 @@ def test_flat_endmember_simplex_is_refused_by_name():
 
 
 def test_simplex_projection_refuses_non_finite_vectors():
-    values = torch.tensor([[0.2, 0.5, 0.1], [0.2, float("nan"), 0.5], [float("inf"), 0, 0],
-                           [-float("inf")] * 3])
+    values = torch.tensor(
+        [[0.2, 0.5, 0.1], [0.2, float("nan"), 0.5], [float("inf"), 0, 0], [-float("inf")] * 3]
+    )
     with pytest.raises(InputError, match="3 vector"):
         project_simplex(values)
     # -inf entries are fine: they project to zero.
@@ -109,8 +113,11 @@ def test_simplex_projection_refuses_non_finite_vectors():
 @pytest.mark.parametrize("bad", [2.9, 3.0, True, "3"])
 def test_n_endmembers_must_be_an_integer(bad):
     scene = make_scene(10, 10, 3, seed=0)
-    for model in (VCA(n_endmembers=bad), FCLS(n_endmembers=bad, endmembers="nfindr"),
-                  DEQUnmix(bad, epochs=1)):
+    for model in (
+        VCA(n_endmembers=bad),
+        FCLS(n_endmembers=bad, endmembers="nfindr"),
+        DEQUnmix(bad, epochs=1),
+    ):
         with pytest.raises(InputError, match=f"n_endmembers must be an integer, got {bad!r}"):
             model.fit(scene)
     with pytest.raises(InputError, match="integer"):
@@ -119,7 +126,7 @@ def test_n_endmembers_must_be_an_integer(bad):
 
 def test_n_endmembers_is_not_truncated_against_given_endmembers():
     scene = make_scene(10, 10, 3, seed=0)
-    with pytest.raises(InputError, match="n_endmembers = 2.9 but 2 endmembers"):
+    with pytest.raises(InputError, match=r"n_endmembers = 2.9 but 2 endmembers"):
         FCLS(n_endmembers=2.9, endmembers=scene.truth.endmembers[:2]).fit(scene)
 
 
@@ -139,14 +146,13 @@ def test_endmembers_spanning_too_few_dimensions_are_reported():
     """N-FINDR on mixtures of 3 spectra (a triangle) asked for 4: a flat tetrahedron."""
     rng = np.random.default_rng(0)
     Y = rng.dirichlet(np.ones(3), 500) @ rng.random((3, 20))
-    with pytest.warns(ScalingWarning, match="span 2 dimension.* needs 3"):
+    with pytest.warns(ScalingWarning, match=r"span 2 dimension.* needs 3"):
         nfindr(Y, 4)
 
 
 def test_fcls_and_vca_warn_on_a_constant_scene():
     with pytest.warns(ScalingWarning, match="degenerate"):
-        result = hu.make_method("vca", n_endmembers=3, seed=0).fit_unmix(
-            Scene(constant_cube(0.3)))
+        result = hu.make_method("vca", n_endmembers=3, seed=0).fit_unmix(Scene(constant_cube(0.3)))
     np.testing.assert_allclose(result.abundances, 1 / 3, atol=1e-6)  # arbitrary: warned
 
 
@@ -154,9 +160,9 @@ def test_all_zero_pixels_are_reported_by_fcls_and_sunsal():
     scene = make_scene(10, 10, 3, seed=0)
     cube = scene.cube.copy()
     cube[:2] = 0
-    with pytest.warns(ScalingWarning, match="20 pixel.* zero in every band"):
+    with pytest.warns(ScalingWarning, match=r"20 pixel.* zero in every band"):
         fcls(cube, scene.truth.endmembers)
-    with pytest.warns(ScalingWarning, match="100 pixel.* zero in every band: their SUnSAL"):
+    with pytest.warns(ScalingWarning, match=r"100 pixel.* zero in every band: their SUnSAL"):
         sunsal(constant_cube(0.0), scene.truth.endmembers)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no zero pixel, no warning
@@ -192,6 +198,8 @@ def test_deq_pixel_without_brightness_does_not_dim_the_endmembers():
         model = DEQUnmix(3, epochs=2, data_term="scaled", correction=False, seed=0).fit(scene)
         masked = scene.mask.copy()
         masked[3, 3] = False
-        spectra = [model._spectra_in_scene_units(*model._image_tensors(scene.cube, mask))
-                   for mask in (scene.mask, masked)]
+        spectra = [
+            model._spectra_in_scene_units(*model._image_tensors(scene.cube, mask))
+            for mask in (scene.mask, masked)
+        ]
     np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9)

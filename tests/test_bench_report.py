@@ -23,10 +23,14 @@ from hyperunmix.bench.tables import all_tables
 from hyperunmix.metrics import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
-SCENES = [SceneSpec("tiny_a", "synthetic", {"n_rows": 8, "n_cols": 8, "n_endmembers": 3,
-                                            "abundances": "fields", "seed": 1}),
-          SceneSpec("tiny_b", "synthetic", {"n_rows": 6, "n_cols": 9, "n_endmembers": 3,
-                                            "seed": 2})]
+SCENES = [
+    SceneSpec(
+        "tiny_a",
+        "synthetic",
+        {"n_rows": 8, "n_cols": 8, "n_endmembers": 3, "abundances": "fields", "seed": 1},
+    ),
+    SceneSpec("tiny_b", "synthetic", {"n_rows": 6, "n_cols": 9, "n_endmembers": 3, "seed": 2}),
+]
 NOISE = {"good": 0.02, "poor": 0.2}
 SEEDS = 3
 
@@ -35,16 +39,32 @@ def _record(spec, scene, method, seed, store):
     """A run record as the worker writes it, for an estimate = truth (shuffled) + noise."""
     rng = np.random.default_rng([seed, len(method)])
     order = rng.permutation(3)
-    noisy = np.clip(scene.truth.abundances[..., order]
-                    + NOISE[method] * rng.standard_normal(scene.truth.abundances.shape), 0, 1)
-    result = Result(abundances=noisy.astype(np.float32),
-                    endmembers=scene.truth.endmembers[order] * (1 + 0.1 * seed),
-                    method=method, mask=scene.mask)
-    record = {"key": f"{method}-{spec.name}-s{seed}", "method": method,
-              "dataset": spec.name, "seed": seed, "parameters": {"seed": seed},
-              "status": "ok", "error": None, "metrics": evaluate(result, scene.truth, scene),
-              "time_s": 0.01 * (seed + 1) * (10 if method == "poor" else 1),
-              "peak_memory_mb": 5.0 + seed, "version": "test", "finished": "2026-01-01"}
+    noisy = np.clip(
+        scene.truth.abundances[..., order]
+        + NOISE[method] * rng.standard_normal(scene.truth.abundances.shape),
+        0,
+        1,
+    )
+    result = Result(
+        abundances=noisy.astype(np.float32),
+        endmembers=scene.truth.endmembers[order] * (1 + 0.1 * seed),
+        method=method,
+        mask=scene.mask,
+    )
+    record = {
+        "key": f"{method}-{spec.name}-s{seed}",
+        "method": method,
+        "dataset": spec.name,
+        "seed": seed,
+        "parameters": {"seed": seed},
+        "status": "ok",
+        "error": None,
+        "metrics": evaluate(result, scene.truth, scene),
+        "time_s": 0.01 * (seed + 1) * (10 if method == "poor" else 1),
+        "peak_memory_mb": 5.0 + seed,
+        "version": "test",
+        "finished": "2026-01-01",
+    }
     store.save(record, {"abundances": result.abundances, "endmembers": result.endmembers})
     return record
 
@@ -56,12 +76,24 @@ def report(tmp_path_factory):
     records = []
     for spec in SCENES:
         scene = spec.build()
-        records += [_record(spec, scene, method, seed, store)
-                    for seed in range(SEEDS) for method in NOISE]
-    records.append({"key": "broken-tiny_a-s0", "method": "broken", "dataset": "tiny_a",
-                    "seed": 0, "status": "failed", "error": "ImportError: no module x",
-                    "metrics": None, "time_s": None, "peak_memory_mb": None,
-                    "version": "test", "finished": "2026-01-01"})
+        records += [
+            _record(spec, scene, method, seed, store) for seed in range(SEEDS) for method in NOISE
+        ]
+    records.append(
+        {
+            "key": "broken-tiny_a-s0",
+            "method": "broken",
+            "dataset": "tiny_a",
+            "seed": 0,
+            "status": "failed",
+            "error": "ImportError: no module x",
+            "metrics": None,
+            "time_s": None,
+            "peak_memory_mb": None,
+            "version": "test",
+            "finished": "2026-01-01",
+        }
+    )
     write_results(out, records, quick=True, command="hyperunmix bench --quick")
     (out / "figures").mkdir()
     (out / "figures" / "gone_abundances.png").write_bytes(b"from an earlier benchmark")
@@ -73,55 +105,77 @@ def test_markdown_cells_are_mean_and_sample_std_of_the_records(report):
     out, records, files = report
     markdown = files.markdown.read_text()
     for dataset in ("tiny_a", "tiny_b"):
-        armse = [r["metrics"]["armse"] for r in records
-                 if r["dataset"] == dataset and r["method"] == "poor"]
+        armse = [
+            r["metrics"]["armse"]
+            for r in records
+            if r["dataset"] == dataset and r["method"] == "poor"
+        ]
         expected = f"{np.mean(armse):.4f} ± {np.std(armse, ddof=1):.4f}"
         row = _row(markdown, f"{dataset}: all metrics", "poor")
         assert row[2] == expected and row[1] == f"{SEEDS}/{SEEDS}"
         memory = f"{np.mean([5, 6, 7]):.1f} ± {np.std([5, 6, 7], ddof=1):.1f}"
-        assert row[-2] == memory and row[-1] == ""          # classical: no matched baseline
+        assert row[-2] == memory and row[-1] == ""  # classical: no matched baseline
     summary = _row(markdown, "aRMSE by method and scene", "good")
     assert summary[1] == _row(markdown, "tiny_a: all metrics", "good")[2]
     assert _row(markdown, "aRMSE by method and scene", "broken")[1:] == ["failed", ""]
     assert _row(markdown, "Failed runs", "broken") == [
-        "broken", "tiny_a", "0", "ImportError: no module x"]
+        "broken",
+        "tiny_a",
+        "0",
+        "ImportError: no module x",
+    ]
     assert "Reproduce with: hyperunmix bench --quick" in markdown
     assert json.loads((out / "results.json").read_text())["runs"][-1]["status"] == "failed"
 
 
 def _run(method, seed, armse, msad=0.1, convention="shares", **parameters):
     """A run record scored in the scene's convention, ``convention`` being the method's."""
-    return {"method": method, "dataset": "scene", "seed": seed, "status": "ok",
-            "parameters": {"seed": seed, **parameters}, "time_s": 1.0, "peak_memory_mb": 1.0,
-            "metrics": {"armse": armse, "msad": msad, "convention": "absolute",
-                        "result_convention": convention}}
+    return {
+        "method": method,
+        "dataset": "scene",
+        "seed": seed,
+        "status": "ok",
+        "parameters": {"seed": seed, **parameters},
+        "time_s": 1.0,
+        "peak_memory_mb": 1.0,
+        "metrics": {
+            "armse": armse,
+            "msad": msad,
+            "convention": "absolute",
+            "result_convention": convention,
+        },
+    }
 
 
 def test_gains_over_the_matched_baseline_and_the_ablation_table():
     from hyperunmix.bench.tables import gain_table, group
 
-    baseline = [0.10, 0.20, 0.40]           # snnls_nfindr: the shares baseline of N-FINDR
+    baseline = [0.10, 0.20, 0.40]  # snnls_nfindr: the shares baseline of N-FINDR
     records = [_run("snnls_nfindr", s, a, endmembers="nfindr") for s, a in enumerate(baseline)]
-    records += [_run("nfindr", s, 1.0) for s in range(3)]          # the absolute one
+    records += [_run("nfindr", s, 1.0) for s in range(3)]  # the absolute one
     records += [_run("deq", s, a, endmembers="nfindr") for s, a in enumerate([0.05, 0.10])]
     records += [_run("deq_no_correction", s, 0.09, endmembers="nfindr") for s in range(2)]
-    records += [_run("egunet", 0, 0.3, endmembers="vca")]        # its baseline never ran
-    gains = [0.5, 0.5]        # (0.10 - 0.05) / 0.10, (0.20 - 0.10) / 0.20; the ablation:
+    records += [_run("egunet", 0, 0.3, endmembers="vca")]  # its baseline never ran
+    gains = [0.5, 0.5]  # (0.10 - 0.05) / 0.10, (0.20 - 0.10) / 0.20; the ablation:
     # (0.10 - 0.09) / 0.10 = 0.1 and (0.20 - 0.09) / 0.20 = 0.55
     table = gain_table(group(records))
     rows = {row[0]: row[1] for row in table.rows}
-    assert rows == {"deq": f"+{100 * np.mean(gains):.1f} ± 0.0 % vs snnls_nfindr",
-                    "deq_no_correction": "+32.5 ± 31.8 % vs snnls_nfindr",
-                    "egunet": "— (no snnls run)"}
+    assert rows == {
+        "deq": f"+{100 * np.mean(gains):.1f} ± 0.0 % vs snnls_nfindr",
+        "deq_no_correction": "+32.5 ± 31.8 % vs snnls_nfindr",
+        "egunet": "— (no snnls run)",
+    }
     ablations = {t.anchor: t for t in all_tables(records)}["ablations"]
     (row,) = ablations.rows
-    assert row[:3] == ["scene", "deq", "deq_no_correction: the learned spectral-spatial "
-                                       "correction (D_theta = 0)"]
+    assert row[:3] == [
+        "scene",
+        "deq",
+        "deq_no_correction: the learned spectral-spatial correction (D_theta = 0)",
+    ]
     assert row[3] == "0.0750 ± 0.0354" and row[4] == "0.0900 ± 0.0000"
     assert row[5] == "0.2333 ± 0.1528 (snnls_nfindr)"
     # a method working in absolute fractions is matched with FCLS, whatever the scene's
-    absolute = [dict(r, metrics={**r["metrics"], "result_convention": "absolute"})
-                for r in records]
+    absolute = [dict(r, metrics={**r["metrics"], "result_convention": "absolute"}) for r in records]
     assert gain_table(group(absolute)).rows[0][1] == "+92.5 ± 3.5 % vs nfindr"
 
 
@@ -138,7 +192,8 @@ def test_figures_show_each_method_beside_the_truth(report):
     out, _, files = report
     names = sorted(f.path.name for f in files.figures)
     assert names == ["accuracy_vs_time.png"] + [
-        f"{d}_{kind}.png" for d in ("tiny_a", "tiny_b") for kind in ("abundances", "endmembers")]
+        f"{d}_{kind}.png" for d in ("tiny_a", "tiny_b") for kind in ("abundances", "endmembers")
+    ]
     assert all(f.path.stat().st_size > 5000 for f in files.figures)
     assert sorted(p.name for p in (out / "figures").iterdir()) == names  # stale one gone
 
@@ -178,10 +233,19 @@ def test_report_renders_every_table_and_figure_in_a_browser(report, tmp_path):
     _, records, files = report
     probe = tmp_path / "report.html"  # the report plus a script that lists what rendered
     probe.write_text(files.html.read_text().replace("</body>", _CHECK))
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update",
-               "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-               "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, re.S)
     assert found, f"the page did not finish loading; chromium printed {dom[:500]!r}"
@@ -206,7 +270,8 @@ def test_benchmarks_md_is_assembled_from_results_and_fragments(report, tmp_path)
     assert text.rstrip().endswith(
         "## Focused benchmarks\n\n### FCLS speed\n\n| a |\n|---|\n| 1 |\n\n"
         "Reproduce: `python benchmarks/speed_bench.py` "
-        "(then `python benchmarks/make_benchmarks_md.py`).")
+        "(then `python benchmarks/make_benchmarks_md.py`)."
+    )
     assert all(f"### {table.title}" in text for table in all_tables(records))
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert len(links) == 5 and all((tmp_path / link).is_file() for link in links)

@@ -24,10 +24,18 @@ from hyperunmix.bench.store import RunStore
 from hyperunmix.bench.tables import group
 
 HERE = Path(__file__).resolve().parent
-TINY = [SceneSpec("tiny_a", "synthetic", {"n_rows": 8, "n_cols": 8, "n_endmembers": 3,
-                                          "snr_db": 30.0, "seed": 1}),
-        SceneSpec("tiny_b", "synthetic", {"n_rows": 6, "n_cols": 10, "n_endmembers": 3,
-                                          "mixing": "fan", "snr_db": 20.0, "seed": 2})]
+TINY = [
+    SceneSpec(
+        "tiny_a",
+        "synthetic",
+        {"n_rows": 8, "n_cols": 8, "n_endmembers": 3, "snr_db": 30.0, "seed": 1},
+    ),
+    SceneSpec(
+        "tiny_b",
+        "synthetic",
+        {"n_rows": 6, "n_cols": 10, "n_endmembers": 3, "mixing": "fan", "snr_db": 20.0, "seed": 2},
+    ),
+]
 
 
 class Oracle(Unmixer):
@@ -36,8 +44,9 @@ class Oracle(Unmixer):
 
     name = "oracle"
 
-    def __init__(self, n_endmembers=3, seed=0, noise=0.0, counter=None, sleep=0.0,
-                 allocate_mb=0, fail=None):
+    def __init__(
+        self, n_endmembers=3, seed=0, noise=0.0, counter=None, sleep=0.0, allocate_mb=0, fail=None
+    ):
         self.n_endmembers, self.seed, self.noise = n_endmembers, seed, noise
         self.counter, self.sleep, self.allocate_mb, self.fail = counter, sleep, allocate_mb, fail
 
@@ -70,9 +79,9 @@ def _misbehave(how, run, counter=None):
     how, _, only = (how or "").partition("@")
     if only and only != run:
         return
-    if how == "first":  # fail the first attempt only
-        if Path(counter).read_text().splitlines().count(run.replace("/", " ")) == 1:
-            raise RuntimeError("first attempt fails")
+    attempts = Path(counter).read_text().splitlines() if how == "first" else []
+    if attempts.count(run.replace("/", " ")) == 1:  # fail the first attempt only
+        raise RuntimeError("first attempt fails")
     if how == "raise":
         raise RuntimeError("this method always fails")
     if how == "crash":
@@ -88,7 +97,11 @@ def test_plan_orders_runs_seed_first_and_applies_budgets():
     registry = {"a": ORACLE, "b": ORACLE}
     jobs = plan("all", TINY, seeds=2, registry=registry, params={"b": {"noise": 0.1}})
     assert [(j.seed, j.scene.name, j.method) for j in jobs[:4]] == [
-        (0, "tiny_a", "a"), (0, "tiny_a", "b"), (0, "tiny_b", "a"), (0, "tiny_b", "b")]
+        (0, "tiny_a", "a"),
+        (0, "tiny_a", "b"),
+        (0, "tiny_b", "a"),
+        (0, "tiny_b", "b"),
+    ]
     assert len(jobs) == 8 and len({j.key for j in jobs}) == 8
     assert all(j.params == ({"noise": 0.1} if j.method == "b" else {}) for j in jobs)
     # changing a parameter changes the identity of the runs: no stale result is reused
@@ -102,15 +115,18 @@ def test_variants_run_their_method_with_their_parameters(monkeypatch):
     monkeypatch.setitem(plans.VARIANTS, "a_noisy", ("a", {"noise": 0.3}))
     jobs = plan("all", TINY, seeds=1, registry={"a": ORACLE, "b": ORACLE})
     assert [(j.method, j.import_path, j.params) for j in jobs[:3]] == [
-        ("a", ORACLE, {}), ("a_noisy", ORACLE, {"noise": 0.3}), ("b", ORACLE, {})]
+        ("a", ORACLE, {}),
+        ("a_noisy", ORACLE, {"noise": 0.3}),
+        ("b", ORACLE, {}),
+    ]
     # a variant of a method outside the registry is not offered
     assert [j.method for j in plan("all", TINY, seeds=1, registry={"b": ORACLE})] == ["b", "b"]
-    with pytest.raises(ValueError, match="unknown method.*a_noisy"):
+    with pytest.raises(ValueError, match=r"unknown method.*a_noisy"):
         plan("a_noisy", TINY, registry={"b": ORACLE})
 
 
 def test_plan_rejects_unknown_methods():
-    with pytest.raises(ValueError, match="unknown method.*nope"):
+    with pytest.raises(ValueError, match=r"unknown method.*nope"):
         plan("oracle,nope", TINY, registry={"oracle": ORACLE})
 
 
@@ -121,11 +137,16 @@ def mixed_run(tmp_path_factory):
     time limit on one run."""
     out = tmp_path_factory.mktemp("bench")
     registry = {m: ORACLE for m in ("exact", "noisy", "raises", "crashes", "hangs")}
-    params = {"noisy": {"noise": 0.05, "allocate_mb": 64}, "raises": {"fail": "raise"},
-              "crashes": {"fail": "crash@tiny_b/0"}, "hangs": {"fail": "hang@tiny_a/1"}}
+    params = {
+        "noisy": {"noise": 0.05, "allocate_mb": 64},
+        "raises": {"fail": "raise"},
+        "crashes": {"fail": "crash@tiny_b/0"},
+        "hangs": {"fail": "hang@tiny_a/1"},
+    }
     start = time.perf_counter()
-    records = run_benchmark("all", TINY, out, seeds=3, timeout_s=3.0, registry=registry,
-                            params=params, report=False)
+    records = run_benchmark(
+        "all", TINY, out, seeds=3, timeout_s=3.0, registry=registry, params=params, report=False
+    )
     return out, records, time.perf_counter() - start
 
 
@@ -151,8 +172,11 @@ def test_every_run_is_recorded_with_the_metric_protocol(mixed_run):
 
 def test_failures_are_isolated_and_explained(mixed_run):
     _, records, elapsed = mixed_run
-    failed = {(r["method"], r["dataset"], r["seed"]): r["error"] for r in records
-              if r["status"] == "failed"}
+    failed = {
+        (r["method"], r["dataset"], r["seed"]): r["error"]
+        for r in records
+        if r["status"] == "failed"
+    }
     assert len(failed) == 6 + 2
     assert failed["raises", "tiny_a", 0] == "RuntimeError: this method always fails"
     assert "SIGSEGV" in failed["crashes", "tiny_b", 0]
@@ -201,10 +225,19 @@ def test_interrupted_benchmark_resumes_without_recomputing(tmp_path):
     assert 4 <= len(before) < 8
     ok_before = {name: r for name, r in before.items() if r["status"] == "ok"}
     assert [(r["dataset"], r["seed"]) for r in before.values() if r["status"] != "ok"] == [
-        ("tiny_b", 0)]
+        ("tiny_b", 0)
+    ]
 
-    records = run_benchmark("slow", TINY, out, seeds=4, registry={"slow": ORACLE},
-                            params={"slow": params}, n_workers=1, report=False)
+    records = run_benchmark(
+        "slow",
+        TINY,
+        out,
+        seeds=4,
+        registry={"slow": ORACLE},
+        params={"slow": params},
+        n_workers=1,
+        report=False,
+    )
     assert len(records) == 8 and all(r["status"] == "ok" for r in records)
     after = {p.name: json.loads(p.read_text()) for p in runs.glob("[!.]*.json")}
     assert all(after[name] == record for name, record in ok_before.items())  # untouched
@@ -214,8 +247,9 @@ def test_interrupted_benchmark_resumes_without_recomputing(tmp_path):
     assert len(fits) <= 9 + 1  # plus at most the run in flight at the kill
 
     # a rerun of a complete benchmark computes nothing
-    run_benchmark("slow", TINY, out, seeds=4, registry={"slow": ORACLE},
-                  params={"slow": params}, report=False)
+    run_benchmark(
+        "slow", TINY, out, seeds=4, registry={"slow": ORACLE}, params={"slow": params}, report=False
+    )
     assert counter.read_text().splitlines() == fits
 
 
@@ -232,7 +266,8 @@ def test_store_keeps_only_complete_records(tmp_path):
 
 
 def test_group_keeps_first_appearance_order():
-    records = [{"dataset": d, "method": m} for d, m in
-               [("b", "y"), ("a", "x"), ("b", "x"), ("a", "y")]]
+    records = [
+        {"dataset": d, "method": m} for d, m in [("b", "y"), ("a", "x"), ("b", "x"), ("a", "y")]
+    ]
     groups = group(records)
     assert list(groups) == ["b", "a"] and list(groups["b"]) == ["y", "x"]

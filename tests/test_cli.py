@@ -1,5 +1,6 @@
 """The command line, through typer's CliRunner: outputs, exit codes and one-line errors."""
 
+import io
 import json
 import os
 import socket
@@ -48,8 +49,15 @@ def small_scene(tmp_path):
 def test_demo_writes_maps_spectra_metrics_and_figures(tmp_path):
     result = _invoke("demo", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    for name in ("abundances.npz", "abundances.npy", "endmembers.csv", "metrics.json",
-                 "run.json", "abundances.png", "endmembers.png"):
+    for name in (
+        "abundances.npz",
+        "abundances.npy",
+        "endmembers.csv",
+        "metrics.json",
+        "run.json",
+        "abundances.png",
+        "endmembers.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     assert np.load(tmp_path / "abundances.npy").shape == (64, 64, 4)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -60,11 +68,20 @@ def test_demo_writes_maps_spectra_metrics_and_figures(tmp_path):
 def test_unmix_npy_with_an_endmember_file_recovers_the_abundances(tmp_path, small_scene):
     cube_path, csv_path, abundances = small_scene
     out = tmp_path / "out"
-    result = _invoke("unmix", cube_path, "--method", "fcls", "--endmembers", csv_path,
-                     "--out", out, "--no-figures")
+    result = _invoke(
+        "unmix",
+        cube_path,
+        "--method",
+        "fcls",
+        "--endmembers",
+        csv_path,
+        "--out",
+        out,
+        "--no-figures",
+    )
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(out / "abundances.npy"), abundances, atol=1e-4)
-    assert not (out / "metrics.json").exists()                   # no truth in a bare cube
+    assert not (out / "metrics.json").exists()  # no truth in a bare cube
     assert not list(out.glob("*.png"))
     run = json.loads((out / "run.json").read_text())
     assert run["method"] == "fcls" and run["map_format"] == "npz"
@@ -74,19 +91,31 @@ def test_unmix_passes_method_params_parsed_as_json(tmp_path, small_scene):
     cube_path, csv_path, _ = small_scene
     # (an output directory of its own: tmp_path holds the input endmembers.csv, which the
     # run would otherwise replace)
-    result = _invoke("unmix", cube_path, "-m", "sunsal", "--endmembers", csv_path,
-                     "--param", "lam=0.001", "--param", "asc=true", "--out", tmp_path / "out",
-                     "--no-figures")
+    result = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "sunsal",
+        "--endmembers",
+        csv_path,
+        "--param",
+        "lam=0.001",
+        "--param",
+        "asc=true",
+        "--out",
+        tmp_path / "out",
+        "--no-figures",
+    )
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "out" / "run.json").read_text())["params"]
     assert params["lam"] == 0.001 and params["asc"] is True
 
 
-def test_a_truth_in_another_convention_is_named_in_the_summary(tmp_path, data_dir,
-                                                              monkeypatch):
+def test_a_truth_in_another_convention_is_named_in_the_summary(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
-    result = _invoke("unmix", "samson", "--method", "nfindr", "-p", 3, "--out", tmp_path,
-                     "--no-figures")
+    result = _invoke(
+        "unmix", "samson", "--method", "nfindr", "-p", 3, "--out", tmp_path, "--no-figures"
+    )
     assert result.exit_code == 0, result.output
     summary = " ".join(result.stdout.replace("│", " ").split())  # cells wrap over lines
     assert "the absolute maps were converted" in summary and "--convention shares" in summary
@@ -94,19 +123,31 @@ def test_a_truth_in_another_convention_is_named_in_the_summary(tmp_path, data_di
 
 def test_unmix_a_dataset_by_name_writes_metrics(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
-    result = _invoke("unmix", "samson", "--method", "vca", "--seed", 0, "--out", tmp_path,
-                     "--no-figures")
+    result = _invoke(
+        "unmix", "samson", "--method", "vca", "--seed", 0, "--out", tmp_path, "--no-figures"
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["names"]) == {"Soil", "Tree", "Water"}
-    assert metrics["msad_deg"] < 10                              # VCA finds Samson's spectra
+    assert metrics["msad_deg"] < 10  # VCA finds Samson's spectra
     assert np.load(tmp_path / "abundances.npy").shape == (95, 95, 3)
 
 
 def test_snnls_on_samson_scores_in_the_truths_convention(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HYPERUNMIX_DATA", str(data_dir))
-    result = _invoke("unmix", "samson", "--method", "snnls", "--endmembers", "nfindr", "-p", 3,
-                     "--out", tmp_path, "--no-figures")
+    result = _invoke(
+        "unmix",
+        "samson",
+        "--method",
+        "snnls",
+        "--endmembers",
+        "nfindr",
+        "-p",
+        3,
+        "--out",
+        tmp_path,
+        "--no-figures",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["convention"] == metrics["result_convention"] == "shares"
@@ -122,17 +163,41 @@ def test_unmix_writes_the_convention_asked_for(tmp_path, small_scene):
 
     cube_path, csv_path, abundances = small_scene
     endmembers = read_endmembers(csv_path)[0]
-    own = _invoke("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path,
-                  "--out", tmp_path / "own", "--no-figures")
-    shares = _invoke("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path,
-                     "--convention", "shares", "--out", tmp_path / "shares", "--no-figures")
+    own = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "fcls",
+        "--endmembers",
+        csv_path,
+        "--out",
+        tmp_path / "own",
+        "--no-figures",
+    )
+    shares = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "fcls",
+        "--endmembers",
+        csv_path,
+        "--convention",
+        "shares",
+        "--out",
+        tmp_path / "shares",
+        "--no-figures",
+    )
     assert own.exit_code == shares.exit_code == 0, shares.output
     assert json.loads((tmp_path / "own" / "run.json").read_text())["convention"] == "absolute"
     assert json.loads((tmp_path / "shares" / "run.json").read_text())["convention"] == "shares"
-    np.testing.assert_allclose(np.load(tmp_path / "shares" / "abundances.npy"),
-                               convert(abundances, endmembers, "absolute", "shares"), atol=1e-4)
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "fcls", "--convention", "area",
-                                   "--out", tmp_path / "bad"))
+    np.testing.assert_allclose(
+        np.load(tmp_path / "shares" / "abundances.npy"),
+        convert(abundances, endmembers, "absolute", "shares"),
+        atol=1e-4,
+    )
+    line = _one_line_error(
+        _invoke("unmix", cube_path, "-m", "fcls", "--convention", "area", "--out", tmp_path / "bad")
+    )
     assert "absolute, shares" in line and not (tmp_path / "bad").exists()
 
 
@@ -169,14 +234,17 @@ def test_chunked_unmix_writes_a_zarr_store_that_resumes_and_a_tif(tmp_path):
     assert shares.exit_code == 0 and "shares: shares of unit-peak" in shares.stdout
     # converted from the float32 abundances (their rounding moves a share by 2u at most),
     # then rounded to float32 again
-    np.testing.assert_allclose(open_maps(tmp_path / "shares.zarr")["abundances"].values,
-                               convert(expected, endmembers, "absolute", "shares"),
-                               atol=4 * U32)
+    np.testing.assert_allclose(
+        open_maps(tmp_path / "shares.zarr")["abundances"].values,
+        convert(expected, endmembers, "absolute", "shares"),
+        atol=4 * U32,
+    )
 
 
 def test_missing_file_is_one_line(tmp_path):
-    line = _one_line_error(_invoke("unmix", tmp_path / "nope.hdr", "-m", "fcls",
-                                   "--out", tmp_path / "out"))
+    line = _one_line_error(
+        _invoke("unmix", tmp_path / "nope.hdr", "-m", "fcls", "--out", tmp_path / "out")
+    )
     assert "nope.hdr" in line and "no such file" in line
     assert not (tmp_path / "out").exists()
 
@@ -188,35 +256,50 @@ def test_unknown_method_is_one_line(tmp_path, small_scene):
 
 def test_more_endmembers_than_bands_is_one_line(tmp_path):
     np.save(tmp_path / "thin.npy", np.random.default_rng(1).random((4, 4, 3)))
-    line = _one_line_error(_invoke("unmix", tmp_path / "thin.npy", "-m", "vca", "-p", 5,
-                                   "--out", tmp_path / "out"))
+    line = _one_line_error(
+        _invoke("unmix", tmp_path / "thin.npy", "-m", "vca", "-p", 5, "--out", tmp_path / "out")
+    )
     assert "exceeds the number of bands (3)" in line
 
 
 def test_band_mismatch_is_one_line(tmp_path, small_scene):
     cube_path = small_scene[0]
     write_endmembers_csv(tmp_path / "short.csv", np.ones((3, 7)))
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "fcls", "--endmembers",
-                                   tmp_path / "short.csv", "--out", tmp_path / "out"))
+    line = _one_line_error(
+        _invoke(
+            "unmix",
+            cube_path,
+            "-m",
+            "fcls",
+            "--endmembers",
+            tmp_path / "short.csv",
+            "--out",
+            tmp_path / "out",
+        )
+    )
     assert "12" in line and "7" in line
 
 
 def test_bad_options_are_one_line(tmp_path, small_scene):
     cube_path = small_scene[0]
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--param", "alpha",
-                                   "--out", tmp_path))
+    line = _one_line_error(
+        _invoke("unmix", cube_path, "-m", "vca", "--param", "alpha", "--out", tmp_path)
+    )
     assert "key=value" in line
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--device", "cpu",
-                                   "--out", tmp_path))
+    line = _one_line_error(
+        _invoke("unmix", cube_path, "-m", "vca", "--device", "cpu", "--out", tmp_path)
+    )
     assert "does not take device" in line
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "vca", "--format", "jpeg",
-                                   "--out", tmp_path))
+    line = _one_line_error(
+        _invoke("unmix", cube_path, "-m", "vca", "--format", "jpeg", "--out", tmp_path)
+    )
     assert "unknown output format 'jpeg'" in line
     # an --out that cannot be a directory is refused before any fitting
     occupied = tmp_path / "a-file"
     occupied.write_text("")
-    line = _one_line_error(_invoke("unmix", cube_path, "-m", "deq", "--param", "epochs=100000",
-                                   "--out", occupied))
+    line = _one_line_error(
+        _invoke("unmix", cube_path, "-m", "deq", "--param", "epochs=100000", "--out", occupied)
+    )
     assert "exists and is not a directory" in line
 
 
@@ -249,9 +332,9 @@ def test_datasets_lists_presence_and_location(tmp_path, data_dir):
 
 
 def test_parse_params():
-    assert parse_params(["n=5", "tol=1e-3", "flag=false", "bands=[1, 2]", "name=vca",
-                         "path=a=b"]) == {"n": 5, "tol": 1e-3, "flag": False, "bands": [1, 2],
-                                          "name": "vca", "path": "a=b"}
+    assert parse_params(
+        ["n=5", "tol=1e-3", "flag=false", "bands=[1, 2]", "name=vca", "path=a=b"]
+    ) == {"n": 5, "tol": 1e-3, "flag": False, "bands": [1, 2], "name": "vca", "path": "a=b"}
 
 
 class _Counting(Unmixer):
@@ -270,7 +353,7 @@ class _Counting(Unmixer):
 
 
 def test_progress_bars_follow_the_estimator_reports():
-    progress = Progress(console=Console(file=open("/dev/null", "w")))
+    progress = Progress(console=Console(file=io.StringIO()))
     bars = ProgressBars(progress)
     model = _Counting().set_progress(bars)
     model.fit(Scene(np.ones((2, 2, 3))))
@@ -284,17 +367,49 @@ def test_progress_bars_follow_the_estimator_reports():
 def test_progress_is_written_in_lines_when_stderr_is_not_a_terminal(tmp_path, small_scene):
     # CliRunner's stderr is not a terminal: plain lines, and nothing else (no blank line)
     cube_path, csv_path, _ = small_scene
-    quiet = _invoke("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path,
-                    "--out", tmp_path / "fcls", "--no-figures")
-    assert quiet.exit_code == 0 and quiet.stderr == ""            # nothing to report
-    deep = _invoke("unmix", cube_path, "-m", "egunet", "-p", 3, "--param", "epochs=2",
-                   "--out", tmp_path / "egunet", "--no-figures")
+    quiet = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "fcls",
+        "--endmembers",
+        csv_path,
+        "--out",
+        tmp_path / "fcls",
+        "--no-figures",
+    )
+    assert quiet.exit_code == 0 and quiet.stderr == ""  # nothing to report
+    deep = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "egunet",
+        "-p",
+        3,
+        "--param",
+        "epochs=2",
+        "--out",
+        tmp_path / "egunet",
+        "--no-figures",
+    )
     assert deep.exit_code == 0, deep.output
     epochs = [line for line in deep.stderr.splitlines() if line.startswith("epoch")]
     assert epochs[0].startswith("epoch 1/2 loss=")
     assert epochs[-1].startswith("epoch 2/2 loss=") and epochs[-1].endswith("  done")
-    chunked = _invoke("unmix", _chunked_scene(tmp_path), "-m", "fcls", "--endmembers", "vca",
-                      "-p", 3, "--chunks", 16, "--out", tmp_path / "maps.tif")
+    chunked = _invoke(
+        "unmix",
+        _chunked_scene(tmp_path),
+        "-m",
+        "fcls",
+        "--endmembers",
+        "vca",
+        "-p",
+        3,
+        "--chunks",
+        16,
+        "--out",
+        tmp_path / "maps.tif",
+    )
     assert chunked.exit_code == 0, chunked.output
     lines = chunked.stderr.splitlines()
     assert lines[0] == "sample 0/1 pixels=200000"
@@ -312,22 +427,35 @@ def _chunked_scene(tmp_path, name="scene.hdr"):
     return write_scene(tmp_path / name, synthetic.make_scene(40, 30, 3, seed=1))
 
 
-def test_an_output_that_cannot_be_written_fails_before_the_fit(tmp_path, small_scene,
-                                                                monkeypatch):
+def test_an_output_that_cannot_be_written_fails_before_the_fit(tmp_path, small_scene, monkeypatch):
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted before the output was checked")
 
     monkeypatch.setattr("hyperunmix.cli.run_with_progress", no_fit)
     monkeypatch.setattr("hyperunmix.scale.run._fitted_unmixer", no_fit)
     (tmp_path / "a-file").write_text("")
-    line = _one_line_error(_invoke("unmix", small_scene[0], "-m", "vca", "-p", 3,
-                                   "--out", tmp_path / "a-file" / "out"))
+    line = _one_line_error(
+        _invoke("unmix", small_scene[0], "-m", "vca", "-p", 3, "--out", tmp_path / "a-file" / "out")
+    )
     assert "cannot write the output to" in line and "a-file" in line
     cube = _chunked_scene(tmp_path)
     for out in ("maps.zarr", "maps.tif"):
-        line = _one_line_error(_invoke("unmix", cube, "-m", "fcls", "--endmembers", "vca",
-                                       "-p", 3, "--chunks", 16,
-                                       "--out", tmp_path / "a-file" / out))
+        line = _one_line_error(
+            _invoke(
+                "unmix",
+                cube,
+                "-m",
+                "fcls",
+                "--endmembers",
+                "vca",
+                "-p",
+                3,
+                "--chunks",
+                16,
+                "--out",
+                tmp_path / "a-file" / out,
+            )
+        )
         assert "a-file exists and is not a directory" in line
 
 
@@ -335,8 +463,11 @@ def test_an_output_that_cannot_be_written_fails_before_the_fit(tmp_path, small_s
 def test_a_read_only_output_directory_fails_before_the_fit(tmp_path, small_scene):
     read_only = tmp_path / "read-only"
     read_only.mkdir(mode=0o555)
-    line = _one_line_error(_invoke("unmix", small_scene[0], "-m", "deq", "--param",
-                                   "epochs=100000", "--out", read_only))
+    line = _one_line_error(
+        _invoke(
+            "unmix", small_scene[0], "-m", "deq", "--param", "epochs=100000", "--out", read_only
+        )
+    )
     assert "cannot write the output to" in line
 
 
@@ -344,12 +475,24 @@ def test_chunked_run_never_replaces_its_input(tmp_path):
     from hyperunmix.io import describe
 
     cube = _chunked_scene(tmp_path, "same.hdr")
-    args = ("unmix", cube, "-m", "fcls", "--endmembers", "vca", "-p", 3, "--chunks", 16,
-            "--out", cube)
+    args = (
+        "unmix",
+        cube,
+        "-m",
+        "fcls",
+        "--endmembers",
+        "vca",
+        "-p",
+        3,
+        "--chunks",
+        16,
+        "--out",
+        cube,
+    )
     for extra in ((), ("--overwrite",)):
         line = _one_line_error(_invoke(*args, *extra))
         assert "same.hdr is an input of this run" in line
-    assert describe(cube)["shape"] == (40, 30, 200)         # still the 200-band input
+    assert describe(cube)["shape"] == (40, 30, 200)  # still the 200-band input
 
 
 def test_files_not_written_by_a_run_need_overwrite(tmp_path, small_scene):
@@ -357,28 +500,55 @@ def test_files_not_written_by_a_run_need_overwrite(tmp_path, small_scene):
     out = tmp_path / "out"
     out.mkdir()
     (out / "abundances.npy").write_bytes(b"someone's")
-    args = ("unmix", cube_path, "-m", "fcls", "--endmembers", csv_path, "--out", out,
-            "--no-figures")
+    args = (
+        "unmix",
+        cube_path,
+        "-m",
+        "fcls",
+        "--endmembers",
+        csv_path,
+        "--out",
+        out,
+        "--no-figures",
+    )
     line = _one_line_error(_invoke(*args))
     assert "abundances.npy exists" in line and "--overwrite" in line
     assert (out / "abundances.npy").read_bytes() == b"someone's"
     replaced = _invoke(*args, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     np.testing.assert_allclose(np.load(out / "abundances.npy"), abundances, atol=1e-4)
-    assert _invoke(*args).exit_code == 0                   # its own files: replaced freely
+    assert _invoke(*args).exit_code == 0  # its own files: replaced freely
 
 
 def test_an_output_being_written_is_refused_at_once_and_a_stale_lock_taken_over(tmp_path):
     cube = _chunked_scene(tmp_path)
     lock = tmp_path / ".maps.zarr.lock"
-    args = ("unmix", cube, "-m", "fcls", "--endmembers", "vca", "-p", 3, "--chunks", 16,
-            "--out", tmp_path / "maps.zarr")
+    args = (
+        "unmix",
+        cube,
+        "-m",
+        "fcls",
+        "--endmembers",
+        "vca",
+        "-p",
+        3,
+        "--chunks",
+        16,
+        "--out",
+        tmp_path / "maps.zarr",
+    )
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     line = _one_line_error(_invoke(*args))
     assert f"pid {os.getpid()}" in line and str(lock) in line
     assert not (tmp_path / "maps.zarr").exists()
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True).stdout)
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
     taken = _invoke(*args)
     assert taken.exit_code == 0, taken.output
@@ -396,5 +566,5 @@ def test_a_refused_checkpoint_is_named_in_plain_text(tmp_path):
     with pytest.raises(FileFormatError) as refused:
         load_checkpoint(tmp_path / "whole-model.pt", "deq")
     message = str(refused.value)
-    assert "\x1b" not in message and "\n" not in message        # no terminal escape codes
+    assert "\x1b" not in message and "\n" not in message  # no terminal escape codes
     assert "not a hyperunmix checkpoint" in message and "Linear" in message

@@ -7,8 +7,14 @@ import pytest
 from scipy.optimize import nnls as scipy_nnls
 
 from hyperunmix import Result, Truth, datasets, make_method
-from hyperunmix.conventions import (convert, convert_maps, convert_std, endmember_peaks,
-                                    normalise_rows, unit_peak)
+from hyperunmix.conventions import (
+    convert,
+    convert_maps,
+    convert_std,
+    endmember_peaks,
+    normalise_rows,
+    unit_peak,
+)
 from hyperunmix.errors import InputError, ScalingWarning
 from hyperunmix.linear import fcls, snnls
 from hyperunmix.metrics import armse, evaluate
@@ -27,7 +33,7 @@ def test_absolute_to_shares_and_back_is_the_identity(mixture):
     abundances, endmembers = mixture
     shares = convert(abundances, endmembers, "absolute", "shares")
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-12)
-    assert np.abs(shares - abundances).max() > 0.1        # the peaks differ: a real change
+    assert np.abs(shares - abundances).max() > 0.1  # the peaks differ: a real change
     back = convert(shares, endmembers, "shares", "absolute")
     np.testing.assert_allclose(back, abundances, rtol=0, atol=1e-12)
 
@@ -73,24 +79,41 @@ def test_uncertainty_follows_the_conversion_to_first_order(mixture):
     abundances, endmembers = mixture
     a, std = abundances[7], np.array([0.01, 0.03, 0.02, 0.005])
     converted_std = convert_std(std, a, endmembers, "absolute", "shares")
-    step = 1e-7   # central differences: error O(step^2), round-off O(1e-16 / step)
-    jacobian = np.stack([(convert(a + step * e, endmembers, "absolute", "shares")
-                          - convert(a - step * e, endmembers, "absolute", "shares")) / (2 * step)
-                         for e in np.eye(4)], axis=1)
+    step = 1e-7  # central differences: error O(step^2), round-off O(1e-16 / step)
+    jacobian = np.stack(
+        [
+            (
+                convert(a + step * e, endmembers, "absolute", "shares")
+                - convert(a - step * e, endmembers, "absolute", "shares")
+            )
+            / (2 * step)
+            for e in np.eye(4)
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(converted_std, np.sqrt((jacobian**2) @ std**2), rtol=1e-6)
 
 
 def test_a_result_converts_with_its_maps_and_keeps_the_rest(mixture):
     abundances, endmembers = mixture
     image = abundances.reshape(10, 20, 4).astype(np.float32)
-    result = Result(abundances=image, endmembers=endmembers, method="x",
-                    extras={"uncertainty": np.full_like(image, 0.01),
-                            "nonlinearity": np.zeros((10, 20), np.float32)})
+    result = Result(
+        abundances=image,
+        endmembers=endmembers,
+        method="x",
+        extras={
+            "uncertainty": np.full_like(image, 0.01),
+            "nonlinearity": np.zeros((10, 20), np.float32),
+        },
+    )
     assert result.in_convention("absolute") is result
     shares = result.in_convention("shares")
     assert shares.convention == "shares" and shares.abundances.dtype == np.float32
-    np.testing.assert_allclose(shares.abundances.reshape(-1, 4),
-                               convert(abundances, endmembers, "absolute", "shares"), atol=1e-6)
+    np.testing.assert_allclose(
+        shares.abundances.reshape(-1, 4),
+        convert(abundances, endmembers, "absolute", "shares"),
+        atol=1e-6,
+    )
     assert not np.allclose(shares.extras["uncertainty"], 0.01)
     assert shares.extras["nonlinearity"] is result.extras["nonlinearity"]
     np.testing.assert_allclose(shares.in_convention("absolute").abundances, image, atol=1e-6)
@@ -98,24 +121,31 @@ def test_a_result_converts_with_its_maps_and_keeps_the_rest(mixture):
         dataclasses.replace(result, endmembers=None).in_convention("shares")
     with pytest.raises(InputError, match="convention"):
         result.in_convention("fractions")
-    assert convert_maps({"abundances": image}, endmembers, "shares", "shares")["abundances"] \
-        is image
+    assert (
+        convert_maps({"abundances": image}, endmembers, "shares", "shares")["abundances"] is image
+    )
 
 
 def test_evaluate_scores_in_the_truths_convention_and_says_so():
     scene = make_scene(12, 12, 3, snr_db=None, seed=1)
     truth = scene.truth
     exact_shares = convert(truth.abundances, truth.endmembers, "absolute", "shares")
-    result = Result(abundances=exact_shares.astype(np.float32), endmembers=truth.endmembers,
-                    method="x", convention="shares", mask=scene.mask)
+    result = Result(
+        abundances=exact_shares.astype(np.float32),
+        endmembers=truth.endmembers,
+        method="x",
+        convention="shares",
+        mask=scene.mask,
+    )
     metrics = evaluate(result, truth)
     assert metrics["convention"] == "absolute" and metrics["result_convention"] == "shares"
-    assert metrics["armse"] < 1e-6          # converted back through the same endmembers
+    assert metrics["armse"] < 1e-6  # converted back through the same endmembers
     shares_truth = evaluate(result, truth, convention="shares")
     assert shares_truth["convention"] == "shares" and shares_truth["armse"] < 1e-6
     as_if_absolute = dataclasses.replace(result, convention="absolute")
     assert evaluate(as_if_absolute, truth)["armse"] == pytest.approx(
-        armse(truth.abundances.reshape(-1, 3), exact_shares.reshape(-1, 3)))
+        armse(truth.abundances.reshape(-1, 3), exact_shares.reshape(-1, 3))
+    )
 
 
 def test_evaluate_refuses_to_convert_a_truth_known_in_shape_only():
@@ -144,8 +174,10 @@ def test_truth_rejects_an_unknown_convention():
     from hyperunmix import Scene
 
     with pytest.raises(InputError, match="convention"):
-        Scene(np.ones((2, 2, 3)), truth=Truth(abundances=np.full((2, 2, 2), 0.5),
-                                              convention="relative"))
+        Scene(
+            np.ones((2, 2, 3)),
+            truth=Truth(abundances=np.full((2, 2, 2), 0.5), convention="relative"),
+        )
 
 
 @pytest.mark.parametrize("name", ["samson", "jasper_ridge"])

@@ -6,16 +6,21 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
 
 from hyperunmix import Scene, datasets, metrics
-from hyperunmix.deep.deq import (ENDMEMBER_FLOOR, DEQUnmix, DEQUnmixNet,
-                                 SpectralSpatialCorrection, average_closest_pixels)
+from hyperunmix.deep.deq import (
+    ENDMEMBER_FLOOR,
+    DEQUnmix,
+    DEQUnmixNet,
+    SpectralSpatialCorrection,
+    average_closest_pixels,
+)
 from hyperunmix.deep.fixed_point import SolverOptions
 from hyperunmix.errors import FileFormatError, InputError, NotFittedError
 from hyperunmix.linear import fcls, nfindr, nnls, snnls
 from hyperunmix.registry import get_method
 from hyperunmix.synthetic import make_scene
-from test_fixed_point import one_thread  # noqa: F401  (autouse: one torch thread)
 
 FAST = dict(epochs=4, max_iter=30, hidden=4)
 
@@ -50,8 +55,9 @@ def tiny_network(projection="euclidean", concentration=1.0, data_term="scaled"):
     with torch.no_grad():
         net.correction.out.weight.normal_(0, 0.05, generator=gen)
         net.correction.out.bias.normal_(0, 0.05, generator=gen)
-    abundances = torch.distributions.Dirichlet(
-        torch.full((n_endmembers,), concentration)).sample((1, 3, 4))
+    abundances = torch.distributions.Dirichlet(torch.full((n_endmembers,), concentration)).sample(
+        (1, 3, 4)
+    )
     brightness = 0.5 + torch.rand(1, 1, 3, 4, generator=gen, dtype=torch.float64)
     image = torch.einsum("bhwp,pl->blhw", abundances.double(), endmembers) * brightness
     image = image + 0.02 * torch.randn(image.shape, generator=gen, dtype=torch.float64)
@@ -60,8 +66,10 @@ def tiny_network(projection="euclidean", concentration=1.0, data_term="scaled"):
 
 # The mirror step reaches boundary equilibria (zero abundances) only asymptotically: its test
 # scene is well mixed; the Euclidean one has pixels on the simplex boundary.
-@pytest.mark.parametrize("projection,concentration,data_term", [
-    ("euclidean", 1.0, "scaled"), ("euclidean", 1.0, "linear"), ("mirror", 30.0, "scaled")])
+@pytest.mark.parametrize(
+    "projection,concentration,data_term",
+    [("euclidean", 1.0, "scaled"), ("euclidean", 1.0, "linear"), ("mirror", 30.0, "scaled")],
+)
 def test_implicit_gradient_equals_exact_gradient(projection, concentration, data_term):
     """Every parameter's gradient (endmembers through eta and the data term, CNN weights)
     matches w^T (I - J_z)^-1 J_theta from dense float64 Jacobians to 1e-6."""
@@ -79,12 +87,15 @@ def test_implicit_gradient_equals_exact_gradient(projection, concentration, data
     z_star = z.detach()
     n = z_star.numel()
     jac_z = torch.autograd.functional.jacobian(lambda a: one_step(image, a), z_star)
-    lhs = torch.linalg.solve((torch.eye(n, dtype=torch.float64) - jac_z.reshape(n, n)).T,
-                             loss_weights.ravel())
+    lhs = torch.linalg.solve(
+        (torch.eye(n, dtype=torch.float64) - jac_z.reshape(n, n)).T, loss_weights.ravel()
+    )
     implicit, exact = [], []
     for name, value in params.items():
+
         def f_of_param(p, name=name):
             return torch.func.functional_call(one_step, {**params, name: p}, (image, z_star))
+
         jac_p = torch.autograd.functional.jacobian(f_of_param, value).reshape(n, -1)
         exact.append(lhs @ jac_p)
         implicit.append(dict(net.named_parameters())[name.removeprefix("net.")].grad.ravel())
@@ -102,9 +113,14 @@ def test_zero_correction_equilibrium_is_the_classical_solution(data_term):
         net.correction.out.weight.zero_()
         net.correction.out.bias.zero_()
         start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
-        z, info = net.solve(net.operators(image), start, "deq",
-                            SolverOptions(tol=1e-12, max_iter=2000), SolverOptions(),
-                            unrolled_steps=0)
+        z, info = net.solve(
+            net.operators(image),
+            start,
+            "deq",
+            SolverOptions(tol=1e-12, max_iter=2000),
+            SolverOptions(),
+            unrolled_steps=0,
+        )
     assert info.forward.converged
     pixels = image[0].movedim(0, -1).numpy()
     endmembers = net.endmembers.detach().numpy()
@@ -133,12 +149,17 @@ def test_registered_under_deq():
     assert get_method("deq") is DEQUnmix
 
 
-@pytest.mark.parametrize("solver,projection,data_term", [
-    ("deq", "euclidean", "scaled"), ("unrolled", "euclidean", "scaled"),
-    ("deq", "mirror", "scaled"), ("deq", "euclidean", "linear")])
+@pytest.mark.parametrize(
+    "solver,projection,data_term",
+    [
+        ("deq", "euclidean", "scaled"),
+        ("unrolled", "euclidean", "scaled"),
+        ("deq", "mirror", "scaled"),
+        ("deq", "euclidean", "linear"),
+    ],
+)
 def test_abundances_satisfy_anc_and_asc(scene, solver, projection, data_term):
-    model = DEQUnmix(3, solver=solver, projection=projection, data_term=data_term, seed=0,
-                     **FAST)
+    model = DEQUnmix(3, solver=solver, projection=projection, data_term=data_term, seed=0, **FAST)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a 4-epoch run may miss the solver tolerance
         result = model.fit_unmix(scene)
@@ -177,8 +198,9 @@ def test_endmembers_start_from_nfindr(scene, share):
         model.fit(scene)
     pixels = scene.pixels()
     extracted = nfindr(pixels, 3, seed=2)
-    np.testing.assert_allclose(model.initial_endmembers_,
-                               average_closest_pixels(pixels, extracted, share))
+    np.testing.assert_allclose(
+        model.initial_endmembers_, average_closest_pixels(pixels, extracted, share)
+    )
     if share == 0:
         np.testing.assert_allclose(model.initial_endmembers_, extracted)
 
@@ -189,9 +211,16 @@ def test_average_closest_pixels_by_brute_force():
     endmembers = rng.uniform(0.1, 1.0, size=(2, 5))
     averaged = average_closest_pixels(pixels, endmembers, 0.05)  # 10 pixels each
     for k in range(2):
-        angles = np.arccos(np.clip(
-            pixels @ endmembers[k] / np.linalg.norm(pixels, axis=1)
-            / np.linalg.norm(endmembers[k]), -1, 1))
+        angles = np.arccos(
+            np.clip(
+                pixels
+                @ endmembers[k]
+                / np.linalg.norm(pixels, axis=1)
+                / np.linalg.norm(endmembers[k]),
+                -1,
+                1,
+            )
+        )
         np.testing.assert_allclose(averaged[k], pixels[np.argsort(angles)[:10]].mean(0))
 
 
@@ -230,8 +259,9 @@ def test_convention_follows_the_data_term(scene, data_term, convention):
 
 
 @pytest.mark.parametrize("data_term,solve", [("scaled", snnls), ("linear", fcls)])
-def test_without_correction_the_maps_are_the_uncorrected_equilibrium(scene, tmp_path,
-                                                                     data_term, solve):
+def test_without_correction_the_maps_are_the_uncorrected_equilibrium(
+    scene, tmp_path, data_term, solve
+):
     """correction=False: the CNN is never trained, and the maps are the fixed point of plain
     projected gradient on the learned endmembers: normalised NNLS (scaled) or FCLS."""
     model = DEQUnmix(3, data_term=data_term, correction=False, seed=0, **FAST)
@@ -265,10 +295,19 @@ def test_load_rejects_foreign_files(tmp_path):
         DEQUnmix.load(bad)
 
 
-@pytest.mark.parametrize("params", [dict(solver="newton"), dict(projection="relu"),
-                                    dict(data_term="bilinear"), dict(endmember_averaging=1.0),
-                                    dict(epochs=0), dict(step_scale=3.0), dict(tol=0),
-                                    dict(correction="no")])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="newton"),
+        dict(projection="relu"),
+        dict(data_term="bilinear"),
+        dict(endmember_averaging=1.0),
+        dict(epochs=0),
+        dict(step_scale=3.0),
+        dict(tol=0),
+        dict(correction="no"),
+    ],
+)
 def test_bad_parameters_raise(scene, params):
     with pytest.raises(InputError):
         DEQUnmix(3, **params).fit(scene)
@@ -301,8 +340,9 @@ def test_accuracy_on_real_data(data_dir, name, max_armse):
     scene = datasets.load(name, data_dir)
     p = scene.truth.n_endmembers
     deq = metrics.evaluate(DEQUnmix(p, seed=0).fit_unmix(scene), scene.truth)
-    start = metrics.evaluate(get_method("nfindr")(n_endmembers=p, seed=0).fit_unmix(scene),
-                             scene.truth)
+    start = metrics.evaluate(
+        get_method("nfindr")(n_endmembers=p, seed=0).fit_unmix(scene), scene.truth
+    )
     assert deq["armse"] <= max_armse
     assert deq["armse"] < start["armse"] and deq["msad"] < start["msad"]
 
@@ -315,6 +355,9 @@ def test_start_follows_the_data_scale(scene, scale):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1}).fit(scene).initial_endmembers_
-        scaled = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1}).fit(
-            Scene(scene.cube * np.float32(scale))).initial_endmembers_
+        scaled = (
+            DEQUnmix(3, seed=0, **{**FAST, "epochs": 1})
+            .fit(Scene(scene.cube * np.float32(scale)))
+            .initial_endmembers_
+        )
     np.testing.assert_allclose(scaled / scale, start, rtol=1e-5)

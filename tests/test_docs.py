@@ -57,19 +57,21 @@ ANY_MARKER = re.compile(r"^\s*<!--\s*docs-test\b")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 SNIPPET = re.compile(r"""^\s*--8<--\s+["']?(?P<path>[^"'\s]+)["']?\s*$""")
 # What a block that reads the real datasets looks like; such a block must carry needs-data.
-USES_DATA = re.compile(r"datasets\.load|load_library|load_abundance_maps|HYPERUNMIX_DATA|"
-                       r"\bsamson\b|\bjasper_ridge\b|library=\"usgs\"|\"spatial2\"|"
-                       r"\"spatial_3em\"|\"squares_3em\"")
+USES_DATA = re.compile(
+    r"datasets\.load|load_library|load_abundance_maps|HYPERUNMIX_DATA|"
+    r"\bsamson\b|\bjasper_ridge\b|library=\"usgs\"|\"spatial2\"|"
+    r"\"spatial_3em\"|\"squares_3em\""
+)
 
 
 @dataclass(frozen=True)
 class Block:
-    page: str            # path relative to the repository
-    line: int            # 1-based line of the opening fence
-    lang: str            # "python" or "bash"
-    code: str            # the block's text, snippets expanded
+    page: str  # path relative to the repository
+    line: int  # 1-based line of the opening fence
+    lang: str  # "python" or "bash"
+    code: str  # the block's text, snippets expanded
     first_code_line: int  # 1-based page line of the code's first line
-    marker: str | None   # "skip", "needs-data" or None
+    marker: str | None  # "skip", "needs-data" or None
     reason: str
 
     @property
@@ -107,7 +109,7 @@ def _fences(path: Path):
         j = i + 1
         while j < len(lines) and not closing.match(lines[j]):
             j += 1
-        body = [line[indent:] if line[:indent].strip() == "" else line for line in lines[i + 1:j]]
+        body = [line[indent:] if line[:indent].strip() == "" else line for line in lines[i + 1 : j]]
         yield i, opening["info"].strip(), body, lines
         i = j + 1
 
@@ -131,8 +133,17 @@ def collect_blocks(pages=PAGES) -> list[Block]:
             if lang is None:
                 continue
             kind, reason = _marker_before(lines, index)
-            blocks.append(Block(_relative(path), index + 1, lang,
-                                _expand_snippets("\n".join(body)), index + 2, kind, reason))
+            blocks.append(
+                Block(
+                    _relative(path),
+                    index + 1,
+                    lang,
+                    _expand_snippets("\n".join(body)),
+                    index + 2,
+                    kind,
+                    reason,
+                )
+            )
     return blocks
 
 
@@ -141,10 +152,17 @@ BLOCKS = collect_blocks()
 
 # -- where the real datasets are -----------------------------------------------------------
 #: The files the needs-data examples read, relative to the data directory.
-DATA_FILES = ("samson/samson_1.mat", "samson/end3.mat", "jasper_ridge/jasperRidge2_R198.mat",
-              "jasper_ridge/end4.mat", "libraries/USGS_1995_Library.mat",
-              "libraries/spectral_library_samson.mat", "libraries/spectral_library_jasperRidge.mat",
-              "libraries/AVIRIS_wavelengths.mat", "synthetic_abundances/spatial2.mat")
+DATA_FILES = (
+    "samson/samson_1.mat",
+    "samson/end3.mat",
+    "jasper_ridge/jasperRidge2_R198.mat",
+    "jasper_ridge/end4.mat",
+    "libraries/USGS_1995_Library.mat",
+    "libraries/spectral_library_samson.mat",
+    "libraries/spectral_library_jasperRidge.mat",
+    "libraries/AVIRIS_wavelengths.mat",
+    "synthetic_abundances/spatial2.mat",
+)
 
 
 def _data_dir() -> Path | None:
@@ -202,12 +220,15 @@ def _run_python(block: Block, workdir: Path, env: dict[str, str]) -> str | None:
         code = compile(source, filename, "exec")
     except SyntaxError:
         return traceback.format_exc()
-    namespace = {"__name__": "__main__", "__file__": str(workdir / "example.py"),
-                 "__builtins__": __builtins__}
+    namespace = {
+        "__name__": "__main__",
+        "__file__": str(workdir / "example.py"),
+        "__builtins__": __builtins__,
+    }
     try:
         with _isolated(workdir, env):
             exec(code, namespace)
-    except BaseException as error:  # noqa: BLE001 - an example's failure, reported as such
+    except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             raise
         return traceback.format_exc()
@@ -218,15 +239,27 @@ def _run_python(block: Block, workdir: Path, env: dict[str, str]) -> str | None:
 
 def _run_bash(block: Block, workdir: Path, env: dict[str, str]) -> str | None:
     bin_dir = str(Path(sys.executable).parent)
-    full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                "COLUMNS": "100", "NO_COLOR": "1"}
-    process = subprocess.run(["bash", "-e", "-o", "pipefail", "-x", "-c", block.code],
-                             cwd=workdir, env=full_env, capture_output=True, text=True,
-                             timeout=240)
+    full_env = {
+        **os.environ,
+        **env,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "COLUMNS": "100",
+        "NO_COLOR": "1",
+    }
+    process = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-x", "-c", block.code],
+        cwd=workdir,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     if process.returncode == 0:
         return None
-    return (f"exit status {process.returncode}\n--- stdout (end) ---\n{process.stdout[-3000:]}"
-            f"\n--- stderr (end; '+' lines are the commands) ---\n{process.stderr[-5000:]}")
+    return (
+        f"exit status {process.returncode}\n--- stdout (end) ---\n{process.stdout[-3000:]}"
+        f"\n--- stderr (end; '+' lines are the commands) ---\n{process.stderr[-5000:]}"
+    )
 
 
 class PageRun:
@@ -246,11 +279,12 @@ class PageRun:
             self.next += 1
         status, message = self.outcomes[target]
         if status == "failed":
-            earlier = [self.blocks[i].id for i in range(target)
-                       if self.outcomes[i][0] != "passed"]
+            earlier = [self.blocks[i].id for i in range(target) if self.outcomes[i][0] != "passed"]
             if earlier:
-                message += ("\n(earlier blocks of this page did not run or failed, and this "
-                            f"one may depend on their files: {', '.join(earlier)})")
+                message += (
+                    "\n(earlier blocks of this page did not run or failed, and this "
+                    f"one may depend on their files: {', '.join(earlier)})"
+                )
         return status, message
 
     def _run(self, block: Block) -> tuple[str, str]:
@@ -327,8 +361,9 @@ def test_blocks_reading_the_datasets_are_marked():
     """A block that reads the real datasets says so, so that it is skipped without them
     instead of failing."""
     unmarked = [b.id for b in BLOCKS if b.marker is None and USES_DATA.search(b.code)]
-    assert not unmarked, ("these blocks use the real datasets but lack "
-                          f"<!-- docs-test: needs-data -->: {unmarked}")
+    assert not unmarked, (
+        f"these blocks use the real datasets but lack <!-- docs-test: needs-data -->: {unmarked}"
+    )
 
 
 def test_skipped_python_blocks_compile():
@@ -350,14 +385,18 @@ def test_every_page_has_its_blocks_found():
 def test_readme_is_a_short_front_page():
     n_lines = len(README.read_text(encoding="utf-8").splitlines())
     assert n_lines < README_MAX_LINES, (
-        f"README.md has {n_lines} lines; keep it under {README_MAX_LINES}: the manual is docs/")
+        f"README.md has {n_lines} lines; keep it under {README_MAX_LINES}: the manual is docs/"
+    )
 
 
 def test_readme_keeps_the_ci_test_command_verbatim():
     """.ci/run runs the README's test command; the two must not drift apart."""
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    commands = [line.strip() for line in ci
-                if "python -m pytest" in line and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip()
+        for line in ci
+        if "python -m pytest" in line and not line.lstrip().startswith("#")
+    ]
     assert commands, ".ci/run runs no `python -m pytest` command"
     readme = {line.strip() for line in README.read_text(encoding="utf-8").splitlines()}
     for command in commands:
@@ -381,18 +420,25 @@ def test_readme_sections_included_by_the_site_exist():
     for path in PAGES[1:]:
         for name in re.findall(r'--8<--\s+"README\.md:([\w-]+)"', path.read_text("utf-8")):
             assert f"--8<-- [start:{name}]" in readme and f"--8<-- [end:{name}]" in readme, (
-                f"{_relative(path)} includes README section {name!r}, which README.md lacks")
+                f"{_relative(path)} includes README section {name!r}, which README.md lacks"
+            )
 
 
 # -- (c) the site -------------------------------------------------------------------------
 def test_site_builds_strictly(tmp_path):
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
-        pytest.importorskip(module, reason="the docs extra is not installed "
-                                           '(pip install -e ".[docs]")')
+        pytest.importorskip(
+            module, reason='the docs extra is not installed (pip install -e ".[docs]")'
+        )
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    process = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
-                              "--site-dir", str(tmp_path / "site")],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    process = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     log = process.stdout + process.stderr
     assert process.returncode == 0, f"mkdocs build --strict failed:\n{log[-6000:]}"
     site = tmp_path / "site"

@@ -27,8 +27,9 @@ def gamma(n):
 
 
 def tiny_scene(snr_db=30.0, n=15, p=3, seed=0):
-    return synthetic.make_scene(n, n, p, wavelengths=np.linspace(400, 2400, N_BANDS),
-                                alpha=0.5, snr_db=snr_db, seed=seed)
+    return synthetic.make_scene(
+        n, n, p, wavelengths=np.linspace(400, 2400, N_BANDS), alpha=0.5, snr_db=snr_db, seed=seed
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,10 @@ def test_pure_labels_are_the_true_abundances_of_the_chosen_pixels():
     # scale the reference spectra come in
     shares = truth * true_e.max(axis=1)
     for scales in ([1.0, 1.0, 1.0], [0.3, 2.0, 5.0]):
-        peak = build_pure_set(scene, 3, reference=true_e * np.array(scales)[:, None],
-                              block_size=5, label_scale="peak")
-        np.testing.assert_allclose(peak.labels, shares / shares.sum(1, keepdims=True),
-                                   atol=1e-4)
+        peak = build_pure_set(
+            scene, 3, reference=true_e * np.array(scales)[:, None], block_size=5, label_scale="peak"
+        )
+        np.testing.assert_allclose(peak.labels, shares / shares.sum(1, keepdims=True), atol=1e-4)
     with pytest.raises(InputError, match="label_scale"):
         build_pure_set(scene, 3, reference=true_e, label_scale="max")
 
@@ -92,8 +93,11 @@ def test_reference_from_array_file_and_bundle_library(scene, tmp_path):
     np.testing.assert_allclose(resolve_reference(path, scene, 3), truth, rtol=1e-12)
     # Two bundle members per material, symmetric about the truth: their mean is the truth.
     offsets = np.linspace(-0.01, 0.01, N_BANDS)
-    library = SpectralLibrary(np.concatenate([truth + offsets, truth - offsets]),
-                              labels=np.tile(np.arange(3), 2), names=["a", "b", "c"])
+    library = SpectralLibrary(
+        np.concatenate([truth + offsets, truth - offsets]),
+        labels=np.tile(np.arange(3), 2),
+        names=["a", "b", "c"],
+    )
     np.testing.assert_allclose(resolve_reference(library, scene, 3), truth, atol=1e-12)
     with pytest.raises(InputError):
         resolve_reference(truth[:2], scene, 3)
@@ -122,8 +126,12 @@ def test_ss_streams_share_exactly_the_third_layer():
     assert net.pure_stream.block3 is net.mixed_stream.block3
     spatial = {id(p) for p in net.mixed_stream.parameters()}
     shared = [n for n, p in net.pure_stream.named_parameters() if id(p) in spatial]
-    assert sorted(shared) == ["block3.linear.bias", "block3.linear.weight",
-                              "block3.norm.bias", "block3.norm.weight"]
+    assert sorted(shared) == [
+        "block3.linear.bias",
+        "block3.linear.weight",
+        "block3.norm.bias",
+        "block3.norm.weight",
+    ]
 
 
 def test_ss_spatial_stream_fills_every_pixel_of_an_odd_sized_image():
@@ -138,8 +146,14 @@ def test_ss_spatial_stream_fills_every_pixel_of_an_odd_sized_image():
 
 def test_weight_penalty_counts_weights_once_without_biases():
     net = SpatialSpectralEGU(N_BANDS, 3)
-    expected = sum((m.weight ** 2).sum() for m in net.modules()
-                   if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))) / 2
+    expected = (
+        sum(
+            (m.weight**2).sum()
+            for m in net.modules()
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+        )
+        / 2
+    )
     assert torch.isclose(weight_penalty(net), expected)  # modules() yields shared ones once
     net.pure_stream.block1.linear.bias.data.fill_(100.0)
     net.pure_stream.block1.norm.weight.data.fill_(100.0)
@@ -204,18 +218,24 @@ def float64_abundances(encoder, x):
     """
     value = torch.as_tensor(x, dtype=torch.float64)
     error = U32 * value.abs()
-    for block, activation in ((encoder.block1, torch.tanh), (encoder.block2, torch.tanh),
-                              (encoder.block3, torch.relu), (encoder.head, None)):
+    for block, activation in (
+        (encoder.block1, torch.tanh),
+        (encoder.block2, torch.tanh),
+        (encoder.block3, torch.relu),
+        (encoder.head, None),
+    ):
         linear, norm = (block.linear, block.norm) if hasattr(block, "norm") else (block, None)
         weight, bias = linear.weight.double(), linear.bias.double()
-        error = (error @ weight.abs().T
-                 + gamma(linear.in_features + 1) * (value.abs() @ weight.abs().T + bias.abs()))
+        error = error @ weight.abs().T + gamma(linear.in_features + 1) * (
+            value.abs() @ weight.abs().T + bias.abs()
+        )
         value = value @ weight.T + bias
         if norm is not None:
             scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
             mean, beta = norm.running_mean.double(), norm.bias.double()
-            error = error * scale.abs() + 8 * U32 * ((scale * value).abs()
-                                                     + (scale * mean).abs() + beta.abs())
+            error = error * scale.abs() + 8 * U32 * (
+                (scale * value).abs() + (scale * mean).abs() + beta.abs()
+            )
             value = scale * (value - mean) + beta
         if activation is torch.tanh:
             value = torch.tanh(value)
@@ -224,8 +244,7 @@ def float64_abundances(encoder, x):
             value = torch.relu(value)
     abundances = torch.softmax(value, dim=-1)
     n_endmembers = abundances.shape[-1]
-    bound = (2 * abundances * error.amax(-1, keepdim=True)
-             + (n_endmembers + 4) * U32 * abundances)
+    bound = 2 * abundances * error.amax(-1, keepdim=True) + (n_endmembers + 4) * U32 * abundances
     return abundances.detach().numpy(), bound.detach().numpy()
 
 
@@ -236,8 +255,7 @@ def test_inference_does_not_depend_on_the_other_pixels(fitted, scene):
     full = fitted.transform(scene.cube)["abundances"]
     alone = fitted.transform(scene.cube[3:5, 2:9])["abundances"]
     pixels = scene.cube[3:5, 2:9].reshape(-1, N_BANDS).astype(np.float64)
-    exact, bound = float64_abundances(fitted.network_.pure_stream,
-                                      pixels * fitted.input_scale_)
+    exact, bound = float64_abundances(fitted.network_.pure_stream, pixels * fitted.input_scale_)
     for abundances in (full[3:5, 2:9], alone):
         assert np.all(np.abs(abundances.reshape(exact.shape) - exact) <= bound)
 
@@ -251,8 +269,9 @@ def test_masked_pixels_are_nan(fitted, scene):
 
 @pytest.mark.parametrize("variant", ["pw", "ss"])
 def test_same_seed_same_run_other_seed_other_run(variant, scene):
-    runs = [EGUNet(3, variant=variant, seed=s, **FAST).fit_unmix(scene).abundances
-            for s in (3, 3, 4)]
+    runs = [
+        EGUNet(3, variant=variant, seed=s, **FAST).fit_unmix(scene).abundances for s in (3, 3, 4)
+    ]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.allclose(runs[0], runs[2])
 
@@ -262,7 +281,8 @@ def test_reports_progress_every_epoch(scene):
     model = EGUNet(3, seed=0, **FAST).set_progress(lambda *args: seen.append(args))
     model.fit(scene)
     assert [(stage, done, total) for stage, done, total, _ in seen] == [
-        ("epoch", k, FAST["epochs"]) for k in range(1, FAST["epochs"] + 1)]
+        ("epoch", k, FAST["epochs"]) for k in range(1, FAST["epochs"] + 1)
+    ]
     assert {"cross_entropy", "reconstruction"} <= set(seen[-1][3])
 
 
@@ -294,8 +314,7 @@ def test_save_load_round_trip(fitted, scene, tmp_path):
         EGUNet.load(tmp_path / "junk.pt")
 
 
-@pytest.mark.parametrize("label_scale,convention", [("peak", "shares"),
-                                                    ("reference", "absolute")])
+@pytest.mark.parametrize("label_scale,convention", [("peak", "shares"), ("reference", "absolute")])
 def test_convention_follows_the_label_scale(scene, label_scale, convention):
     for output in ("network", "labels"):
         assert EGUNet(3, label_scale=label_scale, abundance_output=output).convention == convention
@@ -338,9 +357,26 @@ def test_command_line_unmixes_a_cube_file(scene, tmp_path):
 
     np.save(tmp_path / "cube.npy", scene.cube)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "unmix", str(tmp_path / "cube.npy"), "--method", "egunet", "-p", "3", "--out", str(out),
-        "--no-figures", "--param", "epochs=2", "--param", "variant=ss", "--param", "patch_size=8"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "unmix",
+            str(tmp_path / "cube.npy"),
+            "--method",
+            "egunet",
+            "-p",
+            "3",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--param",
+            "epochs=2",
+            "--param",
+            "variant=ss",
+            "--param",
+            "patch_size=8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     abundances = np.load(out / "abundances.npy")
     assert abundances.shape == (15, 15, 3)
@@ -363,9 +399,18 @@ def test_band_mismatch_at_unmix_is_refused(fitted, scene):
         fitted.unmix(hu.Scene(scene.cube[:, :, :-1]))
 
 
-@pytest.mark.parametrize("bad", [dict(variant="xx"), dict(epochs=0), dict(bn_stats="batch"),
-                                 dict(dropout=1.0), dict(block_size=0), dict(patch_size=2.5),
-                                 dict(abundance_output="pure")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(variant="xx"),
+        dict(epochs=0),
+        dict(bn_stats="batch"),
+        dict(dropout=1.0),
+        dict(block_size=0),
+        dict(patch_size=2.5),
+        dict(abundance_output="pure"),
+    ],
+)
 def test_bad_parameters_are_refused(bad, scene):
     with pytest.raises(InputError):
         EGUNet(3, **{**FAST, **bad}).fit(scene)
@@ -392,7 +437,7 @@ def test_pw_beats_vca_fcls_on_real_data(name, data_dir):
     p = scene.truth.n_endmembers
     armse = hu.evaluate(EGUNet(p, seed=0).fit_unmix(scene), scene.truth)["armse"]
     vca = hu.make_method("vca", n_endmembers=p, seed=0).fit_unmix(scene)
-    assert armse < hu.evaluate(vca, scene.truth)["armse"]       # 0.135, 0.196 (shares)
+    assert armse < hu.evaluate(vca, scene.truth)["armse"]  # 0.135, 0.196 (shares)
     # measured (seed 0, N-FINDR reference, unit-peak labels): Samson 0.063, Jasper Ridge
     # 0.097; over the benchmark's 5 seeds 0.057 +- 0.004 and 0.098 +- 0.013. Its label rule
     # alone (SNNLS on the reference, the matched baseline) scores 0.046 and 0.090: the

@@ -59,8 +59,9 @@ def test_batch_problems_are_independent():
     def f_first(x):  # problem 0 alone, padded to the batch shape f expects
         return f(torch.cat([x, solution[1:]]))[:1]
 
-    z_first, _ = anderson(f_first, torch.zeros_like(solution[:1]),
-                          SolverOptions(tol=1e-10, max_iter=500))
+    z_first, _ = anderson(
+        f_first, torch.zeros_like(solution[:1]), SolverOptions(tol=1e-10, max_iter=500)
+    )
     torch.testing.assert_close(z_all[:1], z_first, rtol=1e-7, atol=1e-8)
 
 
@@ -76,8 +77,10 @@ def test_non_contractive_map_warns():
 def test_rotation_map_warns_and_reports_no_convergence():
     # Norm-preserving rotation: every step keeps the same residual, nothing converges.
     angle = torch.tensor(0.3)
-    rotation = torch.tensor([[torch.cos(angle), -torch.sin(angle)],
-                             [torch.sin(angle), torch.cos(angle)]]) * 1.05
+    rotation = (
+        torch.tensor([[torch.cos(angle), -torch.sin(angle)], [torch.sin(angle), torch.cos(angle)]])
+        * 1.05
+    )
 
     def rotate_away(x):
         return x @ rotation.T + 0.1 * torch.sin(5 * x)
@@ -90,13 +93,16 @@ def test_rotation_map_warns_and_reports_no_convergence():
 def test_warn_false_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _, info = anderson(lambda x: 2 * x + 1, torch.ones(1, 2),
-                           SolverOptions(max_iter=5), warn=False)
+        _, info = anderson(
+            lambda x: 2 * x + 1, torch.ones(1, 2), SolverOptions(max_iter=5), warn=False
+        )
     assert not info.converged
 
 
-@pytest.mark.parametrize("options", [dict(tol=-1), dict(max_iter=0), dict(history=-1),
-                                     dict(regularization=0), dict(safeguard=0.5)])
+@pytest.mark.parametrize(
+    "options",
+    [dict(tol=-1), dict(max_iter=0), dict(history=-1), dict(regularization=0), dict(safeguard=0.5)],
+)
 def test_bad_solver_options_raise(options):
     with pytest.raises(InputError):
         SolverOptions(**options)
@@ -115,10 +121,12 @@ def exact_equilibrium_gradients(f_of, params, z_star, loss_weights):
     lhs = torch.linalg.solve((torch.eye(n, dtype=z_star.dtype) - jac_z).T, loss_weights.ravel())
     grads = []
     for i, p in enumerate(params):
+
         def f_p(q, i=i):
             args = list(params)
             args[i] = q
             return f_of(*args, z_star)
+
         jac_p = torch.autograd.functional.jacobian(f_p, p).reshape(n, -1)
         grads.append((lhs @ jac_p).reshape(p.shape))
     return grads
@@ -127,18 +135,24 @@ def exact_equilibrium_gradients(f_of, params, z_star, loss_weights):
 def test_implicit_gradient_equals_exact_gradient():
     gen = torch.Generator().manual_seed(1)
     batch, dim = 3, 5
-    weight = (0.6 * torch.randn(dim, dim, generator=gen, dtype=torch.float64)
-              / dim ** 0.5).requires_grad_()
+    weight = (
+        0.6 * torch.randn(dim, dim, generator=gen, dtype=torch.float64) / dim**0.5
+    ).requires_grad_()
     bias = torch.randn(batch, dim, generator=gen, dtype=torch.float64).requires_grad_()
     tight = SolverOptions(tol=1e-14, max_iter=500)
-    z, info = equilibrium(lambda z: simplex_layer(weight, bias, z),
-                          torch.full((batch, dim), 1 / dim, dtype=torch.float64), tight, tight)
+    z, info = equilibrium(
+        lambda z: simplex_layer(weight, bias, z),
+        torch.full((batch, dim), 1 / dim, dtype=torch.float64),
+        tight,
+        tight,
+    )
     assert info.forward.converged
     loss_weights = torch.randn(batch, dim, generator=gen, dtype=torch.float64)
     (z * loss_weights).sum().backward()
     assert info.backward is not None and info.backward.converged
-    exact = exact_equilibrium_gradients(simplex_layer, (weight.detach(), bias.detach()),
-                                        z.detach(), loss_weights)
+    exact = exact_equilibrium_gradients(
+        simplex_layer, (weight.detach(), bias.detach()), z.detach(), loss_weights
+    )
     for implicit, expected in zip((weight.grad, bias.grad), exact):
         assert float((implicit - expected).norm() / expected.norm()) <= 1e-6
 
@@ -159,9 +173,12 @@ def test_graph_does_not_grow_with_forward_iterations():
     bias = torch.randn(2, 4, dtype=torch.float64).requires_grad_()
     sizes = []
     for iterations in (2, 10):
-        z, info = equilibrium(lambda z: simplex_layer(weight, bias, z),
-                              torch.zeros(2, 4, dtype=torch.float64),
-                              SolverOptions(tol=0.0, max_iter=iterations), warn=False)
+        z, info = equilibrium(
+            lambda z: simplex_layer(weight, bias, z),
+            torch.zeros(2, 4, dtype=torch.float64),
+            SolverOptions(tol=0.0, max_iter=iterations),
+            warn=False,
+        )
         assert info.forward.iterations == iterations
         sizes.append(count_graph_nodes(z))
     assert sizes[0] == sizes[1]
@@ -170,8 +187,10 @@ def test_graph_does_not_grow_with_forward_iterations():
 def test_equilibrium_without_grad_returns_a_point_on_the_simplex():
     weight = 0.3 * torch.randn(4, 4, dtype=torch.float64)
     with torch.no_grad():
-        z, info = equilibrium(lambda z: simplex_layer(weight, torch.zeros(4), z),
-                              torch.zeros(2, 4, dtype=torch.float64))
+        z, info = equilibrium(
+            lambda z: simplex_layer(weight, torch.zeros(4), z),
+            torch.zeros(2, 4, dtype=torch.float64),
+        )
     assert not z.requires_grad and info.backward is None
     assert z.min() >= 0
     torch.testing.assert_close(z.sum(-1), torch.ones(2, dtype=torch.float64))

@@ -10,14 +10,25 @@ from torch import distributions as td
 
 from hyperunmix import synthetic
 from hyperunmix.deep.idnet import IDNet
-from hyperunmix.deep.idnet_loss import (LossConfig, gaussian_log_density, image_elbo,
-                                        sample_abundances, selfsup_terms, smoothed_labels,
-                                        training_loss)
-from hyperunmix.deep.idnet_model import (NONLINEAR_GAIN, AbundanceEncoder, IDNetModel,
-                                         PixelDecoder, equal_peaks, least_squares_start,
-                                         posterior_summary)
-from hyperunmix.deep.idnet_selfsup import (TripletSampler, bundles_from_library,
-                                           extract_bundles)
+from hyperunmix.deep.idnet_loss import (
+    LossConfig,
+    gaussian_log_density,
+    image_elbo,
+    sample_abundances,
+    selfsup_terms,
+    smoothed_labels,
+    training_loss,
+)
+from hyperunmix.deep.idnet_model import (
+    NONLINEAR_GAIN,
+    AbundanceEncoder,
+    IDNetModel,
+    PixelDecoder,
+    equal_peaks,
+    least_squares_start,
+    posterior_summary,
+)
+from hyperunmix.deep.idnet_selfsup import TripletSampler, bundles_from_library, extract_bundles
 from hyperunmix.errors import FileFormatError, InputError
 from hyperunmix.linear import fcls, nnls
 
@@ -28,8 +39,16 @@ FAST = dict(max_epochs=3, batch_size=64, n_uncertainty_samples=4)
 
 
 def tiny_scene(seed=0, **options):
-    return synthetic.make_scene(12, 12, 3, wavelengths=np.linspace(400, 2400, N_BANDS),
-                                alpha=0.5, snr_db=35.0, seed=seed, **options)
+    return synthetic.make_scene(
+        12,
+        12,
+        3,
+        wavelengths=np.linspace(400, 2400, N_BANDS),
+        alpha=0.5,
+        snr_db=35.0,
+        seed=seed,
+        **options,
+    )
 
 
 def scaled_library(scene, n_per_material=6, seed=0):
@@ -37,8 +56,9 @@ def scaled_library(scene, n_per_material=6, seed=0):
     rng = np.random.default_rng(seed)
     factors = rng.uniform(0.8, 1.2, size=(3, n_per_material, 1))
     spectra = (factors * scene.truth.endmembers[:, None, :]).reshape(-1, N_BANDS)
-    return dict(spectra=spectra, labels=np.repeat(np.arange(3), n_per_material),
-                names=["a", "b", "c"])
+    return dict(
+        spectra=spectra, labels=np.repeat(np.arange(3), n_per_material), names=["a", "b", "c"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +88,10 @@ def fixed_fit(scene):
 
 def loss_batch(scene, model_dtype=torch.float64):
     """8 image-like pixels (8, L) and 8 triplets from the scaled library, seeded."""
-    y = torch.rand(8, N_BANDS, generator=torch.Generator().manual_seed(0),
-                   dtype=model_dtype) * 0.5
-    sampler = TripletSampler(bundles_from_library(scaled_library(scene), N_BANDS), 40.0,
-                             torch.Generator().manual_seed(0))
+    y = torch.rand(8, N_BANDS, generator=torch.Generator().manual_seed(0), dtype=model_dtype) * 0.5
+    sampler = TripletSampler(
+        bundles_from_library(scaled_library(scene), N_BANDS), 40.0, torch.Generator().manual_seed(0)
+    )
     return y, tuple(t.to(model_dtype) for t in sampler.sample(8))
 
 
@@ -109,8 +129,9 @@ def test_least_squares_start_is_fcls_before_any_ista_step():
     with torch.no_grad():
         got = encoder.linear_stream(torch.from_numpy(pixels), torch.from_numpy(endmembers))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
-    plain_start = np.stack([np.linalg.lstsq(m.T, y, rcond=None)[0]
-                            for y, m in zip(pixels, endmembers)])
+    plain_start = np.stack(
+        [np.linalg.lstsq(m.T, y, rcond=None)[0] for y, m in zip(pixels, endmembers)]
+    )
     assert np.abs(plain_start - expected).max() > 1e-3  # the start matters here
 
 
@@ -127,15 +148,17 @@ def test_nonlinear_stream_only_redistributes_the_dirichlet_mass():
     torch.manual_seed(0)
     encoder = AbundanceEncoder(3, 8, n_ista=2)
     y = torch.rand(6, 8)
-    _, alpha_lin, alpha_nlin = encoder(y, 0.2 + torch.rand(6, 3, 8))
+    _, _alpha_lin, alpha_nlin = encoder(y, 0.2 + torch.rand(6, 3, 8))
     # Zero up to float32 rounding: the mean of the P outputs h is off by at most u sum|h|,
     # which the P differences h_k - mean add up P times (times the gain); the differences,
     # the gain's product and the final sum err by P + 1 roundings of sum|alpha_nlin|.
     with torch.no_grad():
         h = encoder.nonlinear(y)
     n_endmembers = h.shape[-1]
-    bound = U32 * (NONLINEAR_GAIN * n_endmembers * h.abs().sum(-1)
-                   + (n_endmembers + 1) * alpha_nlin.abs().sum(-1))
+    bound = U32 * (
+        NONLINEAR_GAIN * n_endmembers * h.abs().sum(-1)
+        + (n_endmembers + 1) * alpha_nlin.abs().sum(-1)
+    )
     assert torch.all(alpha_nlin.sum(-1).abs() <= bound)
     assert alpha_nlin.abs().max() > 0
 
@@ -158,8 +181,9 @@ def test_batched_and_per_pixel_dirichlet_sampling_agree_in_distribution():
     alpha = torch.tensor([[0.5, 2.0, 5.0], [30.0, 1.0, 0.2], [3.0, 3.0, 3.0]])
     n = 4000
     batched = sample_abundances(alpha.repeat(n, 1)).reshape(n, 3, 3)
-    per_pixel = torch.stack([torch.stack([td.Dirichlet(a).rsample() for a in alpha])
-                             for _ in range(n)])
+    per_pixel = torch.stack(
+        [torch.stack([td.Dirichlet(a).rsample() for a in alpha]) for _ in range(n)]
+    )
     total = alpha.sum(-1, keepdim=True)
     mean = alpha / total
     var = mean * (1 - mean) / (total + 1)
@@ -170,8 +194,9 @@ def test_batched_and_per_pixel_dirichlet_sampling_agree_in_distribution():
         # Sample variances within 5 standard errors (the 4th moment bounds that error).
         fourth = ((samples - mean) ** 4).mean(0)
         assert torch.all((samples.var(0) - var).abs() < 5 * torch.sqrt(fourth / n))
-    assert torch.all((batched.mean(0) - per_pixel.mean(0)).abs() < 5 * math.sqrt(2) *
-                     standard_error)
+    assert torch.all(
+        (batched.mean(0) - per_pixel.mean(0)).abs() < 5 * math.sqrt(2) * standard_error
+    )
 
 
 def test_reparameterised_gradient_matches_the_gradient_of_the_mean():
@@ -184,7 +209,7 @@ def test_reparameterised_gradient_matches_the_gradient_of_the_mean():
     samples[:, 0].sum().backward()
     estimate = concentration.grad.mean(0)
     total = alpha.sum()
-    exact = (torch.tensor([1.0, 0.0, 0.0]) * total - alpha[0]) / total ** 2
+    exact = (torch.tensor([1.0, 0.0, 0.0]) * total - alpha[0]) / total**2
     spread = concentration.grad.std(0) / math.sqrt(n)
     assert torch.all((estimate - exact).abs() < 5 * spread + 1e-6)
 
@@ -194,8 +219,13 @@ def test_elbo_is_finite_and_training_increases_it(scene):
     torch.set_num_threads(1)
     # "decoded": this scene's truth is absolute fractions of spectra of unequal peaks, which
     # the unit-peak convention can express only through per-pixel endmember variation
-    estimator = IDNet(library=scaled_library(scene), seed=3, **{**FAST, "max_epochs": 6},
-                      tol=0.0, endmember_scale="decoded")
+    estimator = IDNet(
+        library=scaled_library(scene),
+        seed=3,
+        **{**FAST, "max_epochs": 6},
+        tol=0.0,
+        endmember_scale="decoded",
+    )
     estimator.fit(scene)
     losses = [h["loss"] for h in estimator.history_]
     elbos = [h["elbo"] for h in estimator.history_]
@@ -208,10 +238,12 @@ def test_training_loss_combines_the_weighted_terms(scene):
     torch.manual_seed(0)
     model = IDNetModel(3, N_BANDS).double()  # float64: the loss is a sum of large terms
     y, triplets = loss_batch(scene)
-    plain = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=0.0,
-                        decoder_penalty=0.0)
-    penalised = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=2.0,
-                            decoder_penalty=0.0)
+    plain = LossConfig(
+        selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=0.0, decoder_penalty=0.0
+    )
+    penalised = LossConfig(
+        selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=2.0, decoder_penalty=0.0
+    )
     torch.manual_seed(1)
     base = training_loss(model, y, triplets, plain)
     torch.manual_seed(1)
@@ -242,7 +274,7 @@ def test_triplets_are_pure_pixels_of_bundle_members_at_the_requested_snr(scene):
         distance = (endmembers[:, k, None, :] - own[None]).abs().amax(-1).min(1).values
         assert distance.max() == 0
     clean = (abundances.unsqueeze(1) @ endmembers).squeeze(1)
-    snr = 10 * torch.log10((clean ** 2).sum() / ((y - clean) ** 2).sum())
+    snr = 10 * torch.log10((clean**2).sum() / ((y - clean) ** 2).sum())
     assert abs(snr.item() - 20.0) < 0.3
     counts = abundances.sum(0)  # materials drawn uniformly
     assert torch.all((counts - 1000).abs() < 5 * math.sqrt(3000 * (1 / 3) * (2 / 3)))
@@ -265,11 +297,14 @@ def test_extracted_bundles_hold_nearly_pure_spectra_of_every_material():
     assert len(members) > 10 and np.mean(true_share > 0.8) > 0.9
 
 
-@pytest.mark.parametrize("library, message", [
-    (dict(spectra=np.ones((4, N_BANDS + 1)), labels=[0, 0, 1, 1]), "bands"),
-    (dict(spectra=np.ones((4, N_BANDS)), labels=[0, 0, 2, 2]), "0..P-1"),
-    (dict(spectra=np.ones((4, N_BANDS))), "labels"),
-])
+@pytest.mark.parametrize(
+    "library, message",
+    [
+        (dict(spectra=np.ones((4, N_BANDS + 1)), labels=[0, 0, 1, 1]), "bands"),
+        (dict(spectra=np.ones((4, N_BANDS)), labels=[0, 0, 2, 2]), "0..P-1"),
+        (dict(spectra=np.ones((4, N_BANDS))), "labels"),
+    ],
+)
 def test_bad_libraries_are_rejected(scene, library, message):
     with pytest.raises(InputError, match=message):
         IDNet(library=library).fit(scene)
@@ -285,12 +320,12 @@ def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
     assert result.extras["nonlinearity"].shape == (12, 12)
     assert result.extras["uncertainty"].shape == (12, 12, 3)
     abundances = result.abundances.reshape(-1, 3)
-    assert abundances.min() >= 0                                     # ANC
-    np.testing.assert_allclose(abundances.sum(1), 1.0, atol=1e-5)    # ASC
+    assert abundances.min() >= 0  # ANC
+    np.testing.assert_allclose(abundances.sum(1), 1.0, atol=1e-5)  # ASC
     nonlinearity = result.extras["nonlinearity"]
     assert nonlinearity.min() >= 0 and nonlinearity.max() <= 1
     uncertainty = result.extras["uncertainty"]
-    assert uncertainty.min() >= 0 and uncertainty.max() <= 0.5      # std of a [0, 1] variable
+    assert uncertainty.min() >= 0 and uncertainty.max() <= 0.5  # std of a [0, 1] variable
     assert fitted.names_ == ["a", "b", "c"]
 
 
@@ -308,11 +343,17 @@ def float64_evaluation(estimator, pixels, monkeypatch):
     model = copy.deepcopy(estimator.model_).double().eval()
     z_noise, m_noise = estimator._uncertainty_draws(torch.device("cpu"))
     with torch.no_grad():
-        exact = posterior_summary(model, torch.from_numpy(pixels * estimator.data_scale_),
-                                  z_noise.double(), m_noise.double())
+        exact = posterior_summary(
+            model,
+            torch.from_numpy(pixels * estimator.data_scale_),
+            z_noise.double(),
+            m_noise.double(),
+        )
     exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.data_scale_
-    return ({key: value.numpy() for key, value in exact.items()},
-            torch.cat(conditions).amax(0).numpy())
+    return (
+        {key: value.numpy() for key, value in exact.items()},
+        torch.cat(conditions).amax(0).numpy(),
+    )
 
 
 def test_outputs_do_not_depend_on_how_pixels_are_chunked(fitted, scene, monkeypatch):
@@ -333,8 +374,7 @@ def test_outputs_do_not_depend_on_how_pixels_are_chunked(fitted, scene, monkeypa
     halves = [fitted._transform_pixels(part) for part in np.array_split(pixels, [50])]
     exact, condition = float64_evaluation(fitted, pixels, monkeypatch)
     n_endmembers = fitted.n_endmembers_
-    bound = (2 * math.sqrt(n_endmembers) * (2 * N_BANDS + 3 * n_endmembers) * U32
-             * condition)
+    bound = 2 * math.sqrt(n_endmembers) * (2 * N_BANDS + 3 * n_endmembers) * U32 * condition
     for key, value in exact.items():
         per_pixel = bound.reshape((-1,) + (1,) * (value.ndim - 1))
         for outputs in ([whole], halves):
@@ -355,8 +395,10 @@ def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
     path = fitted.save(tmp_path / "idnet.pt")
     loaded = IDNet.load(path)
     torch.load(path, weights_only=True)  # a weights-only checkpoint
-    before, after = fitted._transform_pixels(scene.pixels()), loaded._transform_pixels(
-        scene.pixels())
+    before, after = (
+        fitted._transform_pixels(scene.pixels()),
+        loaded._transform_pixels(scene.pixels()),
+    )
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
     np.testing.assert_array_equal(fitted.endmembers_, loaded.endmembers_)
@@ -364,6 +406,7 @@ def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
     # a model of another method is refused, both ways, with a clear error
     from hyperunmix.deep.deq import DEQUnmix
     from hyperunmix.deep.egunet import EGUNet
+
     with pytest.raises(FileFormatError, match="holds a 'idnet' model, not egunet"):
         EGUNet.load(path)
     deq = DEQUnmix(3, epochs=1, max_iter=5, tol=1e-2).fit(scene).save(tmp_path / "deq.pt")
@@ -374,16 +417,14 @@ def test_save_load_round_trip_gives_identical_outputs(fitted, scene, tmp_path):
 def test_same_seed_repeats_and_another_seed_differs(fitted, scene):
     library = scaled_library(scene)
     again = IDNet(library=library, seed=0, **FAST).fit(scene)
-    np.testing.assert_array_equal(again.unmix(scene).abundances,
-                                  fitted.unmix(scene).abundances)
+    np.testing.assert_array_equal(again.unmix(scene).abundances, fitted.unmix(scene).abundances)
     other = IDNet(library=library, seed=1, **{**FAST, "max_epochs": 1}).fit(scene)
     assert not np.allclose(other.unmix(scene).abundances, fitted.unmix(scene).abundances)
 
 
 def test_progress_is_reported_per_epoch(scene):
     calls = []
-    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2},
-                      tol=0.0)
+    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2}, tol=0.0)
     estimator.set_progress(lambda stage, done, total, info: calls.append((stage, done, total)))
     estimator.fit(scene)
     assert calls == [("epoch", 1, 2), ("epoch", 2, 2)]
@@ -392,27 +433,40 @@ def test_progress_is_reported_per_epoch(scene):
 @pytest.mark.parametrize("patience, expected_epochs", [(1, 2), (2, 3)])
 def test_training_stops_after_patience_calm_epochs(scene, patience, expected_epochs):
     # tol = 1 makes every epoch after the first "calm" (relative change below 100 %).
-    estimator = IDNet(library=scaled_library(scene), seed=0, tol=1.0, patience=patience,
-                      **{**FAST, "max_epochs": 10}).fit(scene)
+    estimator = IDNet(
+        library=scaled_library(scene),
+        seed=0,
+        tol=1.0,
+        patience=patience,
+        **{**FAST, "max_epochs": 10},
+    ).fit(scene)
     assert estimator.n_epochs_ == expected_epochs
 
 
 def test_presets_set_the_papers_weights_and_arguments_override_them(scene):
-    estimator = IDNet(library=scaled_library(scene), preset="cuprite", sparsity_weight=0.5,
-                      **{**FAST, "max_epochs": 1}).fit(scene)
-    assert estimator.weights_ == dict(selfsup_weight=10.0, sparsity_weight=0.5,
-                                      encoder_penalty=0.05, decoder_penalty=5.0)
+    estimator = IDNet(
+        library=scaled_library(scene),
+        preset="cuprite",
+        sparsity_weight=0.5,
+        **{**FAST, "max_epochs": 1},
+    ).fit(scene)
+    assert estimator.weights_ == dict(
+        selfsup_weight=10.0, sparsity_weight=0.5, encoder_penalty=0.05, decoder_penalty=5.0
+    )
 
 
-@pytest.mark.parametrize("params, message", [
-    (dict(n_endmembers=3, preset="nowhere"), "preset"),
-    (dict(n_endmembers=3, batch_size=0), "batch_size"),
-    (dict(n_endmembers=3, sparsity_weight=-1.0), "sparsity_weight"),
-    (dict(n_endmembers=3, constraint="box"), "constraint"),
-    (dict(n_endmembers=3, endmember_scale="unit"), "endmember_scale"),
-    (dict(n_endmembers=3, nonlinear="no"), "nonlinear"),
-    (dict(n_endmembers=3, variability=0), "variability"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(n_endmembers=3, preset="nowhere"), "preset"),
+        (dict(n_endmembers=3, batch_size=0), "batch_size"),
+        (dict(n_endmembers=3, sparsity_weight=-1.0), "sparsity_weight"),
+        (dict(n_endmembers=3, constraint="box"), "constraint"),
+        (dict(n_endmembers=3, endmember_scale="unit"), "endmember_scale"),
+        (dict(n_endmembers=3, nonlinear="no"), "nonlinear"),
+        (dict(n_endmembers=3, variability=0), "variability"),
+    ],
+)
 def test_bad_parameters_are_rejected(scene, params, message):
     with pytest.raises(InputError, match=message):
         IDNet(**params).fit(scene)
@@ -423,11 +477,13 @@ def test_n_endmembers_must_match_the_library(scene):
         IDNet(n_endmembers=4, library=scaled_library(scene)).fit(scene)
 
 
-@pytest.mark.parametrize("options", [dict(constraint="orthant"),
-                                     dict(triplet_density="posterior_sample")])
+@pytest.mark.parametrize(
+    "options", [dict(constraint="orthant"), dict(triplet_density="posterior_sample")]
+)
 def test_the_papers_variants_train(scene, options):
-    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2},
-                      **options).fit(scene)
+    estimator = IDNet(
+        library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2}, **options
+    ).fit(scene)
     abundances = estimator.unmix(scene).abundances.reshape(-1, 3)
     assert np.isfinite(abundances).all()
     np.testing.assert_allclose(abundances.sum(1), 1.0, atol=1e-5)
@@ -439,6 +495,7 @@ def test_runs_without_a_library(scene):
     assert np.isfinite(result.abundances).all()
     # without P either, HySime's estimate is used, as by the other methods
     from hyperunmix.linear import estimate_n_endmembers
+
     unsized = IDNet(seed=0, **{**FAST, "max_epochs": 1}).fit(scene)
     assert unsized.n_endmembers_ == estimate_n_endmembers(scene.pixels())
     with pytest.raises(InputError, match="needs a Scene"):
@@ -451,8 +508,9 @@ def test_peak_scale_makes_the_shares_independent_of_each_endmembers_scale():
     # with endmember_scale="peak" the normalised linear-stream shares ignore it.
     rng = np.random.default_rng(0)
     endmembers = torch.from_numpy(rng.uniform(0.1, 1.0, (4, 3, 10)))
-    pixels = torch.from_numpy(np.einsum("np,npl->nl", rng.dirichlet(np.ones(3), 4),
-                                        endmembers.numpy()))
+    pixels = torch.from_numpy(
+        np.einsum("np,npl->nl", rng.dirichlet(np.ones(3), 4), endmembers.numpy())
+    )
     rescaled = endmembers * torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)[:, None]
 
     def shares(scale, m):
@@ -477,8 +535,9 @@ def test_peak_scale_keeps_the_mean_peak():
 # -- ablations ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("scale,convention", [("peak", "shares"), ("decoded", "absolute")])
 def test_convention_follows_the_endmember_scale(scene, scale, convention):
-    estimator = IDNet(library=scaled_library(scene), endmember_scale=scale, seed=0,
-                      **{**FAST, "max_epochs": 1})
+    estimator = IDNet(
+        library=scaled_library(scene), endmember_scale=scale, seed=0, **{**FAST, "max_epochs": 1}
+    )
     assert estimator.convention == convention
     assert estimator.fit_unmix(scene).convention == convention
 
@@ -495,14 +554,17 @@ def test_without_nonlinearity_the_decoder_is_linear_and_the_penalties_vanish(sce
     torch.manual_seed(0)
     endmembers, abundances = torch.rand(5, 3, 10) + 0.1, torch.rand(5, 3)
     decoder = PixelDecoder(3, 10, endmember_scale="peak", nonlinear=False)
-    torch.testing.assert_close(decoder(endmembers, abundances),
-                               (abundances.unsqueeze(-2) @ equal_peaks(endmembers)).squeeze(-2))
+    torch.testing.assert_close(
+        decoder(endmembers, abundances),
+        (abundances.unsqueeze(-2) @ equal_peaks(endmembers)).squeeze(-2),
+    )
     model = IDNetModel(3, N_BANDS, nonlinear=False).double()
     y, triplets = loss_batch(scene)
     losses = []
     for penalty in (0.0, 5.0):
-        config = LossConfig(selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=penalty,
-                            decoder_penalty=penalty)
+        config = LossConfig(
+            selfsup=1.0, beta=10.0, sparsity=0.0, encoder_penalty=penalty, decoder_penalty=penalty
+        )
         torch.manual_seed(1)
         losses.append(training_loss(model, y, triplets, config).loss)
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
@@ -511,8 +573,9 @@ def test_without_nonlinearity_the_decoder_is_linear_and_the_penalties_vanish(sce
 def test_without_variability_every_pixel_has_the_same_endmembers(fixed_fit, fitted, scene):
     assert fixed_fit.model_.latent_encoders is None
     pixel_endmembers = fixed_fit.unmix(scene).extras["pixel_endmembers"].reshape(-1, 3, N_BANDS)
-    np.testing.assert_array_equal(pixel_endmembers, np.broadcast_to(pixel_endmembers[0],
-                                                                     pixel_endmembers.shape))
+    np.testing.assert_array_equal(
+        pixel_endmembers, np.broadcast_to(pixel_endmembers[0], pixel_endmembers.shape)
+    )
     # f(0) over the data scale in float32 (three roundings at most: the scale, its reciprocal,
     # the product) against the same quotient in float64
     np.testing.assert_allclose(pixel_endmembers[0], fixed_fit.endmembers_, rtol=3 * U32)
@@ -527,7 +590,8 @@ def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene)
     with torch.no_grad():
         y = torch.as_tensor(pixels * fixed_fit.data_scale_, dtype=torch.float32)
         alpha, _, _ = model.abundance_encoder(
-            y, model.reference_endmembers().expand(len(y), -1, -1))
+            y, model.reference_endmembers().expand(len(y), -1, -1)
+        )
     total = alpha.sum(-1, keepdim=True)
     mean = (alpha / total).numpy()
     # The same float32 alpha on both sides; alpha / sum(alpha) is P roundings (the sum's
@@ -535,14 +599,15 @@ def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene)
     # (product, c + 1, quotient, square root) from the same means.
     n_endmembers = alpha.shape[-1]
     np.testing.assert_allclose(outputs["abundances"], mean, rtol=2 * n_endmembers * U32)
-    np.testing.assert_allclose(outputs["uncertainty"],
-                               np.sqrt(mean * (1 - mean) / (total.numpy() + 1)),
-                               rtol=2 * 4 * U32)
+    np.testing.assert_allclose(
+        outputs["uncertainty"], np.sqrt(mean * (1 - mean) / (total.numpy() + 1)), rtol=2 * 4 * U32
+    )
     # the Monte Carlo draws of (Z, M) play no part
     more_draws = copy.copy(fixed_fit)
     more_draws.n_uncertainty_samples = 9
-    np.testing.assert_array_equal(more_draws._transform_pixels(pixels)["uncertainty"],
-                                  outputs["uncertainty"])
+    np.testing.assert_array_equal(
+        more_draws._transform_pixels(pixels)["uncertainty"], outputs["uncertainty"]
+    )
 
 
 def test_without_variability_the_triplets_score_the_bundles_at_z_zero(scene):
@@ -551,8 +616,9 @@ def test_without_variability_the_triplets_score_the_bundles_at_z_zero(scene):
     _, (y_s, m_s, a_s) = loss_batch(scene)
     _, regulariser, alpha = selfsup_terms(model, y_s, m_s, a_s, n_importance=5, beta=10.0)
     log_q_a = td.Dirichlet(alpha).log_prob(smoothed_labels(a_s))
-    log_p_m = gaussian_log_density(m_s, model.reference_endmembers(),
-                                   model.endmember_var.unsqueeze(-1), n_axes=2)
+    log_p_m = gaussian_log_density(
+        m_s, model.reference_endmembers(), model.endmember_var.unsqueeze(-1), n_axes=2
+    )
     torch.testing.assert_close(regulariser, 11.0 * (log_q_a + log_p_m))
 
 
@@ -560,8 +626,7 @@ def test_without_variability_the_triplets_score_the_bundles_at_z_zero(scene):
 def test_ablations_survive_save_and_load(request, scene, tmp_path, ablation):
     estimator = request.getfixturevalue(ablation)
     loaded = IDNet.load(estimator.save(tmp_path / "idnet.pt"))
-    assert (loaded.nonlinear, loaded.variability) == (estimator.nonlinear,
-                                                      estimator.variability)
+    assert (loaded.nonlinear, loaded.variability) == (estimator.nonlinear, estimator.variability)
     before, after = (model._transform_pixels(scene.pixels()) for model in (estimator, loaded))
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
@@ -571,8 +636,9 @@ def test_ablations_survive_save_and_load(request, scene, tmp_path, ablation):
 # Measured in the benchmark (8 epochs, seeds 0 and 1): Samson aRMSE 0.089 and 0.059, Jasper
 # Ridge (the paper's preset) 0.089 and 0.088; VCA + FCLS 0.27 and 0.19.
 @pytest.mark.slow
-@pytest.mark.parametrize("name,params", [("samson", {}),
-                                         ("jasper_ridge", {"preset": "jasper_ridge"})])
+@pytest.mark.parametrize(
+    "name,params", [("samson", {}), ("jasper_ridge", {"preset": "jasper_ridge"})]
+)
 def test_accuracy_on_real_data(data_dir, name, params):
     from hyperunmix import datasets, evaluate, get_method
 

@@ -16,8 +16,14 @@ from hyperunmix import FileFormatError, GeoInfo, InputError, Scene, Truth
 from hyperunmix.io import envi, geotiff
 
 SCENE_EXTENSIONS = [".hdr", ".img", ".tif", ".nc", ".npz", ".mat"]
-FAMILY = {".hdr": "envi", ".img": "envi", ".tif": "gtiff", ".nc": "netcdf", ".npz": "npy",
-          ".mat": "mat"}
+FAMILY = {
+    ".hdr": "envi",
+    ".img": "envi",
+    ".tif": "gtiff",
+    ".nc": "netcdf",
+    ".npz": "npy",
+    ".mat": "mat",
+}
 UTM_NORTH_UP = GeoInfo("EPSG:32610", (30.0, 0.0, 500000.0, 0.0, -30.0, 4200000.0))
 # 20 degrees of rotation: every coefficient non-zero, so none can be dropped or swapped.
 UTM_ROTATED = GeoInfo("EPSG:32610", (28.19, 10.26, 500000.0, 10.26, -28.19, 4200000.0))
@@ -30,8 +36,15 @@ def make_scene(geo=UTM_NORTH_UP) -> Scene:
     cube[1, 2] = np.nan
     mask = np.ones((5, 6), bool)
     mask[4, 0] = False
-    return Scene(cube, [412.5, 500.0, 610.25, 700.0], fwhm=[10.0, 10.5, 12.0, 12.0],
-                 bad_bands=[2], mask=mask, geo=geo, name="small")
+    return Scene(
+        cube,
+        [412.5, 500.0, 610.25, 700.0],
+        fwhm=[10.0, 10.5, 12.0, 12.0],
+        bad_bands=[2],
+        mask=mask,
+        geo=geo,
+        name="small",
+    )
 
 
 def assert_same_geo(read: GeoInfo, written: GeoInfo) -> None:
@@ -59,8 +72,9 @@ def test_scene_round_trip_keeps_cube_and_metadata(tmp_path, extension, geo):
 def test_npz_round_trip_keeps_truth_and_band_names(tmp_path):
     scene = make_scene()
     abundances = np.random.default_rng(1).dirichlet(np.ones(2), size=(5, 6))
-    scene.truth = Truth(abundances=abundances, endmembers=np.full((2, 4), 0.3),
-                        names=["soil", "water"])
+    scene.truth = Truth(
+        abundances=abundances, endmembers=np.full((2, 4), 0.3), names=["soil", "water"]
+    )
     scene.metadata["band_names"] = ["b1", "b2", "b3", "b4"]
     back = hio.open_scene(hio.write_scene(tmp_path / "scene.npz", scene))
     np.testing.assert_allclose(back.truth.abundances, abundances)
@@ -86,8 +100,12 @@ KEY_OF_MAPS = {".nc": {"key": "maps"}, ".npz": {"key": "maps"}, ".mat": {"key": 
 def test_maps_round_trip_with_nan_names_and_georeferencing(tmp_path, extension):
     maps = np.random.default_rng(2).dirichlet(np.ones(3), size=(4, 7)).astype(np.float32)
     maps[0, 0] = np.nan
-    path = hio.write_maps(tmp_path / f"abundances{extension}", maps, geo=UTM_ROTATED,
-                          band_names=["soil", "tree", "water"])
+    path = hio.write_maps(
+        tmp_path / f"abundances{extension}",
+        maps,
+        geo=UTM_ROTATED,
+        band_names=["soil", "tree", "water"],
+    )
     back = hio.open_scene(path, **KEY_OF_MAPS.get(extension, {}))
     valid = ~np.isnan(maps[..., 0])
     np.testing.assert_array_equal(back.mask, valid)
@@ -96,8 +114,10 @@ def test_maps_round_trip_with_nan_names_and_georeferencing(tmp_path, extension):
     assert_same_geo(back.geo, UTM_ROTATED)
 
 
-@pytest.mark.parametrize("fmt,suffix", [("gtiff", ".tif"), ("envi", ".hdr"), ("netcdf", ".nc"),
-                                        ("npy", ".npz"), ("mat", ".mat")])
+@pytest.mark.parametrize(
+    "fmt,suffix",
+    [("gtiff", ".tif"), ("envi", ".hdr"), ("netcdf", ".nc"), ("npy", ".npz"), ("mat", ".mat")],
+)
 def test_write_maps_fmt_adds_the_family_extension(tmp_path, fmt, suffix):
     path = hio.write_maps(tmp_path / "uncertainty", np.ones((2, 3)), fmt=fmt)
     assert path == tmp_path / f"uncertainty{suffix}" and path.is_file()
@@ -126,9 +146,19 @@ def test_write_maps_rejects_bad_input(tmp_path):
 
 
 # -- dispatch ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name,family", [
-    ("a.HDR", "envi"), ("a.tiff", "gtiff"), ("a.nc4", "netcdf"), ("a.mat", "mat"),
-    ("a.npz", "npy"), ("a.npy", "npy"), ("new.img", "envi"), ("new.bsq", "envi")])
+@pytest.mark.parametrize(
+    "name,family",
+    [
+        ("a.HDR", "envi"),
+        ("a.tiff", "gtiff"),
+        ("a.nc4", "netcdf"),
+        ("a.mat", "mat"),
+        ("a.npz", "npy"),
+        ("a.npy", "npy"),
+        ("new.img", "envi"),
+        ("new.bsq", "envi"),
+    ],
+)
 def test_format_of_by_extension(tmp_path, name, family):
     assert hio.format_of(tmp_path / name) == family
 
@@ -136,12 +166,12 @@ def test_format_of_by_extension(tmp_path, name, family):
 def test_format_of_sniffs_content_when_the_extension_is_ambiguous(tmp_path):
     scene = make_scene()
     hio.write_scene(tmp_path / "scene.tif", scene)
-    os.rename(tmp_path / "scene.tif", tmp_path / "scene.dat")          # no header beside it
+    os.rename(tmp_path / "scene.tif", tmp_path / "scene.dat")  # no header beside it
     hio.write_scene(tmp_path / "cube.npz", scene)
-    os.rename(tmp_path / "cube.npz", tmp_path / "cube")                # no extension
-    hio.write_scene(tmp_path / "envi.img", scene)                      # header beside it
+    os.rename(tmp_path / "cube.npz", tmp_path / "cube")  # no extension
+    hio.write_scene(tmp_path / "envi.img", scene)  # header beside it
     hio.write_scene(tmp_path / "grid.nc", scene)
-    os.rename(tmp_path / "grid.nc", tmp_path / "grid.h5")              # netCDF-4 is HDF5
+    os.rename(tmp_path / "grid.nc", tmp_path / "grid.h5")  # netCDF-4 is HDF5
     assert hio.format_of(tmp_path / "scene.dat") == "gtiff"
     assert hio.format_of(tmp_path / "cube") == "npy"
     assert hio.format_of(tmp_path / "envi.img") == "envi"
@@ -204,18 +234,20 @@ def test_describe_does_not_read_the_cube(tmp_path):
     """Headers of 24 GB cubes whose data are sparse files: loading them would exhaust
     memory and time, reading the header takes milliseconds."""
     header = tmp_path / "huge.hdr"
-    header.write_text("ENVI\nsamples = 20000\nlines = 1500\nbands = 200\nheader offset = 0\n"
-                      "data type = 4\ninterleave = bil\nbyte order = 0\n"
-                      "wavelength units = Micrometers\n"
-                      "wavelength = {" + ", ".join(f"{0.4 + 0.01 * b:.2f}" for b in range(200))
-                      + "}\n")
+    header.write_text(
+        "ENVI\nsamples = 20000\nlines = 1500\nbands = 200\nheader offset = 0\n"
+        "data type = 4\ninterleave = bil\nbyte order = 0\n"
+        "wavelength units = Micrometers\n"
+        "wavelength = {" + ", ".join(f"{0.4 + 0.01 * b:.2f}" for b in range(200)) + "}\n"
+    )
     with open(tmp_path / "huge.img", "wb") as data:
         data.truncate(20000 * 1500 * 200 * 4)
     info = hio.describe(header)
     assert info["shape"] == (1500, 20000, 200)
     assert info["wavelength_range"] == pytest.approx((400.0, 2390.0))
-    big = np.lib.format.open_memmap(tmp_path / "huge.npy", mode="w+", dtype=np.uint16,
-                                    shape=(1500, 20000, 200))
+    big = np.lib.format.open_memmap(
+        tmp_path / "huge.npy", mode="w+", dtype=np.uint16, shape=(1500, 20000, 200)
+    )
     del big
     assert hio.describe(tmp_path / "huge.npy")["shape"] == (1500, 20000, 200)
 
@@ -223,9 +255,11 @@ def test_describe_does_not_read_the_cube(tmp_path):
 # -- atomic writes -----------------------------------------------------------------------
 def _fail_after(function):
     """``function`` that does all its work, then fails as a full disk would."""
+
     def failing(*args, **kwargs):
         function(*args, **kwargs)
         raise OSError("No space left on device")
+
     return failing
 
 
@@ -235,6 +269,7 @@ def _fail_after_raster(create_raster):
         with create_raster(*args, **kwargs) as dataset:
             yield dataset
         raise OSError("No space left on device")
+
     return failing
 
 

@@ -8,7 +8,7 @@ import spectral.io.envi as spectral_envi
 from rasterio.crs import CRS
 
 import hyperunmix.io as hio
-from hyperunmix import FileFormatError, GeoInfo, Scene, ScalingWarning
+from hyperunmix import FileFormatError, GeoInfo, ScalingWarning, Scene
 
 
 def known_cube(dtype=np.float32) -> np.ndarray:
@@ -18,8 +18,14 @@ def known_cube(dtype=np.float32) -> np.ndarray:
 
 
 def write_envi(path, cube, **metadata):
-    spectral_envi.save_image(str(path), cube, force=True, ext=".img",
-                             interleave=metadata.pop("interleave", "bsq"), metadata=metadata)
+    spectral_envi.save_image(
+        str(path),
+        cube,
+        force=True,
+        ext=".img",
+        interleave=metadata.pop("interleave", "bsq"),
+        metadata=metadata,
+    )
     return path
 
 
@@ -39,18 +45,27 @@ def test_big_endian_data_with_header_offset(tmp_path):
         data.write(np.ascontiguousarray(cube.transpose(2, 0, 1)).astype(">f4").tobytes())
     (tmp_path / "be.hdr").write_text(
         f"ENVI\nsamples = 4\nlines = 3\nbands = 5\nheader offset = {offset}\n"
-        "data type = 4\ninterleave = bsq\nbyte order = 1\n")
+        "data type = 4\ninterleave = bsq\nbyte order = 1\n"
+    )
     np.testing.assert_array_equal(hio.open_scene(tmp_path / "be.hdr").cube, cube)
     np.testing.assert_array_equal(hio.open_scene(tmp_path / "be.raw").cube, cube)
 
 
 def test_header_fields_become_scene_metadata(tmp_path):
     cube = known_cube()
-    cube[0, 1] = -9999.0                       # a no-data pixel
-    path = write_envi(tmp_path / "x.hdr", cube, **{
-        "wavelength": [0.45, 0.55, 0.65, 0.75, 0.85], "wavelength units": "Micrometers",
-        "fwhm": [0.01, 0.01, 0.02, 0.02, 0.02], "bbl": [1, 1, 0, 1, 0],
-        "data ignore value": -9999, "band names": ["a", "b", "c", "d", "e"]})
+    cube[0, 1] = -9999.0  # a no-data pixel
+    path = write_envi(
+        tmp_path / "x.hdr",
+        cube,
+        **{
+            "wavelength": [0.45, 0.55, 0.65, 0.75, 0.85],
+            "wavelength units": "Micrometers",
+            "fwhm": [0.01, 0.01, 0.02, 0.02, 0.02],
+            "bbl": [1, 1, 0, 1, 0],
+            "data ignore value": -9999,
+            "band names": ["a", "b", "c", "d", "e"],
+        },
+    )
     scene = hio.open_scene(path)
     np.testing.assert_allclose(scene.wavelengths, [450, 550, 650, 750, 850])
     np.testing.assert_allclose(scene.fwhm, [10, 10, 20, 20, 20])
@@ -68,20 +83,23 @@ def test_wavelengths_without_units_below_30_are_micrometres(tmp_path):
 
 
 def test_reflectance_scale_factor_scales_integer_data(tmp_path):
-    path = write_envi(tmp_path / "x.hdr", known_cube(np.uint16),
-                      **{"reflectance scale factor": 1000})
+    path = write_envi(
+        tmp_path / "x.hdr", known_cube(np.uint16), **{"reflectance scale factor": 1000}
+    )
     scene = hio.open_scene(path)
     np.testing.assert_allclose(scene.cube, known_cube() / 1000, rtol=1e-6)
 
 
 def test_no_data_value_is_the_stored_one_whatever_the_scale(tmp_path):
     cube = known_cube(np.uint16)
-    cube[2, 3] = 65535                         # no-data, in the file's encoding
-    path = write_envi(tmp_path / "x.hdr", cube, **{"reflectance scale factor": 1000,
-                                                   "data ignore value": 65535})
+    cube[2, 3] = 65535  # no-data, in the file's encoding
+    path = write_envi(
+        tmp_path / "x.hdr", cube, **{"reflectance scale factor": 1000, "data ignore value": 65535}
+    )
     scene = hio.open_scene(path)
     assert not scene.mask[2, 3] and scene.mask.sum() == 11
-    from hyperunmix.scale import open_cube      # the chunked reader masks the same pixels
+    from hyperunmix.scale import open_cube  # the chunked reader masks the same pixels
+
     np.testing.assert_array_equal(np.isfinite(open_cube(path).values).all(-1), scene.mask)
 
 
@@ -94,8 +112,17 @@ def test_integer_data_without_scale_warn(tmp_path):
 def test_map_info_from_gdal_written_file(tmp_path):
     """An ENVI file georeferenced by GDAL (UTM map info + coordinate system string)."""
     transform = rasterio.transform.Affine(2.5, 0, 350000, 0, -2.5, 4100000)
-    with rasterio.open(tmp_path / "g.img", "w", driver="ENVI", width=4, height=3, count=5,
-                       dtype="float32", crs="EPSG:32633", transform=transform) as dataset:
+    with rasterio.open(
+        tmp_path / "g.img",
+        "w",
+        driver="ENVI",
+        width=4,
+        height=3,
+        count=5,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=transform,
+    ) as dataset:
         dataset.write(np.moveaxis(known_cube(), 2, 0))
     scene = hio.open_scene(tmp_path / "g.hdr")
     np.testing.assert_array_equal(scene.cube, known_cube())
@@ -154,8 +181,9 @@ def test_not_an_envi_header(tmp_path):
 
 
 def test_header_without_data_file_and_data_without_header(tmp_path):
-    (tmp_path / "lonely.hdr").write_text("ENVI\nsamples = 1\nlines = 1\nbands = 1\n"
-                                         "data type = 4\ninterleave = bsq\n")
+    (tmp_path / "lonely.hdr").write_text(
+        "ENVI\nsamples = 1\nlines = 1\nbands = 1\ndata type = 4\ninterleave = bsq\n"
+    )
     with pytest.raises(FileFormatError, match=r"no ENVI data file beside .*lonely\.hdr"):
         hio.open_scene(tmp_path / "lonely.hdr")
     (tmp_path / "orphan.bsq").write_bytes(b"\0" * 16)

@@ -16,9 +16,18 @@ TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5000000.0)
 def write_tiff(path, bands, *, nodata=None, descriptions=None, band_tags=None, crs="EPSG:32632"):
     """Write (L, H, W) ``bands`` with rasterio; returns the path."""
     count, height, width = bands.shape
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count,
-                       dtype=bands.dtype, crs=crs, transform=TRANSFORM,
-                       nodata=nodata) as dataset:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=bands.dtype,
+        crs=crs,
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as dataset:
         dataset.write(bands)
         for band in range(count):
             if descriptions:
@@ -47,26 +56,33 @@ def test_nodata_pixels_are_masked(tmp_path):
 
 
 def test_wavelengths_from_band_tags_with_units(tmp_path):
-    tags = [{"wavelength": w, "wavelength_units": "Micrometers", "fwhm": "0.01"}
-            for w in ("0.45", "0.55", "0.65")]
-    scene = hio.open_scene(write_tiff(tmp_path / "t.tif", np.ones((3, 2, 2), np.float32),
-                                      band_tags=tags))
+    tags = [
+        {"wavelength": w, "wavelength_units": "Micrometers", "fwhm": "0.01"}
+        for w in ("0.45", "0.55", "0.65")
+    ]
+    scene = hio.open_scene(
+        write_tiff(tmp_path / "t.tif", np.ones((3, 2, 2), np.float32), band_tags=tags)
+    )
     np.testing.assert_allclose(scene.wavelengths, [450, 550, 650])
     np.testing.assert_allclose(scene.fwhm, [10, 10, 10])
 
 
 def test_wavelengths_from_band_descriptions(tmp_path):
     names = ["Band 1 (452.5 nm)", "Band 2 (0.55 um)", "Band 3 (650 nm)"]
-    scene = hio.open_scene(write_tiff(tmp_path / "d.tif", np.ones((3, 2, 2), np.float32),
-                                      descriptions=names))
+    scene = hio.open_scene(
+        write_tiff(tmp_path / "d.tif", np.ones((3, 2, 2), np.float32), descriptions=names)
+    )
     np.testing.assert_allclose(scene.wavelengths, [452.5, 550, 650])
     assert scene.metadata["band_names"] == names
 
 
 def test_descriptions_without_units_give_no_wavelengths(tmp_path):
-    """"Band 1" is a name, not a 1 nm band."""
-    scene = hio.open_scene(write_tiff(tmp_path / "n.tif", np.ones((2, 2, 2), np.float32),
-                                      descriptions=["Band 1", "Band 2"]))
+    """ "Band 1" is a name, not a 1 nm band."""
+    scene = hio.open_scene(
+        write_tiff(
+            tmp_path / "n.tif", np.ones((2, 2, 2), np.float32), descriptions=["Band 1", "Band 2"]
+        )
+    )
     assert scene.wavelengths is None
 
 

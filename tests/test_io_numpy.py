@@ -6,13 +6,14 @@ import pytest
 import hyperunmix.io as hio
 from hyperunmix import FileFormatError, InputError
 
-IMAGE = (np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5) + 1) / 100   # (H, W, L)
+IMAGE = (np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5) + 1) / 100  # (H, W, L)
 
 
 def test_row_major_pixel_matrix_needs_and_uses_rows_cols(tmp_path):
-    np.save(tmp_path / "pixels.npy", IMAGE.reshape(12, 5))                     # (N, L)
-    np.testing.assert_array_equal(hio.open_scene(tmp_path / "pixels.npy", rows=3, cols=4).cube,
-                                  IMAGE)
+    np.save(tmp_path / "pixels.npy", IMAGE.reshape(12, 5))  # (N, L)
+    np.testing.assert_array_equal(
+        hio.open_scene(tmp_path / "pixels.npy", rows=3, cols=4).cube, IMAGE
+    )
     with pytest.raises(InputError, match="12 x 5 pixel matrix with no image size"):
         hio.open_scene(tmp_path / "pixels.npy")
     with pytest.raises(InputError, match="rows must be a positive integer"):
@@ -20,18 +21,21 @@ def test_row_major_pixel_matrix_needs_and_uses_rows_cols(tmp_path):
 
 
 def test_column_major_pixel_matrix_in_npz(tmp_path):
-    np.savez(tmp_path / "f.npz", cube=IMAGE.reshape(12, 5, order="F").T)       # (L, N)
+    np.savez(tmp_path / "f.npz", cube=IMAGE.reshape(12, 5, order="F").T)  # (L, N)
     np.testing.assert_array_equal(
-        hio.open_scene(tmp_path / "f.npz", rows=3, cols=4, order="F").cube, IMAGE)
+        hio.open_scene(tmp_path / "f.npz", rows=3, cols=4, order="F").cube, IMAGE
+    )
 
 
 def test_npz_keys_and_nodata(tmp_path):
     cube = IMAGE.copy()
     cube[0, 0] = -1
-    np.savez(tmp_path / "k.npz", radiance=cube, wavelengths=[1.0, 1.1, 1.2, 1.3, 1.4],
-             nodata=-1.0)
-    with pytest.raises(FileFormatError, match=r"k\.npz has no 'cube' array \(it holds: "
-                                              r"radiance, wavelengths, nodata\); .*key="):
+    np.savez(tmp_path / "k.npz", radiance=cube, wavelengths=[1.0, 1.1, 1.2, 1.3, 1.4], nodata=-1.0)
+    with pytest.raises(
+        FileFormatError,
+        match=r"k\.npz has no 'cube' array \(it holds: "
+        r"radiance, wavelengths, nodata\); .*key=",
+    ):
         hio.open_scene(tmp_path / "k.npz")
     scene = hio.open_scene(tmp_path / "k.npz", key="radiance")
     assert not scene.mask[0, 0] and scene.mask.sum() == 11

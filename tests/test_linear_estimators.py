@@ -9,7 +9,7 @@ from hyperunmix import Scene
 from hyperunmix.datasets import load
 from hyperunmix.errors import InputError, NotFittedError
 from hyperunmix.linear import fcls, nnls
-from hyperunmix.linear.estimators import FCLS, NFINDR, SUnSAL, VCA, resolve_endmembers
+from hyperunmix.linear.estimators import FCLS, NFINDR, VCA, SUnSAL, resolve_endmembers
 from hyperunmix.metrics import evaluate
 
 
@@ -18,12 +18,16 @@ def planted_cube(n_endmembers=3, side=40, n_bands=50, snr_db=40.0, seed=0):
     white noise at ``snr_db``, one NaN pixel at (0, 0); and the endmembers."""
     rng = np.random.default_rng(seed)
     grid = np.linspace(0, 1, n_bands)
-    E = 0.2 + np.array([np.cos(np.pi * (f * grid + phase)) ** 2
-                        for f, phase in rng.random((n_endmembers, 2)) * [2, 1]])
+    E = 0.2 + np.array(
+        [
+            np.cos(np.pi * (f * grid + phase)) ** 2
+            for f, phase in rng.random((n_endmembers, 2)) * [2, 1]
+        ]
+    )
     A = rng.dirichlet(np.ones(n_endmembers), side * side)
-    A[1:n_endmembers + 1] = np.eye(n_endmembers)
+    A[1 : n_endmembers + 1] = np.eye(n_endmembers)
     X = A @ E
-    Y = X + np.sqrt(np.mean(X ** 2) / 10 ** (snr_db / 10)) * rng.standard_normal(X.shape)
+    Y = X + np.sqrt(np.mean(X**2) / 10 ** (snr_db / 10)) * rng.standard_normal(X.shape)
     cube = Y.reshape(side, side, n_bands)
     cube[0, 0] = np.nan
     truth = hu.Truth(abundances=A.reshape(side, side, n_endmembers), endmembers=E)

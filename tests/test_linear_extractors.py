@@ -24,7 +24,7 @@ def planted_scene(n_endmembers=5, n_bands=80, n_pixels=3000, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     grid = np.linspace(0, 1, n_bands)
     centres = rng.random((n_endmembers, 3))
-    E = 0.1 + sum(np.exp(-((grid - centres[:, [j]]) / 0.15) ** 2) for j in range(3))
+    E = 0.1 + sum(np.exp(-(((grid - centres[:, [j]]) / 0.15) ** 2)) for j in range(3))
     A = rng.dirichlet(np.ones(n_endmembers), n_pixels)
     A = A[A.max(axis=1) < 0.8]
     pure = rng.choice(len(A), n_endmembers, replace=False)
@@ -53,7 +53,7 @@ def test_extractors_recover_planted_pure_pixels(method, n_endmembers):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nfindr_finds_the_planted_simplex_from_any_start(seed):
-    Y, E, pure = planted_scene(5, seed=7, noise=0.002)
+    Y, _E, pure = planted_scene(5, seed=7, noise=0.002)
     indices = nfindr(Y, 5, seed=seed, return_indices=True)[1]
     assert sorted(indices) == sorted(pure)
 
@@ -73,7 +73,7 @@ def test_same_seed_same_result(method):
 
 @pytest.mark.parametrize("method", ["vca", "nfindr", "atgp"])
 def test_nan_pixels_are_masked_and_indices_are_flat(method):
-    Y, E, pure = planted_scene(3, seed=4)
+    Y, _E, pure = planted_scene(3, seed=4)
     image = np.vstack([np.full((1, Y.shape[1]), np.nan), Y])
     image[5, 3] = np.inf
     found, indices = EXTRACTORS[method](image, 3, return_indices=True)

@@ -13,10 +13,14 @@ def low_rank_pixels(n_endmembers, n_pixels=3000, n_bands=60, snr_db=35.0, seed=0
     """Dirichlet mixtures of random smooth positive spectra, white noise at ``snr_db``."""
     rng = np.random.default_rng(seed)
     grid = np.linspace(0, 1, n_bands)
-    E = 0.2 + np.array([np.sin(2 * np.pi * (f * grid + phase)) ** 2
-                        for f, phase in rng.random((n_endmembers, 2)) * [2, 1]])
+    E = 0.2 + np.array(
+        [
+            np.sin(2 * np.pi * (f * grid + phase)) ** 2
+            for f, phase in rng.random((n_endmembers, 2)) * [2, 1]
+        ]
+    )
     X = rng.dirichlet(np.ones(n_endmembers), n_pixels) @ E
-    sigma = np.sqrt(np.mean(X ** 2) / 10 ** (snr_db / 10))
+    sigma = np.sqrt(np.mean(X**2) / 10 ** (snr_db / 10))
     return X + sigma * rng.standard_normal(X.shape), E, sigma
 
 

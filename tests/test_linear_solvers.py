@@ -169,8 +169,9 @@ def test_bad_input_raises_input_error(solver):
 def test_more_endmembers_than_bands_and_than_64():
     # P > L: E is rank deficient by shape; P > 64: free sets no longer fit one machine word
     for n_endmembers, n_bands in ((30, 20), (70, 100)):
-        Y, E = mixed_pixels(n_endmembers, n_bands=n_bands, n_pixels=200, seed=n_endmembers,
-                            noise=0.01, spread=0.3)
+        Y, E = mixed_pixels(
+            n_endmembers, n_bands=n_bands, n_pixels=200, seed=n_endmembers, noise=0.01, spread=0.3
+        )
         A = fcls(Y, E)
         assert kkt_residual(Y, E, A) <= 1e-8
         assert A.min() >= 0.0

@@ -34,13 +34,13 @@ def sre_db(true, estimate):
 def test_sparsity_improves_recovery_from_a_coherent_library():
     rng = np.random.default_rng(2)
     grid = np.linspace(0, 1, 40)
-    bumps = np.array([np.exp(-((grid - c) / 0.2) ** 2) for c in np.linspace(0, 1, 8)])
+    bumps = np.array([np.exp(-(((grid - c) / 0.2) ** 2)) for c in np.linspace(0, 1, 8)])
     library = 0.1 + rng.random((60, 8)) @ bumps  # 60 smooth, strongly correlated spectra
     A = np.zeros((200, 60))
     for row in A:
         row[rng.choice(60, 2, replace=False)] = rng.dirichlet([1.0, 1.0])
     X = A @ library
-    Y = X + np.sqrt(np.mean(X ** 2) / 1e3) * rng.standard_normal(X.shape)  # 30 dB
+    Y = X + np.sqrt(np.mean(X**2) / 1e3) * rng.standard_normal(X.shape)  # 30 dB
     dense = sunsal(Y, library, tol=1e-5, max_iter=3000)
     sparse = sunsal(Y, library, lam=1e-2, tol=1e-5, max_iter=3000)
     assert sre_db(A, sparse) > sre_db(A, dense) + 1.0

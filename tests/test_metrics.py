@@ -7,9 +7,21 @@ import numpy as np
 import pytest
 
 from hyperunmix import InputError, Result, Truth
-from hyperunmix.metrics import (ABUNDANCE_RMSE, SAD, abundance_rmse_matrix, armse,
-                                armse_per_endmember, evaluate, hungarian, match, msad,
-                                reconstruction_rmse, sad, sad_matrix, sre)
+from hyperunmix.metrics import (
+    ABUNDANCE_RMSE,
+    SAD,
+    abundance_rmse_matrix,
+    armse,
+    armse_per_endmember,
+    evaluate,
+    hungarian,
+    match,
+    msad,
+    reconstruction_rmse,
+    sad,
+    sad_matrix,
+    sre,
+)
 from hyperunmix.scene import Scene
 
 # Two pixels, three materials: errors are (-0.3, 0.3, 0) and (0, -0.4, 0.4).
@@ -19,8 +31,9 @@ A_EST = np.array([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4]])
 
 def test_armse_hand_computed():
     # per map: sqrt(0.09/2), sqrt((0.09+0.16)/2), sqrt(0.16/2); overall sqrt(0.5/6)
-    np.testing.assert_allclose(armse_per_endmember(A_TRUE, A_EST),
-                               [math.sqrt(0.045), math.sqrt(0.125), math.sqrt(0.08)])
+    np.testing.assert_allclose(
+        armse_per_endmember(A_TRUE, A_EST), [math.sqrt(0.045), math.sqrt(0.125), math.sqrt(0.08)]
+    )
     assert armse(A_TRUE, A_EST) == pytest.approx(math.sqrt(0.5 / 6))
 
 
@@ -59,8 +72,8 @@ def test_sad_is_scale_invariant_and_nan_for_zero_spectrum():
 
 def test_reconstruction_rmse_hand_computed():
     endmembers = np.array([[1.0, 1.0], [1.0, 3.0]])
-    abundances = np.array([[0.5, 0.5], [1.0, 0.0]])        # reconstructs (1, 2) and (1, 1)
-    pixels = np.array([[1.0, 2.0], [1.0, 2.0]])             # errors 0, 0, 0, 1
+    abundances = np.array([[0.5, 0.5], [1.0, 0.0]])  # reconstructs (1, 2) and (1, 1)
+    pixels = np.array([[1.0, 2.0], [1.0, 2.0]])  # errors 0, 0, 0, 1
     assert reconstruction_rmse(pixels, abundances, endmembers) == pytest.approx(0.5)
     with pytest.raises(InputError, match="pixels"):
         reconstruction_rmse(pixels[:, :1], abundances, endmembers)
@@ -69,7 +82,7 @@ def test_reconstruction_rmse_hand_computed():
 def test_pairwise_matrices_hand_computed():
     cost = abundance_rmse_matrix(A_TRUE, A_TRUE[:, [2, 0, 1]])
     np.testing.assert_allclose(np.diag(cost[:, [1, 2, 0]]), 0.0)
-    assert cost[0, 0] == pytest.approx(math.sqrt(0.5))     # maps (1, 0) vs (0, 0)
+    assert cost[0, 0] == pytest.approx(math.sqrt(0.5))  # maps (1, 0) vs (0, 0)
     angles = sad_matrix(np.eye(2), np.array([[1.0, 1.0], [0.0, 1.0]]))
     np.testing.assert_allclose(angles, [[math.pi / 4, math.pi / 2], [math.pi / 4, 0.0]])
 
@@ -87,14 +100,18 @@ def _scene_truth(rng, n_rows=6, n_cols=5, n_end=3, n_bands=8):
 
 
 def _result(abundances, endmembers, mask=None):
-    return Result(abundances=np.asarray(abundances, np.float32), endmembers=endmembers,
-                  method="test", mask=mask)
+    return Result(
+        abundances=np.asarray(abundances, np.float32),
+        endmembers=endmembers,
+        method="test",
+        mask=mask,
+    )
 
 
 def test_match_recovers_a_permutation():
     rng = np.random.default_rng(1)
     truth = _scene_truth(rng)
-    order = np.array([2, 0, 1])                        # estimate[:, j] = truth[:, order[j]]
+    order = np.array([2, 0, 1])  # estimate[:, j] = truth[:, order[j]]
     noisy = truth.abundances[..., order] + 0.01 * rng.standard_normal(truth.abundances.shape)
     found = match(truth, _result(noisy, truth.endmembers[order]))
     assert found.criterion == ABUNDANCE_RMSE
@@ -117,13 +134,15 @@ def test_evaluate_scores_in_truth_order_and_is_json():
     truth = _scene_truth(rng)
     order = np.array([2, 0, 1])
     error = np.zeros_like(truth.abundances)
-    error[..., 0] = 0.1                                 # only Soil's map is off, by 0.1
+    error[..., 0] = 0.1  # only Soil's map is off, by 0.1
     est = truth.abundances + error
     result = _result(est[..., order], 2.0 * truth.endmembers[order])
     metrics = evaluate(result, truth)
     json.dumps(metrics, allow_nan=False)
-    assert metrics["matching"] == {"criterion": ABUNDANCE_RMSE,
-                                   "permutation": np.argsort(order).tolist()}
+    assert metrics["matching"] == {
+        "criterion": ABUNDANCE_RMSE,
+        "permutation": np.argsort(order).tolist(),
+    }
     assert metrics["armse_per_endmember"]["Soil"] == pytest.approx(0.1, rel=1e-5)
     assert metrics["armse_per_endmember"]["Tree"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["armse"] == pytest.approx(0.1 / math.sqrt(3), rel=1e-5)
@@ -155,11 +174,11 @@ def test_evaluate_ignores_masked_pixels():
     mask = np.ones((6, 5), bool)
     mask[0, :] = False
     est = truth.abundances.copy()
-    est[0, :2] = np.nan                                # invalid pixels: NaN ...
-    est[0, 2:] = 99.0                                  # ... or garbage
+    est[0, :2] = np.nan  # invalid pixels: NaN ...
+    est[0, 2:] = 99.0  # ... or garbage
     metrics = evaluate(_result(est, truth.endmembers, mask=mask), truth)
     assert metrics["armse"] == pytest.approx(0.0, abs=1e-6)
-    assert metrics["sre_db"] is None                   # exact estimate: infinite SRE
+    assert metrics["sre_db"] is None  # exact estimate: infinite SRE
     assert metrics["n_pixels"] == 25
 
 
@@ -197,8 +216,7 @@ def test_unnamed_truth_gets_numbered_names():
     truth = _scene_truth(rng)
     truth.names = None
     metrics = evaluate(_result(truth.abundances, truth.endmembers), truth)
-    assert list(metrics["armse_per_endmember"]) == ["endmember_1", "endmember_2",
-                                                    "endmember_3"]
+    assert list(metrics["armse_per_endmember"]) == ["endmember_1", "endmember_2", "endmember_3"]
 
 
 def test_a_zero_estimated_spectrum_is_matched_last_and_reported_as_none():

@@ -29,10 +29,18 @@ def _truth_and_result(order=(0, 1, 2), source_format=None, geo=None):
     mask[0, 0] = False
     estimate = abundances[..., list(order)].astype(np.float32)
     estimate[0, 0] = np.nan
-    result = Result(abundances=estimate, endmembers=endmembers[list(order)], method="fcls",
-                    params={"n_endmembers": 3, "tol": np.float64(np.inf)},
-                    wavelengths=np.linspace(400, 900, 8), geo=geo, mask=mask,
-                    source_format=source_format, scene_name="tiny", fit_seconds=0.5)
+    result = Result(
+        abundances=estimate,
+        endmembers=endmembers[list(order)],
+        method="fcls",
+        params={"n_endmembers": 3, "tol": np.float64(np.inf)},
+        wavelengths=np.linspace(400, 900, 8),
+        geo=geo,
+        mask=mask,
+        source_format=source_format,
+        scene_name="tiny",
+        fit_seconds=0.5,
+    )
     return truth, result
 
 
@@ -40,12 +48,19 @@ def test_default_layout_for_a_numpy_source(tmp_path):
     truth, result = _truth_and_result()
     written = save_result(result, tmp_path / "out", truth=truth)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["abundances.npy", "abundances.npz", "abundances.png", "endmembers.csv",
-                     "endmembers.png", "metrics.json", "run.json"]
+    assert names == [
+        "abundances.npy",
+        "abundances.npz",
+        "abundances.png",
+        "endmembers.csv",
+        "endmembers.png",
+        "metrics.json",
+        "run.json",
+    ]
     assert written["abundances"].name == "abundances.npz"
     saved = np.load(written["abundances_npy"])
     assert saved.dtype == np.float32 and saved.shape == (4, 5, 3)
-    np.testing.assert_array_equal(saved, result.abundances)      # NaN at the masked pixel
+    np.testing.assert_array_equal(saved, result.abundances)  # NaN at the masked pixel
     with np.load(written["abundances"]) as archive:
         np.testing.assert_array_equal(archive["maps"], result.abundances)
     spectra, wavelengths, csv_names = read_endmembers(written["endmembers"])
@@ -85,16 +100,19 @@ def test_format_override_round_trips(tmp_path, fmt, suffix):
 
 def test_extras_are_written_by_dimensionality(tmp_path):
     _, result = _truth_and_result()
-    result.extras = {"uncertainty": np.full((4, 5, 3), 0.1, np.float32),
-                     "nonlinearity": np.full((4, 5), 0.2, np.float32),
-                     "pixel_endmembers": np.ones((4, 5, 3, 8), np.float32)}
+    result.extras = {
+        "uncertainty": np.full((4, 5, 3), 0.1, np.float32),
+        "nonlinearity": np.full((4, 5), 0.2, np.float32),
+        "pixel_endmembers": np.ones((4, 5, 3, 8), np.float32),
+    }
     written = save_result(result, tmp_path, figures=False)
     assert written["uncertainty"].name == "uncertainty.npz"
     assert written["nonlinearity"].name == "nonlinearity.npz"
     with np.load(written["nonlinearity"]) as archive:
         assert archive["maps"].shape == (4, 5, 1)
-    np.testing.assert_array_equal(np.load(written["pixel_endmembers"]),
-                                  result.extras["pixel_endmembers"])
+    np.testing.assert_array_equal(
+        np.load(written["pixel_endmembers"]), result.extras["pixel_endmembers"]
+    )
 
 
 def test_run_record_and_metrics_are_strict_json(tmp_path):
@@ -103,7 +121,7 @@ def test_run_record_and_metrics_are_strict_json(tmp_path):
     written = save_result(result, tmp_path, truth=truth, scene=scene, figures=False)
     run = json.loads(written["run"].read_text(), parse_constant=pytest.fail)
     assert run["method"] == "fcls" and run["scene"] == "tiny"
-    assert run["params"] == {"n_endmembers": 3, "tol": None}      # inf is not JSON
+    assert run["params"] == {"n_endmembers": 3, "tol": None}  # inf is not JSON
     assert run["fit_seconds"] == 0.5 and run["shape"] == [4, 5, 3]
     assert "metrics.json" in run["files"] and "hyperunmix" in run["versions"]
     metrics = json.loads(written["metrics"].read_text(), parse_constant=pytest.fail)
@@ -148,14 +166,20 @@ def test_rewriting_a_directory_removes_the_files_of_the_earlier_run_only(tmp_pat
     first.extras = {"uncertainty": np.full((4, 5, 3), 0.1, np.float32)}
     save_result(first, tmp_path, truth=truth, fmt="envi")
     assert {"metrics.json", "uncertainty.hdr", "uncertainty.img", "abundances.img"} <= set(
-        json.loads((tmp_path / "run.json").read_text())["files"])
+        json.loads((tmp_path / "run.json").read_text())["files"]
+    )
     (tmp_path / "notes.txt").write_text("mine")
     _, second = _truth_and_result()
     second.method = "vca"
     written = save_result(second, tmp_path, figures=False)
     # no metrics, uncertainty, ENVI pair or figure of the first run beside the second's maps
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "abundances.npy", "abundances.npz", "endmembers.csv", "notes.txt", "run.json"]
+        "abundances.npy",
+        "abundances.npz",
+        "endmembers.csv",
+        "notes.txt",
+        "run.json",
+    ]
     run = json.loads(written["run"].read_text())
     assert run["method"] == "vca" and run["complete"] is True
     assert run["files"] == ["abundances.npy", "abundances.npz", "endmembers.csv"]
@@ -189,7 +213,7 @@ def test_two_runs_into_one_directory_do_not_mix(tmp_path, monkeypatch):
     entered, release = threading.Event(), threading.Event()
     write_npy = output._write_npy
 
-    def paused_once(path, values):          # the first run stops while writing its maps
+    def paused_once(path, values):  # the first run stops while writing its maps
         if not entered.is_set():
             entered.set()
             release.wait(60)
@@ -197,13 +221,17 @@ def test_two_runs_into_one_directory_do_not_mix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(output, "_write_npy", paused_once)
     failures = []
-    writer = threading.Thread(target=lambda: _record_failure(
-        failures, save_result, first, tmp_path, figures=False))
+    writer = threading.Thread(
+        target=lambda: _record_failure(failures, save_result, first, tmp_path, figures=False)
+    )
     writer.start()
     try:
         assert entered.wait(60)
-        with pytest.raises(InputError, match=rf"another hyperunmix run \(pid {os.getpid()} "
-                                             r".*lock file .*\.hyperunmix\.lock"):
+        with pytest.raises(
+            InputError,
+            match=rf"another hyperunmix run \(pid {os.getpid()} "
+            r".*lock file .*\.hyperunmix\.lock",
+        ):
             save_result(second, tmp_path, figures=False)
     finally:
         release.set()
@@ -212,15 +240,19 @@ def test_two_runs_into_one_directory_do_not_mix(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run.json").read_text())["method"] == "fcls"
     np.testing.assert_array_equal(np.load(tmp_path / "abundances.npy"), first.abundances)
     assert not (tmp_path / ".hyperunmix.lock").exists()
-    save_result(second, tmp_path, figures=False)           # once the first one is done
+    save_result(second, tmp_path, figures=False)  # once the first one is done
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
     _, result = _truth_and_result()
     lock = tmp_path / ".hyperunmix.lock"
     host = socket.gethostname()
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = int(ended.stdout)
     lock.write_text(json.dumps({"pid": dead, "host": host, "token": "old"}))
     with pytest.warns(UserWarning, match=rf"took over the lock .* of pid {dead}"):
@@ -230,7 +262,7 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
         lock.write_text(json.dumps(holder))
         with pytest.raises(InputError, match=rf"pid {holder['pid']} on {holder['host']}"):
             save_result(result, tmp_path, figures=False)
-        assert lock.exists()                 # another run's lock is left to it
+        assert lock.exists()  # another run's lock is left to it
 
 
 def _record_failure(failures, function, *args, **kwargs):

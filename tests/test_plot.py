@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from hyperunmix import InputError
-from hyperunmix.plot import (plot_abundance_comparison, plot_abundances, plot_endmembers,
-                             plot_spectra_comparison, save_figure)
+from hyperunmix.plot import (
+    plot_abundance_comparison,
+    plot_abundances,
+    plot_endmembers,
+    plot_spectra_comparison,
+    save_figure,
+)
 
 NAMES = ["Soil", "Tree", "Water"]
 
@@ -66,7 +71,7 @@ def test_spectra_use_band_index_without_wavelengths_and_hide_spare_panels():
     spectra = {"vca": np.ones((5, 7)), "nfindr": np.zeros((5, 7))}
     fig = plot_spectra_comparison(spectra)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(visible) == 5 and len(fig.axes) == 8     # 2 x 4 grid, 3 hidden
+    assert len(visible) == 5 and len(fig.axes) == 8  # 2 x 4 grid, 3 hidden
     np.testing.assert_array_equal(visible[0].get_lines()[0].get_xdata(), np.arange(7))
     assert visible[0].get_xlabel() == "band"
     with pytest.raises(InputError, match="wavelengths"):

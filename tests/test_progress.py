@@ -66,8 +66,11 @@ def test_a_stage_that_starts_over_starts_a_new_timer():
     log("file.mat", 0, 100, {})  # a download retried from its first byte
     clock.now = 4.0
     log("file.mat", 100, 100, {})
-    assert out.getvalue().splitlines() == ["file.mat 10/100", "file.mat 0/100",
-                                           "file.mat 100/100  elapsed 0:00:02  done"]
+    assert out.getvalue().splitlines() == [
+        "file.mat 10/100",
+        "file.mat 0/100",
+        "file.mat 100/100  elapsed 0:00:02  done",
+    ]
 
 
 def test_off_a_terminal_the_display_writes_lines_and_nothing_else():
@@ -101,10 +104,12 @@ def test_on_a_terminal_each_stage_has_a_bar_with_its_count_and_time_left():
 def test_benchmark_lines_show_the_runs_done_the_time_elapsed_and_left(capsys):
     clock = Clock(100.0)
     lines = RunLines(clock=clock)
-    ok = dict(status="ok", method="vca", dataset="samson", seed=0, metrics={"armse": 0.1},
-              time_s=2.0)
-    failed = dict(status="failed", method="deq", dataset="samson", seed=1,
-                  error="TimeoutError: over 60 s")
+    ok = dict(
+        status="ok", method="vca", dataset="samson", seed=0, metrics={"armse": 0.1}, time_s=2.0
+    )
+    failed = dict(
+        status="failed", method="deq", dataset="samson", seed=1, error="TimeoutError: over 60 s"
+    )
     clock.now = 110.0
     lines(ok, 5, 10)  # 4 runs stored by an earlier command: 1 run in 10 s
     clock.now = 130.0

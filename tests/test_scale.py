@@ -19,8 +19,18 @@ import hyperunmix.io as hio
 from hyperunmix import FileFormatError, InputError, Scene, Unmixer
 from hyperunmix.deep.egunet import EGUNet
 from hyperunmix.linear.estimators import FCLS
-from hyperunmix.scale import (ChunkFailures, MapLayout, as_cube, chunk_shape, fit_on_sample,
-                              open_cube, open_maps, sample_scene, unmix_large, unmix_lazy)
+from hyperunmix.scale import (
+    ChunkFailures,
+    MapLayout,
+    as_cube,
+    chunk_shape,
+    fit_on_sample,
+    open_cube,
+    open_maps,
+    sample_scene,
+    unmix_large,
+    unmix_lazy,
+)
 from hyperunmix.scale._windows import EnviWindows
 from hyperunmix.scale.run import fitted_state_digest
 from hyperunmix.scale.sample import shares, stratified_positions
@@ -62,9 +72,16 @@ def egunet(scene) -> EGUNet:
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as connected:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as connected,
+    ):
         yield connected
 
 
@@ -101,11 +118,19 @@ def test_lazy_cube_equals_the_scene_read_in_memory(scene, tmp_path, suffix):
 @pytest.mark.parametrize("interleave", ["bsq", "bil", "bip"])
 def test_envi_integers_are_scaled_and_no_data_pixels_masked(tmp_path, interleave):
     stored = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) * 10
-    stored[1, 2] = -9999                       # every band no-data: invalid
-    stored[2, 3, 0] = -9999                    # one band only: a valid pixel
-    spectral_envi.save_image(str(tmp_path / "x.hdr"), stored, ext=".img", interleave=interleave,
-                             metadata={"data ignore value": -9999,
-                                       "reflectance scale factor": 10000, "bbl": [1, 0, 1, 1, 1]})
+    stored[1, 2] = -9999  # every band no-data: invalid
+    stored[2, 3, 0] = -9999  # one band only: a valid pixel
+    spectral_envi.save_image(
+        str(tmp_path / "x.hdr"),
+        stored,
+        ext=".img",
+        interleave=interleave,
+        metadata={
+            "data ignore value": -9999,
+            "reflectance scale factor": 10000,
+            "bbl": [1, 0, 1, 1, 1],
+        },
+    )
     cube = open_cube(tmp_path / "x.hdr", chunks=2)
     expected = stored.astype(np.float32) * np.float32(1 / 10000)
     expected[1, 2] = np.nan
@@ -124,7 +149,7 @@ def test_envi_windows_pickle_as_paths_and_read_windows(envi_path, scene):
 
 
 def test_chunk_shape_default_and_checks():
-    assert chunk_shape(None, 128) == (320, 320)     # <= 64 MiB of float32 per chunk
+    assert chunk_shape(None, 128) == (320, 320)  # <= 64 MiB of float32 per chunk
     assert chunk_shape(None, 425) == (192, 192)
     assert chunk_shape(512, 200) == (512, 512) and chunk_shape((64, 128), 3) == (64, 128)
     for bad in (0, (16,), 2.5, True):
@@ -143,19 +168,18 @@ def test_formats_without_windowed_access_are_refused(tmp_path, scene):
 # -- sampling ----------------------------------------------------------------------------
 def test_stratified_positions_put_one_draw_in_every_cell():
     rng = np.random.default_rng(3)
-    rows, cols = stratified_positions(100, 300, 48, rng)   # a 4 x 12 grid of 25 x 25 cells
+    rows, cols = stratified_positions(100, 300, 48, rng)  # a 4 x 12 grid of 25 x 25 cells
     assert rows.min() >= 0 and rows.max() < 100 and cols.min() >= 0 and cols.max() < 300
     counts = np.zeros((4, 12), int)
     np.add.at(counts, (rows // 25, cols // 25), 1)
     np.testing.assert_array_equal(counts, 1)
     again = stratified_positions(100, 300, 48, np.random.default_rng(3))
     np.testing.assert_array_equal(again[0], rows)
-    assert not np.array_equal(stratified_positions(100, 300, 48, np.random.default_rng(4))[0],
-                              rows)
+    assert not np.array_equal(stratified_positions(100, 300, 48, np.random.default_rng(4))[0], rows)
 
 
 def test_shares_are_proportional_and_add_up():
-    np.testing.assert_array_equal(shares(10, [1, 1, 2]), [3, 2, 5])   # 2.5, 2.5, 5
+    np.testing.assert_array_equal(shares(10, [1, 1, 2]), [3, 2, 5])  # 2.5, 2.5, 5
     counts = shares(1000, np.arange(1, 8))
     assert counts.sum() == 1000
     assert np.abs(counts - 1000 * np.arange(1, 8) / 28).max() < 1
@@ -164,13 +188,14 @@ def test_shares_are_proportional_and_add_up():
 def test_sample_scene_holds_real_pixels_and_is_seeded(scene):
     cube = as_cube(scene, chunks=CHUNKS)
     sample = sample_scene(cube, 300, seed=1)
-    assert sample.n_pixels <= 300 and sample.n_pixels > 250   # a few draws hit no-data
+    assert sample.n_pixels <= 300 and sample.n_pixels > 250  # a few draws hit no-data
     pixels = sample.pixels(np.float32)
     valid = scene.cube[scene.mask]
     assert all((valid == p).all(axis=1).any() for p in pixels[:50])
-    np.testing.assert_array_equal(np.nan_to_num(sample_scene(cube, 300, seed=1).cube),
-                                  np.nan_to_num(sample.cube))
-    patches = sample_scene(cube, 400, patch=10, seed=1)         # 4 patches: a 2 x 2 mosaic
+    np.testing.assert_array_equal(
+        np.nan_to_num(sample_scene(cube, 300, seed=1).cube), np.nan_to_num(sample.cube)
+    )
+    patches = sample_scene(cube, 400, patch=10, seed=1)  # 4 patches: a 2 x 2 mosaic
     assert patches.shape == (20, 20, scene.n_bands)
     whole = sample_scene(cube, 10_000)
     np.testing.assert_array_equal(whole.mask, scene.mask)
@@ -178,16 +203,22 @@ def test_sample_scene_holds_real_pixels_and_is_seeded(scene):
 
 def test_fit_on_sample_of_the_whole_image_is_the_in_memory_fit(scene):
     model = fit_on_sample(FCLS(n_endmembers=3, seed=0), as_cube(scene), n=10_000)
-    np.testing.assert_array_equal(model.endmembers_, FCLS(n_endmembers=3, seed=0)
-                                  .fit(scene).endmembers_)
+    np.testing.assert_array_equal(
+        model.endmembers_, FCLS(n_endmembers=3, seed=0).fit(scene).endmembers_
+    )
 
 
 # -- chunked equals in-memory ------------------------------------------------------------
 def test_fcls_chunked_equals_in_memory_bit_for_bit(envi_path, fcls, tmp_path):
     in_memory = fcls.unmix(hio.open_scene(envi_path)).abundances
     progress = []
-    run = unmix_large(envi_path, fcls, tmp_path / "maps.zarr", chunks=CHUNKS,
-                      progress=lambda *report: progress.append(report))
+    run = unmix_large(
+        envi_path,
+        fcls,
+        tmp_path / "maps.zarr",
+        chunks=CHUNKS,
+        progress=lambda *report: progress.append(report),
+    )
     assert_identical(maps_of(run.out), in_memory)
     assert (run.n_chunks, run.n_skipped) == (12, 0)
     assert [done for stage, done, total, _ in progress if stage == "unmix"] == list(range(13))
@@ -207,8 +238,14 @@ def test_deep_model_chunked_equals_in_memory_bit_for_bit(envi_path, egunet, tmp_
 def test_method_by_name_fitted_on_a_sample_covering_the_scene(envi_path, tmp_path):
     scene = hio.open_scene(envi_path)
     expected = FCLS(n_endmembers=3, seed=0).fit_unmix(scene).abundances
-    run = unmix_large(envi_path, "fcls", tmp_path / "maps.zarr", chunks=CHUNKS,
-                      params={"n_endmembers": 3, "seed": 0}, fit_sample=10_000)
+    run = unmix_large(
+        envi_path,
+        "fcls",
+        tmp_path / "maps.zarr",
+        chunks=CHUNKS,
+        params={"n_endmembers": 3, "seed": 0},
+        fit_sample=10_000,
+    )
     assert_identical(maps_of(run.out), expected)
 
 
@@ -227,7 +264,7 @@ class BoxMean(Unmixer):
         mask = np.all(np.isfinite(cube), axis=-1) if mask is None else mask
         band = np.pad(np.where(mask, cube[..., 0], 0.0), 2)
         h, w = mask.shape
-        total = sum(band[i:i + h, j:j + w] for i in range(5) for j in range(5))
+        total = sum(band[i : i + h, j : j + w] for i in range(5) for j in range(5))
         maps = np.stack([total / 25, 1 - total / 25], axis=-1).astype(np.float32)
         maps[~mask] = np.nan
         return {"abundances": maps}
@@ -245,10 +282,10 @@ def test_spatial_method_sees_its_context_across_chunks(scene, tmp_path):
 # -- distributed -------------------------------------------------------------------------
 def test_local_cluster_equals_threaded_bit_for_bit(envi_path, fcls, egunet, client, tmp_path):
     for model in (fcls, egunet):
-        threaded = unmix_large(envi_path, model, tmp_path / f"{model.name}-t.zarr",
-                               chunks=CHUNKS)
-        distributed = unmix_large(envi_path, model, tmp_path / f"{model.name}-d.zarr",
-                                  chunks=CHUNKS, client=client)
+        threaded = unmix_large(envi_path, model, tmp_path / f"{model.name}-t.zarr", chunks=CHUNKS)
+        distributed = unmix_large(
+            envi_path, model, tmp_path / f"{model.name}-d.zarr", chunks=CHUNKS, client=client
+        )
         assert_identical(maps_of(distributed.out), maps_of(threaded.out))
 
 
@@ -264,11 +301,23 @@ def test_rioxarray_and_zarr_sources_run_on_the_cluster(scene, fcls, client, tmp_
 
 
 def test_cluster_reached_by_address_fits_and_unmixes(envi_path, client, tmp_path):
-    run = unmix_large(envi_path, "fcls", tmp_path / "maps.zarr", chunks=CHUNKS,
-                      client=client.scheduler.address, params={"n_endmembers": 3},
-                      fit_sample=500)
-    local = unmix_large(envi_path, "fcls", tmp_path / "local.zarr", chunks=CHUNKS,
-                        params={"n_endmembers": 3}, fit_sample=500)
+    run = unmix_large(
+        envi_path,
+        "fcls",
+        tmp_path / "maps.zarr",
+        chunks=CHUNKS,
+        client=client.scheduler.address,
+        params={"n_endmembers": 3},
+        fit_sample=500,
+    )
+    local = unmix_large(
+        envi_path,
+        "fcls",
+        tmp_path / "local.zarr",
+        chunks=CHUNKS,
+        params={"n_endmembers": 3},
+        fit_sample=500,
+    )
     assert_identical(maps_of(run.out), maps_of(local.out))
 
 
@@ -283,8 +332,11 @@ class CrashOnChunk(FCLS):
 
     def transform(self, cube, mask=None):
         CrashOnChunk.calls += 1
-        if CrashOnChunk.armed and cube.shape[:2] == (16, 16) and \
-                np.array_equal(cube[0, 0], CrashOnChunk.trigger):
+        if (
+            CrashOnChunk.armed
+            and cube.shape[:2] == (16, 16)
+            and np.array_equal(cube[0, 0], CrashOnChunk.trigger)
+        ):
             raise FloatingPointError("simulated crash")
         return super().transform(cube, mask)
 
@@ -292,15 +344,19 @@ class CrashOnChunk(FCLS):
 @pytest.fixture
 def crashing(scene, fcls):
     CrashOnChunk.armed, CrashOnChunk.calls = True, 0
-    CrashOnChunk.trigger = scene.cube[0, 16]          # first pixel of chunk (0, 1)
+    CrashOnChunk.trigger = scene.cube[0, 16]  # first pixel of chunk (0, 1)
     return CrashOnChunk(n_endmembers=3, endmembers=fcls.endmembers_).fit(scene)
 
 
 def test_failing_chunk_is_retried_then_reported_and_the_rerun_resumes(
-        envi_path, crashing, tmp_path):
+    envi_path, crashing, tmp_path
+):
     out = tmp_path / "maps.zarr"
-    with pytest.raises(ChunkFailures, match=r"chunk \(0, 1\) \(rows 0-15, cols 16-31\).*"
-                                            "simulated crash") as failure:
+    with pytest.raises(
+        ChunkFailures,
+        match=r"chunk \(0, 1\) \(rows 0-15, cols 16-31\).*"
+        "simulated crash",
+    ) as failure:
         unmix_large(envi_path, crashing, out, chunks=CHUNKS, retries=2)
     assert failure.value.failures[0].attempts == 3
     done = zarr.open_array(out, path=MARKERS)[:]
@@ -310,7 +366,7 @@ def test_failing_chunk_is_retried_then_reported_and_the_rerun_resumes(
 
     CrashOnChunk.armed, CrashOnChunk.calls = False, 0
     resumed = unmix_large(envi_path, crashing, out, chunks=CHUNKS)
-    assert resumed.n_skipped == 11 and CrashOnChunk.calls == 2   # the probe and the chunk
+    assert resumed.n_skipped == 11 and CrashOnChunk.calls == 2  # the probe and the chunk
     uninterrupted = unmix_large(envi_path, crashing, tmp_path / "whole.zarr", chunks=CHUNKS)
     assert_identical(maps_of(out), maps_of(uninterrupted.out))
     assert open_maps(out).attrs["hyperunmix"]["complete"] is True
@@ -337,9 +393,9 @@ def test_store_of_another_run_is_not_mixed_into(envi_path, fcls, scene, tmp_path
     out = tmp_path / "maps.zarr"
     unmix_large(envi_path, fcls, out, chunks=CHUNKS)
     other = FCLS(n_endmembers=3, endmembers=fcls.endmembers_[::-1].copy()).fit(scene)
-    with pytest.raises(InputError, match="another run.*model"):
+    with pytest.raises(InputError, match=r"another run.*model"):
         unmix_large(envi_path, other, out, chunks=CHUNKS)
-    with pytest.raises(InputError, match="another run.*chunks"):
+    with pytest.raises(InputError, match=r"another run.*chunks"):
         unmix_large(envi_path, fcls, out, chunks=8)
     run = unmix_large(envi_path, other, out, chunks=CHUNKS, overwrite=True)
     assert run.n_skipped == 0
@@ -348,7 +404,7 @@ def test_store_of_another_run_is_not_mixed_into(envi_path, fcls, scene, tmp_path
 
 def test_fitted_state_digest_follows_the_learned_state(scene, fcls, egunet):
     again = FCLS(n_endmembers=3, endmembers="vca", seed=0).fit(scene)
-    again.fit_seconds_ = 123.0                       # timings do not count
+    again.fit_seconds_ = 123.0  # timings do not count
     assert fitted_state_digest(again) == fitted_state_digest(fcls)
     again.endmembers_ = again.endmembers_ * (1 + 1e-12)
     assert fitted_state_digest(again) != fitted_state_digest(fcls)
@@ -366,18 +422,21 @@ def test_fitted_state_digest_follows_the_learned_state(scene, fcls, egunet):
 def test_raster_outputs_keep_the_georeferencing(envi_path, fcls, tmp_path, name):
     in_memory = fcls.unmix(hio.open_scene(envi_path)).abundances
     run = unmix_large(envi_path, fcls, tmp_path / name, chunks=CHUNKS)
-    data_file = hio.envi.output_paths(run.files["abundances"])[0] if name.endswith(".hdr") \
+    data_file = (
+        hio.envi.output_paths(run.files["abundances"])[0]
+        if name.endswith(".hdr")
         else run.files["abundances"]
+    )
     with rasterio.open(data_file) as dataset:
         assert dataset.crs == rasterio.crs.CRS.from_user_input(GEO.crs)
         assert tuple(dataset.transform)[:6] == GEO.transform
         assert dataset.descriptions == ("abundances 1", "abundances 2", "abundances 3")
         assert_identical(np.moveaxis(dataset.read(), 0, 2), in_memory)
     assert hio.open_scene(run.files["abundances"]).geo == GEO
-    endmembers, wavelengths, _ = hio.read_endmembers(run.files["endmembers"])
+    endmembers, _wavelengths, _ = hio.read_endmembers(run.files["endmembers"])
     np.testing.assert_allclose(endmembers, fcls.endmembers_, rtol=1e-9)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert leftovers == []                           # the intermediate store is removed
+    assert leftovers == []  # the intermediate store is removed
 
 
 def test_zarr_output_is_georeferenced_for_rioxarray(envi_path, fcls, tmp_path):
@@ -389,7 +448,7 @@ def test_zarr_output_is_georeferenced_for_rioxarray(envi_path, fcls, tmp_path):
 
 # -- bad input ---------------------------------------------------------------------------
 def test_bad_requests_get_clear_errors(envi_path, fcls, scene, tmp_path):
-    with pytest.raises(InputError, match="Zarr store .*GeoTIFF"):
+    with pytest.raises(InputError, match=r"Zarr store .*GeoTIFF"):
         unmix_large(envi_path, fcls, tmp_path / "maps.png")
     with pytest.raises(InputError, match="gives no map"):
         unmix_large(envi_path, fcls, tmp_path / "a.zarr", outputs=["uncertainty"])
@@ -406,9 +465,11 @@ def test_bad_requests_get_clear_errors(envi_path, fcls, scene, tmp_path):
 
 def envi_header(path, bands: int, wavelengths: str) -> None:
     """A 3 x 4 px float32 ENVI image of ``bands`` bands (zeros), pixel-interleaved."""
-    path.write_text(f"ENVI\nsamples = 4\nlines = 3\nbands = {bands}\nheader offset = 0\n"
-                    "file type = ENVI Standard\ndata type = 4\ninterleave = bip\n"
-                    f"byte order = 0\nwavelength = {{{wavelengths}}}\n")
+    path.write_text(
+        f"ENVI\nsamples = 4\nlines = 3\nbands = {bands}\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 4\ninterleave = bip\n"
+        f"byte order = 0\nwavelength = {{{wavelengths}}}\n"
+    )
     path.with_suffix(".img").write_bytes(bytes(4 * 12 * max(bands, 1)))
 
 
@@ -417,8 +478,11 @@ def test_empty_cubes_and_mislabelled_bands_get_clear_errors(tmp_path):
     default chunks); a wavelength list of the wrong length did too."""
     envi_header(tmp_path / "empty.hdr", 0, "400, 500")
     for chunks in (None, 2):
-        with pytest.raises(InputError, match=r"empty\.hdr holds an empty cube \(3 rows x 4 "
-                                             r"columns x 0 bands\): nothing to unmix"):
+        with pytest.raises(
+            InputError,
+            match=r"empty\.hdr holds an empty cube \(3 rows x 4 "
+            r"columns x 0 bands\): nothing to unmix",
+        ):
             open_cube(tmp_path / "empty.hdr", chunks=chunks)
     with pytest.raises(InputError, match="empty cube"):
         unmix_large(tmp_path / "empty.hdr", "fcls", tmp_path / "maps.zarr")
@@ -428,14 +492,18 @@ def test_empty_cubes_and_mislabelled_bands_get_clear_errors(tmp_path):
     with pytest.raises(FileFormatError, match=r"short\.hdr lists 2 wavelengths for 3 bands"):
         open_cube(tmp_path / "short.hdr")
     bad = Scene(np.ones((4, 4, 2), np.float32), bad_bands=[0, 1])
-    with pytest.raises(InputError, match="every band of .* is flagged bad"):
+    with pytest.raises(InputError, match=r"every band of .* is flagged bad"):
         unmix_large(bad, "fcls", tmp_path / "bad.zarr")
 
 
 def test_map_layout_packs_and_unpacks():
     layout = MapLayout(("abundances", "uncertainty", "nonlinearity"), ((3,), (3,), ()))
-    maps = {"abundances": np.random.rand(2, 4, 3), "uncertainty": np.random.rand(2, 4, 3),
-            "nonlinearity": np.random.rand(2, 4)}
+    rng = np.random.default_rng(0)
+    maps = {
+        "abundances": rng.random((2, 4, 3)),
+        "uncertainty": rng.random((2, 4, 3)),
+        "nonlinearity": rng.random((2, 4)),
+    }
     packed = layout.pack(maps)
     assert packed.shape == (2, 4, 7) and packed.dtype == np.float32
     for name, values in layout.unpack(packed).items():
@@ -453,8 +521,11 @@ def test_the_input_is_never_replaced_even_with_overwrite(scene, fcls, tmp_path, 
     else:
         hio.write_scene(source, scene)
     for overwrite in (False, True):
-        with pytest.raises(InputError, match=r"same\.\w+ is an input of this run.*even "
-                                             "--overwrite"):
+        with pytest.raises(
+            InputError,
+            match=r"same\.\w+ is an input of this run.*even "
+            "--overwrite",
+        ):
             unmix_large(source, fcls, source, chunks=CHUNKS, overwrite=overwrite)
     np.testing.assert_array_equal(open_cube(source).values, as_cube(scene).values)
 
@@ -464,9 +535,15 @@ def test_raster_output_replaces_only_files_of_the_same_run(envi_path, fcls, scen
     out.write_bytes(b"someone's map")
     stages = []
     with pytest.raises(InputError, match=r"maps\.tif exists.*--overwrite"):
-        unmix_large(envi_path, "fcls", out, chunks=CHUNKS, params={"n_endmembers": 3},
-                    progress=lambda stage, *_: stages.append(stage))
-    assert stages == [] and out.read_bytes() == b"someone's map"   # refused before the fit
+        unmix_large(
+            envi_path,
+            "fcls",
+            out,
+            chunks=CHUNKS,
+            params={"n_endmembers": 3},
+            progress=lambda stage, *_: stages.append(stage),
+        )
+    assert stages == [] and out.read_bytes() == b"someone's map"  # refused before the fit
     out.unlink()
     csv = tmp_path / "maps_endmembers.csv"
     csv.write_text("someone's spectra")
@@ -478,16 +555,19 @@ def test_raster_output_replaces_only_files_of_the_same_run(envi_path, fcls, scen
     record = json.loads(run.files["run"].read_text())
     assert record["complete"] is True and record["method"] == "fcls"
     assert record["files"] == ["maps.tif", "maps_endmembers.csv"]
-    unmix_large(envi_path, fcls, out, chunks=CHUNKS)          # the same run again: its files
+    unmix_large(envi_path, fcls, out, chunks=CHUNKS)  # the same run again: its files
     other = FCLS(n_endmembers=3, endmembers=fcls.endmembers_[::-1].copy()).fit(scene)
-    with pytest.raises(InputError, match=r"maps\.tif exists.*not listed as this run's output "
-                                         r"in maps_run\.json.*--overwrite"):
+    with pytest.raises(
+        InputError,
+        match=r"maps\.tif exists.*not listed as this run's output "
+        r"in maps_run\.json.*--overwrite",
+    ):
         unmix_large(envi_path, other, out, chunks=CHUNKS)
     replaced = unmix_large(envi_path, other, out, chunks=CHUNKS, overwrite=True)
-    assert json.loads(replaced.files["run"].read_text())["fingerprint"] != \
-        record["fingerprint"]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("maps")) == \
-        record["files"] + ["maps_run.json"]
+    assert json.loads(replaced.files["run"].read_text())["fingerprint"] != record["fingerprint"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("maps")) == record[
+        "files"
+    ] + ["maps_run.json"]
 
 
 class BoxMeanSpread(BoxMean):
@@ -500,16 +580,20 @@ class BoxMeanSpread(BoxMean):
         return {**maps, "spread": maps["abundances"][..., 0] ** 2}
 
 
-def test_a_raster_rerun_removes_the_maps_the_earlier_run_wrote_and_it_does_not(
-        scene, tmp_path):
+def test_a_raster_rerun_removes_the_maps_the_earlier_run_wrote_and_it_does_not(scene, tmp_path):
     out = tmp_path / "maps.hdr"
     first = unmix_large(scene, BoxMeanSpread().fit(scene), out, chunks=CHUNKS)
     assert {"maps_spread.hdr", "maps_spread.img"} <= set(
-        json.loads(first.files["run"].read_text())["files"])
+        json.loads(first.files["run"].read_text())["files"]
+    )
     (tmp_path / "notes.txt").write_text("mine")
     unmix_large(scene, BoxMean().fit(scene), out, chunks=CHUNKS, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "maps.hdr", "maps.img", "maps_run.json", "notes.txt"]
+        "maps.hdr",
+        "maps.img",
+        "maps_run.json",
+        "notes.txt",
+    ]
 
 
 def test_two_runs_into_one_store_do_not_mix(envi_path, fcls, scene, tmp_path):
@@ -537,8 +621,11 @@ def test_two_runs_into_one_store_do_not_mix(envi_path, fcls, scene, tmp_path):
     thread.start()
     try:
         assert Paused.entered.wait(60)
-        with pytest.raises(InputError, match=rf"another hyperunmix run \(pid {os.getpid()} "
-                                             r".*lock file .*\.maps\.zarr\.lock"):
+        with pytest.raises(
+            InputError,
+            match=rf"another hyperunmix run \(pid {os.getpid()} "
+            r".*lock file .*\.maps\.zarr\.lock",
+        ):
             unmix_large(envi_path, fcls, out, chunks=CHUNKS)
     finally:
         Paused.release.set()

@@ -7,8 +7,15 @@
 """
 
 from .base import Result, Unmixer
-from .errors import (ConvergenceWarning, DataNotFoundError, FileFormatError, HyperunmixError,
-                     InputError, NotFittedError, ScalingWarning)
+from .errors import (
+    ConvergenceWarning,
+    DataNotFoundError,
+    FileFormatError,
+    HyperunmixError,
+    InputError,
+    NotFittedError,
+    ScalingWarning,
+)
 from .registry import available_methods, get_method, make_method
 from .scene import GeoInfo, Scene, Truth
 
@@ -44,9 +51,31 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
-    "ConvergenceWarning", "DataNotFoundError", "FileFormatError", "GeoInfo", "HyperunmixError",
-    "InputError", "NotFittedError", "Result", "ScalingWarning", "Scene", "Truth", "Unmixer",
-    "available_methods", "datasets", "estimate_n_endmembers", "evaluate", "get_method", "io",
-    "linear", "make_method", "metrics", "open", "scale", "synthetic", "__version__",
+    "ConvergenceWarning",
+    "DataNotFoundError",
+    "FileFormatError",
+    "GeoInfo",
+    "HyperunmixError",
+    "InputError",
+    "NotFittedError",
+    "Result",
+    "ScalingWarning",
+    "Scene",
+    "Truth",
+    "Unmixer",
+    "__version__",
+    "available_methods",
+    "datasets",
+    "estimate_n_endmembers",
+    "evaluate",
+    "get_method",
+    "io",
+    "linear",
+    "make_method",
+    "metrics",
+    "open",
+    "scale",
+    "synthetic",
 ]

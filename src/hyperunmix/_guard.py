@@ -18,8 +18,8 @@ import socket
 import tempfile
 import uuid
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import InputError
 from .io.envi import output_paths as envi_paths
@@ -64,8 +64,7 @@ def _acquire(lock: Path, output: Path) -> str:
                 _take_over(lock, holder)
             continue
         except OSError as exc:
-            raise InputError(f"cannot create the lock file {lock}: {exc.strerror or exc}") \
-                from exc
+            raise InputError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from exc
         with os.fdopen(descriptor, "w") as stream:
             json.dump(owner, stream)
         return owner["token"]
@@ -91,10 +90,10 @@ def _is_stale(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
     try:
-        os.kill(pid, 0)          # signal 0 sends nothing: it checks that the process exists
+        os.kill(pid, 0)  # signal 0 sends nothing: it checks that the process exists
     except ProcessLookupError:
         return True
-    except PermissionError:      # it exists, as another user's process
+    except PermissionError:  # it exists, as another user's process
         pass
     return False
 
@@ -107,21 +106,26 @@ def _take_over(lock: Path, holder: dict) -> None:
     try:
         os.rename(lock, aside)
     except FileNotFoundError:
-        return                # another run took it over first
+        return  # another run took it over first
     if _holder(aside).get("token") != holder.get("token"):
         os.replace(aside, lock)
         return
     aside.unlink()
-    warnings.warn(f"took over the lock {lock} of pid {holder['pid']} on {holder['host']}, "
-                  "which is no longer running (an interrupted run)")
+    warnings.warn(
+        f"took over the lock {lock} of pid {holder['pid']} on {holder['host']}, "
+        "which is no longer running (an interrupted run)",
+        stacklevel=2,
+    )
 
 
 def _busy(lock: Path, output: Path, holder: dict) -> InputError:
     pid = holder.get("pid") or "unknown"
     host = holder.get("host") or "an unknown host"
-    return InputError(f"{output} is being written by another hyperunmix run (pid {pid} on "
-                      f"{host}, lock file {lock}); wait for it to end or choose another "
-                      f"output (remove {lock} if that run is no longer running)")
+    return InputError(
+        f"{output} is being written by another hyperunmix run (pid {pid} on "
+        f"{host}, lock file {lock}); wait for it to end or choose another "
+        f"output (remove {lock} if that run is no longer running)"
+    )
 
 
 # -- which files a run may replace ---------------------------------------------------------
@@ -142,17 +146,27 @@ def recorded_files(record: Path, fingerprint: str | None = None) -> set[Path]:
         names = run["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return set()
-    if not isinstance(names, list) or (fingerprint is not None
-                                       and run.get("fingerprint") != fingerprint):
+    if not isinstance(names, list) or (
+        fingerprint is not None and run.get("fingerprint") != fingerprint
+    ):
         return set()
     # Plain names only: a record never points outside its directory.
-    names = [name for name in names if isinstance(name, str) and Path(name).name == name
-             and name not in (".", "..")]
+    names = [
+        name
+        for name in names
+        if isinstance(name, str) and Path(name).name == name and name not in (".", "..")
+    ]
     return with_companions([record, *(record.parent / name for name in names)])
 
 
-def claim(planned: Iterable[Path], owned: set[Path], *, overwrite: bool, rule: str,
-          inputs: Iterable[Path] = ()) -> None:
+def claim(
+    planned: Iterable[Path],
+    owned: set[Path],
+    *,
+    overwrite: bool,
+    rule: str,
+    inputs: Iterable[Path] = (),
+) -> None:
     """Refuse, before anything is written, to write the ``planned`` files over an input
     of the run (ever) or over an existing file not in ``owned`` (unless ``overwrite``).
 
@@ -162,16 +176,20 @@ def claim(planned: Iterable[Path], owned: set[Path], *, overwrite: bool, rule: s
     sources = {path.resolve() for path in inputs}
     for path in planned:
         if path.resolve() in sources:
-            raise InputError(f"{path} is an input of this run: writing the output there "
-                             "would destroy it, which even --overwrite does not allow; "
-                             "choose another output path")
+            raise InputError(
+                f"{path} is an input of this run: writing the output there "
+                "would destroy it, which even --overwrite does not allow; "
+                "choose another output path"
+            )
     if overwrite:
         return
     for path in planned:
         if path.exists() and path not in owned:
-            raise InputError(f"{path} exists and this run may not replace it ({rule}); "
-                             "remove it, choose another output path, or overwrite it "
-                             "(overwrite=True, --overwrite)")
+            raise InputError(
+                f"{path} exists and this run may not replace it ({rule}); "
+                "remove it, choose another output path, or overwrite it "
+                "(overwrite=True, --overwrite)"
+            )
 
 
 def remove_stale(previous: set[Path], planned: Iterable[Path]) -> None:
@@ -193,6 +211,5 @@ def writable_directory(directory: str | os.PathLike) -> Path:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".hyperunmix-check."):
             pass
     except OSError as exc:
-        raise InputError(f"cannot write the output to {directory}: {exc.strerror or exc}") \
-            from exc
+        raise InputError(f"cannot write the output to {directory}: {exc.strerror or exc}") from exc
     return directory

@@ -18,8 +18,9 @@ import dataclasses
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class Result:
         mask = self.mask if self.mask is not None else np.ones(self.abundances.shape[:2], bool)
         return self.abundances[mask]
 
-    def in_convention(self, convention: str) -> "Result":
+    def in_convention(self, convention: str) -> Result:
         """This result with its abundances in ``convention`` (``"absolute"`` or
         ``"shares"``), converted through its endmembers' peaks
         (:func:`hyperunmix.conventions.convert`); itself when already there.
@@ -103,25 +104,37 @@ class Result:
         if check_convention(convention) == self.convention:
             return self
         if self.endmembers is None:
-            raise InputError(f"the {self.method} result has no endmembers, so its "
-                             f"{self.convention!r} abundances cannot be converted to "
-                             f"{convention!r}")
-        maps = convert_maps({"abundances": self.abundances, **self.extras}, self.endmembers,
-                            self.convention, convention)
+            raise InputError(
+                f"the {self.method} result has no endmembers, so its "
+                f"{self.convention!r} abundances cannot be converted to "
+                f"{convention!r}"
+            )
+        maps = convert_maps(
+            {"abundances": self.abundances, **self.extras},
+            self.endmembers,
+            self.convention,
+            convention,
+        )
         abundances = maps.pop("abundances")
-        return dataclasses.replace(self, abundances=abundances, extras=maps,
-                                   convention=convention)
+        return dataclasses.replace(self, abundances=abundances, extras=maps, convention=convention)
 
-    def save(self, directory: Any, truth: Any = None, fmt: str | None = None,
-             figures: bool = True, overwrite: bool = False) -> dict:
+    def save(
+        self,
+        directory: Any,
+        truth: Any = None,
+        fmt: str | None = None,
+        figures: bool = True,
+        overwrite: bool = False,
+    ) -> dict:
         """Write maps (in the input's format family), ``abundances.npy``, ``endmembers.csv``,
         extra maps, figures, ``run.json`` and, given a ``Truth``, ``metrics.json`` to
         ``directory``; files there that no earlier run.json lists are replaced only with
         ``overwrite``. See :func:`hyperunmix.output.save_result`. Returns the paths by role."""
         from .output import save_result  # lazy: pulls in matplotlib and io, which import base
 
-        return save_result(self, directory, truth=truth, fmt=fmt, figures=figures,
-                           overwrite=overwrite)
+        return save_result(
+            self, directory, truth=truth, fmt=fmt, figures=figures, overwrite=overwrite
+        )
 
 
 class Unmixer(abc.ABC):
@@ -145,8 +158,11 @@ class Unmixer(abc.ABC):
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
 
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters as given to ``__init__`` (arrays summarised by their shape)."""
@@ -162,7 +178,7 @@ class Unmixer(abc.ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def set_progress(self, callback: ProgressCallback | None) -> "Unmixer":
+    def set_progress(self, callback: ProgressCallback | None) -> Unmixer:
         """Report progress of long steps to ``callback(stage, done, total, info)``."""
         self.progress = callback
         return self
@@ -174,7 +190,7 @@ class Unmixer(abc.ABC):
 
     # -- the contract --------------------------------------------------------------------
     @abc.abstractmethod
-    def fit(self, scene: Scene) -> "Unmixer":
+    def fit(self, scene: Scene) -> Unmixer:
         """Learn from ``scene`` (endmembers, network weights); set ``n_bands_``; return self."""
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
@@ -247,7 +263,8 @@ class Unmixer(abc.ABC):
         if n_bands != self.n_bands_:
             raise InputError(
                 f"{type(self).__name__} was fitted on {self.n_bands_} bands, "
-                f"the input has {n_bands}")
+                f"the input has {n_bands}"
+            )
 
     def _checked_block(self, cube: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
         """What :meth:`transform` works on: ``cube`` as a numeric (h, w, L) array with the
@@ -256,8 +273,10 @@ class Unmixer(abc.ABC):
         self._check_fitted()
         cube = np.asarray(cube)
         if cube.ndim != 3 or cube.dtype.kind not in "biuf":
-            raise InputError(f"{type(self).__name__}.transform expects a numeric (h, w, L) "
-                             f"block, got {cube.dtype} of shape {cube.shape}")
+            raise InputError(
+                f"{type(self).__name__}.transform expects a numeric (h, w, L) "
+                f"block, got {cube.dtype} of shape {cube.shape}"
+            )
         self._check_bands(cube.shape[-1])
         finite = np.all(np.isfinite(cube), axis=-1)
         if mask is None:
@@ -272,14 +291,17 @@ def check_scene(scene: Any, action: str) -> None:
     """An InputError unless ``scene`` is a :class:`~hyperunmix.scene.Scene`; ``action``
     (``"fit"``, ``"unmix"``) names the call."""
     if not isinstance(scene, Scene):
-        raise InputError(f"{action} expects a Scene, got {type(scene).__name__}; wrap an "
-                         "array with hyperunmix.Scene(cube)")
+        raise InputError(
+            f"{action} expects a Scene, got {type(scene).__name__}; wrap an "
+            "array with hyperunmix.Scene(cube)"
+        )
 
 
 def check_n_endmembers(n_endmembers: int, n_bands: int, n_pixels: int) -> int:
     """Validate P against the data: an integer (not a bool), 2 <= P <= L and P <= N."""
-    if isinstance(n_endmembers, (bool, np.bool_)) or not isinstance(n_endmembers,
-                                                                    (int, np.integer)):
+    if isinstance(n_endmembers, (bool, np.bool_)) or not isinstance(
+        n_endmembers, (int, np.integer)
+    ):
         raise InputError(f"n_endmembers must be an integer, got {n_endmembers!r}")
     p = int(n_endmembers)
     if p < 2:

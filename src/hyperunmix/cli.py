@@ -17,8 +17,9 @@ import functools
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -36,14 +37,17 @@ from .scene import Scene
 EXIT_BAD_INPUT = 2
 DATA_DIR_HELP = "Data directory (default: $HYPERUNMIX_DATA, else the user data directory)."
 #: The demo: a synthetic scene with the analytic library, VCA endmembers then FCLS.
-DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fields",
-              "snr_db": 30.0}
+DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fields", "snr_db": 30.0}
 DEMO_METHOD = "vca"
-READ_HELP = ("Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF variable), "
-             "rows=H cols=W order=F|C (pixel matrices), scale=0.0002, wavelengths=[...].")
+READ_HELP = (
+    "Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF variable), "
+    "rows=H cols=W order=F|C (pixel matrices), scale=0.0002, wavelengths=[...]."
+)
 #: What `info` reads is the header only, so only the options that locate the cube apply.
-INFO_READ_HELP = ("Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF "
-                  "variable), rows=H cols=W (pixel matrices in .mat / .npy / .npz).")
+INFO_READ_HELP = (
+    "Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF "
+    "variable), rows=H cols=W (pixel matrices in .mat / .npy / .npz)."
+)
 
 app = typer.Typer(
     name="hyperunmix",
@@ -59,8 +63,11 @@ _settings = {"debug": False}
 
 
 @app.callback()
-def main(debug: bool = typer.Option(
-        False, "--debug", help="Show the full traceback of unexpected errors.")) -> None:
+def main(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of unexpected errors."
+    ),
+) -> None:
     """Hyperspectral unmixing: abundance maps and endmember spectra from a cube."""
     _settings["debug"] = debug
 
@@ -82,8 +89,11 @@ def reports_errors(command: Callable) -> Callable:
             except Exception as exc:
                 if _settings["debug"]:
                     raise
-                _fail(f"unexpected {type(exc).__name__}: {exc} "
-                      "(run `hyperunmix --debug ...` for the traceback)", 1)
+                _fail(
+                    f"unexpected {type(exc).__name__}: {exc} "
+                    "(run `hyperunmix --debug ...` for the traceback)",
+                    1,
+                )
 
     return wrapper
 
@@ -113,8 +123,12 @@ def run_with_progress(model: Unmixer, scene: Scene) -> Result:
 @app.command()
 @reports_errors
 def demo(
-    out: Path = typer.Option(Path("hyperunmix-demo"), "--out", "-o",
-                             help="Directory for the maps, spectra, metrics and figures."),
+    out: Path = typer.Option(
+        Path("hyperunmix-demo"),
+        "--out",
+        "-o",
+        help="Directory for the maps, spectra, metrics and figures.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the scene and of VCA."),
 ) -> None:
     """Unmix a built-in synthetic scene (no data files needed) and write everything."""
@@ -132,58 +146,85 @@ def demo(
 @app.command()
 @reports_errors
 def unmix(
-    source: str = typer.Argument(..., help="A cube file (ENVI .hdr, GeoTIFF, NetCDF, .mat, "
-                                           ".npy/.npz) or a dataset name (see `datasets`)."),
-    method: str = typer.Option(..., "--method", "-m",
-                               help=f"One of: {', '.join(available_methods())}."),
+    source: str = typer.Argument(
+        ...,
+        help="A cube file (ENVI .hdr, GeoTIFF, NetCDF, .mat, "
+        ".npy/.npz) or a dataset name (see `datasets`).",
+    ),
+    method: str = typer.Option(
+        ..., "--method", "-m", help=f"One of: {', '.join(available_methods())}."
+    ),
     out: Path = typer.Option(
-        ..., "--out", "-o",
-        help="Output directory; for a chunked run a .zarr store, .tif or .hdr file."),
+        ...,
+        "--out",
+        "-o",
+        help="Output directory; for a chunked run a .zarr store, .tif or .hdr file.",
+    ),
     n_endmembers: int | None = typer.Option(
-        None, "-p", "--n-endmembers",
+        None,
+        "-p",
+        "--n-endmembers",
         help="P; default: the truth's, else the method's (HySime's estimate, or the "
-             "endmember file's count)."),
+        "endmember file's count).",
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed, for methods that take one."),
     endmembers: str | None = typer.Option(
-        None, "--endmembers",
+        None,
+        "--endmembers",
         help="Endmembers of abundance solvers: vca | nfindr | atgp (extracted from the "
-             "scene) or a file of spectra (.csv, .npy, .npz, .mat)."),
+        "scene) or a file of spectra (.csv, .npy, .npz, .mat).",
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (deep methods)."),
     param: list[str] = typer.Option(
-        [], "--param", help="Method option key=value (value parsed as JSON if it can be); "
-                            "repeatable."),
+        [],
+        "--param",
+        help="Method option key=value (value parsed as JSON if it can be); repeatable.",
+    ),
     fmt: str | None = typer.Option(
-        None, "--format", help="Map format: gtiff | envi | netcdf | npz; default: the input's."),
+        None, "--format", help="Map format: gtiff | envi | netcdf | npz; default: the input's."
+    ),
     keep_bad_bands: bool = typer.Option(
-        False, "--keep-bad-bands", help="Unmix all bands, including those flagged bad."),
+        False, "--keep-bad-bands", help="Unmix all bands, including those flagged bad."
+    ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
     read: list[str] = typer.Option([], "--read", help=READ_HELP),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     chunks: int | None = typer.Option(
-        None, "--chunks", min=16,
+        None,
+        "--chunks",
+        min=16,
         help="Unmix chunk by chunk on Dask, for scenes larger than memory: pixels per chunk "
-             "side. --out is then a Zarr store (.zarr), a GeoTIFF (.tif) or an ENVI image "
-             "(.hdr); the method is fitted on a stratified sample; rerunning resumes."),
+        "side. --out is then a Zarr store (.zarr), a GeoTIFF (.tif) or an ENVI image "
+        "(.hdr); the method is fitted on a stratified sample; rerunning resumes.",
+    ),
     scheduler: str | None = typer.Option(
-        None, "--scheduler",
+        None,
+        "--scheduler",
         help="Chunked run on a dask.distributed cluster: its scheduler address "
-             "(tcp://host:8786); default: threads in this process."),
+        "(tcp://host:8786); default: threads in this process.",
+    ),
     fit_sample: int = typer.Option(
-        200_000, "--fit-sample", min=1,
-        help="Chunked run: pixels sampled, stratified in space, to fit the method on."),
+        200_000,
+        "--fit-sample",
+        min=1,
+        help="Chunked run: pixels sampled, stratified in space, to fit the method on.",
+    ),
     overwrite: bool = typer.Option(
-        False, "--overwrite",
+        False,
+        "--overwrite",
         help="Replace files the run would otherwise refuse to: existing files of the "
-             "output that no earlier hyperunmix run into it wrote and, for a chunked run, "
-             "the output of another run. Without it, the files of an earlier run into the "
-             "same output (as its run.json lists them) are replaced, or removed when this "
-             "run does not write them; the input is never replaced."),
+        "output that no earlier hyperunmix run into it wrote and, for a chunked run, "
+        "the output of another run. Without it, the files of an earlier run into the "
+        "same output (as its run.json lists them) are replaced, or removed when this "
+        "run does not write them; the input is never replaced.",
+    ),
     convention: str | None = typer.Option(
-        None, "--convention",
+        None,
+        "--convention",
         help="Abundance convention of the maps: absolute (fractions of the endmember "
-             "spectra, as FCLS) | shares (shares of unit-peak spectra whatever the "
-             "brightness, as normalised NNLS); default: the method's own."),
+        "spectra, as FCLS) | shares (shares of unit-peak spectra whatever the "
+        "brightness, as normalised NNLS); default: the method's own.",
+    ),
 ) -> None:
     """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth).
 
@@ -196,14 +237,24 @@ def unmix(
         check_convention(convention)
     estimator = get_method(method)
     read_options = parse_params(read)
-    options = {"seed": seed, "device": device, "endmembers": endmembers,
-               **parse_params(param)}
+    options = {"seed": seed, "device": device, "endmembers": endmembers, **parse_params(param)}
     if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
         params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
-        unmix_chunked(source, method, params, out,
-                      chunks=chunks, scheduler=scheduler, fit_sample=fit_sample,
-                      seed=seed or 0, overwrite=overwrite, keep_bad_bands=keep_bad_bands,
-                      read_options=read_options, data_dir=data_dir, convention=convention)
+        unmix_chunked(
+            source,
+            method,
+            params,
+            out,
+            chunks=chunks,
+            scheduler=scheduler,
+            fit_sample=fit_sample,
+            seed=seed or 0,
+            overwrite=overwrite,
+            keep_bad_bands=keep_bad_bands,
+            read_options=read_options,
+            data_dir=data_dir,
+            convention=convention,
+        )
         return
     map_format(None, fmt)  # a bad --format fails now, not after a long fit
     scene = load_source(source, data_dir, read_options)
@@ -218,8 +269,9 @@ def unmix(
     result = run_with_progress(model, scene)
     if convention is not None:
         result = result.in_convention(convention)
-    written = save_result(result, out, truth=scene.truth, scene=scene, fmt=fmt,
-                          figures=figures, overwrite=overwrite)
+    written = save_result(
+        result, out, truth=scene.truth, scene=scene, fmt=fmt, figures=figures, overwrite=overwrite
+    )
     _print_summary(scene, result, written)
 
 
@@ -230,7 +282,8 @@ app.add_typer(datasets_app, name="datasets")
 DOWNLOAD_NAMES_HELP = (
     "What to download: the datasets samson, jasper_ridge; the spectral libraries "
     "library:samson, library:jasper_ridge, library:usgs; the abundance maps maps:spatial2, "
-    "maps:spatial_3em, maps:squares_3em. None: all of them.")
+    "maps:spatial_3em, maps:squares_3em. None: all of them."
+)
 
 
 @datasets_app.callback(invoke_without_command=True)
@@ -261,8 +314,9 @@ def datasets(
 @reports_errors
 def datasets_download(
     ctx: typer.Context,
-    names: list[str] | None = typer.Argument(None, metavar="NAME", help=DOWNLOAD_NAMES_HELP,
-                                             show_default=False),
+    names: list[str] | None = typer.Argument(
+        None, metavar="NAME", help=DOWNLOAD_NAMES_HELP, show_default=False
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
 ) -> None:
     """Download datasets, libraries and abundance maps into the data directory.
@@ -282,8 +336,10 @@ def datasets_download(
             verb = "downloaded" if file.downloaded else "present   "
             typer.echo(f"{verb}  {file.path}  ({file.size:,} bytes)")
     n_downloaded = sum(file.downloaded for file in fetched)
-    typer.echo(f"{n_downloaded} downloaded, {len(fetched) - n_downloaded} already present "
-               f"with the right md5, in {data_home(data_dir)}")
+    typer.echo(
+        f"{n_downloaded} downloaded, {len(fetched) - n_downloaded} already present "
+        f"with the right md5, in {data_home(data_dir)}"
+    )
 
 
 app.command("bench")(reports_errors(bench_command))
@@ -313,13 +369,19 @@ def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
     fields = dict(description)
     n_rows, n_cols, n_bands = fields.pop("shape")
     fmt = fields.pop("format")
-    rows = [("path", str(fields.pop("path"))),
-            ("format", f"{fmt}: {FAMILIES.get(fmt, fmt)}"),
-            ("size", f"{n_rows} x {n_cols} px, {n_bands} bands"),
-            ("dtype", str(fields.pop("dtype")))]
+    rows = [
+        ("path", str(fields.pop("path"))),
+        ("format", f"{fmt}: {FAMILIES.get(fmt, fmt)}"),
+        ("size", f"{n_rows} x {n_cols} px, {n_bands} bands"),
+        ("dtype", str(fields.pop("dtype"))),
+    ]
     wavelengths = fields.pop("wavelength_range")
-    rows.append(("wavelengths", "none" if wavelengths is None
-                 else f"{wavelengths[0]:.1f} - {wavelengths[1]:.1f} nm"))
+    rows.append(
+        (
+            "wavelengths",
+            "none" if wavelengths is None else f"{wavelengths[0]:.1f} - {wavelengths[1]:.1f} nm",
+        )
+    )
     georef = fields.pop("georef")
     if georef is None:
         rows.append(("georeferencing", "none"))
@@ -335,10 +397,22 @@ def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
 LAZY_READ_OPTIONS = ("key", "scale")
 
 
-def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *,
-                  chunks: int | None, scheduler: str | None, fit_sample: int, seed: int,
-                  overwrite: bool, keep_bad_bands: bool, read_options: dict[str, Any],
-                  data_dir: Path | None, convention: str | None = None) -> None:
+def unmix_chunked(
+    source: str,
+    method: str,
+    params: dict[str, Any],
+    out: Path,
+    *,
+    chunks: int | None,
+    scheduler: str | None,
+    fit_sample: int,
+    seed: int,
+    overwrite: bool,
+    keep_bad_bands: bool,
+    read_options: dict[str, Any],
+    data_dir: Path | None,
+    convention: str | None = None,
+) -> None:
     """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with the
     progress of each stage (sample, the method's fit, chunks, export) on stderr."""
     from .scale import unmix_large
@@ -346,18 +420,30 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
     if Path(source).exists():
         unsupported = sorted(set(read_options) - set(LAZY_READ_OPTIONS))
         if unsupported:
-            raise InputError(f"--read {', '.join(unsupported)} does not apply to a chunked "
-                             f"run, which reads {', '.join(LAZY_READ_OPTIONS)} only")
+            raise InputError(
+                f"--read {', '.join(unsupported)} does not apply to a chunked "
+                f"run, which reads {', '.join(LAZY_READ_OPTIONS)} only"
+            )
         source_arg: Any = source
     else:
         source_arg = load_source(source, data_dir, read_options)  # a dataset name
         read_options = {}
     with progress_display() as report:
-        run = unmix_large(source_arg, method, out, params=params, chunks=chunks,
-                          client=scheduler, fit_sample=fit_sample, seed=seed,
-                          keep_bad_bands=keep_bad_bands, overwrite=overwrite,
-                          progress=report, open_options=read_options,
-                          convention=convention)
+        run = unmix_large(
+            source_arg,
+            method,
+            out,
+            params=params,
+            chunks=chunks,
+            client=scheduler,
+            fit_sample=fit_sample,
+            seed=seed,
+            keep_bad_bands=keep_bad_bands,
+            overwrite=overwrite,
+            progress=report,
+            open_options=read_options,
+            convention=convention,
+        )
     table = Table(title=f"{method}, chunk by chunk", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -371,9 +457,9 @@ def unmix_chunked(source: str, method: str, params: dict[str, Any], out: Path, *
     Console().print(table)
 
 
-
-def load_source(source: str, data_dir: Path | None,
-                read_options: dict[str, Any] | None = None) -> Scene:
+def load_source(
+    source: str, data_dir: Path | None, read_options: dict[str, Any] | None = None
+) -> Scene:
     """The scene in the file ``source`` (read with ``read_options``), else the dataset
     named ``source``."""
     from . import datasets
@@ -384,8 +470,9 @@ def load_source(source: str, data_dir: Path | None,
     names = [status.name for status in datasets.available(data_dir)]
     if source.lower() in names:
         return datasets.load(source.lower(), data_dir=data_dir)
-    raise InputError(f"{source}: no such file, and not a dataset name "
-                     f"(datasets: {', '.join(names)})")
+    raise InputError(
+        f"{source}: no such file, and not a dataset name (datasets: {', '.join(names)})"
+    )
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -410,8 +497,10 @@ def method_kwargs(estimator: type, options: dict[str, Any]) -> dict[str, Any]:
     given = {key: value for key, value in options.items() if value is not None}
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise InputError(f"method {estimator.name!r} does not take "
-                         f"{', '.join(unknown)}; its options: {', '.join(accepted)}")
+        raise InputError(
+            f"method {estimator.name!r} does not take "
+            f"{', '.join(unknown)}; its options: {', '.join(accepted)}"
+        )
     return given
 
 
@@ -425,24 +514,32 @@ def _scoring_line(metrics: dict[str, Any]) -> str:
     scored, own = metrics["convention"], metrics["result_convention"]
     if scored == own:
         return f"against the truth, in its {scored} convention"
-    return (f"against the truth, in its {scored} convention: the {own} maps were converted "
-            f"through their endmembers for scoring (write them so with --convention {scored})")
+    return (
+        f"against the truth, in its {scored} convention: the {own} maps were converted "
+        f"through their endmembers for scoring (write them so with --convention {scored})"
+    )
 
 
 def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> None:
     table = Table(title=f"{result.method} on {scene.name}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("scene", f"{scene.n_rows} x {scene.n_cols} px, {scene.n_bands} bands, "
-                           f"{scene.n_pixels} valid")
+    table.add_row(
+        "scene",
+        f"{scene.n_rows} x {scene.n_cols} px, {scene.n_bands} bands, {scene.n_pixels} valid",
+    )
     table.add_row("endmembers", str(result.n_endmembers))
     table.add_row("abundances", _convention_line(result.convention))
     table.add_row("time", f"fit {result.fit_seconds:.2f} s, unmix {result.unmix_seconds:.2f} s")
     if "metrics" in written:
         metrics = json.loads(written["metrics"].read_text())
         table.add_row("scored", _scoring_line(metrics))
-        for key, unit in (("armse", ""), ("msad_deg", " deg"), ("sre_db", " dB"),
-                          ("reconstruction_rmse", "")):
+        for key, unit in (
+            ("armse", ""),
+            ("msad_deg", " deg"),
+            ("sre_db", " dB"),
+            ("reconstruction_rmse", ""),
+        ):
             if metrics.get(key) is not None:
                 table.add_row(key, f"{metrics[key]:.4g}{unit}")
     table.add_row("written to", str(Path(written["run"]).parent))

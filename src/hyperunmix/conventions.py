@@ -37,17 +37,18 @@ CONVENTIONS = ("absolute", "shares")
 #: One line on each convention, for summaries and reports.
 MEANINGS = {
     "absolute": "fractions of the endmember spectra at their own scale, summing to one "
-                "(the linear mixing model, as FCLS solves it)",
+    "(the linear mixing model, as FCLS solves it)",
     "shares": "shares of unit-peak endmember spectra in each pixel's signal, summing to one "
-              "whatever the pixel's brightness (normalised NNLS)",
+    "whatever the pixel's brightness (normalised NNLS)",
 }
 
 
 def check_convention(convention: Any) -> str:
     """``convention`` if it is one of :data:`CONVENTIONS`, else an InputError."""
     if convention not in CONVENTIONS:
-        raise InputError(f"abundance convention must be one of {', '.join(CONVENTIONS)}, "
-                         f"got {convention!r}")
+        raise InputError(
+            f"abundance convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+        )
     return convention
 
 
@@ -58,8 +59,10 @@ def endmember_peaks(endmembers: Any) -> np.ndarray:
         raise InputError(f"endmembers must be (P, L), got shape {endmembers.shape}")
     peaks = endmembers.max(axis=1)
     if not np.all(np.isfinite(peaks) & (peaks > 0)):
-        raise InputError("converting abundance conventions needs endmember spectra with a "
-                         f"positive finite peak; the peaks are {peaks.tolist()}")
+        raise InputError(
+            "converting abundance conventions needs endmember spectra with a "
+            f"positive finite peak; the peaks are {peaks.tolist()}"
+        )
     return peaks
 
 
@@ -103,13 +106,11 @@ def convert(abundances: Any, endmembers: Any, source: str, target: str) -> np.nd
     if weights is None:
         return abundances.copy()
     if abundances.shape[-1] != len(weights):
-        raise InputError(f"{abundances.shape[-1]} abundance maps but {len(weights)} "
-                         "endmembers")
+        raise InputError(f"{abundances.shape[-1]} abundance maps but {len(weights)} endmembers")
     return normalise_rows(abundances * weights)
 
 
-def convert_std(std: Any, abundances: Any, endmembers: Any, source: str,
-                target: str) -> np.ndarray:
+def convert_std(std: Any, abundances: Any, endmembers: Any, source: str, target: str) -> np.ndarray:
     """Per-abundance standard deviations (..., P) carried from ``source`` to ``target`` to
     first order, the errors of the P abundances taken as independent.
 
@@ -124,15 +125,17 @@ def convert_std(std: Any, abundances: Any, endmembers: Any, source: str,
     abundances = np.asarray(abundances, dtype=np.float64)
     converted = convert(abundances, endmembers, source, target)
     total = (abundances * weights).sum(axis=-1, keepdims=True)
-    scaled = std * weights / np.where(total > 0, total, np.nan)        # (..., P): w_j std_j / T
+    scaled = std * weights / np.where(total > 0, total, np.nan)  # (..., P): w_j std_j / T
     # J_kj std_j = (delta_kj - c_k) w_j std_j / T
-    variance = (scaled**2 * (1 - 2 * converted)
-                + converted**2 * (scaled**2).sum(axis=-1, keepdims=True))
+    variance = scaled**2 * (1 - 2 * converted) + converted**2 * (scaled**2).sum(
+        axis=-1, keepdims=True
+    )
     return np.sqrt(np.maximum(variance, 0.0))
 
 
-def convert_maps(maps: dict[str, np.ndarray], endmembers: Any, source: str,
-                 target: str) -> dict[str, np.ndarray]:
+def convert_maps(
+    maps: dict[str, np.ndarray], endmembers: Any, source: str, target: str
+) -> dict[str, np.ndarray]:
     """An unmixing's maps ``{"abundances": (..., P), ...}`` in convention ``target``.
 
     ``abundances`` go through :func:`convert`, an ``uncertainty`` map (..., P) through
@@ -144,9 +147,11 @@ def convert_maps(maps: dict[str, np.ndarray], endmembers: Any, source: str,
     abundances = maps["abundances"]
     out = dict(maps)
     out["abundances"] = convert(abundances, endmembers, source, target).astype(
-        abundances.dtype, copy=False)
+        abundances.dtype, copy=False
+    )
     if "uncertainty" in maps:
         std = maps["uncertainty"]
         out["uncertainty"] = convert_std(std, abundances, endmembers, source, target).astype(
-            std.dtype, copy=False)
+            std.dtype, copy=False
+        )
     return out

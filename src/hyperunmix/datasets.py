@@ -61,8 +61,9 @@ class Repository(NamedTuple):
 
 _MAXVOL = Repository("mabdolali/MaxVol_Dual", "2ceb4f74f119163163a1851e24a4c7d71d1015f7")
 _MUA = Repository("ricardoborsoi/MUA_SparseUnmixing", "089f5d61162807a5304759e293b132ed9d0d6ab4")
-_VARIABILITY = Repository("ricardoborsoi/unmixing_spectral_variability",
-                          "d069df8ef6f0e5641f9fcf346121931e0c23bc21")
+_VARIABILITY = Repository(
+    "ricardoborsoi/unmixing_spectral_variability", "d069df8ef6f0e5641f9fcf346121931e0c23bc21"
+)
 
 
 @dataclass(frozen=True)
@@ -86,48 +87,96 @@ class DataFile:
 
 
 #: Every file the loaders read, by path relative to the data directory.
-FILES: dict[str, DataFile] = {f.path: f for f in (
-    DataFile("samson/samson_1.mat", "1d2e99de9b28d9503b74ed28c11d6bee",
-             _MAXVOL, "data/Samson/samson_1.mat"),
-    DataFile("samson/end3.mat", "470f5164cd884a8ff6fb121b52fcf0ba",
-             _MAXVOL, "data/Samson/end3.mat"),
-    DataFile("jasper_ridge/jasperRidge2_R198.mat", "c78ec18ba657e63a403a70b14daa36da",
-             _MAXVOL, "data/jasper/jasperRidge2_R198.mat"),
-    DataFile("jasper_ridge/end4.mat", "cc0e792f4b7da8dc1db37c74be13f780",
-             _MAXVOL, "data/jasper/end4.mat"),
-    DataFile("libraries/USGS_1995_Library.mat", "bf3e449183f3bd0d5aa3f335d68c0897",
-             _MUA, "USGS_1995_Library.mat"),
-    DataFile("libraries/spectral_library_samson.mat", "2e9289df57ebe1e96bd557f7fbcf4c5b",
-             _MUA, "real_data/spectral_library_samson.mat"),
-    DataFile("libraries/spectral_library_jasperRidge.mat", "b2d58e85f83f696573352be8db5df5f9",
-             _MUA, "real_data/spectral_library_jasperRidge.mat"),
-    DataFile("libraries/AVIRIS_wavelengths.mat", "6a59ecb35df356fdd414756a0bacc729",
-             _VARIABILITY, "synthetic_data_generation/AVIRIS_wavelengths.mat"),
-    DataFile("synthetic_abundances/spatial2.mat", "c5177888a71f7f4a04adf55a3f394066",
-             _MUA, "spatial2.mat"),
-    DataFile("synthetic_abundances/abundance_spatial_3em.mat",
-             "f450047c9d179db0cee030ad830a3a40",
-             _VARIABILITY, "synthetic_data_generation/abundance_spatial_3em.mat"),
-    DataFile("synthetic_abundances/abundance_squares_3em.mat",
-             "293b5c86eb9edab3aed188796cdccada",
-             _VARIABILITY, "synthetic_data_generation/abundance_squares_3em.mat"),
-)}
+FILES: dict[str, DataFile] = {
+    f.path: f
+    for f in (
+        DataFile(
+            "samson/samson_1.mat",
+            "1d2e99de9b28d9503b74ed28c11d6bee",
+            _MAXVOL,
+            "data/Samson/samson_1.mat",
+        ),
+        DataFile(
+            "samson/end3.mat", "470f5164cd884a8ff6fb121b52fcf0ba", _MAXVOL, "data/Samson/end3.mat"
+        ),
+        DataFile(
+            "jasper_ridge/jasperRidge2_R198.mat",
+            "c78ec18ba657e63a403a70b14daa36da",
+            _MAXVOL,
+            "data/jasper/jasperRidge2_R198.mat",
+        ),
+        DataFile(
+            "jasper_ridge/end4.mat",
+            "cc0e792f4b7da8dc1db37c74be13f780",
+            _MAXVOL,
+            "data/jasper/end4.mat",
+        ),
+        DataFile(
+            "libraries/USGS_1995_Library.mat",
+            "bf3e449183f3bd0d5aa3f335d68c0897",
+            _MUA,
+            "USGS_1995_Library.mat",
+        ),
+        DataFile(
+            "libraries/spectral_library_samson.mat",
+            "2e9289df57ebe1e96bd557f7fbcf4c5b",
+            _MUA,
+            "real_data/spectral_library_samson.mat",
+        ),
+        DataFile(
+            "libraries/spectral_library_jasperRidge.mat",
+            "b2d58e85f83f696573352be8db5df5f9",
+            _MUA,
+            "real_data/spectral_library_jasperRidge.mat",
+        ),
+        DataFile(
+            "libraries/AVIRIS_wavelengths.mat",
+            "6a59ecb35df356fdd414756a0bacc729",
+            _VARIABILITY,
+            "synthetic_data_generation/AVIRIS_wavelengths.mat",
+        ),
+        DataFile(
+            "synthetic_abundances/spatial2.mat",
+            "c5177888a71f7f4a04adf55a3f394066",
+            _MUA,
+            "spatial2.mat",
+        ),
+        DataFile(
+            "synthetic_abundances/abundance_spatial_3em.mat",
+            "f450047c9d179db0cee030ad830a3a40",
+            _VARIABILITY,
+            "synthetic_data_generation/abundance_spatial_3em.mat",
+        ),
+        DataFile(
+            "synthetic_abundances/abundance_squares_3em.mat",
+            "293b5c86eb9edab3aed188796cdccada",
+            _VARIABILITY,
+            "synthetic_data_generation/abundance_squares_3em.mat",
+        ),
+    )
+}
 
 _AVIRIS_WAVELENGTHS = "libraries/AVIRIS_wavelengths.mat"
 
 #: dataset name -> the files :func:`load` reads (image first, then the ground truth).
 DATASET_FILES: dict[str, tuple[str, ...]] = {
     "samson": ("samson/samson_1.mat", "samson/end3.mat"),
-    "jasper_ridge": ("jasper_ridge/jasperRidge2_R198.mat", "jasper_ridge/end4.mat",
-                     _AVIRIS_WAVELENGTHS),
+    "jasper_ridge": (
+        "jasper_ridge/jasperRidge2_R198.mat",
+        "jasper_ridge/end4.mat",
+        _AVIRIS_WAVELENGTHS,
+    ),
 }
 
 #: library name -> the files :func:`load_library` reads.
 LIBRARY_FILES: dict[str, tuple[str, ...]] = {
     "samson": ("libraries/spectral_library_samson.mat",),
     # The Jasper Ridge bundles take their wavelengths from the image's band selection.
-    "jasper_ridge": ("libraries/spectral_library_jasperRidge.mat",
-                     "jasper_ridge/jasperRidge2_R198.mat", _AVIRIS_WAVELENGTHS),
+    "jasper_ridge": (
+        "libraries/spectral_library_jasperRidge.mat",
+        "jasper_ridge/jasperRidge2_R198.mat",
+        _AVIRIS_WAVELENGTHS,
+    ),
     "usgs": ("libraries/USGS_1995_Library.mat",),
 }
 
@@ -180,9 +229,10 @@ def _data_home_and_origin(data_dir) -> tuple[Path, str]:
 def available(data_dir: str | os.PathLike | None = None) -> list[DatasetStatus]:
     """Each dataset :func:`load` knows, whether all its files are present, and its folder."""
     root = data_home(data_dir)
-    return [DatasetStatus(name, all((root / f).is_file() for f in files),
-                          root / Path(files[0]).parent)
-            for name, files in DATASET_FILES.items()]
+    return [
+        DatasetStatus(name, all((root / f).is_file() for f in files), root / Path(files[0]).parent)
+        for name, files in DATASET_FILES.items()
+    ]
 
 
 def _require(name: str, data_dir, what: str) -> list[Path]:
@@ -198,13 +248,15 @@ def _require(name: str, data_dir, what: str) -> list[Path]:
         raise DataNotFoundError(
             f"{what} is not in the data directory {root} (taken from {origin}): download it "
             f"with `{command}`, or point data_dir= or the environment variable {DATA_ENV} "
-            f"to a directory holding its files. Missing: {', '.join(missing)}")
+            f"to a directory holding its files. Missing: {', '.join(missing)}"
+        )
     for rel, path in zip(DOWNLOADS[name], paths):
         actual = _file_md5(path)
         if actual != FILES[rel].md5:
             raise FileFormatError(
                 f"{path} has md5 {actual}, expected {FILES[rel].md5}: the file is corrupt, "
-                f"truncated or a different version; `{command}` replaces it")
+                f"truncated or a different version; `{command}` replaces it"
+            )
     return paths
 
 
@@ -238,9 +290,13 @@ class Fetched(NamedTuple):
     downloaded: bool
 
 
-def download(names: str | Iterable[str] = (), data_dir: str | os.PathLike | None = None, *,
-             progress: ProgressCallback | None = None,
-             on_file: Callable[[Fetched], None] | None = None) -> list[Fetched]:
+def download(
+    names: str | Iterable[str] = (),
+    data_dir: str | os.PathLike | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    on_file: Callable[[Fetched], None] | None = None,
+) -> list[Fetched]:
     """Download the files of the named datasets, libraries and abundance maps.
 
     Parameters
@@ -287,9 +343,13 @@ def download(names: str | Iterable[str] = (), data_dir: str | os.PathLike | None
     keys = [_known(name, DOWNLOADS) for name in names] or list(DOWNLOADS)
     relpaths = list(dict.fromkeys(rel for key in keys for rel in DOWNLOADS[key]))
     root = data_home(data_dir)
-    fetcher = pooch.create(path=root, base_url="", retry_if_failed=DOWNLOAD_RETRIES,
-                           registry={rel: f"md5:{FILES[rel].md5}" for rel in relpaths},
-                           urls={rel: FILES[rel].url for rel in relpaths})
+    fetcher = pooch.create(
+        path=root,
+        base_url="",
+        retry_if_failed=DOWNLOAD_RETRIES,
+        registry={rel: f"md5:{FILES[rel].md5}" for rel in relpaths},
+        urls={rel: FILES[rel].url for rel in relpaths},
+    )
     fetched = []
     # pooch logs each download and retry on its own stderr handler, past any progress
     # display; `progress`, `on_file` and the errors below say the same.
@@ -310,13 +370,16 @@ def download(names: str | Iterable[str] = (), data_dir: str | os.PathLike | None
                 except ValueError as exc:  # pooch's refusal of a wrong md5
                     raise FileFormatError(f"{fetcher.get_url(rel)}: {exc}") from exc
                 except requests.RequestException as exc:  # before OSError, its base class
-                    hint = "" if os.environ.get(MIRROR_ENV) else (
-                        f" (without access to GitHub, name a mirror with ${MIRROR_ENV})")
+                    hint = (
+                        ""
+                        if os.environ.get(MIRROR_ENV)
+                        else (f" (without access to GitHub, name a mirror with ${MIRROR_ENV})")
+                    )
                     raise DataNotFoundError(
-                        f"cannot download {fetcher.get_url(rel)}{hint}: {exc}") from exc
+                        f"cannot download {fetcher.get_url(rel)}{hint}: {exc}"
+                    ) from exc
                 except OSError as exc:
-                    raise InputError(
-                        f"cannot write {path} in the data directory: {exc}") from exc
+                    raise InputError(f"cannot write {path} in the data directory: {exc}") from exc
             fetched.append(Fetched(path, path.stat().st_size, downloaded=not present))
             if on_file is not None:
                 on_file(fetched[-1])
@@ -362,7 +425,8 @@ def _matlab_pixels_to_image(matrix: np.ndarray, n_rows: int, n_cols: int) -> np.
     """(K, N) MATLAB matrix, pixels in column-major image order -> (H, W, K) image."""
     if matrix.shape[1] != n_rows * n_cols:
         raise FileFormatError(
-            f"a matrix of {matrix.shape[1]} pixels cannot be a {n_rows} x {n_cols} image")
+            f"a matrix of {matrix.shape[1]} pixels cannot be a {n_rows} x {n_cols} image"
+        )
     return matrix.T.reshape(n_rows, n_cols, matrix.shape[0], order="F")
 
 
@@ -389,10 +453,13 @@ def _read_truth(path: Path, n_rows: int, n_cols: int, endmember_scale: str) -> T
     0.002 (Samson) and 0.005 (Jasper Ridge), FCLS on the same endmembers only to 0.42 and
     0.085 (``benchmarks/conventions.py``)."""
     content = _loadmat(path, ("A", "M", "cood"))
-    return Truth(abundances=_matlab_pixels_to_image(content["A"], n_rows, n_cols),
-                 endmembers=content["M"].T,
-                 names=[_material_name(label) for label in _strings(content["cood"])],
-                 endmember_scale=endmember_scale, convention="shares")
+    return Truth(
+        abundances=_matlab_pixels_to_image(content["A"], n_rows, n_cols),
+        endmembers=content["M"].T,
+        names=[_material_name(label) for label in _strings(content["cood"])],
+        endmember_scale=endmember_scale,
+        convention="shares",
+    )
 
 
 def samson_wavelengths() -> np.ndarray:
@@ -427,8 +494,12 @@ def _load_samson(paths: list[Path]) -> Scene:
         # end3.mat's endmembers are each max-normalised to 1: right in shape, not in scale.
         truth=_read_truth(truth_path, n_rows, n_cols, endmember_scale="shape"),
         name="samson",
-        metadata={"format": "mat", "dataset": "samson", "path": str(image_path),
-                  "files": [str(p) for p in paths]},
+        metadata={
+            "format": "mat",
+            "dataset": "samson",
+            "path": str(image_path),
+            "files": [str(p) for p in paths],
+        },
     )
 
 
@@ -443,8 +514,12 @@ def _load_jasper_ridge(paths: list[Path]) -> Scene:
         scale=1.0 / _scalar(image["maxValue"]),
         truth=_read_truth(truth_path, n_rows, n_cols, endmember_scale="absolute"),
         name="jasper_ridge",
-        metadata={"format": "mat", "dataset": "jasper_ridge", "path": str(image_path),
-                  "files": [str(p) for p in paths]},
+        metadata={
+            "format": "mat",
+            "dataset": "jasper_ridge",
+            "path": str(image_path),
+            "files": [str(p) for p in paths],
+        },
     )
 
 
@@ -533,8 +608,7 @@ def _read_usgs(path: Path) -> SpectralLibrary:
     table, raw_names = content["datalib"], content["names"]
     order = np.argsort(table[:, 0], kind="stable")  # channels overlap: sort by wavelength
     spectra = table[order, _USGS_FIRST_SPECTRUM:].T
-    names = [bytes(row).decode("latin-1").strip()
-             for row in raw_names[_USGS_FIRST_SPECTRUM:]]
+    names = [bytes(row).decode("latin-1").strip() for row in raw_names[_USGS_FIRST_SPECTRUM:]]
     return SpectralLibrary(spectra, np.arange(len(names)), names, 1000.0 * table[order, 0])
 
 

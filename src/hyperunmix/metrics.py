@@ -58,8 +58,13 @@ def abundance_rmse_matrix(true: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     true, estimate = _as_columns(true), _as_columns(estimate)
     _check_rows(true, estimate, "abundances")
     # One estimated column at a time: an (N, P, Q) broadcast would not fit for large scenes.
-    return np.stack([np.sqrt(np.mean((true - estimate[:, [j]]) ** 2, axis=0))
-                     for j in range(estimate.shape[1])], axis=1)
+    return np.stack(
+        [
+            np.sqrt(np.mean((true - estimate[:, [j]]) ** 2, axis=0))
+            for j in range(estimate.shape[1])
+        ],
+        axis=1,
+    )
 
 
 def sad_matrix(true: np.ndarray, estimate: np.ndarray) -> np.ndarray:
@@ -80,7 +85,7 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
     return cols[np.argsort(rows)]
 
 
-def match(truth: "Truth", result: "Result") -> Match:
+def match(truth: Truth, result: Result) -> Match:
     """Match ``result``'s endmembers to ``truth``'s: by abundance-map RMSE over the valid
     pixels when the truth has abundances, else by spectral angle between endmembers."""
     _check_counts(truth, result)
@@ -90,8 +95,10 @@ def match(truth: "Truth", result: "Result") -> Match:
     elif truth.endmembers is not None and result.endmembers is not None:
         cost, criterion = sad_matrix(truth.endmembers, result.endmembers), SAD
     else:
-        raise InputError("cannot match endmembers: the truth has no abundances, and no "
-                         "endmembers to compare with the result's")
+        raise InputError(
+            "cannot match endmembers: the truth has no abundances, and no "
+            "endmembers to compare with the result's"
+        )
     return Match(permutation=hungarian(cost), criterion=criterion, cost=cost)
 
 
@@ -135,24 +142,29 @@ def sre(true: np.ndarray, estimate: np.ndarray) -> float:
         return float(20.0 * np.log10(np.linalg.norm(true) / error))
 
 
-def reconstruction_rmse(pixels: np.ndarray, abundances: np.ndarray,
-                        endmembers: np.ndarray) -> float:
+def reconstruction_rmse(
+    pixels: np.ndarray, abundances: np.ndarray, endmembers: np.ndarray
+) -> float:
     """RMSE over all N * L entries between ``pixels`` (N, L) and the linear reconstruction
     ``abundances`` (N, P) @ ``endmembers`` (P, L)."""
     pixels = np.asarray(pixels, np.float64)
     abundances, endmembers = _as_columns(abundances), _as_spectra(endmembers)
     if abundances.shape[1] != endmembers.shape[0]:
-        raise InputError(f"{abundances.shape[1]} abundance maps but {endmembers.shape[0]} "
-                         "endmembers")
+        raise InputError(
+            f"{abundances.shape[1]} abundance maps but {endmembers.shape[0]} endmembers"
+        )
     if pixels.shape != (abundances.shape[0], endmembers.shape[1]):
-        raise InputError(f"pixels {pixels.shape} do not match abundances {abundances.shape} "
-                         f"and endmembers {endmembers.shape}")
+        raise InputError(
+            f"pixels {pixels.shape} do not match abundances {abundances.shape} "
+            f"and endmembers {endmembers.shape}"
+        )
     return float(np.sqrt(np.mean((pixels - abundances @ endmembers) ** 2)))
 
 
 # -- the whole protocol ------------------------------------------------------------------
-def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None, *,
-             convention: str | None = None) -> dict[str, Any]:
+def evaluate(
+    result: Result, truth: Truth, scene: Scene | None = None, *, convention: str | None = None
+) -> dict[str, Any]:
     """Score ``result`` against ``truth`` after Hungarian matching, in one abundance
     convention.
 
@@ -189,17 +201,22 @@ def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None, *,
         angle of a zero spectrum) is None.
     """
     if truth is None:
-        raise InputError("there is no ground truth to evaluate against (the scene has no "
-                         "truth: load a dataset, or give a Truth with abundances and/or "
-                         "endmembers)")
+        raise InputError(
+            "there is no ground truth to evaluate against (the scene has no "
+            "truth: load a dataset, or give a Truth with abundances and/or "
+            "endmembers)"
+        )
     target = truth.convention if convention is None else check_convention(convention)
     scored_truth = truth_in_convention(truth, target)
     scored = result.in_convention(target) if truth.abundances is not None else result
     found = match(scored_truth, scored)
     perm = found.permutation
     names = _material_names(truth, result)
-    metrics: dict[str, Any] = {"names": names, "convention": target,
-                               "result_convention": result.convention}
+    metrics: dict[str, Any] = {
+        "names": names,
+        "convention": target,
+        "result_convention": result.convention,
+    }
 
     if truth.abundances is not None:
         true_a, est_a = _valid_abundances(scored_truth, scored)
@@ -226,55 +243,67 @@ def evaluate(result: "Result", truth: "Truth", scene: "Scene | None" = None, *,
     return _json_safe(metrics)
 
 
-def truth_in_convention(truth: "Truth", convention: str) -> "Truth":
+def truth_in_convention(truth: Truth, convention: str) -> Truth:
     """``truth`` with its abundances in ``convention``: itself when already there, else
     converted through its endmembers, which must be known at their own scale."""
     if check_convention(convention) == truth.convention or truth.abundances is None:
         return truth
     if truth.endmembers is None or truth.endmember_scale != "absolute":
-        raise InputError(f"the truth's abundances are {truth.convention!r} and its "
-                         "endmembers are not known at their own scale, so they cannot be "
-                         f"converted to {convention!r}; score in {truth.convention!r}")
-    return dataclasses.replace(truth, convention=convention, abundances=convert(
-        truth.abundances, truth.endmembers, truth.convention, convention))
+        raise InputError(
+            f"the truth's abundances are {truth.convention!r} and its "
+            "endmembers are not known at their own scale, so they cannot be "
+            f"converted to {convention!r}; score in {truth.convention!r}"
+        )
+    return dataclasses.replace(
+        truth,
+        convention=convention,
+        abundances=convert(truth.abundances, truth.endmembers, truth.convention, convention),
+    )
 
 
-def _scene_reconstruction_rmse(result: "Result", scene: "Scene") -> float | None:
+def _scene_reconstruction_rmse(result: Result, scene: Scene) -> float | None:
     """Reconstruction RMSE of the scene's valid pixels by the result's own mixing model
     (see :func:`evaluate`)."""
     if result.endmembers is None:
         return None
     if scene.shape[:2] != result.abundances.shape[:2]:
-        raise InputError(f"the scene is {scene.shape[:2]} pixels, the result "
-                         f"{result.abundances.shape[:2]}")
+        raise InputError(
+            f"the scene is {scene.shape[:2]} pixels, the result {result.abundances.shape[:2]}"
+        )
     if scene.n_bands != result.endmembers.shape[1]:
-        raise InputError(f"the scene has {scene.n_bands} bands, the result's endmembers "
-                         f"{result.endmembers.shape[1]}")
+        raise InputError(
+            f"the scene has {scene.n_bands} bands, the result's endmembers "
+            f"{result.endmembers.shape[1]}"
+        )
     valid = scene.mask & np.all(np.isfinite(result.abundances), axis=-1)
     pixels, abundances = scene.cube[valid].astype(np.float64), result.abundances[valid]
     if result.convention == "absolute":
         return reconstruction_rmse(pixels, abundances, result.endmembers)
-    mixtures = abundances @ unit_peak(result.endmembers)                  # (N, L)
+    mixtures = abundances @ unit_peak(result.endmembers)  # (N, L)
     energy = np.einsum("nl,nl->n", mixtures, mixtures)
     brightness = np.einsum("nl,nl->n", pixels, mixtures) / np.where(energy > 0, energy, 1.0)
-    return reconstruction_rmse(pixels, abundances * brightness[:, None],
-                               unit_peak(result.endmembers))
+    return reconstruction_rmse(
+        pixels, abundances * brightness[:, None], unit_peak(result.endmembers)
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _check_counts(truth: "Truth", result: "Result") -> None:
+def _check_counts(truth: Truth, result: Result) -> None:
     p_true, p_est = truth.n_endmembers, result.n_endmembers
     if p_true != p_est:
-        raise InputError(f"the result has {p_est} endmembers but the truth has {p_true}; "
-                         "unmix with the true number of endmembers to compare them")
+        raise InputError(
+            f"the result has {p_est} endmembers but the truth has {p_true}; "
+            "unmix with the true number of endmembers to compare them"
+        )
 
 
-def _valid_abundances(truth: "Truth", result: "Result") -> tuple[np.ndarray, np.ndarray]:
+def _valid_abundances(truth: Truth, result: Result) -> tuple[np.ndarray, np.ndarray]:
     """(N, P) true and estimated abundances at the pixels valid in both."""
     true_a, est_a = np.asarray(truth.abundances), np.asarray(result.abundances)
     if true_a.shape[:2] != est_a.shape[:2]:
-        raise InputError(f"true abundances are {true_a.shape[:2]} pixels, the result's "
-                         f"{est_a.shape[:2]}")
+        raise InputError(
+            f"true abundances are {true_a.shape[:2]} pixels, the result's {est_a.shape[:2]}"
+        )
     valid = np.all(np.isfinite(true_a), axis=-1) & np.all(np.isfinite(est_a), axis=-1)
     if result.mask is not None:
         valid &= result.mask
@@ -289,7 +318,7 @@ def default_names(n_endmembers: int) -> list[str]:
     return [f"endmember_{k + 1}" for k in range(n_endmembers)]
 
 
-def _material_names(truth: "Truth", result: "Result") -> list[str]:
+def _material_names(truth: Truth, result: Result) -> list[str]:
     if truth.names is not None:
         return [str(n) for n in truth.names]
     return default_names(result.n_endmembers)

@@ -39,8 +39,7 @@ def bilinear_interactions(abundances: np.ndarray, endmembers: np.ndarray) -> np.
     Computed as ``((sum_i a_i e_i)^2 - sum_i a_i^2 e_i^2) / 2``: O(P) work per pixel
     instead of O(P^2) pairs.
     """
-    return 0.5 * (linear(abundances, endmembers) ** 2
-                  - linear(abundances**2, endmembers**2))
+    return 0.5 * (linear(abundances, endmembers) ** 2 - linear(abundances**2, endmembers**2))
 
 
 def fan(abundances: np.ndarray, endmembers: np.ndarray) -> np.ndarray:
@@ -53,8 +52,7 @@ def gbm(abundances: np.ndarray, endmembers: np.ndarray, gamma) -> np.ndarray:
     gamma = _per_pixel(gamma, abundances.shape[0], "gamma")
     if np.any((gamma < 0) | (gamma > 1)):
         raise InputError("the GBM nonlinearity gamma must lie in [0, 1]")
-    return (linear(abundances, endmembers)
-            + gamma * bilinear_interactions(abundances, endmembers))
+    return linear(abundances, endmembers) + gamma * bilinear_interactions(abundances, endmembers)
 
 
 def ppnm(abundances: np.ndarray, endmembers: np.ndarray, b) -> np.ndarray:
@@ -64,8 +62,9 @@ def ppnm(abundances: np.ndarray, endmembers: np.ndarray, b) -> np.ndarray:
     return x + b * x**2
 
 
-def mix(abundances: np.ndarray, endmembers: np.ndarray, model: str = "linear",
-        nonlinearity=0.5) -> np.ndarray:
+def mix(
+    abundances: np.ndarray, endmembers: np.ndarray, model: str = "linear", nonlinearity=0.5
+) -> np.ndarray:
     """(N, L) mixtures under ``model`` (one of :data:`MODELS`).
 
     ``nonlinearity`` (scalar or (N,)) is GBM's ``gamma`` or PPNM's ``b``; linear and Fan
@@ -74,12 +73,16 @@ def mix(abundances: np.ndarray, endmembers: np.ndarray, model: str = "linear",
     abundances = np.asarray(abundances, dtype=np.float64)
     endmembers = np.asarray(endmembers, dtype=np.float64)
     if abundances.ndim != 2 or endmembers.ndim not in (2, 3):
-        raise InputError(f"abundances must be (N, P) and endmembers (P, L) or (N, P, L), got "
-                         f"{abundances.shape} and {endmembers.shape}")
+        raise InputError(
+            f"abundances must be (N, P) and endmembers (P, L) or (N, P, L), got "
+            f"{abundances.shape} and {endmembers.shape}"
+        )
     if endmembers.shape[-2] != abundances.shape[1] or (
-            endmembers.ndim == 3 and endmembers.shape[0] != abundances.shape[0]):
-        raise InputError(f"abundances {abundances.shape} do not match endmembers "
-                         f"{endmembers.shape}")
+        endmembers.ndim == 3 and endmembers.shape[0] != abundances.shape[0]
+    ):
+        raise InputError(
+            f"abundances {abundances.shape} do not match endmembers {endmembers.shape}"
+        )
     if model == "linear":
         return linear(abundances, endmembers)
     if model == "fan":
@@ -97,8 +100,10 @@ def _per_pixel(value, n_pixels: int, what: str) -> np.ndarray:
     if arr.ndim == 0:
         arr = np.full(n_pixels, float(arr))
     if arr.shape != (n_pixels,):
-        raise InputError(f"{what} must be a scalar or have one value per pixel ({n_pixels}), "
-                         f"got shape {arr.shape}")
+        raise InputError(
+            f"{what} must be a scalar or have one value per pixel ({n_pixels}), "
+            f"got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{what} must be finite")
     return arr[:, None]

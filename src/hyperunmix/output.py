@@ -35,8 +35,14 @@ import numpy as np
 
 from . import io as hio
 from ._atomic import atomic_path, write_text
-from ._guard import (claim, output_lock, recorded_files, remove_stale, with_companions,
-                     writable_directory)
+from ._guard import (
+    claim,
+    output_lock,
+    recorded_files,
+    remove_stale,
+    with_companions,
+    writable_directory,
+)
 from .conventions import MEANINGS
 from .errors import InputError
 from .metrics import _json_safe, default_names, evaluate
@@ -62,16 +68,23 @@ def map_format(source_format: str | None, fmt: str | None = None) -> str:
     if fmt is not None:
         key = fmt.lower().lstrip(".")
         if key not in MAP_SUFFIXES:
-            raise InputError(f"unknown output format {fmt!r}; choose one of "
-                             f"{', '.join(MAP_SUFFIXES)}")
+            raise InputError(
+                f"unknown output format {fmt!r}; choose one of {', '.join(MAP_SUFFIXES)}"
+            )
         return key
     return source_format if source_format in MAP_SUFFIXES else "npz"
 
 
-def save_result(result: "Result", directory: str | os.PathLike, *,
-                truth: "Truth | None" = None, scene: "Scene | None" = None,
-                fmt: str | None = None, figures: bool = True,
-                overwrite: bool = False) -> dict[str, Path]:
+def save_result(
+    result: Result,
+    directory: str | os.PathLike,
+    *,
+    truth: Truth | None = None,
+    scene: Scene | None = None,
+    fmt: str | None = None,
+    figures: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Path]:
     """Write ``result`` to ``directory`` (created if needed).
 
     Files an earlier run wrote there (those its run.json lists) are replaced, or removed
@@ -118,8 +131,7 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
 
     with output_lock(directory / LOCK_FILE, directory):
         previous = recorded_files(record)
-        claim(planned, previous, overwrite=overwrite,
-              rule=f"no {RUN_FILE} in {directory} lists it")
+        claim(planned, previous, overwrite=overwrite, rule=f"no {RUN_FILE} in {directory} lists it")
         remove_stale(previous, planned)
         # Incomplete until the last file is written: a directory left by an interrupted
         # write says so, and still lists every file the next run may replace.
@@ -127,8 +139,9 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
         _write_maps(paths["abundances"], result.abundances, result, names, family)
         _write_npy(paths["abundances_npy"], result.abundances.astype(np.float32, copy=False))
         if "endmembers" in paths:
-            hio.write_endmembers_csv(paths["endmembers"], result.endmembers,
-                                     wavelengths=result.wavelengths, names=names)
+            hio.write_endmembers_csv(
+                paths["endmembers"], result.endmembers, wavelengths=result.wavelengths, names=names
+            )
         for key, values in result.extras.items():
             _write_extra(paths[key], key, np.asarray(values), result, names, family)
         if metrics is not None:
@@ -139,13 +152,16 @@ def save_result(result: "Result", directory: str | os.PathLike, *,
     return {**paths, "run": record}
 
 
-def _output_paths(directory: Path, result: "Result", family: str, with_metrics: bool,
-                  figures: bool) -> dict[str, Path]:
+def _output_paths(
+    directory: Path, result: Result, family: str, with_metrics: bool, figures: bool
+) -> dict[str, Path]:
     """Every file :func:`save_result` writes but run.json, by role, known before any is
     written (an ENVI map is named by its header; its data file goes beside)."""
     suffix = MAP_SUFFIXES[family]
-    paths = {"abundances": directory / f"abundances{suffix}",
-             "abundances_npy": directory / "abundances.npy"}
+    paths = {
+        "abundances": directory / f"abundances{suffix}",
+        "abundances_npy": directory / "abundances.npy",
+    }
     if result.endmembers is not None:
         paths["endmembers"] = directory / "endmembers.csv"
     for key, values in result.extras.items():
@@ -160,7 +176,7 @@ def _output_paths(directory: Path, result: "Result", family: str, with_metrics: 
     return paths
 
 
-def _band_names(result: "Result", metrics: dict | None) -> list[str] | None:
+def _band_names(result: Result, metrics: dict | None) -> list[str] | None:
     """Names of the result's bands, in its own order: the true material each band was
     matched to, else the result's names, else ``endmember_1`` ..."""
     if metrics is None:
@@ -171,15 +187,16 @@ def _band_names(result: "Result", metrics: dict | None) -> list[str] | None:
     return names
 
 
-def _write_maps(path: Path, image: np.ndarray, result: "Result",
-                band_names: list[str] | None, family: str) -> None:
+def _write_maps(
+    path: Path, image: np.ndarray, result: Result, band_names: list[str] | None, family: str
+) -> None:
     """Maps (H, W, K) via :func:`hyperunmix.io.write_maps`, georeferenced like the input."""
-    hio.write_maps(path, image, geo=result.geo, band_names=band_names,
-                          fmt=_IO_FAMILIES[family])
+    hio.write_maps(path, image, geo=result.geo, band_names=band_names, fmt=_IO_FAMILIES[family])
 
 
-def _write_extra(path: Path, key: str, values: np.ndarray, result: "Result",
-                 names: list[str] | None, family: str) -> None:
+def _write_extra(
+    path: Path, key: str, values: np.ndarray, result: Result, names: list[str] | None, family: str
+) -> None:
     """One extra map to its path from :func:`_output_paths`: an array of another rank
     as .npy, (H, W) and (H, W, K) maps as maps."""
     if path.suffix == ".npy":
@@ -197,12 +214,16 @@ def _write_npy(path: Path, values: np.ndarray) -> None:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    write_text(path, json.dumps(_json_safe(record), indent=2, allow_nan=False,
-                                       default=str) + "\n")
+    write_text(path, json.dumps(_json_safe(record), indent=2, allow_nan=False, default=str) + "\n")
 
 
-def _write_figures(paths: dict[str, Path], result: "Result", truth: "Truth | None",
-                   order: list[int] | None, names: list[str] | None) -> None:
+def _write_figures(
+    paths: dict[str, Path],
+    result: Result,
+    truth: Truth | None,
+    order: list[int] | None,
+    names: list[str] | None,
+) -> None:
     """Abundance maps and endmember spectra (to ``paths["figure_abundances"]`` and
     ``paths["figure_endmembers"]``), in truth order beside the truth when given."""
     abundances, endmembers = result.abundances, result.endmembers
@@ -215,19 +236,27 @@ def _write_figures(paths: dict[str, Path], result: "Result", truth: "Truth | Non
         true_abundances, true_endmembers = truth.abundances, truth.endmembers
         rescale_truth = truth.endmember_scale == "shape"
     title = f"{result.method} on {result.scene_name}"
-    save_figure(plot_abundances(abundances, names, truth=true_abundances, title=title),
-                paths["figure_abundances"])
+    save_figure(
+        plot_abundances(abundances, names, truth=true_abundances, title=title),
+        paths["figure_abundances"],
+    )
     if endmembers is not None:
         if true_endmembers is not None and true_endmembers.shape != endmembers.shape:
-            true_endmembers = None     # truth on other bands (bad bands dropped): no overlay
-        save_figure(plot_endmembers(endmembers, result.wavelengths, names,
-                                    truth=true_endmembers, rescale_truth=rescale_truth,
-                                    title=title),
-                    paths["figure_endmembers"])
+            true_endmembers = None  # truth on other bands (bad bands dropped): no overlay
+        save_figure(
+            plot_endmembers(
+                endmembers,
+                result.wavelengths,
+                names,
+                truth=true_endmembers,
+                rescale_truth=rescale_truth,
+                title=title,
+            ),
+            paths["figure_endmembers"],
+        )
 
 
-def _run_record(result: "Result", family: str, files: list[str],
-                complete: bool) -> dict[str, Any]:
+def _run_record(result: Result, family: str, files: list[str], complete: bool) -> dict[str, Any]:
     from . import __version__  # at call time: the package may still be initialising at import
 
     return {
@@ -243,8 +272,11 @@ def _run_record(result: "Result", family: str, files: list[str],
         "fit_seconds": result.fit_seconds,
         "unmix_seconds": result.unmix_seconds,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"hyperunmix": __version__, "python": platform.python_version(),
-                     "numpy": np.__version__},
+        "versions": {
+            "hyperunmix": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "files": files,
         "complete": complete,
     }

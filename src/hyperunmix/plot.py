@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -31,9 +31,9 @@ _PANEL_INCHES = 2.2
 _LEGEND_INSIDE = 6
 
 
-def plot_abundance_comparison(maps: Mapping[str, np.ndarray],
-                              names: Sequence[str] | None = None,
-                              *, title: str | None = None) -> Figure:
+def plot_abundance_comparison(
+    maps: Mapping[str, np.ndarray], names: Sequence[str] | None = None, *, title: str | None = None
+) -> Figure:
     """A grid of abundance maps: one row per entry of ``maps``, one column per material.
 
     Parameters
@@ -59,15 +59,22 @@ def plot_abundance_comparison(maps: Mapping[str, np.ndarray],
     n_materials = first[2]
     names = _material_names(names, n_materials)
 
-    fig = Figure(figsize=(_PANEL_INCHES * n_materials + 1.2, _PANEL_INCHES * len(maps) + 0.4),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(_PANEL_INCHES * n_materials + 1.2, _PANEL_INCHES * len(maps) + 0.4),
+        layout="constrained",
+    )
     axes = fig.subplots(len(maps), n_materials, squeeze=False)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.8")
     for row, (label, image) in enumerate(maps.items()):
         for k in range(n_materials):
             ax = axes[row, k]
-            shown = ax.imshow(np.asarray(image[..., k], dtype=np.float32), cmap=cmap,
-                              vmin=0.0, vmax=1.0, interpolation="nearest")
+            shown = ax.imshow(
+                np.asarray(image[..., k], dtype=np.float32),
+                cmap=cmap,
+                vmin=0.0,
+                vmax=1.0,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -81,8 +88,13 @@ def plot_abundance_comparison(maps: Mapping[str, np.ndarray],
     return fig
 
 
-def plot_abundances(abundances: np.ndarray, names: Sequence[str] | None = None,
-                    truth: np.ndarray | None = None, *, title: str | None = None) -> Figure:
+def plot_abundances(
+    abundances: np.ndarray,
+    names: Sequence[str] | None = None,
+    truth: np.ndarray | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
     """Estimated abundance maps (H, W, P), with the true ones (H, W, P, same material order)
     in a row above when given."""
     maps = {} if truth is None else {TRUTH: truth}
@@ -90,10 +102,13 @@ def plot_abundances(abundances: np.ndarray, names: Sequence[str] | None = None,
     return plot_abundance_comparison(maps, names, title=title)
 
 
-def plot_spectra_comparison(spectra: Mapping[str, np.ndarray],
-                            wavelengths: np.ndarray | None = None,
-                            names: Sequence[str] | None = None,
-                            *, title: str | None = None) -> Figure:
+def plot_spectra_comparison(
+    spectra: Mapping[str, np.ndarray],
+    wavelengths: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
     """One panel per material, one line per entry of ``spectra``.
 
     Parameters
@@ -127,8 +142,7 @@ def plot_spectra_comparison(spectra: Mapping[str, np.ndarray],
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True).ravel()
     for k, ax in enumerate(axes[:n_materials]):
         for label, values in spectra.items():
-            style = ({"color": "black", "linestyle": "--"} if label == TRUTH
-                     else {"linestyle": "-"})
+            style = {"color": "black", "linestyle": "--"} if label == TRUTH else {"linestyle": "-"}
             ax.plot(x, np.asarray(values[k], dtype=np.float64), label=label, **style)
         ax.set_title(names[k])
         ax.set_xlabel(x_label)
@@ -138,16 +152,26 @@ def plot_spectra_comparison(spectra: Mapping[str, np.ndarray],
     if len(spectra) <= _LEGEND_INSIDE:
         axes[0].legend(fontsize="small")
     else:  # a long legend does not fit in a panel: one for the figure, below the panels
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-                   ncols=min(len(spectra), 4), fontsize="small")
+        fig.legend(
+            *axes[0].get_legend_handles_labels(),
+            loc="outside lower center",
+            ncols=min(len(spectra), 4),
+            fontsize="small",
+        )
     if title:
         fig.suptitle(title)
     return fig
 
 
-def plot_endmembers(endmembers: np.ndarray, wavelengths: np.ndarray | None = None,
-                    names: Sequence[str] | None = None, truth: np.ndarray | None = None,
-                    *, rescale_truth: bool = False, title: str | None = None) -> Figure:
+def plot_endmembers(
+    endmembers: np.ndarray,
+    wavelengths: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    truth: np.ndarray | None = None,
+    *,
+    rescale_truth: bool = False,
+    title: str | None = None,
+) -> Figure:
     """Estimated endmember spectra (P, L), with the true ones (P, L, same material order)
     dashed in the same panels when given.
 
@@ -161,8 +185,9 @@ def plot_endmembers(endmembers: np.ndarray, wavelengths: np.ndarray | None = Non
     return plot_spectra_comparison(spectra, wavelengths, names, title=title)
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120,
-                palette: bool = False) -> Path:
+def save_figure(
+    fig: Figure, path: str | os.PathLike, *, dpi: int = 120, palette: bool = False
+) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically; return the path.
 
     ``palette``: store 256 indexed colours instead of RGBA, about a third of the size for

@@ -29,8 +29,15 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .base import ProgressCallback
 
@@ -76,9 +83,15 @@ def _short(value: Any) -> str:
 # -- on a terminal -------------------------------------------------------------------------
 def _bar_columns() -> tuple[ProgressColumn, ...]:
     """A stage's bar: ``epoch loss=0.2311 ━━━━━━━ 38/200 elapsed 0:00:05 left 0:00:21``."""
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
-            TimeRemainingColumn())
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
 
 
 class ProgressBars:
@@ -92,11 +105,11 @@ class ProgressBars:
     def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
         description = f"{stage} {_details(info)}".strip()
         if stage in self.tasks:
-            self.progress.update(self.tasks[stage], completed=done, total=total,
-                                 description=description)
+            self.progress.update(
+                self.tasks[stage], completed=done, total=total, description=description
+            )
         else:
-            self.tasks[stage] = self.progress.add_task(description, total=total,
-                                                       completed=done)
+            self.tasks[stage] = self.progress.add_task(description, total=total, completed=done)
 
 
 # -- elsewhere -----------------------------------------------------------------------------
@@ -125,8 +138,12 @@ class ProgressLog:
     seconds.
     """
 
-    def __init__(self, file: TextIO | None = None, interval: float = LOG_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        file: TextIO | None = None,
+        interval: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.file = file
         self.interval = interval
         self.clock = clock
@@ -171,8 +188,9 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressCallbac
     if console.is_terminal:
         # The rate over the whole stage, as in the lines: rich's default, over the last 30 s,
         # gives no time left at all for steps slower than that (epochs on a large scene).
-        with Progress(*_bar_columns(), console=console, transient=True,
-                      speed_estimate_period=math.inf) as progress:
+        with Progress(
+            *_bar_columns(), console=console, transient=True, speed_estimate_period=math.inf
+        ) as progress:
             yield ProgressBars(progress)
     else:
         # Not a rich display: a transient one ends by writing a blank line where it cannot

@@ -39,12 +39,11 @@ def get_method(name: str) -> type:
     """The estimator class registered under ``name`` (case-insensitive)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in METHODS:
-        raise InputError(
-            f"unknown method {name!r}; available: {', '.join(available_methods())}")
+        raise InputError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
     module_name, _, class_name = METHODS[key].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def make_method(name: str, **params) -> "object":
+def make_method(name: str, **params) -> object:
     """Instantiate the method ``name`` with ``params``."""
     return get_method(name)(**params)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,21 +185,23 @@ class Scene:
         return image
 
     # -- derived scenes ----------------------------------------------------------------
-    def drop_bad_bands(self) -> "Scene":
+    def drop_bad_bands(self) -> Scene:
         """A new scene without the bands listed in ``bad_bands`` (truth spectra too)."""
         keep = np.setdiff1d(np.arange(self.n_bands), self.bad_bands)
         return self.select_bands(keep)
 
-    def select_bands(self, bands: Sequence[int] | np.ndarray) -> "Scene":
+    def select_bands(self, bands: Sequence[int] | np.ndarray) -> Scene:
         """A new scene with only ``bands`` (indices, or a boolean mask over bands)."""
         index = np.arange(self.n_bands)[np.asarray(bands)]
         truth = None
         if self.truth is not None:
             truth = dataclasses.replace(
                 self.truth,
-                endmembers=None if self.truth.endmembers is None
+                endmembers=None
+                if self.truth.endmembers is None
                 else self.truth.endmembers[:, index],
-                pixel_endmembers=None if self.truth.pixel_endmembers is None
+                pixel_endmembers=None
+                if self.truth.pixel_endmembers is None
                 else self.truth.pixel_endmembers[..., index],
             )
         return Scene(
@@ -214,11 +217,16 @@ class Scene:
         )
 
     def __repr__(self) -> str:
-        wl = ("no wavelengths" if self.wavelengths is None
-              else f"{self.wavelengths[0]:.0f}-{self.wavelengths[-1]:.0f} nm")
+        wl = (
+            "no wavelengths"
+            if self.wavelengths is None
+            else f"{self.wavelengths[0]:.0f}-{self.wavelengths[-1]:.0f} nm"
+        )
         truth = "" if self.truth is None else f", truth P={self.truth.n_endmembers}"
-        return (f"Scene({self.name!r}, {self.n_rows}x{self.n_cols} px, {self.n_bands} bands, "
-                f"{wl}, {self.n_pixels} valid px{truth})")
+        return (
+            f"Scene({self.name!r}, {self.n_rows}x{self.n_cols} px, {self.n_bands} bands, "
+            f"{wl}, {self.n_pixels} valid px{truth})"
+        )
 
 
 # -- validation helpers ------------------------------------------------------------------
@@ -241,7 +249,9 @@ def _as_float32(arr: np.ndarray, scale: float | None) -> np.ndarray:
         warnings.warn(
             f"cube is {arr.dtype} (digital numbers); converted to float32 unscaled. "
             "Pass scale= (e.g. 1/10000 for reflectance x 10000) to get physical units.",
-            ScalingWarning, stacklevel=3)
+            ScalingWarning,
+            stacklevel=3,
+        )
     out = arr.astype(np.float32)
     if scale is not None:
         out *= np.float32(scale)
@@ -289,7 +299,9 @@ def _warn_on_suspicious_values(cube: np.ndarray, valid: np.ndarray) -> None:
         warnings.warn(
             f"{negative_share:.1%} of the values are negative; unmixing assumes non-negative "
             "reflectance (check the atmospheric correction or drop the bad bands)",
-            ScalingWarning, stacklevel=3)
+            ScalingWarning,
+            stacklevel=3,
+        )
 
 
 def _check_truth(truth: Truth, n_rows: int, n_cols: int, n_bands: int) -> None:
@@ -298,22 +310,23 @@ def _check_truth(truth: Truth, n_rows: int, n_cols: int, n_bands: int) -> None:
         a = np.asarray(truth.abundances)
         if a.ndim != 3 or a.shape[:2] != (n_rows, n_cols):
             raise InputError(
-                f"truth abundances must be (H, W, P) = ({n_rows}, {n_cols}, P), got {a.shape}")
+                f"truth abundances must be (H, W, P) = ({n_rows}, {n_cols}, P), got {a.shape}"
+            )
         truth.abundances = a.astype(np.float64, copy=False)
     if truth.endmembers is not None:
         e = np.asarray(truth.endmembers, dtype=np.float64)
         if e.ndim != 2 or e.shape[1] != n_bands:
             raise InputError(f"truth endmembers must be (P, L) with L = {n_bands}, got {e.shape}")
         if e.shape[0] != p:
-            raise InputError(
-                f"truth has {p} abundance maps but {e.shape[0]} endmembers")
+            raise InputError(f"truth has {p} abundance maps but {e.shape[0]} endmembers")
         truth.endmembers = e
     if truth.pixel_endmembers is not None:
         pe = np.asarray(truth.pixel_endmembers)
         if pe.shape != (n_rows, n_cols, p, n_bands):
             raise InputError(
                 f"truth pixel_endmembers must be (H, W, P, L) = "
-                f"({n_rows}, {n_cols}, {p}, {n_bands}), got {pe.shape}")
+                f"({n_rows}, {n_cols}, {p}, {n_bands}), got {pe.shape}"
+            )
     if truth.names is not None and p is not None and len(truth.names) != p:
         raise InputError(f"truth names {list(truth.names)} do not match P = {p}")
     if p is not None and p > n_bands:

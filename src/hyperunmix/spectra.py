@@ -60,7 +60,8 @@ class SpectralLibrary:
             raise InputError(f"library spectra must be (K, L), got shape {spectra.shape}")
         if labels.shape != (spectra.shape[0],):
             raise InputError(
-                f"library labels must be ({spectra.shape[0]},), got shape {labels.shape}")
+                f"library labels must be ({spectra.shape[0]},), got shape {labels.shape}"
+            )
         if labels.size and (labels.min() < 0 or labels.max() >= len(self.names)):
             raise InputError(f"library labels must index the {len(self.names)} names")
         object.__setattr__(self, "spectra", spectra)
@@ -69,8 +70,9 @@ class SpectralLibrary:
         if self.wavelengths is not None:
             wavelengths = np.asarray(self.wavelengths, dtype=np.float64).ravel()
             if wavelengths.size != spectra.shape[1]:
-                raise InputError(f"library has {spectra.shape[1]} bands but "
-                                 f"{wavelengths.size} wavelengths")
+                raise InputError(
+                    f"library has {spectra.shape[1]} bands but {wavelengths.size} wavelengths"
+                )
             object.__setattr__(self, "wavelengths", wavelengths)
 
     @property
@@ -91,7 +93,7 @@ class SpectralLibrary:
         """The material name of each of the K spectra."""
         return [self.names[k] for k in self.labels]
 
-    def resample(self, wavelengths, fwhm=None) -> "SpectralLibrary":
+    def resample(self, wavelengths, fwhm=None) -> SpectralLibrary:
         """The library at the band centres ``wavelengths`` (nm); see :func:`resample`."""
         if self.wavelengths is None:
             raise InputError("the library has no wavelengths, so it cannot be resampled")
@@ -136,7 +138,8 @@ def resample(spectra, source_wavelengths, wavelengths, fwhm=None) -> np.ndarray:
     if target.min() < lo or target.max() > hi:
         raise InputError(
             f"wavelengths {target.min():.1f}-{target.max():.1f} nm reach outside the "
-            f"library's range {lo:.1f}-{hi:.1f} nm; spectra are not extrapolated")
+            f"library's range {lo:.1f}-{hi:.1f} nm; spectra are not extrapolated"
+        )
     if fwhm is None:
         return np.stack([np.interp(target, source, s) for s in spectra])
     nodes, weights = _band_response(target, fwhm)
@@ -182,8 +185,11 @@ class _AnalyticMaterial:
 
     def reflectance(self, wavelengths: np.ndarray) -> np.ndarray:
         edge = 1.0 / (1.0 + np.exp(-(wavelengths - self.edge_nm) / self.edge_width_nm))
-        continuum = (self.level + self.edge_height * edge
-                     + self.slope_per_um * (wavelengths - 1000.0) / 1000.0)
+        continuum = (
+            self.level
+            + self.edge_height * edge
+            + self.slope_per_um * (wavelengths - 1000.0) / 1000.0
+        )
         optical_depth = np.zeros_like(wavelengths)
         for centre, width, depth in self.features:
             optical_depth += depth * np.exp(-0.5 * ((wavelengths - centre) / width) ** 2)
@@ -194,57 +200,151 @@ _WATER_BANDS = ((1410.0, 30.0, 0.15), (1910.0, 40.0, 0.3))  # bound water and OH
 
 ANALYTIC_MATERIALS: dict[str, _AnalyticMaterial] = {
     "Vegetation": _AnalyticMaterial(
-        level=0.04, edge_height=0.46, edge_nm=715.0, edge_width_nm=14.0,
-        features=((480.0, 35.0, 0.5), (550.0, 30.0, -0.8), (670.0, 25.0, 0.9),
-                  (970.0, 30.0, 0.08), (1200.0, 40.0, 0.18), (1450.0, 70.0, 1.1),
-                  (1940.0, 90.0, 1.7), (2500.0, 500.0, 0.8))),
+        level=0.04,
+        edge_height=0.46,
+        edge_nm=715.0,
+        edge_width_nm=14.0,
+        features=(
+            (480.0, 35.0, 0.5),
+            (550.0, 30.0, -0.8),
+            (670.0, 25.0, 0.9),
+            (970.0, 30.0, 0.08),
+            (1200.0, 40.0, 0.18),
+            (1450.0, 70.0, 1.1),
+            (1940.0, 90.0, 1.7),
+            (2500.0, 500.0, 0.8),
+        ),
+    ),
     "Dry vegetation": _AnalyticMaterial(
-        level=0.08, edge_height=0.32, edge_nm=680.0, edge_width_nm=110.0,
-        features=((1450.0, 60.0, 0.3), (1730.0, 30.0, 0.12), (1940.0, 70.0, 0.5),
-                  (2100.0, 60.0, 0.35), (2300.0, 40.0, 0.15))),
+        level=0.08,
+        edge_height=0.32,
+        edge_nm=680.0,
+        edge_width_nm=110.0,
+        features=(
+            (1450.0, 60.0, 0.3),
+            (1730.0, 30.0, 0.12),
+            (1940.0, 70.0, 0.5),
+            (2100.0, 60.0, 0.35),
+            (2300.0, 40.0, 0.15),
+        ),
+    ),
     "Soil": _AnalyticMaterial(
-        level=0.07, edge_height=0.28, edge_nm=800.0, edge_width_nm=250.0, slope_per_um=0.02,
-        features=((900.0, 80.0, 0.15), *_WATER_BANDS, (2200.0, 40.0, 0.15))),
+        level=0.07,
+        edge_height=0.28,
+        edge_nm=800.0,
+        edge_width_nm=250.0,
+        slope_per_um=0.02,
+        features=((900.0, 80.0, 0.15), *_WATER_BANDS, (2200.0, 40.0, 0.15)),
+    ),
     "Sand": _AnalyticMaterial(
-        level=0.22, edge_height=0.3, edge_nm=550.0, edge_width_nm=150.0,
-        features=((1410.0, 30.0, 0.05), (1910.0, 40.0, 0.08))),
+        level=0.22,
+        edge_height=0.3,
+        edge_nm=550.0,
+        edge_width_nm=150.0,
+        features=((1410.0, 30.0, 0.05), (1910.0, 40.0, 0.08)),
+    ),
     "Clay": _AnalyticMaterial(
-        level=0.45, edge_height=0.3, edge_nm=450.0, edge_width_nm=60.0, slope_per_um=-0.03,
-        features=((1400.0, 18.0, 0.35), (1910.0, 30.0, 0.15), (2165.0, 15.0, 0.3),
-                  (2208.0, 18.0, 0.45))),
+        level=0.45,
+        edge_height=0.3,
+        edge_nm=450.0,
+        edge_width_nm=60.0,
+        slope_per_um=-0.03,
+        features=(
+            (1400.0, 18.0, 0.35),
+            (1910.0, 30.0, 0.15),
+            (2165.0, 15.0, 0.3),
+            (2208.0, 18.0, 0.45),
+        ),
+    ),
     "Carbonate": _AnalyticMaterial(
-        level=0.5, edge_height=0.2, edge_nm=420.0, edge_width_nm=40.0,
-        features=((1995.0, 25.0, 0.15), (2160.0, 25.0, 0.12), (2340.0, 35.0, 0.6))),
+        level=0.5,
+        edge_height=0.2,
+        edge_nm=420.0,
+        edge_width_nm=40.0,
+        features=((1995.0, 25.0, 0.15), (2160.0, 25.0, 0.12), (2340.0, 35.0, 0.6)),
+    ),
     "Iron oxide": _AnalyticMaterial(
-        level=0.05, edge_height=0.45, edge_nm=580.0, edge_width_nm=25.0, slope_per_um=0.03,
-        features=((870.0, 90.0, 0.6), *_WATER_BANDS)),
+        level=0.05,
+        edge_height=0.45,
+        edge_nm=580.0,
+        edge_width_nm=25.0,
+        slope_per_um=0.03,
+        features=((870.0, 90.0, 0.6), *_WATER_BANDS),
+    ),
     "Water": _AnalyticMaterial(
-        level=0.062, edge_height=-0.058, edge_nm=620.0, edge_width_nm=45.0,
-        features=((420.0, 60.0, 0.25),)),
+        level=0.062,
+        edge_height=-0.058,
+        edge_nm=620.0,
+        edge_width_nm=45.0,
+        features=((420.0, 60.0, 0.25),),
+    ),
     "Turbid water": _AnalyticMaterial(
-        level=0.09, edge_height=-0.085, edge_nm=720.0, edge_width_nm=30.0,
-        features=((420.0, 50.0, 0.7), (600.0, 60.0, -0.3), (810.0, 20.0, -0.8))),
+        level=0.09,
+        edge_height=-0.085,
+        edge_nm=720.0,
+        edge_width_nm=30.0,
+        features=((420.0, 50.0, 0.7), (600.0, 60.0, -0.3), (810.0, 20.0, -0.8)),
+    ),
     "Gypsum": _AnalyticMaterial(
-        level=0.6, edge_height=0.25, edge_nm=420.0, edge_width_nm=40.0, slope_per_um=-0.05,
-        features=((1000.0, 30.0, 0.08), (1200.0, 40.0, 0.15), (1450.0, 25.0, 0.7),
-                  (1490.0, 25.0, 0.6), (1750.0, 20.0, 0.25), (1940.0, 50.0, 1.0),
-                  (2215.0, 20.0, 0.2))),
+        level=0.6,
+        edge_height=0.25,
+        edge_nm=420.0,
+        edge_width_nm=40.0,
+        slope_per_um=-0.05,
+        features=(
+            (1000.0, 30.0, 0.08),
+            (1200.0, 40.0, 0.15),
+            (1450.0, 25.0, 0.7),
+            (1490.0, 25.0, 0.6),
+            (1750.0, 20.0, 0.25),
+            (1940.0, 50.0, 1.0),
+            (2215.0, 20.0, 0.2),
+        ),
+    ),
     "Polymer": _AnalyticMaterial(
-        level=0.7, edge_height=0.15, edge_nm=420.0, edge_width_nm=30.0,
-        features=((1215.0, 20.0, 0.3), (1395.0, 20.0, 0.3), (1730.0, 25.0, 0.6),
-                  (2310.0, 40.0, 0.9), (2460.0, 40.0, 0.6))),
+        level=0.7,
+        edge_height=0.15,
+        edge_nm=420.0,
+        edge_width_nm=30.0,
+        features=(
+            (1215.0, 20.0, 0.3),
+            (1395.0, 20.0, 0.3),
+            (1730.0, 25.0, 0.6),
+            (2310.0, 40.0, 0.9),
+            (2460.0, 40.0, 0.6),
+        ),
+    ),
     "Char": _AnalyticMaterial(
-        level=0.035, edge_height=0.03, edge_nm=1600.0, edge_width_nm=300.0,
-        features=((2200.0, 200.0, 0.2),)),
+        level=0.035,
+        edge_height=0.03,
+        edge_nm=1600.0,
+        edge_width_nm=300.0,
+        features=((2200.0, 200.0, 0.2),),
+    ),
     "Asphalt": _AnalyticMaterial(
-        level=0.05, slope_per_um=0.035, features=((1730.0, 25.0, 0.08), (2310.0, 30.0, 0.12))),
+        level=0.05, slope_per_um=0.035, features=((1730.0, 25.0, 0.08), (2310.0, 30.0, 0.12))
+    ),
     "Concrete": _AnalyticMaterial(
-        level=0.22, edge_height=0.12, edge_nm=500.0, edge_width_nm=80.0, slope_per_um=-0.05,
-        features=((1910.0, 40.0, 0.2), (2340.0, 30.0, 0.12))),
+        level=0.22,
+        edge_height=0.12,
+        edge_nm=500.0,
+        edge_width_nm=80.0,
+        slope_per_um=-0.05,
+        features=((1910.0, 40.0, 0.2), (2340.0, 30.0, 0.12)),
+    ),
     "Snow": _AnalyticMaterial(
-        level=0.98, edge_height=-0.75, edge_nm=1150.0, edge_width_nm=110.0,
-        features=((1030.0, 50.0, 0.15), (1260.0, 60.0, 0.3), (1500.0, 90.0, 2.0),
-                  (2000.0, 120.0, 2.5), (2500.0, 150.0, 1.0))),
+        level=0.98,
+        edge_height=-0.75,
+        edge_nm=1150.0,
+        edge_width_nm=110.0,
+        features=(
+            (1030.0, 50.0, 0.15),
+            (1260.0, 60.0, 0.3),
+            (1500.0, 90.0, 2.0),
+            (2000.0, 120.0, 2.5),
+            (2500.0, 150.0, 1.0),
+        ),
+    ),
 }
 
 
@@ -264,8 +364,11 @@ def analytic_library(wavelengths=None, fwhm=None) -> SpectralLibrary:
     SpectralLibrary with K = 15 materials (:data:`ANALYTIC_MATERIALS`),
     ``labels = arange(K)``, reflectance in [0.002, 1].
     """
-    target = default_wavelengths() if wavelengths is None else _wavelength_vector(
-        wavelengths, "wavelengths")
+    target = (
+        default_wavelengths()
+        if wavelengths is None
+        else _wavelength_vector(wavelengths, "wavelengths")
+    )
     materials = ANALYTIC_MATERIALS.values()
     if fwhm is None:
         spectra = np.stack([m.reflectance(target) for m in materials])

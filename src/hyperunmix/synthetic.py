@@ -131,8 +131,18 @@ def make_scene(
         holds the arguments.
     """
     n_rows, n_cols, n_endmembers = _check_size(n_rows, n_cols, n_endmembers)
-    _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, variability,
-                   perturbation, illumination, min_angle)
+    _check_options(
+        abundances,
+        mixing,
+        noise,
+        snr_db,
+        purity,
+        n_endmembers,
+        variability,
+        perturbation,
+        illumination,
+        min_angle,
+    )
     n_pixels = n_rows * n_cols
     rng = np.random.default_rng(seed)
 
@@ -140,24 +150,26 @@ def make_scene(
     chosen = choose_endmembers(lib.spectra, n_endmembers, min_angle, rng)
     endmembers = lib.spectra[chosen]  # (P, L)
 
-    abundance_image = _draw_abundances(abundances, n_rows, n_cols, n_endmembers, alpha,
-                                       correlation_length, rng, data_dir)  # (H, W, P)
+    abundance_image = _draw_abundances(
+        abundances, n_rows, n_cols, n_endmembers, alpha, correlation_length, rng, data_dir
+    )  # (H, W, P)
     if purity is not None:
         abundance_image = cap_purity(abundance_image, purity)
     pixel_abundances = abundance_image.reshape(n_pixels, n_endmembers)
 
     pixel_endmembers = None  # (N, P, L) when endmembers vary from pixel to pixel
     if variability > 0 or perturbation > 0:
-        pixel_endmembers = vary_endmembers(endmembers, n_pixels, variability, perturbation,
-                                           rng)
+        pixel_endmembers = vary_endmembers(endmembers, n_pixels, variability, perturbation, rng)
     mixed = endmembers if pixel_endmembers is None else pixel_endmembers
-    clean = mixing_models.mix(pixel_abundances, mixed, mixing,
-                              _per_pixel(nonlinearity, n_rows, n_cols))  # (N, L)
+    clean = mixing_models.mix(
+        pixel_abundances, mixed, mixing, _per_pixel(nonlinearity, n_rows, n_cols)
+    )  # (N, L)
     extras = {}
     if mixing != "linear":
         nonlinear_part = clean - mixing_models.linear(pixel_abundances, mixed)
-        extras["nonlinear_share"] = (np.sum(nonlinear_part**2, axis=1)
-                                     / np.sum(clean**2, axis=1)).reshape(n_rows, n_cols)
+        extras["nonlinear_share"] = (
+            np.sum(nonlinear_part**2, axis=1) / np.sum(clean**2, axis=1)
+        ).reshape(n_rows, n_cols)
     if illumination > 0:  # after the nonlinear share, a ratio that brightness leaves alone
         clean = clean * rng.uniform(1 - illumination, 1 + illumination, size=(n_pixels, 1))
     observed = clean if snr_db is None else clean + draw_noise(clean, snr_db, noise, rng)
@@ -166,25 +178,41 @@ def make_scene(
         abundances=abundance_image,
         endmembers=endmembers,
         names=[lib.names[k] for k in lib.labels[chosen]],
-        pixel_endmembers=None if pixel_endmembers is None
+        pixel_endmembers=None
+        if pixel_endmembers is None
         else pixel_endmembers.reshape(n_rows, n_cols, n_endmembers, -1),
         # Fractions of the library spectra at their own scale: the scene is mixed from them.
         convention="absolute",
         extras=extras,
     )
-    settings = {"library": library if isinstance(library, str) else "custom",
-                "abundances": abundances, "alpha": _plain(alpha), "purity": purity,
-                "mixing": mixing, "nonlinearity": _plain(nonlinearity),
-                "variability": variability, "perturbation": perturbation,
-                "illumination": illumination, "snr_db": snr_db,
-                "noise": noise, "min_angle": min_angle, "seed": seed}
+    settings = {
+        "library": library if isinstance(library, str) else "custom",
+        "abundances": abundances,
+        "alpha": _plain(alpha),
+        "purity": purity,
+        "mixing": mixing,
+        "nonlinearity": _plain(nonlinearity),
+        "variability": variability,
+        "perturbation": perturbation,
+        "illumination": illumination,
+        "snr_db": snr_db,
+        "noise": noise,
+        "min_angle": min_angle,
+        "seed": seed,
+    }
     with warnings.catch_warnings():
         # Noise on dark bands (water beyond 700 nm) makes a few values negative by design.
         warnings.simplefilter("ignore", ScalingWarning)
-        return Scene(observed.reshape(n_rows, n_cols, -1), lib.wavelengths,
-                     fwhm=None if fwhm is None or lib.wavelengths is None
-                     else np.broadcast_to(fwhm, lib.wavelengths.shape),
-                     truth=truth, name="synthetic", metadata={"synthetic": settings})
+        return Scene(
+            observed.reshape(n_rows, n_cols, -1),
+            lib.wavelengths,
+            fwhm=None
+            if fwhm is None or lib.wavelengths is None
+            else np.broadcast_to(fwhm, lib.wavelengths.shape),
+            truth=truth,
+            name="synthetic",
+            metadata={"synthetic": settings},
+        )
 
 
 # -- endmembers ---------------------------------------------------------------------------
@@ -193,15 +221,13 @@ def _reference_library(library, wavelengths, fwhm, data_dir) -> SpectralLibrary:
     if isinstance(library, SpectralLibrary):
         if wavelengths is None and fwhm is None:
             return library
-        return library.resample(library.wavelengths if wavelengths is None else wavelengths,
-                                fwhm)
+        return library.resample(library.wavelengths if wavelengths is None else wavelengths, fwhm)
     target = default_wavelengths() if wavelengths is None else wavelengths
     if library == "analytic":
         return analytic_library(target, fwhm)
     if library == "usgs":
         return load_library("usgs", data_dir).resample(target, fwhm)
-    raise InputError(
-        f"library must be 'analytic', 'usgs' or a SpectralLibrary, got {library!r}")
+    raise InputError(f"library must be 'analytic', 'usgs' or a SpectralLibrary, got {library!r}")
 
 
 def _pairwise_angles(spectra: np.ndarray) -> np.ndarray:
@@ -211,8 +237,9 @@ def _pairwise_angles(spectra: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(unit @ unit.T, -1.0, 1.0))
 
 
-def choose_endmembers(spectra: np.ndarray, n_endmembers: int, min_angle: float,
-                      rng: np.random.Generator) -> np.ndarray:
+def choose_endmembers(
+    spectra: np.ndarray, n_endmembers: int, min_angle: float, rng: np.random.Generator
+) -> np.ndarray:
     """Indices of ``n_endmembers`` rows of ``spectra`` (K, L) at least ``min_angle`` rad
     apart pairwise: a greedy pass over the rows in random order, repeated with a new order
     until one succeeds."""
@@ -226,11 +253,17 @@ def choose_endmembers(spectra: np.ndarray, n_endmembers: int, min_angle: float,
                     return np.array(chosen)
     raise InputError(
         f"could not find {n_endmembers} spectra at least {min_angle} rad apart among the "
-        f"{len(spectra)} of the library; lower min_angle or n_endmembers")
+        f"{len(spectra)} of the library; lower min_angle or n_endmembers"
+    )
 
 
-def vary_endmembers(endmembers: np.ndarray, n_pixels: int, variability: float,
-                    perturbation: float, rng: np.random.Generator) -> np.ndarray:
+def vary_endmembers(
+    endmembers: np.ndarray,
+    n_pixels: int,
+    variability: float,
+    perturbation: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """(N, P, L) per-pixel versions of (P, L) ``endmembers``.
 
     Each pixel scales each endmember by a factor uniform in [1 - variability,
@@ -244,15 +277,19 @@ def vary_endmembers(endmembers: np.ndarray, n_pixels: int, variability: float,
     if perturbation > 0:
         curves = ndimage.gaussian_filter1d(
             rng.standard_normal((n_pixels, n_endmembers, n_bands)),
-            sigma=max(1.0, n_bands * _PERTURBATION_SMOOTHNESS), axis=-1, mode="nearest")
+            sigma=max(1.0, n_bands * _PERTURBATION_SMOOTHNESS),
+            axis=-1,
+            mode="nearest",
+        )
         curves /= curves.std()
         varied += perturbation * endmembers.mean(axis=1)[None, :, None] * curves
     return np.maximum(varied, 0.0)
 
 
 # -- abundances ---------------------------------------------------------------------------
-def _draw_abundances(kind, n_rows, n_cols, n_endmembers, alpha, correlation_length, rng,
-                     data_dir) -> np.ndarray:
+def _draw_abundances(
+    kind, n_rows, n_cols, n_endmembers, alpha, correlation_length, rng, data_dir
+) -> np.ndarray:
     if kind == "dirichlet":
         return dirichlet_abundances(n_rows, n_cols, n_endmembers, alpha, rng)
     if kind == "fields":
@@ -260,16 +297,20 @@ def _draw_abundances(kind, n_rows, n_cols, n_endmembers, alpha, correlation_leng
     maps = load_abundance_maps(kind, data_dir)
     height, width, n_maps = maps.shape
     if n_maps != n_endmembers:
-        raise InputError(f"the {kind!r} abundance maps hold {n_maps} materials; "
-                         f"pass n_endmembers={n_maps}")
+        raise InputError(
+            f"the {kind!r} abundance maps hold {n_maps} materials; pass n_endmembers={n_maps}"
+        )
     if n_rows > height or n_cols > width:
-        raise InputError(f"the {kind!r} abundance maps are {height} x {width} pixels; "
-                         f"ask for at most that many rows and columns")
+        raise InputError(
+            f"the {kind!r} abundance maps are {height} x {width} pixels; "
+            f"ask for at most that many rows and columns"
+        )
     return maps[:n_rows, :n_cols]
 
 
-def dirichlet_abundances(n_rows: int, n_cols: int, n_endmembers: int, alpha,
-                         rng: np.random.Generator) -> np.ndarray:
+def dirichlet_abundances(
+    n_rows: int, n_cols: int, n_endmembers: int, alpha, rng: np.random.Generator
+) -> np.ndarray:
     """(H, W, P) independent Dirichlet(alpha) draws; ``alpha`` scalar or (P,)."""
     concentration = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n_endmembers,))
     if not np.all(np.isfinite(concentration) & (concentration > 0)):
@@ -277,17 +318,22 @@ def dirichlet_abundances(n_rows: int, n_cols: int, n_endmembers: int, alpha,
     return rng.dirichlet(concentration, size=(n_rows, n_cols))
 
 
-def field_abundances(n_rows: int, n_cols: int, n_endmembers: int,
-                     correlation_length: float | None,
-                     rng: np.random.Generator) -> np.ndarray:
+def field_abundances(
+    n_rows: int,
+    n_cols: int,
+    n_endmembers: int,
+    correlation_length: float | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """(H, W, P) spatially smooth abundances: one Gaussian random field per material
     (white noise smoothed by a Gaussian of ``correlation_length`` pixels, default
     max(H, W) / 10, standardised), mapped to the simplex by a softmax."""
     length = max(n_rows, n_cols) / 10 if correlation_length is None else correlation_length
     if not length > 0:
         raise InputError(f"correlation_length must be positive, got {correlation_length!r}")
-    fields = ndimage.gaussian_filter(rng.standard_normal((n_rows, n_cols, n_endmembers)),
-                                     sigma=(length, length, 0), mode="wrap")
+    fields = ndimage.gaussian_filter(
+        rng.standard_normal((n_rows, n_cols, n_endmembers)), sigma=(length, length, 0), mode="wrap"
+    )
     fields -= fields.mean(axis=(0, 1))
     fields /= fields.std(axis=(0, 1))
     logits = _FIELD_SHARPNESS * fields
@@ -320,8 +366,7 @@ def cap_purity(abundances: np.ndarray, purity: float) -> np.ndarray:
 
 
 # -- noise ----------------------------------------------------------------------------------
-def draw_noise(clean: np.ndarray, snr_db: float, kind: str,
-               rng: np.random.Generator) -> np.ndarray:
+def draw_noise(clean: np.ndarray, snr_db: float, kind: str, rng: np.random.Generator) -> np.ndarray:
     """(N, L) Gaussian noise whose expected power is that of ``clean`` (N, L) over
     10^(snr_db / 10); white, or correlated across bands (``kind="correlated"``)."""
     sigma = np.sqrt(np.mean(clean**2) / 10 ** (snr_db / 10))
@@ -333,8 +378,7 @@ def draw_noise(clean: np.ndarray, snr_db: float, kind: str,
     rho = _NOISE_BAND_CORRELATION
     innovation = np.sqrt(1 - rho**2)
     initial_state = (1 - innovation) * white[:, :1]
-    correlated, _ = signal.lfilter([innovation], [1.0, -rho], white, axis=-1,
-                                   zi=initial_state)
+    correlated, _ = signal.lfilter([innovation], [1.0, -rho], white, axis=-1, zi=initial_state)
     return sigma * correlated
 
 
@@ -350,14 +394,23 @@ def _check_size(n_rows, n_cols, n_endmembers) -> tuple[int, int, int]:
     return int(n_rows), int(n_cols), int(n_endmembers)
 
 
-def _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, variability,
-                   perturbation, illumination, min_angle) -> None:
+def _check_options(
+    abundances,
+    mixing,
+    noise,
+    snr_db,
+    purity,
+    n_endmembers,
+    variability,
+    perturbation,
+    illumination,
+    min_angle,
+) -> None:
     kinds = ABUNDANCE_GENERATORS + tuple(ABUNDANCE_MAP_FILES)
     if abundances not in kinds:
         raise InputError(f"abundances must be one of {', '.join(kinds)}; got {abundances!r}")
     if mixing not in mixing_models.MODELS:
-        raise InputError(f"mixing must be one of {', '.join(mixing_models.MODELS)}; "
-                         f"got {mixing!r}")
+        raise InputError(f"mixing must be one of {', '.join(mixing_models.MODELS)}; got {mixing!r}")
     if noise not in NOISE_KINDS:
         raise InputError(f"noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
     if snr_db is not None and not np.isfinite(snr_db):
@@ -377,8 +430,7 @@ def _check_options(abundances, mixing, noise, snr_db, purity, n_endmembers, vari
 def _check_purity(purity: float, n_endmembers: int) -> None:
     # A cap below 1/P leaves no point of the simplex (tolerance for purity=1/P in floats).
     if not 1 / n_endmembers - 1e-12 <= purity <= 1:
-        raise InputError(f"purity must lie in [1/P, 1] = [{1 / n_endmembers:.3g}, 1], "
-                         f"got {purity}")
+        raise InputError(f"purity must lie in [1/P, 1] = [{1 / n_endmembers:.3g}, 1], got {purity}")
 
 
 def _per_pixel(value, n_rows: int, n_cols: int) -> np.ndarray | float:
@@ -387,8 +439,9 @@ def _per_pixel(value, n_rows: int, n_cols: int) -> np.ndarray | float:
     if arr.ndim == 0:
         return float(arr)
     if arr.shape != (n_rows, n_cols):
-        raise InputError(f"nonlinearity must be a scalar or an ({n_rows}, {n_cols}) map, "
-                         f"got shape {arr.shape}")
+        raise InputError(
+            f"nonlinearity must be a scalar or an ({n_rows}, {n_cols}) map, got shape {arr.shape}"
+        )
     return arr.reshape(-1)
 
 

@@ -11,5 +11,13 @@ from . import plans, scenes
 from .runner import plan, read_results, run_benchmark, run_jobs
 from .scenes import SceneSpec, user_scene
 
-__all__ = ["SceneSpec", "plan", "plans", "read_results", "run_benchmark", "run_jobs",
-           "scenes", "user_scene"]
+__all__ = [
+    "SceneSpec",
+    "plan",
+    "plans",
+    "read_results",
+    "run_benchmark",
+    "run_jobs",
+    "scenes",
+    "user_scene",
+]

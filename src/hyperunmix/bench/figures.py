@@ -64,8 +64,9 @@ def _matched_estimates(found: Group, store: RunStore) -> tuple[str, dict[str, np
     return f"{found.method} (seed {record['seed']})", matched
 
 
-def abundance_figure(dataset: str, by_method: dict[str, Group], scene: Scene,
-                     store: RunStore) -> Figure | None:
+def abundance_figure(
+    dataset: str, by_method: dict[str, Group], scene: Scene, store: RunStore
+) -> Figure | None:
     """Rows: the true maps, then each method's representative maps; columns: materials."""
     if scene.truth.abundances is None:
         return None
@@ -77,12 +78,12 @@ def abundance_figure(dataset: str, by_method: dict[str, Group], scene: Scene,
             maps[estimate[0].replace(" (", "\n(", 1)] = estimate[1]["abundances"]
     if len(maps) == 1:
         return None
-    return plot_abundance_comparison(maps, scene.truth.names,
-                                     title=f"{dataset}: abundance maps")
+    return plot_abundance_comparison(maps, scene.truth.names, title=f"{dataset}: abundance maps")
 
 
-def spectra_figure(dataset: str, by_method: dict[str, Group], scene: Scene,
-                   store: RunStore) -> Figure | None:
+def spectra_figure(
+    dataset: str, by_method: dict[str, Group], scene: Scene, store: RunStore
+) -> Figure | None:
     """One panel per material: the true spectrum (dashed) and each method's estimate.
 
     When the truth is known in shape only (``endmember_scale="shape"``, e.g. Samson's
@@ -100,8 +101,9 @@ def spectra_figure(dataset: str, by_method: dict[str, Group], scene: Scene,
         return None
     if scene.truth.endmember_scale == "shape":
         spectra = {label: _peak_normalised(values) for label, values in spectra.items()}
-    return plot_spectra_comparison(spectra, scene.wavelengths, scene.truth.names,
-                                   title=f"{dataset}: endmember spectra")
+    return plot_spectra_comparison(
+        spectra, scene.wavelengths, scene.truth.names, title=f"{dataset}: endmember spectra"
+    )
 
 
 def accuracy_time_figure(groups: dict[str, dict[str, Group]]) -> Figure | None:
@@ -110,8 +112,9 @@ def accuracy_time_figure(groups: dict[str, dict[str, Group]]) -> Figure | None:
     panels = []
     for dataset, by_method in groups.items():
         key = "armse" if any(g.stat(COLUMN["armse"]).n for g in by_method.values()) else "msad"
-        points = [(g.method, g.stat(COLUMN["time_s"]), g.stat(COLUMN[key]))
-                  for g in by_method.values()]
+        points = [
+            (g.method, g.stat(COLUMN["time_s"]), g.stat(COLUMN[key])) for g in by_method.values()
+        ]
         points = [p for p in points if p[1].mean is not None and p[2].mean is not None]
         if points:
             panels.append((dataset, COLUMN[key].label, points))
@@ -128,20 +131,32 @@ def accuracy_time_figure(groups: dict[str, dict[str, Group]]) -> Figure | None:
             spread = time_stat.std or 0.0
             # On the log axis a bar reaching zero or below cannot be drawn: stop it short.
             xerr = [[min(spread, 0.9 * time_stat.mean)], [spread]]
-            ax.errorbar(time_stat.mean, score.mean, xerr=xerr, yerr=score.std or 0.0,
-                        fmt="o", capsize=2, color=colours(methods.index(method)),
-                        label=method)
+            ax.errorbar(
+                time_stat.mean,
+                score.mean,
+                xerr=xerr,
+                yerr=score.std or 0.0,
+                fmt="o",
+                capsize=2,
+                color=colours(methods.index(method)),
+                label=method,
+            )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel(label)
         ax.set_title(dataset)
         ax.grid(True, which="both", alpha=0.3)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-               ncols=min(len(handles), 6), fontsize="small")
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="outside lower center",
+        ncols=min(len(handles), 6),
+        fontsize="small",
+    )
     fig.suptitle("Accuracy versus time (lower left is better)")
     return fig
 
@@ -164,8 +179,9 @@ def caption(stem: str) -> str:
     return f"{scene}: {CAPTIONS[kind]}" if kind in _SCENE_FIGURES else stem
 
 
-def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
-                  scenes: dict[str, Scene]) -> list[FigureFile]:
+def write_figures(
+    out: str | Path, groups: dict[str, dict[str, Group]], scenes: dict[str, Scene]
+) -> list[FigureFile]:
     """Write every figure under ``<out>/figures`` (removing figures of earlier benchmarks
     there); ``scenes`` maps dataset names to the built scenes (a dataset without one gets
     no map or spectra figure)."""
@@ -182,8 +198,7 @@ def write_figures(out: str | Path, groups: dict[str, dict[str, Group]],
         for kind, make in _SCENE_FIGURES.items():
             fig = make(dataset, by_method, scene, store)
             if fig is not None:
-                written.append(_save(fig, folder, f"{dataset}_{kind}",
-                                     f"figure-{dataset}-{kind}"))
+                written.append(_save(fig, folder, f"{dataset}_{kind}", f"figure-{dataset}-{kind}"))
     for stale in set(folder.glob("*.png")) - {f.path for f in written}:
         stale.unlink()  # from an earlier benchmark in the same directory
     return written

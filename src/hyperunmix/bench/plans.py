@@ -13,8 +13,9 @@ under two hours on 2 CPU cores and ``--quick`` (3 small synthetic scenes) under 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InputError
 
@@ -52,8 +53,11 @@ class MethodPlan:
 
     def parameters(self, quick: bool, scene: str) -> dict[str, Any]:
         """The hyper-parameters for a full or a quick run on the scene named ``scene``."""
-        return {**self.params, **(self.quick_params if quick else {}),
-                **self.scene_params.get(scene, {})}
+        return {
+            **self.params,
+            **(self.quick_params if quick else {}),
+            **self.scene_params.get(scene, {}),
+        }
 
     def timeout(self, quick: bool) -> float:
         return self.timeout_s / QUICK_TIMEOUT_DIVISOR if quick else self.timeout_s
@@ -73,18 +77,25 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 #: took two to three times as long). The 100 x 100 spatial scenes cost two to three times
 #: Jasper Ridge. They are recorded with every result.
 PLANS: dict[str, MethodPlan] = {
-    "egunet": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 150},
-                         quick_params={"epochs": 30}, timeout_s=900.0),
+    "egunet": MethodPlan(
+        seeds=5, quick_seeds=2, params={"epochs": 150}, quick_params={"epochs": 30}, timeout_s=900.0
+    ),
     # The spatial-spectral variant costs about 2.5x the pixel-wise one per epoch; at 60
     # epochs it scored Samson aRMSE 0.079 (0.060 pixel-wise at 150).
-    "egunet_ss": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 60},
-                            quick_params={"epochs": 15}, timeout_s=900.0),
-    "deq": MethodPlan(seeds=5, quick_seeds=2, params={"epochs": 100},
-                      quick_params={"epochs": 30}, timeout_s=900.0),
-    "idnet": MethodPlan(seeds=5, quick_seeds=2, params={"max_epochs": 8},
-                        quick_params={"max_epochs": 2},
-                        scene_params={"jasper_ridge": {"preset": "jasper_ridge"}},
-                        timeout_s=900.0),
+    "egunet_ss": MethodPlan(
+        seeds=5, quick_seeds=2, params={"epochs": 60}, quick_params={"epochs": 15}, timeout_s=900.0
+    ),
+    "deq": MethodPlan(
+        seeds=5, quick_seeds=2, params={"epochs": 100}, quick_params={"epochs": 30}, timeout_s=900.0
+    ),
+    "idnet": MethodPlan(
+        seeds=5,
+        quick_seeds=2,
+        params={"max_epochs": 8},
+        quick_params={"max_epochs": 2},
+        scene_params={"jasper_ridge": {"preset": "jasper_ridge"}},
+        timeout_s=900.0,
+    ),
 }
 
 
@@ -108,22 +119,27 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 ABLATIONS: dict[str, dict[str, str]] = {
     "deq": {"deq_no_correction": "the learned spectral-spatial correction (D_theta = 0)"},
     "egunet": {"egunet_labels": "the network (its label rule applied to every pixel)"},
-    "idnet": {"idnet_no_nonlinear": "the nonlinear streams (h and g)",
-              "idnet_no_variability": "endmember variability (one M = f(0) for all pixels)"},
+    "idnet": {
+        "idnet_no_nonlinear": "the nonlinear streams (h and g)",
+        "idnet_no_variability": "endmember variability (one M = f(0) for all pixels)",
+    },
 }
 
 #: Parameter of each deep method naming its endmember start (an extractor).
-START_PARAMETERS: dict[str, str] = {"egunet": "endmembers", "deq": "endmembers",
-                                    "idnet": "reference"}
+START_PARAMETERS: dict[str, str] = {
+    "egunet": "endmembers",
+    "deq": "endmembers",
+    "idnet": "reference",
+}
 #: The matched baseline of a deep method: the classical solver of the method's own
 #: abundance convention (FCLS for absolute fractions, SNNLS for shares) on the method's
 #: endmember start, scored like the method in the scene's convention; as a benchmark entry:
 #: (convention, start) -> entry name.
 MATCHED_BASELINES: dict[tuple[str, str], str] = {
-    ("absolute", "nfindr"): "nfindr",        # N-FINDR, then FCLS
-    ("absolute", "vca"): "vca",              # VCA, then FCLS
+    ("absolute", "nfindr"): "nfindr",  # N-FINDR, then FCLS
+    ("absolute", "vca"): "vca",  # VCA, then FCLS
     ("shares", "nfindr"): "snnls_nfindr",
-    ("shares", "vca"): "snnls",              # SNNLS extracts with VCA by default
+    ("shares", "vca"): "snnls",  # SNNLS extracts with VCA by default
 }
 
 
@@ -150,8 +166,11 @@ def benchmark_methods(registry: Mapping[str, str]) -> dict[str, tuple[str, dict[
     methods: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, target in registry.items():
         methods[name] = (target, {})
-        methods.update((variant, (target, dict(params)))
-                       for variant, (method, params) in VARIANTS.items() if method == name)
+        methods.update(
+            (variant, (target, dict(params)))
+            for variant, (method, params) in VARIANTS.items()
+            if method == name
+        )
     return methods
 
 

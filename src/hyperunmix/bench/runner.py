@@ -20,10 +20,11 @@ import platform
 import signal
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .._atomic import atomic_path
 from ..errors import InputError
@@ -46,10 +47,16 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 RecordCallback = Callable[[dict, int, int], None]
 
 
-def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
-         seeds: int | None = None, quick: bool = False, timeout_s: float | None = None,
-         registry: Mapping[str, str] | None = None,
-         params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Job]:
+def plan(
+    methods: str | Sequence[str],
+    scenes: Sequence[SceneSpec],
+    *,
+    seeds: int | None = None,
+    quick: bool = False,
+    timeout_s: float | None = None,
+    registry: Mapping[str, str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Job]:
     """The runs of a benchmark, in execution order.
 
     Parameters
@@ -80,8 +87,7 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
         raise InputError("the benchmark needs at least one scene")
     overrides = params or {}
     plans = {name: plan_for(name, registry) for name in names}
-    n_seeds = {name: seeds if seeds is not None else p.n_seeds(quick)
-               for name, p in plans.items()}
+    n_seeds = {name: seeds if seeds is not None else p.n_seeds(quick) for name, p in plans.items()}
     jobs = []
     for seed in range(max(n_seeds.values())):
         for scene in scenes:
@@ -89,13 +95,28 @@ def plan(methods: str | Sequence[str], scenes: Sequence[SceneSpec], *,
                 if seed >= n_seeds[name]:
                     continue
                 target, variant_params = known[name]
-                method_params = {**variant_params, **method_plan.parameters(quick, scene.name),
-                                 **overrides.get(name, {})}
-                identity = {"method": name, "params": method_params,
-                            "scene": scene.identity(), "seed": seed}
-                jobs.append(Job(name, target, seed, scene, method_params,
-                                timeout_s if timeout_s is not None
-                                else method_plan.timeout(quick), run_key(identity)))
+                method_params = {
+                    **variant_params,
+                    **method_plan.parameters(quick, scene.name),
+                    **overrides.get(name, {}),
+                }
+                identity = {
+                    "method": name,
+                    "params": method_params,
+                    "scene": scene.identity(),
+                    "seed": seed,
+                }
+                jobs.append(
+                    Job(
+                        name,
+                        target,
+                        seed,
+                        scene,
+                        method_params,
+                        timeout_s if timeout_s is not None else method_plan.timeout(quick),
+                        run_key(identity),
+                    )
+                )
     return jobs
 
 
@@ -107,8 +128,9 @@ def _method_names(methods: str | Sequence[str], registry: Mapping[str, Any]) -> 
         return list(registry)
     unknown = [m for m in names if m not in registry]
     if unknown:
-        raise InputError(f"unknown method(s) {', '.join(unknown)}; available: "
-                         f"{', '.join(registry)}")
+        raise InputError(
+            f"unknown method(s) {', '.join(unknown)}; available: {', '.join(registry)}"
+        )
     if not names:
         raise InputError("no method to benchmark")
     return list(dict.fromkeys(names))
@@ -125,9 +147,15 @@ def default_threads(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // n_workers)
 
 
-def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int | None = None,
-             threads: int | None = None, data_dir: str | os.PathLike | None = None,
-             on_record: RecordCallback | None = None) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: Sequence[Job],
+    out: str | os.PathLike,
+    *,
+    n_workers: int | None = None,
+    threads: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    on_record: RecordCallback | None = None,
+) -> list[dict[str, Any]]:
     """Run the unfinished ``jobs`` in ``n_workers`` worker processes; return every job's
     record (finished earlier or now), in job order.
 
@@ -160,26 +188,47 @@ def run_jobs(jobs: Sequence[Job], out: str | os.PathLike, *, n_workers: int | No
     return [store.load(job.key) for job in jobs]
 
 
-def run_benchmark(methods: str | Sequence[str], scenes: Sequence[SceneSpec],
-                  out: str | os.PathLike, *, seeds: int | None = None, quick: bool = False,
-                  timeout_s: float | None = None, n_workers: int | None = None,
-                  threads: int | None = None,
-                  data_dir: str | os.PathLike | None = None,
-                  registry: Mapping[str, str] | None = None,
-                  params: Mapping[str, Mapping[str, Any]] | None = None,
-                  on_record: RecordCallback | None = None,
-                  report: bool = True, command: str | None = None) -> list[dict[str, Any]]:
+def run_benchmark(
+    methods: str | Sequence[str],
+    scenes: Sequence[SceneSpec],
+    out: str | os.PathLike,
+    *,
+    seeds: int | None = None,
+    quick: bool = False,
+    timeout_s: float | None = None,
+    n_workers: int | None = None,
+    threads: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    registry: Mapping[str, str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    on_record: RecordCallback | None = None,
+    report: bool = True,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
     """Plan, run (resuming), then write ``results.json`` and, with ``report``, the tables,
     figures and ``report.html`` (:mod:`hyperunmix.bench.report`; ``command`` is shown there
     as the way to reproduce it). Returns the records."""
-    jobs = plan(methods, scenes, seeds=seeds, quick=quick, timeout_s=timeout_s,
-                registry=registry, params=params)
+    jobs = plan(
+        methods,
+        scenes,
+        seeds=seeds,
+        quick=quick,
+        timeout_s=timeout_s,
+        registry=registry,
+        params=params,
+    )
     n_workers = n_workers or default_workers()
     threads = threads or default_threads(n_workers)
-    records = run_jobs(jobs, out, n_workers=n_workers, threads=threads, data_dir=data_dir,
-                       on_record=on_record)
-    write_results(out, records, quick=quick, command=command,
-                  workers={"processes": n_workers, "threads_each": threads})
+    records = run_jobs(
+        jobs, out, n_workers=n_workers, threads=threads, data_dir=data_dir, on_record=on_record
+    )
+    write_results(
+        out,
+        records,
+        quick=quick,
+        command=command,
+        workers={"processes": n_workers, "threads_each": threads},
+    )
     if report:
         from .report import write_report
 
@@ -187,17 +236,26 @@ def run_benchmark(methods: str | Sequence[str], scenes: Sequence[SceneSpec],
     return records
 
 
-def write_results(out: str | os.PathLike, records: list[dict[str, Any]], *,
-                  quick: bool, command: str | None = None,
-                  workers: dict[str, int] | None = None) -> Path:
+def write_results(
+    out: str | os.PathLike,
+    records: list[dict[str, Any]],
+    *,
+    quick: bool,
+    command: str | None = None,
+    workers: dict[str, int] | None = None,
+) -> Path:
     """``<out>/results.json``: the command, machine and ``workers`` (count, threads), then
     one record per run (tracebacks stay in the per-run files)."""
     from .. import __version__
 
     runs = [{k: v for k, v in r.items() if k != "traceback"} for r in records]
     payload = {
-        "hyperunmix_version": __version__, "created": now_iso(), "quick": quick,
-        "command": command, "environment": _environment(), "workers": workers,
+        "hyperunmix_version": __version__,
+        "created": now_iso(),
+        "quick": quick,
+        "command": command,
+        "environment": _environment(),
+        "workers": workers,
         "runs": runs,
     }
     path = Path(out) / RESULTS_FILE
@@ -214,11 +272,21 @@ def _environment() -> dict[str, Any]:
             versions[package] = metadata.version(package)
     cpu = platform.processor()
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip()
-                    for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"python": platform.python_version(), **versions, "platform": platform.platform(),
-            "cpu": cpu, "cpu_count": os.cpu_count()}
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+    return {
+        "python": platform.python_version(),
+        **versions,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -238,8 +306,12 @@ class _Worker:
     def __init__(self, context, threads: int, data_dir: str | None):
         self.conn, child_conn = context.Pipe()
         with _thread_limits(threads):
-            self.process = context.Process(target=serve, args=(child_conn, data_dir),
-                                           daemon=True, name="hyperunmix-bench-worker")
+            self.process = context.Process(
+                target=serve,
+                args=(child_conn, data_dir),
+                daemon=True,
+                name="hyperunmix-bench-worker",
+            )
             self.process.start()
         child_conn.close()
         self.job: Job | None = None
@@ -295,8 +367,11 @@ class _Worker:
         self.timed_out = True
 
     def _timed_out_reply(self, job: Job) -> dict[str, Any]:
-        limit = (f"its {job.timeout_s:g} s limit" if self.deadline_is_run
-                 else f"the {_SETUP_S:g} s allowed for loading the scene and the method")
+        limit = (
+            f"its {job.timeout_s:g} s limit"
+            if self.deadline_is_run
+            else f"the {_SETUP_S:g} s allowed for loading the scene and the method"
+        )
         return _failure(job, f"TimeoutError: the run exceeded {limit} and was stopped")
 
     def stop(self) -> None:
@@ -333,8 +408,10 @@ class _WorkerPool:
                 worker = self.idle.pop() if self.idle else self._start()
                 worker.submit(todo.popleft())
                 self.busy.append(worker)
-            wait([w.conn for w in self.busy] + [w.process.sentinel for w in self.busy],
-                 timeout=_POLL_S)
+            wait(
+                [w.conn for w in self.busy] + [w.process.sentinel for w in self.busy],
+                timeout=_POLL_S,
+            )
             for worker in list(self.busy):
                 reply = worker.poll()
                 if reply is None:

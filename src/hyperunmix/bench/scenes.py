@@ -61,13 +61,27 @@ QUICK_SIZE = {"n_rows": 24, "n_cols": 24, "n_endmembers": 3}
 #: Scenes of library spectra on the file abundance maps (see the module notes): name ->
 #: ``make_scene`` options beyond the seed. They need the data directory.
 SPATIAL_SCENES: dict[str, dict[str, Any]] = {
-    **{f"synthetic_spatial_{snr}db": {
-        "n_rows": 100, "n_cols": 100, "n_endmembers": 9, "library": "usgs",
-        "abundances": "spatial2", "snr_db": float(snr)} for snr in (15, 20)},
+    **{
+        f"synthetic_spatial_{snr}db": {
+            "n_rows": 100,
+            "n_cols": 100,
+            "n_endmembers": 9,
+            "library": "usgs",
+            "abundances": "spatial2",
+            "snr_db": float(snr),
+        }
+        for snr in (15, 20)
+    },
     "synthetic_spatial3_variability_30db": {
-        "n_rows": 50, "n_cols": 50, "n_endmembers": 3, "library": "usgs",
-        "abundances": "spatial_3em", "variability": 0.15, "perturbation": 0.05,
-        "snr_db": 30.0},
+        "n_rows": 50,
+        "n_cols": 50,
+        "n_endmembers": 3,
+        "library": "usgs",
+        "abundances": "spatial_3em",
+        "variability": 0.15,
+        "perturbation": 0.05,
+        "snr_db": 30.0,
+    },
 }
 #: Seed of the synthetic scenes themselves (fixed: benchmark seeds vary the methods).
 SCENE_SEED = 2024
@@ -123,8 +137,10 @@ def catalogue(quick: bool = False) -> dict[str, SceneSpec]:
     """Every named benchmark scene, in report order."""
     specs = {name: SceneSpec(name, "dataset", {"dataset": name}) for name in REAL_DATASETS}
     specs.update(_analytic_scenes(QUICK_SIZE if quick else FULL_SIZE, SCENE_SEED))
-    specs.update((name, SceneSpec(name, "synthetic", {**options, "seed": SCENE_SEED}))
-                 for name, options in SPATIAL_SCENES.items())
+    specs.update(
+        (name, SceneSpec(name, "synthetic", {**options, "seed": SCENE_SEED}))
+        for name, options in SPATIAL_SCENES.items()
+    )
     return specs
 
 
@@ -137,22 +153,40 @@ def tuning_catalogue(seeds: tuple[int, ...] = TUNING_SCENE_SEEDS) -> dict[str, S
         specs.update(_analytic_scenes(FULL_SIZE, seed, prefix="tune", suffix=f"_s{seed}"))
         for snr in SYNTHETIC_SNRS_DB:
             name = f"tune_usgs_{snr}db_s{seed}"
-            specs[name] = SceneSpec(name, "synthetic", {
-                **FULL_SIZE, "library": "usgs", "abundances": "fields",
-                "snr_db": float(snr), "seed": seed})
+            specs[name] = SceneSpec(
+                name,
+                "synthetic",
+                {
+                    **FULL_SIZE,
+                    "library": "usgs",
+                    "abundances": "fields",
+                    "snr_db": float(snr),
+                    "seed": seed,
+                },
+            )
     return specs
 
 
-def _analytic_scenes(size: dict[str, int], seed: int, prefix: str = "synthetic",
-                     suffix: str = "") -> dict[str, SceneSpec]:
+def _analytic_scenes(
+    size: dict[str, int], seed: int, prefix: str = "synthetic", suffix: str = ""
+) -> dict[str, SceneSpec]:
     """The analytic families at every SNR, of ``size`` and made with ``seed``."""
     specs = {}
     for family, mixing in SYNTHETIC_FAMILIES.items():
         for snr in SYNTHETIC_SNRS_DB:
             name = f"{prefix}_{family}_{snr}db{suffix}"
-            specs[name] = SceneSpec(name, "synthetic", {
-                **size, "library": "analytic", "abundances": "fields", **mixing,
-                "snr_db": float(snr), "seed": seed})
+            specs[name] = SceneSpec(
+                name,
+                "synthetic",
+                {
+                    **size,
+                    "library": "analytic",
+                    "abundances": "fields",
+                    **mixing,
+                    "snr_db": float(snr),
+                    "seed": seed,
+                },
+            )
     return specs
 
 
@@ -165,8 +199,10 @@ def resolve(names: str | list[str], quick: bool = False) -> list[SceneSpec]:
         wanted = list(QUICK_ALL if quick else known)
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise InputError(f"unknown benchmark dataset(s) {', '.join(unknown)}; available: "
-                         f"{', '.join(known)} (user scenes join with --scene PATH=TRUTH)")
+        raise InputError(
+            f"unknown benchmark dataset(s) {', '.join(unknown)}; available: "
+            f"{', '.join(known)} (user scenes join with --scene PATH=TRUTH)"
+        )
     return [known[n] for n in dict.fromkeys(wanted)]
 
 
@@ -229,26 +265,29 @@ def read_truth(path: Path, scene: Scene) -> Truth:
     else:
         raise FileFormatError(f"truth file {path}: expected .npz, .mat or .csv, got {suffix!r}")
     if "abundances" not in fields and "endmembers" not in fields:
-        raise FileFormatError(f"truth file {path} has neither 'abundances' nor 'endmembers' "
-                              f"(keys: {', '.join(fields) or 'none'})")
+        raise FileFormatError(
+            f"truth file {path} has neither 'abundances' nor 'endmembers' "
+            f"(keys: {', '.join(fields) or 'none'})"
+        )
     abundances = fields.get("abundances")
     if abundances is not None and abundances.ndim == 2:
         if abundances.shape[0] != scene.n_rows * scene.n_cols:
-            raise InputError(f"truth abundances {abundances.shape} from {path} do not have "
-                             f"one row per pixel of the {scene.n_rows}x{scene.n_cols} scene")
+            raise InputError(
+                f"truth abundances {abundances.shape} from {path} do not have "
+                f"one row per pixel of the {scene.n_rows}x{scene.n_cols} scene"
+            )
         abundances = abundances.reshape(scene.n_rows, scene.n_cols, -1)
     names = fields.get("names")
     names = None if names is None else [str(n).strip() for n in np.ravel(names)]
     convention = fields.get("convention")
     convention = "absolute" if convention is None else str(np.ravel(convention)[0]).strip()
-    return _checked_truth(scene, abundances, fields.get("endmembers"), names, path,
-                          convention)
+    return _checked_truth(scene, abundances, fields.get("endmembers"), names, path, convention)
 
 
-def _checked_truth(scene: Scene, abundances, endmembers, names, path: Path,
-                   convention: str = "absolute") -> Truth:
-    truth = Truth(abundances=abundances, endmembers=endmembers, names=names,
-                  convention=convention)
+def _checked_truth(
+    scene: Scene, abundances, endmembers, names, path: Path, convention: str = "absolute"
+) -> Truth:
+    truth = Truth(abundances=abundances, endmembers=endmembers, names=names, convention=convention)
     try:
         check_truth(truth, scene.n_rows, scene.n_cols, scene.n_bands)
     except InputError as exc:

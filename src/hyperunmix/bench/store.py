@@ -68,14 +68,12 @@ class RunStore:
         if not ignore.exists():
             ignore.write_text(_GITIGNORE)
         if arrays:
-            with atomic_path(self.arrays_path(key)) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, **arrays)
-                    _sync(fh)
-        with atomic_path(self.record_path(key)) as tmp:
-            with open(tmp, "w") as fh:
-                json.dump(record, fh, indent=1)
+            with atomic_path(self.arrays_path(key)) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
                 _sync(fh)
+        with atomic_path(self.record_path(key)) as tmp, open(tmp, "w") as fh:
+            json.dump(record, fh, indent=1)
+            _sync(fh)
         return self.record_path(key)
 
     def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:

@@ -9,8 +9,9 @@ that metric and the count of runs that entered it is kept.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Stat:
     n: int
 
     @classmethod
-    def of(cls, values: Iterable[float | None]) -> "Stat":
+    def of(cls, values: Iterable[float | None]) -> Stat:
         array = np.array([v for v in values if v is not None], dtype=np.float64)
         if array.size == 0:
             return cls(None, None, 0)
@@ -92,8 +93,7 @@ class Group:
         """aRMSE of each material, over the successful runs (material order of the truth)."""
         names: dict[str, list[float]] = {}
         for record in self.ok:
-            for name, value in ((record["metrics"] or {}).get("armse_per_endmember")
-                                or {}).items():
+            for name, value in ((record["metrics"] or {}).get("armse_per_endmember") or {}).items():
                 names.setdefault(name, []).append(value)
         return {name: Stat.of(values) for name, values in names.items()}
 
@@ -118,18 +118,20 @@ class Table:
     anchor: str
 
     def markdown(self) -> str:
-        lines = [f"| {' | '.join(self.header)} |",
-                 "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |"
-                  for row in self.rows]
+        lines = [f"| {' | '.join(self.header)} |", "|" + "|".join("---" for _ in self.header) + "|"]
+        lines += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in self.rows]
         return "\n".join(lines)
 
     def html(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                       for row in self.rows)
-        return (f"<table class='results' id='{self.anchor}'><caption>{html.escape(self.title)}"
-                f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in self.rows
+        )
+        return (
+            f"<table class='results' id='{self.anchor}'><caption>{html.escape(self.title)}"
+            f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
 
 
 def baseline_of(found: Group) -> str | None:
@@ -179,36 +181,55 @@ def summary_table(groups: dict[str, dict[str, Group]], key: str) -> Table:
             found = groups[dataset].get(method)
             row.append("" if found is None else _cell(found, column))
         rows.append(row)
-    return Table(f"{column.label} by method and scene", ["method"] + datasets, rows,
-                 anchor=f"summary-{key}")
+    return Table(
+        f"{column.label} by method and scene", ["method"] + datasets, rows, anchor=f"summary-{key}"
+    )
 
 
 def gain_table(groups: dict[str, dict[str, Group]]) -> Table | None:
     """Deep methods (rows) x scenes: aRMSE gain over the matched baseline; None without
     deep methods."""
     datasets = list(groups)
-    methods = list(dict.fromkeys(method for by_method in groups.values()
-                                 for method, found in by_method.items()
-                                 if baseline_of(found) is not None))
+    methods = list(
+        dict.fromkeys(
+            method
+            for by_method in groups.values()
+            for method, found in by_method.items()
+            if baseline_of(found) is not None
+        )
+    )
     if not methods:
         return None
     rows = []
     for method in methods:
-        cells = [_gain_cell(groups[d][method], groups[d]) if method in groups[d] else ""
-                 for d in datasets]
+        cells = [
+            _gain_cell(groups[d][method], groups[d]) if method in groups[d] else ""
+            for d in datasets
+        ]
         rows.append([method] + cells)
-    return Table("aRMSE gain over the matched baseline (same endmember start, same "
-                 "abundance convention)", ["method"] + datasets, rows, anchor="summary-gain")
+    return Table(
+        "aRMSE gain over the matched baseline (same endmember start, same abundance convention)",
+        ["method"] + datasets,
+        rows,
+        anchor="summary-gain",
+    )
 
 
 def scene_table(dataset: str, by_method: dict[str, Group]) -> Table:
     """One scene: every method's runs and every column, and a deep method's gain over its
     matched baseline."""
-    rows = [[g.method, f"{len(g.ok)}/{len(g.records)}"] + [_cell(g, c) for c in COLUMNS]
-            + [_gain_cell(g, by_method)] for g in by_method.values()]
-    return Table(f"{dataset}: all metrics",
-                 ["method", "runs ok"] + [c.label for c in COLUMNS] + ["aRMSE gain"],
-                 rows, anchor=f"scene-{dataset}")
+    rows = [
+        [g.method, f"{len(g.ok)}/{len(g.records)}"]
+        + [_cell(g, c) for c in COLUMNS]
+        + [_gain_cell(g, by_method)]
+        for g in by_method.values()
+    ]
+    return Table(
+        f"{dataset}: all metrics",
+        ["method", "runs ok"] + [c.label for c in COLUMNS] + ["aRMSE gain"],
+        rows,
+        anchor=f"scene-{dataset}",
+    )
 
 
 def ablation_table(groups: dict[str, dict[str, Group]]) -> Table | None:
@@ -226,17 +247,35 @@ def ablation_table(groups: dict[str, dict[str, Group]]) -> Table | None:
                     continue
                 baseline_name = baseline_of(found)
                 baseline = by_method.get(baseline_name) if baseline_name else None
-                rows.append([dataset, method, f"{name}: {part}",
-                             _cell(found, armse), _cell(removed, armse),
-                             "—" if baseline is None else f"{_cell(baseline, armse)} "
-                                                          f"({baseline_name})",
-                             _cell(found, msad), _cell(removed, msad)])
+                rows.append(
+                    [
+                        dataset,
+                        method,
+                        f"{name}: {part}",
+                        _cell(found, armse),
+                        _cell(removed, armse),
+                        "—" if baseline is None else f"{_cell(baseline, armse)} ({baseline_name})",
+                        _cell(found, msad),
+                        _cell(removed, msad),
+                    ]
+                )
     if not rows:
         return None
-    return Table("What each learned part adds", [
-        "scene", "method", "ablation: part removed", "aRMSE", "aRMSE without the part",
-        "aRMSE of the matched baseline", "mSAD (rad)", "mSAD without the part"],
-        rows, anchor="ablations")
+    return Table(
+        "What each learned part adds",
+        [
+            "scene",
+            "method",
+            "ablation: part removed",
+            "aRMSE",
+            "aRMSE without the part",
+            "aRMSE of the matched baseline",
+            "mSAD (rad)",
+            "mSAD without the part",
+        ],
+        rows,
+        anchor="ablations",
+    )
 
 
 def endmember_table(dataset: str, by_method: dict[str, Group]) -> Table | None:
@@ -245,10 +284,16 @@ def endmember_table(dataset: str, by_method: dict[str, Group]) -> Table | None:
     names = list(dict.fromkeys(n for per in stats.values() for n in per))
     if not names:
         return None
-    rows = [[method] + [per[n].format(".4f") if n in per else "—" for n in names]
-            for method, per in stats.items()]
-    return Table(f"{dataset}: abundance RMSE per material", ["method"] + names, rows,
-                 anchor=f"endmembers-{dataset}")
+    rows = [
+        [method] + [per[n].format(".4f") if n in per else "—" for n in names]
+        for method, per in stats.items()
+    ]
+    return Table(
+        f"{dataset}: abundance RMSE per material",
+        ["method"] + names,
+        rows,
+        anchor=f"endmembers-{dataset}",
+    )
 
 
 def failure_table(records: list[dict[str, Any]]) -> Table | None:
@@ -260,10 +305,11 @@ def failure_table(records: list[dict[str, Any]]) -> Table | None:
             failed.setdefault(key, []).append(record["seed"])
     if not failed:
         return None
-    rows = [[method, dataset, ", ".join(map(str, sorted(seeds))), _first_line(error)]
-            for (method, dataset, error), seeds in failed.items()]
-    return Table("Failed runs", ["method", "scene", "seeds", "error"], rows,
-                 anchor="failures")
+    rows = [
+        [method, dataset, ", ".join(map(str, sorted(seeds))), _first_line(error)]
+        for (method, dataset, error), seeds in failed.items()
+    ]
+    return Table("Failed runs", ["method", "scene", "seeds", "error"], rows, anchor="failures")
 
 
 def settings_table(records: list[dict[str, Any]]) -> Table:
@@ -273,10 +319,15 @@ def settings_table(records: list[dict[str, Any]]) -> Table:
         params = {k: v for k, v in (record.get("parameters") or {}).items() if k != "seed"}
         text = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
         settings.setdefault((record["method"], text), set()).add(record["dataset"])
-    rows = [[method, ", ".join(sorted(datasets)), text]
-            for (method, text), datasets in settings.items()]
-    return Table("Method settings", ["method", "scenes", "parameters (besides the seed)"],
-                 rows, anchor="settings")
+    rows = [
+        [method, ", ".join(sorted(datasets)), text] for (method, text), datasets in settings.items()
+    ]
+    return Table(
+        "Method settings",
+        ["method", "scenes", "parameters (besides the seed)"],
+        rows,
+        anchor="settings",
+    )
 
 
 def all_tables(records: list[dict[str, Any]]) -> list[Table]:
@@ -299,16 +350,18 @@ def all_tables(records: list[dict[str, Any]]) -> list[Table]:
 
 
 #: How to read the cells, said once per report.
-STAT_NOTE = ("Mean ± sample standard deviation over the successful runs (seeds). '(k/n)': "
-             "the value is defined for k of the n successful runs (e.g. an exact estimate has "
-             "an infinite SRE); '[f of n runs failed]': see the failed runs. Abundances are "
-             "scored in each scene's convention (absolute fractions on the synthetic scenes, "
-             "shares of unit-peak spectra on Samson and Jasper Ridge), a result in the other "
-             "one converted through its own endmembers. aRMSE gain: (baseline - method) / "
-             "baseline over the seeds both ran, the matched baseline being the classical "
-             "solver of the method's own convention (FCLS for absolute fractions, SNNLS for "
-             "shares) on the method's endmember start (N-FINDR: nfindr / snnls_nfindr), "
-             "scored like the method in the scene's convention.")
+STAT_NOTE = (
+    "Mean ± sample standard deviation over the successful runs (seeds). '(k/n)': "
+    "the value is defined for k of the n successful runs (e.g. an exact estimate has "
+    "an infinite SRE); '[f of n runs failed]': see the failed runs. Abundances are "
+    "scored in each scene's convention (absolute fractions on the synthetic scenes, "
+    "shares of unit-peak spectra on Samson and Jasper Ridge), a result in the other "
+    "one converted through its own endmembers. aRMSE gain: (baseline - method) / "
+    "baseline over the seeds both ran, the matched baseline being the classical "
+    "solver of the method's own convention (FCLS for absolute fractions, SNNLS for "
+    "shares) on the method's endmember start (N-FINDR: nfindr / snnls_nfindr), "
+    "scored like the method in the scene's convention."
+)
 
 
 def _cell(found: Group, column: Column) -> str:

@@ -32,10 +32,11 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,12 +79,25 @@ def base_record(job: Job) -> dict[str, Any]:
     from .. import __version__
 
     return {
-        "key": job.key, "method": job.method, "dataset": job.scene.name, "seed": job.seed,
-        "parameters": {"seed": job.seed, **job.params}, "scene": job.scene.identity(),
-        "status": "failed", "error": None, "metrics": None, "time_s": None,
-        "fit_s": None, "unmix_s": None, "cpu_s": None, "peak_memory_mb": None,
-        "peak_rss_mb": None, "warnings": [], "version": __version__,
-        "started": now_iso(), "finished": None,
+        "key": job.key,
+        "method": job.method,
+        "dataset": job.scene.name,
+        "seed": job.seed,
+        "parameters": {"seed": job.seed, **job.params},
+        "scene": job.scene.identity(),
+        "status": "failed",
+        "error": None,
+        "metrics": None,
+        "time_s": None,
+        "fit_s": None,
+        "unmix_s": None,
+        "cpu_s": None,
+        "peak_memory_mb": None,
+        "peak_rss_mb": None,
+        "warnings": [],
+        "version": __version__,
+        "started": now_iso(),
+        "finished": None,
     }
 
 
@@ -111,14 +125,15 @@ def serve(conn, data_dir: str | None) -> None:
         conn.send(("done", reply))
 
 
-def run_job(job: Job, scenes: dict[str, Any], data_dir: str | None,
-            on_start: Callable[[int], None]) -> dict[str, Any]:
+def run_job(
+    job: Job, scenes: dict[str, Any], data_dir: str | None, on_start: Callable[[int], None]
+) -> dict[str, Any]:
     """Prepare ``job`` (scene, method class) here, run it in a forked child."""
     record = base_record(job)
     try:
         scene = _scene(job.scene, scenes, data_dir)
         method_class = _method_class(job.import_path)
-    except Exception as exc:  # noqa: BLE001 - a scene or method that cannot load is a result
+    except Exception as exc:
         return {"record": _failed(record, exc), "arrays": None}
     if not hasattr(os, "fork"):
         on_start(os.getpid())
@@ -150,8 +165,7 @@ def execute(job: Job, scene, method_class: type, record: dict[str, Any]) -> dict
     record; returns ``{"record", "arrays"}``."""
     arrays = None
     try:
-        model = method_class(n_endmembers=scene.truth.n_endmembers, seed=job.seed,
-                             **job.params)
+        model = method_class(n_endmembers=scene.truth.n_endmembers, seed=job.seed, **job.params)
         record["parameters"] = _json_params(model.get_params())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -165,17 +179,26 @@ def execute(job: Job, scene, method_class: type, record: dict[str, Any]) -> dict
         from ..metrics import evaluate
 
         record.update(
-            status="ok", metrics=evaluate(result, scene.truth, scene), time_s=wall,
-            fit_s=result.fit_seconds, unmix_s=result.unmix_seconds, cpu_s=cpu,
-            peak_memory_mb=max(peak - rss_start, 0) / 1024, peak_rss_mb=peak / 1024,
-            warnings=_distinct_warnings(caught))
+            status="ok",
+            metrics=evaluate(result, scene.truth, scene),
+            time_s=wall,
+            fit_s=result.fit_seconds,
+            unmix_s=result.unmix_seconds,
+            cpu_s=cpu,
+            peak_memory_mb=max(peak - rss_start, 0) / 1024,
+            peak_rss_mb=peak / 1024,
+            warnings=_distinct_warnings(caught),
+        )
         # The maps as scored (in the truth's convention), for the figures beside the truth.
-        scored = (result.in_convention(scene.truth.convention)
-                  if scene.truth.abundances is not None else result)
+        scored = (
+            result.in_convention(scene.truth.convention)
+            if scene.truth.abundances is not None
+            else result
+        )
         arrays = {"abundances": np.asarray(scored.abundances, np.float32)}
         if result.endmembers is not None:
             arrays["endmembers"] = np.asarray(result.endmembers, np.float32)
-    except Exception as exc:  # noqa: BLE001 - any failure of a method is a result to record
+    except Exception as exc:
         _failed(record, exc)
     record["finished"] = now_iso()
     return {"record": record, "arrays": arrays}
@@ -193,8 +216,12 @@ def describe_exit(code: int | None, who: str) -> str:
 
 
 def _failed(record: dict[str, Any], exc: Exception) -> dict[str, Any]:
-    record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                  traceback=traceback.format_exc(), finished=now_iso())
+    record.update(
+        status="failed",
+        error=f"{type(exc).__name__}: {exc}",
+        traceback=traceback.format_exc(),
+        finished=now_iso(),
+    )
     return record
 
 
@@ -213,13 +240,13 @@ def _method_class(import_path: str) -> type:
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values (anything else by its repr)."""
     safe = (str, int, float, bool, type(None))
-    return {k: v if isinstance(v, safe) or _is_json_list(v) else repr(v)
-            for k, v in params.items()}
+    return {k: v if isinstance(v, safe) or _is_json_list(v) else repr(v) for k, v in params.items()}
 
 
 def _is_json_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(
-        isinstance(v, (str, int, float, bool)) for v in value)
+        isinstance(v, (str, int, float, bool)) for v in value
+    )
 
 
 def _distinct_warnings(caught: list[warnings.WarningMessage]) -> list[str]:

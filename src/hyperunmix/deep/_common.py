@@ -8,8 +8,9 @@ import os
 import pickle
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,29 +33,33 @@ def seeded_generator(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch globally (layers draw their init from the global RNG)
     and return a dedicated CPU generator for data shuffling and sampling."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the global state is what layers draw from)
     torch.manual_seed(seed)
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor],
-                    config: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any]
+) -> Path:
     """Write model ``state`` (tensors only) and a JSON-able ``config`` atomically.
 
     The file loads with ``torch.load(weights_only=True)``: no pickled Python objects.
     """
     path = Path(path)
-    payload = {"state": {k: v.detach().cpu() for k, v in state.items()},
-               "config": json.dumps(config)}
+    payload = {
+        "state": {k: v.detach().cpu() for k, v in state.items()},
+        "config": json.dumps(config),
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
-def load_checkpoint(path: str | os.PathLike,
-                    method: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, method: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint of ``method`` written by :func:`save_checkpoint`: ``(state, config)``.
 
     ``config["method"]`` must name ``method``: a model of another method is refused.
@@ -71,9 +76,11 @@ def load_checkpoint(path: str | os.PathLike,
         # with weights_only=False, i.e. to run its code, with terminal escape codes for bold.
         found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
         objects = f" ({found.group(1)})" if found else ""
-        raise FileFormatError(f"{path} is not a hyperunmix checkpoint: it holds pickled "
-                              f"Python objects{objects}, which a weights-only load refuses "
-                              "to run") from exc
+        raise FileFormatError(
+            f"{path} is not a hyperunmix checkpoint: it holds pickled "
+            f"Python objects{objects}, which a weights-only load refuses "
+            "to run"
+        ) from exc
     except Exception as exc:  # corrupt file, missing keys
         raise FileFormatError(f"{path} is not a hyperunmix checkpoint: {exc}") from exc
     found = config.get("method") if isinstance(config, dict) else None

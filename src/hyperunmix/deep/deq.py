@@ -55,8 +55,7 @@ from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, snnls
 from ..linear.estimators import resolve_endmembers
 from ..scene import Scene
-from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
-                      seeded_generator)
+from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
 from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
 from .simplex import mirror_step, project_simplex
 
@@ -93,8 +92,7 @@ class SpectralSpatialCorrection(nn.Module):
         super().__init__()
         self.residual_projection = nn.Linear(n_bands, hidden, bias=False)
         self.mix = nn.Conv2d(n_endmembers + hidden, hidden, kernel_size=1)
-        self.spatial = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1,
-                                 padding_mode="replicate")
+        self.spatial = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, padding_mode="replicate")
         self.out = nn.Conv2d(hidden, n_endmembers, kernel_size=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -155,9 +153,15 @@ class DEQUnmixNet(nn.Module):
         initialisation draws the same numbers, but without the correction nothing reads it.
     """
 
-    def __init__(self, endmembers: torch.Tensor, hidden: int = 16,
-                 projection: str = "euclidean", data_term: str = "linear",
-                 step_scale: float = 1.0, use_correction: bool = True):
+    def __init__(
+        self,
+        endmembers: torch.Tensor,
+        hidden: int = 16,
+        projection: str = "euclidean",
+        data_term: str = "linear",
+        step_scale: float = 1.0,
+        use_correction: bool = True,
+    ):
         super().__init__()
         n_endmembers, n_bands = endmembers.shape
         self.endmembers = nn.Parameter(endmembers.clone())
@@ -209,8 +213,11 @@ class DEQUnmixNet(nn.Module):
         if self.data_term == "linear":
             return torch.ones_like(abundances[:, :1])
         along = (abundances * ops.image_on_endmembers).sum(1, keepdim=True)
-        energy = (abundances * torch.einsum("bphw,pq->bqhw", abundances, ops.gram)).sum(
-            1, keepdim=True).clamp_min(torch.finfo(abundances.dtype).tiny)
+        energy = (
+            (abundances * torch.einsum("bphw,pq->bqhw", abundances, ops.gram))
+            .sum(1, keepdim=True)
+            .clamp_min(torch.finfo(abundances.dtype).tiny)
+        )
         bright = along > _MIN_BRIGHT_COSINE * ops.image_norms * energy.sqrt()
         return torch.where(bright, along / energy, torch.zeros_like(along))
 
@@ -226,12 +233,15 @@ class DEQUnmixNet(nn.Module):
         has_data = bright.to(scale.dtype)
         # 1 / s where s > 0, 0 elsewhere, without a 1 / 0 (whose gradient would be NaN).
         inverse_scale = has_data / torch.where(bright, scale, torch.ones_like(scale))
-        direction = (torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
-                     - ops.image_on_endmembers * inverse_scale)
+        direction = (
+            torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
+            - ops.image_on_endmembers * inverse_scale
+        )
         if self.use_correction:
             residual_features = (
                 has_data * torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
-                - ops.image_features * inverse_scale)
+                - ops.image_features * inverse_scale
+            )
             direction = direction + self.correction(abundances, residual_features)
         update = ops.step * direction
         if self.projection == "mirror":
@@ -247,9 +257,15 @@ class DEQUnmixNet(nn.Module):
         mixtures = torch.einsum("bphw,pl->blhw", abundances, self.endmembers)
         return mixtures * self.pixel_scale(abundances, ops)
 
-    def solve(self, ops: _Operators, start: torch.Tensor, solver: str,
-              forward: SolverOptions, backward: SolverOptions, unrolled_steps: int,
-              ) -> tuple[torch.Tensor, EquilibriumInfo | None]:
+    def solve(
+        self,
+        ops: _Operators,
+        start: torch.Tensor,
+        solver: str,
+        forward: SolverOptions,
+        backward: SolverOptions,
+        unrolled_steps: int,
+    ) -> tuple[torch.Tensor, EquilibriumInfo | None]:
         """Abundances (B, P, H, W) of the image of ``ops`` from the starting point ``start``.
 
         ``solver="deq"``: the equilibrium, implicit gradient (no warning: the caller reads
@@ -264,8 +280,9 @@ class DEQUnmixNet(nn.Module):
         return abundances, None
 
 
-def unmixing_loss(image: torch.Tensor, reconstruction: torch.Tensor, valid: torch.Tensor,
-                  alpha: float) -> torch.Tensor:
+def unmixing_loss(
+    image: torch.Tensor, reconstruction: torch.Tensor, valid: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """Mean spectral angle plus ``alpha`` times the mean squared error, over valid pixels.
 
     Parameters
@@ -281,9 +298,11 @@ def unmixing_loss(image: torch.Tensor, reconstruction: torch.Tensor, valid: torc
     # would give one of order 1 / tiny, inf or NaN once multiplied by the zero brightness).
     norms = y.norm(dim=-1) * y_hat.norm(dim=-1)
     defined = norms > torch.finfo(y.dtype).tiny
-    cosine = torch.where(defined, (y * y_hat).sum(dim=-1)
-                         / torch.where(defined, norms, torch.ones_like(norms)),
-                         torch.zeros_like(norms)).clamp(-_COS_LIMIT, _COS_LIMIT)
+    cosine = torch.where(
+        defined,
+        (y * y_hat).sum(dim=-1) / torch.where(defined, norms, torch.ones_like(norms)),
+        torch.zeros_like(norms),
+    ).clamp(-_COS_LIMIT, _COS_LIMIT)
     return torch.arccos(cosine).mean() + alpha * ((y - y_hat) ** 2).mean()
 
 
@@ -312,15 +331,20 @@ def check_simplex(endmembers: torch.Tensor) -> None:
     thickness = np.linalg.svd(directions[1:] - directions[0], compute_uv=False)[-1]
     if thickness > _SHAPE_RESOLUTION and bool(torch.isfinite(simplex_log_volume(endmembers))):
         return
-    alike = (np.linalg.norm(directions[:, None] - directions[None], axis=-1)
-             <= _SHAPE_RESOLUTION)
+    alike = np.linalg.norm(directions[:, None] - directions[None], axis=-1) <= _SHAPE_RESOLUTION
     groups = sorted({tuple(np.flatnonzero(row)) for row in alike if row.sum() > 1})
-    problem = ("the endmember shapes span a flat simplex" if not groups else
-               "endmembers " + ", ".join(" = ".join(map(str, g)) for g in groups)
-               + " have the same spectral shape (duplicated or proportional spectra, or no "
-               "positive value: negative data?)")
-    raise InputError(f"DEQ-Unmix cannot start from these initial endmembers: {problem}; give "
-                     "distinct endmembers or a smaller n_endmembers")
+    problem = (
+        "the endmember shapes span a flat simplex"
+        if not groups
+        else "endmembers "
+        + ", ".join(" = ".join(map(str, g)) for g in groups)
+        + " have the same spectral shape (duplicated or proportional spectra, or no "
+        "positive value: negative data?)"
+    )
+    raise InputError(
+        f"DEQ-Unmix cannot start from these initial endmembers: {problem}; give "
+        "distinct endmembers or a smaller n_endmembers"
+    )
 
 
 # -- the estimator ------------------------------------------------------------------------
@@ -430,17 +454,33 @@ class DEQUnmix(Unmixer):
     #: solver tolerance) with 8 px and with 16 px.
     spatial_context: ClassVar[int] = 8
 
-    def __init__(self, n_endmembers: int | None = None, *, solver: str = "deq",
-                 projection: str = "euclidean", data_term: str = "linear",
-                 epochs: int = 150, lr: float = 0.01,
-                 lr_endmembers: float = 0.007, weight_decay: float = 0.01, lr_step: int = 15,
-                 lr_gamma: float = 0.8, alpha: float = 0.2, volume_weight: float = 0.003,
-                 step_scale: float = 1.0,
-                 hidden: int = 16, correction: bool = True, tol: float = 1e-6,
-                 max_iter: int = 100, history: int = 5,
-                 unrolled_steps: int = 10, endmembers: Any = "nfindr",
-                 endmember_averaging: float = 0.01, seed: int = 0,
-                 device: str | None = None):
+    def __init__(
+        self,
+        n_endmembers: int | None = None,
+        *,
+        solver: str = "deq",
+        projection: str = "euclidean",
+        data_term: str = "linear",
+        epochs: int = 150,
+        lr: float = 0.01,
+        lr_endmembers: float = 0.007,
+        weight_decay: float = 0.01,
+        lr_step: int = 15,
+        lr_gamma: float = 0.8,
+        alpha: float = 0.2,
+        volume_weight: float = 0.003,
+        step_scale: float = 1.0,
+        hidden: int = 16,
+        correction: bool = True,
+        tol: float = 1e-6,
+        max_iter: int = 100,
+        history: int = 5,
+        unrolled_steps: int = 10,
+        endmembers: Any = "nfindr",
+        endmember_averaging: float = 0.01,
+        seed: int = 0,
+        device: str | None = None,
+    ):
         self.n_endmembers = n_endmembers
         self.solver = solver
         self.projection = projection
@@ -472,7 +512,7 @@ class DEQUnmix(Unmixer):
         return "shares" if self.data_term == "scaled" else "absolute"
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> "DEQUnmix":
+    def fit(self, scene: Scene) -> DEQUnmix:
         """Learn the endmembers and (unless ``correction=False``) the correction CNN on
         ``scene``; returns self."""
         check_scene(scene, "fit")
@@ -483,7 +523,8 @@ class DEQUnmix(Unmixer):
         initial = resolve_endmembers(self.endmembers, scene, self.n_endmembers, self.seed)
         check_n_endmembers(len(initial), scene.n_bands, len(pixels))
         self.initial_endmembers_ = initial = average_closest_pixels(
-            pixels, initial, self.endmember_averaging)
+            pixels, initial, self.endmember_averaging
+        )
         seeded_generator(self.seed)
         self.n_bands_ = scene.n_bands
         self.fill_spectrum_ = pixels.mean(axis=0)
@@ -501,8 +542,13 @@ class DEQUnmix(Unmixer):
         net = self.network_
         groups = [{"params": [net.endmembers], "lr": self.lr_endmembers, "weight_decay": 0.0}]
         if self.correction:
-            groups.append({"params": list(net.correction.parameters()), "lr": self.lr,
-                           "weight_decay": self.weight_decay})
+            groups.append(
+                {
+                    "params": list(net.correction.parameters()),
+                    "lr": self.lr,
+                    "weight_decay": self.weight_decay,
+                }
+            )
         optimiser = torch.optim.AdamW(groups)
         schedule = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, self.lr_gamma)
         history: dict[str, list[float]] = {"loss": []}
@@ -511,8 +557,9 @@ class DEQUnmix(Unmixer):
             start = self._start(image)
             optimiser.zero_grad()
             ops = net.operators(image)
-            abundances, info = net.solve(ops, start, self.solver, forward, backward,
-                                         self.unrolled_steps)
+            abundances, info = net.solve(
+                ops, start, self.solver, forward, backward, self.unrolled_steps
+            )
             loss = unmixing_loss(image, net.reconstruct(abundances, ops), valid, self.alpha)
             if self.volume_weight:
                 loss = loss + self.volume_weight * simplex_log_volume(net.endmembers)
@@ -530,8 +577,7 @@ class DEQUnmix(Unmixer):
 
     def _solver_options(self) -> tuple[SolverOptions, SolverOptions]:
         forward = SolverOptions(tol=self.tol, max_iter=self.max_iter, history=self.history)
-        backward = SolverOptions(tol=self.tol, max_iter=2 * self.max_iter,
-                                 history=self.history)
+        backward = SolverOptions(tol=self.tol, max_iter=2 * self.max_iter, history=self.history)
         return forward, backward
 
     def _check_params(self) -> None:
@@ -550,11 +596,15 @@ class DEQUnmix(Unmixer):
             if not float(getattr(self, name)) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.endmember_averaging < 1:
-            raise InputError("endmember_averaging is a share of the pixels in [0, 1), got "
-                             f"{self.endmember_averaging}")
+            raise InputError(
+                "endmember_averaging is a share of the pixels in [0, 1), got "
+                f"{self.endmember_averaging}"
+            )
         if not 0 < self.step_scale <= 2:
-            raise InputError(f"step_scale must lie in (0, 2] for a non-expansive gradient step, "
-                             f"got {self.step_scale}")
+            raise InputError(
+                f"step_scale must lie in (0, 2] for a non-expansive gradient step, "
+                f"got {self.step_scale}"
+            )
 
     # -- inference ---------------------------------------------------------------------------
     def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -567,30 +617,46 @@ class DEQUnmix(Unmixer):
         image, _ = self._image_tensors(cube, mask)
         forward, backward = self._solver_options()
         with torch.no_grad():
-            abundances, info = self.network_.solve(self.network_.operators(image),
-                                                   self._start(image), self.solver,
-                                                   forward, backward, self.unrolled_steps)
+            abundances, info = self.network_.solve(
+                self.network_.operators(image),
+                self._start(image),
+                self.solver,
+                forward,
+                backward,
+                self.unrolled_steps,
+            )
         if info is not None and not info.forward.converged:
-            warnings.warn(f"the equilibrium solve did not converge (relative residual "
-                          f"{info.forward.residual:.1e} > tol {self.tol:.0e}); raise max_iter",
-                          ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"the equilibrium solve did not converge (relative residual "
+                f"{info.forward.residual:.1e} > tol {self.tol:.0e}); raise max_iter",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         out = abundances[0].movedim(0, -1).cpu().numpy().astype(np.float32)
         out[~mask] = np.nan
         return {"abundances": out}
 
     # -- helpers -----------------------------------------------------------------------------
-    def _image_tensors(self, cube: np.ndarray,
-                       mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image_tensors(
+        self, cube: np.ndarray, mask: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, L, H, W) scaled image, invalid pixels at the fill spectrum; (1, H, W) mask."""
         filled = np.where(mask[..., None], cube, self.fill_spectrum_) / self.scale_
         device = self.network_.endmembers.device
-        image = torch.as_tensor(np.moveaxis(filled, -1, 0)[None], dtype=torch.float32,
-                                device=device)
+        image = torch.as_tensor(
+            np.moveaxis(filled, -1, 0)[None], dtype=torch.float32, device=device
+        )
         return image, torch.as_tensor(mask[None], device=device)
 
     def _network(self, endmembers: torch.Tensor) -> DEQUnmixNet:
-        return DEQUnmixNet(endmembers, self.hidden, self.projection, self.data_term,
-                           self.step_scale, use_correction=self.correction)
+        return DEQUnmixNet(
+            endmembers,
+            self.hidden,
+            self.projection,
+            self.data_term,
+            self.step_scale,
+            use_correction=self.correction,
+        )
 
     def _start(self, image: torch.Tensor) -> torch.Tensor:
         """(1, P, H, W) equilibrium of the uncorrected iteration on the current endmembers:
@@ -599,8 +665,9 @@ class DEQUnmix(Unmixer):
         pixels = image[0].movedim(0, -1).double().cpu().numpy()
         solve = fcls if self.data_term == "linear" else snnls
         start = solve(pixels, endmembers)
-        return torch.as_tensor(np.moveaxis(start, -1, 0)[None], dtype=image.dtype,
-                               device=image.device)
+        return torch.as_tensor(
+            np.moveaxis(start, -1, 0)[None], dtype=image.dtype, device=image.device
+        )
 
     def _spectra_in_scene_units(self, image: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
         """(P, L) learned endmembers in the scene's units. With the scaled data term the
@@ -612,8 +679,9 @@ class DEQUnmix(Unmixer):
             forward, backward = self._solver_options()
             with torch.no_grad():
                 ops = net.operators(image)
-                abundances, _ = net.solve(ops, self._start(image), self.solver, forward,
-                                          backward, self.unrolled_steps)
+                abundances, _ = net.solve(
+                    ops, self._start(image), self.solver, forward, backward, self.unrolled_steps
+                )
                 weights = abundances.movedim(1, -1)[valid].double()  # (N, P)
                 brightness = net.pixel_scale(abundances, ops)[:, 0][valid].double()  # (N,)
             # Pixels without brightness hold no shares (their 1/P is a placeholder).
@@ -633,12 +701,17 @@ class DEQUnmix(Unmixer):
         params = self.get_params()
         if not isinstance(self.endmembers, str):
             params["endmembers"] = "nfindr"  # an initial array is stored as initial_endmembers
-        config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
-                  "scale": self.scale_, "history": self.history_}
+        config = {
+            "method": self.name,
+            "params": params,
+            "n_bands": self.n_bands_,
+            "scale": self.scale_,
+            "history": self.history_,
+        }
         return save_checkpoint(path, state, config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "DEQUnmix":
+    def load(cls, path: str | os.PathLike) -> DEQUnmix:
         """A fitted model from a file written by :meth:`save`."""
         state, config = load_checkpoint(path, cls.name)
         with rebuilding(path, cls.name):
@@ -662,14 +735,13 @@ def _robust_scale(pixels: np.ndarray) -> float:
     return scale if scale > 0 and math.isfinite(scale) else 1.0
 
 
-def average_closest_pixels(pixels: np.ndarray, endmembers: np.ndarray,
-                           share: float) -> np.ndarray:
+def average_closest_pixels(pixels: np.ndarray, endmembers: np.ndarray, share: float) -> np.ndarray:
     """Each endmember (P, L) replaced by the mean of the ``share`` of ``pixels`` (N, L) with
     the smallest spectral angle to it (at least one pixel; ``share=0`` returns a copy).
     A zero endmember has no angle to any pixel and is kept."""
     if share <= 0:
         return endmembers.copy()
-    count = max(1, int(round(share * len(pixels))))
+    count = max(1, round(share * len(pixels)))
     cosines = _directions(pixels) @ _directions(endmembers).T
     closest = np.argpartition(-cosines, count - 1, axis=0)[:count]  # (count, P)
     has_direction = np.any(endmembers != 0, axis=1, keepdims=True)
@@ -690,8 +762,9 @@ def _record_solves(history: dict[str, list[float]], info: EquilibriumInfo) -> No
             history.setdefault(f"{name}_residual", []).append(solve.residual)
 
 
-def _warn_unconverged(history: dict[str, list[float]], forward: SolverOptions,
-                      backward: SolverOptions) -> None:
+def _warn_unconverged(
+    history: dict[str, list[float]], forward: SolverOptions, backward: SolverOptions
+) -> None:
     """One warning for the whole training when some solves missed their tolerance."""
     for name, options in (("forward", forward), ("backward", backward)):
         residuals = np.asarray(history.get(f"{name}_residual", []))
@@ -701,4 +774,7 @@ def _warn_unconverged(history: dict[str, list[float]], forward: SolverOptions,
                 f"the {name} equilibrium solve missed its tolerance {options.tol:.0e} in "
                 f"{missed} of {len(residuals)} epochs (worst relative residual "
                 f"{residuals.max():.1e}); gradients there are inexact: raise max_iter or "
-                "lower step_scale", ConvergenceWarning, stacklevel=3)
+                "lower step_scale",
+                ConvergenceWarning,
+                stacklevel=3,
+            )

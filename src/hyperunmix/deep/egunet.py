@@ -30,12 +30,17 @@ from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
 from ..linear import nnls
 from ..scene import Scene
-from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
-                      seeded_generator)
+from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
 from .egunet_nets import BN_MOMENTUM, PixelwiseEGU, SpatialSpectralEGU, weight_penalty
-from .pure_pixels import (LABEL_SCALES, ReferenceSource, build_pure_set, label_reference,
-                          resolve_reference, soft_labels)
+from .pure_pixels import (
+    LABEL_SCALES,
+    ReferenceSource,
+    build_pure_set,
+    label_reference,
+    resolve_reference,
+    soft_labels,
+)
 
 VARIANTS = ("pw", "ss")
 BN_STATS = ("image", "running")
@@ -148,15 +153,28 @@ class EGUNet(Unmixer):
 
     name = "egunet"
 
-    def __init__(self, n_endmembers: int | None = None, *, variant: str = "pw",
-                 endmembers: ReferenceSource = "nfindr", block_size: int = 5,
-                 label_scale: str = "peak", epochs: int = 200,
-                 learning_rate: float = 0.1, lr_decay: float = 0.99, batch_size: int = 8000,
-                 patch_size: int | None = 32, weight_decay: float = 0.005,
-                 reconstruction_weight: float = 1.0, dropout: float = 0.1,
-                 abundance_output: str = "network", bn_stats: str = "image",
-                 endmember_output: str = "reference", seed: int = 0,
-                 device: str | None = None):
+    def __init__(
+        self,
+        n_endmembers: int | None = None,
+        *,
+        variant: str = "pw",
+        endmembers: ReferenceSource = "nfindr",
+        block_size: int = 5,
+        label_scale: str = "peak",
+        epochs: int = 200,
+        learning_rate: float = 0.1,
+        lr_decay: float = 0.99,
+        batch_size: int = 8000,
+        patch_size: int | None = 32,
+        weight_decay: float = 0.005,
+        reconstruction_weight: float = 1.0,
+        dropout: float = 0.1,
+        abundance_output: str = "network",
+        bn_stats: str = "image",
+        endmember_output: str = "reference",
+        seed: int = 0,
+        device: str | None = None,
+    ):
         self.n_endmembers = n_endmembers
         self.variant = variant
         self.endmembers = endmembers
@@ -182,7 +200,7 @@ class EGUNet(Unmixer):
         return "shares" if self.label_scale == "peak" else "absolute"
 
     # -- fit -------------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> "EGUNet":
+    def fit(self, scene: Scene) -> EGUNet:
         """Build the pseudo-pure set of ``scene``, train the network on it and the image
         (``abundance_output="labels"``: only resolve the reference endmembers)."""
         if not isinstance(scene, Scene):
@@ -194,8 +212,9 @@ class EGUNet(Unmixer):
         else:
             # The reference the network path labels against (build_pure_set resolves it
             # the same way, with the same seed): the ablation differs in the network only.
-            self.reference_ = resolve_reference(self.endmembers, scene, self.n_endmembers,
-                                                seed=self.seed)
+            self.reference_ = resolve_reference(
+                self.endmembers, scene, self.n_endmembers, seed=self.seed
+            )
             check_n_endmembers(len(self.reference_), scene.n_bands, scene.n_pixels)
             self.pure_set_size_ = 0
             self.history_ = {key: [] for key in HISTORY_KEYS}
@@ -209,9 +228,14 @@ class EGUNet(Unmixer):
         device = resolve_device(self.device)
         generator = seeded_generator(self.seed)
 
-        pure = build_pure_set(scene, self.n_endmembers, reference=self.endmembers,
-                              block_size=self.block_size, label_scale=self.label_scale,
-                              seed=self.seed)
+        pure = build_pure_set(
+            scene,
+            self.n_endmembers,
+            reference=self.endmembers,
+            block_size=self.block_size,
+            label_scale=self.label_scale,
+            seed=self.seed,
+        )
         self.input_scale_ = 1.0 / float(np.max(np.abs(pixels)))
         self.reference_ = pure.reference
         self.pure_set_size_ = len(pure)
@@ -222,17 +246,23 @@ class EGUNet(Unmixer):
         if self.variant == "pw":
             mixed = PixelBatches(self._tensor(pixels * self.input_scale_), self.batch_size)
         else:
-            mixed = PatchBatches(self._image_tensor(scene.cube, scene.mask), self.patch_size,
-                                 steps_per_epoch=math.ceil(len(pixels) / self.batch_size))
+            mixed = PatchBatches(
+                self._image_tensor(scene.cube, scene.mask),
+                self.patch_size,
+                steps_per_epoch=math.ceil(len(pixels) / self.batch_size),
+            )
         self.history_ = self._train(spectra, labels, mixed, generator)
         if self.bn_stats == "image":
             self._calibrate_batch_norm(pixels)
 
     def _check_params(self) -> None:
-        for name, allowed in (("variant", VARIANTS), ("bn_stats", BN_STATS),
-                              ("label_scale", LABEL_SCALES),
-                              ("abundance_output", ABUNDANCE_OUTPUTS),
-                              ("endmember_output", ENDMEMBER_OUTPUTS)):
+        for name, allowed in (
+            ("variant", VARIANTS),
+            ("bn_stats", BN_STATS),
+            ("label_scale", LABEL_SCALES),
+            ("abundance_output", ABUNDANCE_OUTPUTS),
+            ("endmember_output", ENDMEMBER_OUTPUTS),
+        ):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "patch_size"):
@@ -252,8 +282,13 @@ class EGUNet(Unmixer):
         network = PixelwiseEGU if self.variant == "pw" else SpatialSpectralEGU
         return network(n_bands, n_endmembers, dropout=self.dropout)
 
-    def _train(self, spectra: torch.Tensor, labels: torch.Tensor, mixed: MixedBatches,
-               generator: torch.Generator) -> dict[str, list[float]]:
+    def _train(
+        self,
+        spectra: torch.Tensor,
+        labels: torch.Tensor,
+        mixed: MixedBatches,
+        generator: torch.Generator,
+    ) -> dict[str, list[float]]:
         network = self.network_
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
@@ -266,8 +301,11 @@ class EGUNet(Unmixer):
             for batch, (pure_x, pure_y) in zip(steps, pure.cycle(generator)):
                 cross_entropy = soft_cross_entropy(network.pure_logits(pure_x), pure_y)
                 reconstruction = mixed.reconstruction_error(network, batch)
-                loss = (cross_entropy + self.reconstruction_weight * reconstruction
-                        + self.weight_decay * weight_penalty(network))
+                loss = (
+                    cross_entropy
+                    + self.reconstruction_weight * reconstruction
+                    + self.weight_decay * weight_penalty(network)
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -276,8 +314,14 @@ class EGUNet(Unmixer):
             means = totals / mixed.steps_per_epoch
             for key, value in zip(history, means):
                 history[key].append(float(value))
-            self._report("epoch", epoch + 1, self.epochs, loss=means[0],
-                         cross_entropy=means[1], reconstruction=means[2])
+            self._report(
+                "epoch",
+                epoch + 1,
+                self.epochs,
+                loss=means[0],
+                cross_entropy=means[1],
+                reconstruction=means[2],
+            )
         network.eval()
         return history
 
@@ -316,17 +360,19 @@ class EGUNet(Unmixer):
         out = []
         with torch.no_grad():
             for start in range(0, pixels.shape[0], CHUNK):
-                batch = self._tensor(pixels[start:start + CHUNK] * self.input_scale_)
+                batch = self._tensor(pixels[start : start + CHUNK] * self.input_scale_)
                 out.append(network.abundances(batch).cpu().numpy())
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.reference_.shape[0]))
 
     # -- helpers ---------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array, dtype=np.float32),
-                               device=resolve_device(self.device))
+        return torch.as_tensor(
+            np.asarray(array, dtype=np.float32), device=resolve_device(self.device)
+        )
 
-    def _image_tensor(self, cube: np.ndarray,
-                      mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image_tensor(
+        self, cube: np.ndarray, mask: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, L, H, W) scaled image with invalid pixels at the band means, and the (1, 1, H,
         W) float validity mask."""
         cube = np.array(cube, dtype=np.float32) * np.float32(self.input_scale_)
@@ -338,8 +384,10 @@ class EGUNet(Unmixer):
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trained weights and what inference needs (no pickled objects)."""
         self._check_fitted()
-        state = {"endmembers": torch.as_tensor(self.endmembers_),
-                 "reference": torch.as_tensor(self.reference_)}
+        state = {
+            "endmembers": torch.as_tensor(self.endmembers_),
+            "reference": torch.as_tensor(self.reference_),
+        }
         params = self.get_params()
         # A reference given as data (array, library) is in the weights and in reference_;
         # only a name or a path is worth keeping as a parameter.
@@ -347,15 +395,20 @@ class EGUNet(Unmixer):
             params["endmembers"] = None
         else:
             params["endmembers"] = os.fspath(self.endmembers)
-        config = {"method": self.name, "params": params, "n_bands": self.n_bands_,
-                  "pure_set_size": self.pure_set_size_, "history": self.history_}
+        config = {
+            "method": self.name,
+            "params": params,
+            "n_bands": self.n_bands_,
+            "pure_set_size": self.pure_set_size_,
+            "history": self.history_,
+        }
         if self.abundance_output == "network":
             state.update({f"network.{k}": v for k, v in self.network_.state_dict().items()})
             config["input_scale"] = self.input_scale_
         return save_checkpoint(path, state, config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EGUNet":
+    def load(cls, path: str | os.PathLike) -> EGUNet:
         """A fitted model from a file written by :meth:`save`."""
         state, config = load_checkpoint(path, cls.name)
         with rebuilding(path, cls.name):
@@ -367,10 +420,12 @@ class EGUNet(Unmixer):
             model.reference_ = state.pop("reference").double().numpy()
             if model.abundance_output == "network":
                 model.input_scale_ = float(config["input_scale"])
-                model.network_ = model._build_network(model.n_bands_,
-                                                      model.endmembers_.shape[0]).eval()
+                model.network_ = model._build_network(
+                    model.n_bands_, model.endmembers_.shape[0]
+                ).eval()
                 model.network_.load_state_dict(
-                    {k.removeprefix("network."): v for k, v in state.items()})
+                    {k.removeprefix("network."): v for k, v in state.items()}
+                )
         if model.abundance_output == "network":  # a device error is not a file error
             model.network_.to(resolve_device(model.device))
         return model

@@ -4,7 +4,8 @@ for the ss mixed stream, and the losses computed on them."""
 from __future__ import annotations
 
 import math
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 
@@ -58,8 +59,12 @@ class PatchBatches:
     paper) per step, ``steps_per_epoch`` steps per epoch.
     """
 
-    def __init__(self, image_and_mask: tuple[torch.Tensor, torch.Tensor],
-                 patch_size: int | None, steps_per_epoch: int):
+    def __init__(
+        self,
+        image_and_mask: tuple[torch.Tensor, torch.Tensor],
+        patch_size: int | None,
+        steps_per_epoch: int,
+    ):
         self.image, self.mask = image_and_mask
         height, width = self.image.shape[-2:]
         side = max(height, width) if patch_size is None else patch_size
@@ -74,8 +79,9 @@ class PatchBatches:
             window = (..., slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
             yield self.image[window], self.mask[window]
 
-    def reconstruction_error(self, network: torch.nn.Module,
-                             batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def reconstruction_error(
+        self, network: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """Mean squared error over the valid pixels of the crop and all bands."""
         image, mask = batch
         _, reconstruction = network.mixed_forward(image)

@@ -20,6 +20,8 @@ statistics during training and accumulates both into its running statistics.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -55,8 +57,9 @@ class PixelEncoder(nn.Module):
     ``block3`` may be given, to share the third layer with another stream.
     """
 
-    def __init__(self, n_bands: int, n_endmembers: int, dropout: float,
-                 block3: PointwiseBlock | None = None):
+    def __init__(
+        self, n_bands: int, n_endmembers: int, dropout: float, block3: PointwiseBlock | None = None
+    ):
         super().__init__()
         w1, w2, w3 = WIDTHS
         self.block1 = PointwiseBlock(n_bands, w1)
@@ -78,7 +81,7 @@ class PixelDecoder(nn.Module):
     def __init__(self, n_endmembers: int, n_bands: int):
         super().__init__()
         sizes = (n_endmembers,) + WIDTHS[::-1] + (n_bands,)
-        self.blocks = nn.ModuleList(PointwiseBlock(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.blocks = nn.ModuleList(PointwiseBlock(a, b) for a, b in itertools.pairwise(sizes))
 
     def forward(self, abundances: torch.Tensor) -> torch.Tensor:
         x = abundances
@@ -147,10 +150,12 @@ class SpatialDecoder(nn.Module):
         super().__init__()
         sizes = (n_endmembers,) + WIDTHS[::-1] + (n_bands,)
         kernels = (1, 1, 3, 5)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, k, padding=k // 2)
-                                   for a, b, k in zip(sizes, sizes[1:], kernels))
-        self.norms = nn.ModuleList(nn.BatchNorm2d(b, eps=BN_EPS, momentum=BN_MOMENTUM)
-                                   for b in sizes[1:])
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, k, padding=k // 2) for a, b, k in zip(sizes, sizes[1:], kernels)
+        )
+        self.norms = nn.ModuleList(
+            nn.BatchNorm2d(b, eps=BN_EPS, momentum=BN_MOMENTUM) for b in sizes[1:]
+        )
 
     def forward(self, abundances: torch.Tensor) -> torch.Tensor:
         x = abundances
@@ -206,6 +211,9 @@ def init_xavier(module: nn.Module) -> None:
 def weight_penalty(module: nn.Module) -> torch.Tensor:
     """Sum of squared weights / 2 of the linear and convolutional layers (no biases, no
     batch-norm parameters), each shared layer counted once, as TF's ``l2_loss`` sums."""
-    weights = {id(layer.weight): layer.weight for layer in module.modules()
-               if isinstance(layer, (nn.Linear, nn.Conv2d))}
+    weights = {
+        id(layer.weight): layer.weight
+        for layer in module.modules()
+        if isinstance(layer, (nn.Linear, nn.Conv2d))
+    }
     return sum(w.pow(2).sum() for w in weights.values()) / 2

@@ -16,8 +16,8 @@ unmixing maps, and it is unmaintained.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -89,9 +89,14 @@ class SolverInfo:
     restarts: int
 
 
-def anderson(f: FixedPointMap, x0: torch.Tensor, options: SolverOptions = SolverOptions(),
-             *, what: str = "fixed-point iteration", warn: bool = True,
-             ) -> tuple[torch.Tensor, SolverInfo]:
+def anderson(
+    f: FixedPointMap,
+    x0: torch.Tensor,
+    options: SolverOptions = SolverOptions(),
+    *,
+    what: str = "fixed-point iteration",
+    warn: bool = True,
+) -> tuple[torch.Tensor, SolverInfo]:
     """Solve ``x = f(x)`` for a batch of independent problems by Anderson acceleration.
 
     Parameters
@@ -137,8 +142,9 @@ def anderson(f: FixedPointMap, x0: torch.Tensor, options: SolverOptions = Solver
         n_stored += 1
         n_used = min(n_stored, history)
         if n_used >= 2:
-            candidate = _anderson_mix(iterates[:, :n_used], images[:, :n_used],
-                                      options.regularization).reshape(shape)
+            candidate = _anderson_mix(
+                iterates[:, :n_used], images[:, :n_used], options.regularization
+            ).reshape(shape)
         else:
             candidate = fx
         f_candidate = f(candidate)
@@ -159,14 +165,17 @@ def anderson(f: FixedPointMap, x0: torch.Tensor, options: SolverOptions = Solver
         best_residual = torch.where(improved, residual, best_residual)
         best_fx = torch.where(_expand(improved, fx), fx, best_fx)
     worst = float(best_residual.max())
-    info = SolverInfo(iterations=iterations, residual=worst,
-                      converged=worst <= options.tol, restarts=restarts)
+    info = SolverInfo(
+        iterations=iterations, residual=worst, converged=worst <= options.tol, restarts=restarts
+    )
     if warn and not info.converged:
         warnings.warn(
             f"{what} did not converge: relative residual {worst:.2e} > tol {options.tol:.1e} "
             f"after {iterations} iterations; gradients at a non-equilibrium point are "
             "inexact (raise max_iter, or reduce the step size)",
-            ConvergenceWarning, stacklevel=2)
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return best_fx, info
 
 
@@ -181,8 +190,9 @@ def _expand(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return flags.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-def _anderson_mix(iterates: torch.Tensor, images: torch.Tensor,
-                  regularization: float) -> torch.Tensor:
+def _anderson_mix(
+    iterates: torch.Tensor, images: torch.Tensor, regularization: float
+) -> torch.Tensor:
     """Next Anderson iterate from (B, n, D) past iterates and their images.
 
     The mixing weights minimise ``||sum_i alpha_i g_i||^2 + lam s ||alpha||^2`` subject to
@@ -197,7 +207,8 @@ def _anderson_mix(iterates: torch.Tensor, images: torch.Tensor,
     # A problem solved exactly has all-zero residuals: any weights do, keep H invertible.
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     gram = gram + (regularization * scale)[:, None, None] * torch.eye(
-        n_used, dtype=gram.dtype, device=gram.device)
+        n_used, dtype=gram.dtype, device=gram.device
+    )
     ones = torch.ones(gram.shape[0], n_used, 1, dtype=gram.dtype, device=gram.device)
     weights = torch.linalg.solve(gram, ones)
     weights = (weights / weights.sum(dim=1, keepdim=True)).to(images.dtype)
@@ -213,10 +224,14 @@ class EquilibriumInfo:
     backward: SolverInfo | None = None
 
 
-def equilibrium(f: FixedPointMap, x0: torch.Tensor,
-                forward: SolverOptions = SolverOptions(),
-                backward: SolverOptions = SolverOptions(tol=1e-6, max_iter=100),
-                *, warn: bool = True) -> tuple[torch.Tensor, EquilibriumInfo]:
+def equilibrium(
+    f: FixedPointMap,
+    x0: torch.Tensor,
+    forward: SolverOptions = SolverOptions(),
+    backward: SolverOptions = SolverOptions(tol=1e-6, max_iter=100),
+    *,
+    warn: bool = True,
+) -> tuple[torch.Tensor, EquilibriumInfo]:
     """The fixed point ``z* = f(z*)``, differentiable by the implicit function theorem.
 
     Parameters
@@ -239,8 +254,9 @@ def equilibrium(f: FixedPointMap, x0: torch.Tensor,
     info : EquilibriumInfo
     """
     with torch.no_grad():
-        z_star, forward_info = anderson(f, x0.detach(), forward,
-                                        what="forward equilibrium solve", warn=warn)
+        z_star, forward_info = anderson(
+            f, x0.detach(), forward, what="forward equilibrium solve", warn=warn
+        )
     info = EquilibriumInfo(forward_info)
     if not torch.is_grad_enabled():
         return z_star, info
@@ -258,8 +274,9 @@ def equilibrium(f: FixedPointMap, x0: torch.Tensor,
             (vjp,) = torch.autograd.grad(z, z_star, u, retain_graph=True)
             return vjp + grad
 
-        u, info.backward = anderson(adjoint_map, grad, backward,
-                                    what="implicit (adjoint) solve", warn=warn)
+        u, info.backward = anderson(
+            adjoint_map, grad, backward, what="implicit (adjoint) solve", warn=warn
+        )
         return u
 
     if z.requires_grad:

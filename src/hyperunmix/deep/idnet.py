@@ -48,8 +48,7 @@ import torch
 from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
 from ..scene import Scene
-from ._common import (load_checkpoint, rebuilding, resolve_device, save_checkpoint,
-                      seeded_generator)
+from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
@@ -59,12 +58,15 @@ log = logging.getLogger("hyperunmix")
 #: The paper's per-dataset weights: lambda (self-supervised), tau (l_1/2 sparsity),
 #: lambda_h (nonlinear abundance stream), lambda_g (nonlinear pixel stream).
 PRESETS: dict[str, dict[str, float]] = {
-    "samson": dict(selfsup_weight=1.0, sparsity_weight=0.005, encoder_penalty=0.01,
-                   decoder_penalty=0.1),
-    "jasper_ridge": dict(selfsup_weight=1.0, sparsity_weight=0.0, encoder_penalty=0.01,
-                         decoder_penalty=0.1),
-    "cuprite": dict(selfsup_weight=10.0, sparsity_weight=0.1, encoder_penalty=0.05,
-                    decoder_penalty=5.0),
+    "samson": dict(
+        selfsup_weight=1.0, sparsity_weight=0.005, encoder_penalty=0.01, decoder_penalty=0.1
+    ),
+    "jasper_ridge": dict(
+        selfsup_weight=1.0, sparsity_weight=0.0, encoder_penalty=0.01, decoder_penalty=0.1
+    ),
+    "cuprite": dict(
+        selfsup_weight=10.0, sparsity_weight=0.1, encoder_penalty=0.05, decoder_penalty=5.0
+    ),
 }
 #: Weights for a new scene: the paper's setting for Samson and its variability scene.
 DEFAULT_WEIGHTS = PRESETS["samson"]
@@ -228,19 +230,40 @@ class IDNet(Unmixer):
 
     name = "idnet"
 
-    def __init__(self, n_endmembers: int | None = None, *, library: Any = None,
-                 reference: Any = "nfindr", min_purity: float = 0.95, preset: str | None = None,
-                 selfsup_weight: float | None = None, sparsity_weight: float | None = None,
-                 encoder_penalty: float | None = None, decoder_penalty: float | None = None,
-                 beta: float = 10.0, constraint: str = "orthant",
-                 endmember_scale: str = "peak", nonlinear: bool = True,
-                 variability: bool = True, triplet_density: str = "label",
-                 latent_dim: int = 2, n_ista: int = 10,
-                 n_importance: int = 5, snr_db: float = 40.0, max_epochs: int = 30,
-                 batch_size: int = 128, learning_rate: float | None = None,
-                 lr_decay: float = 0.9, decay_epochs: int = 10, tol: float = 1e-2,
-                 patience: int = 2, n_uncertainty_samples: int = 16,
-                 return_pixel_endmembers: bool = True, seed: int = 0, device: Any = None):
+    def __init__(
+        self,
+        n_endmembers: int | None = None,
+        *,
+        library: Any = None,
+        reference: Any = "nfindr",
+        min_purity: float = 0.95,
+        preset: str | None = None,
+        selfsup_weight: float | None = None,
+        sparsity_weight: float | None = None,
+        encoder_penalty: float | None = None,
+        decoder_penalty: float | None = None,
+        beta: float = 10.0,
+        constraint: str = "orthant",
+        endmember_scale: str = "peak",
+        nonlinear: bool = True,
+        variability: bool = True,
+        triplet_density: str = "label",
+        latent_dim: int = 2,
+        n_ista: int = 10,
+        n_importance: int = 5,
+        snr_db: float = 40.0,
+        max_epochs: int = 30,
+        batch_size: int = 128,
+        learning_rate: float | None = None,
+        lr_decay: float = 0.9,
+        decay_epochs: int = 10,
+        tol: float = 1e-2,
+        patience: int = 2,
+        n_uncertainty_samples: int = 16,
+        return_pixel_endmembers: bool = True,
+        seed: int = 0,
+        device: Any = None,
+    ):
         self.n_endmembers = n_endmembers
         self.library = library
         self.reference = reference
@@ -295,19 +318,28 @@ class IDNet(Unmixer):
         return weights
 
     def _check_params(self) -> None:
-        for key in ("latent_dim", "n_ista", "n_importance", "max_epochs", "batch_size",
-                    "patience", "n_uncertainty_samples"):
+        for key in (
+            "latent_dim",
+            "n_ista",
+            "n_importance",
+            "max_epochs",
+            "batch_size",
+            "patience",
+            "n_uncertainty_samples",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"{key} must be a positive integer, got {value!r}")
         if not (0 < self.lr_decay <= 1):
             raise InputError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
         if self.triplet_density not in TRIPLET_DENSITIES:
-            raise InputError(f"triplet_density must be one of {TRIPLET_DENSITIES}, got "
-                             f"{self.triplet_density!r}")
+            raise InputError(
+                f"triplet_density must be one of {TRIPLET_DENSITIES}, got {self.triplet_density!r}"
+            )
         if self.endmember_scale not in ENDMEMBER_SCALES:
-            raise InputError(f"endmember_scale must be one of {ENDMEMBER_SCALES}, got "
-                             f"{self.endmember_scale!r}")
+            raise InputError(
+                f"endmember_scale must be one of {ENDMEMBER_SCALES}, got {self.endmember_scale!r}"
+            )
         if self.constraint not in CONSTRAINTS:
             raise InputError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -319,8 +351,13 @@ class IDNet(Unmixer):
     def _bundles(self, scene: Scene) -> Bundles:
         library = self.library
         if library is None:
-            bundles = extract_bundles(scene, self.n_endmembers, reference=self.reference,
-                                      min_purity=self.min_purity, seed=self.seed)
+            bundles = extract_bundles(
+                scene,
+                self.n_endmembers,
+                reference=self.reference,
+                min_purity=self.min_purity,
+                seed=self.seed,
+            )
             check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
             return bundles
         if isinstance(library, str):
@@ -329,19 +366,28 @@ class IDNet(Unmixer):
             library = datasets.load_library(library)
         bundles = bundles_from_library(library, scene.n_bands)
         if self.n_endmembers is not None and self.n_endmembers != bundles.n_materials:
-            raise InputError(f"n_endmembers = {self.n_endmembers} but the library has "
-                             f"{bundles.n_materials} materials")
+            raise InputError(
+                f"n_endmembers = {self.n_endmembers} but the library has "
+                f"{bundles.n_materials} materials"
+            )
         check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
         return bundles
 
     def _model(self, n_endmembers: int, n_bands: int) -> IDNetModel:
         """The untrained networks for P endmembers and L bands, as the parameters ask."""
-        return IDNetModel(n_endmembers, n_bands, self.latent_dim, self.n_ista,
-                          self.constraint, self.endmember_scale, self.nonlinear,
-                          self.variability)
+        return IDNetModel(
+            n_endmembers,
+            n_bands,
+            self.latent_dim,
+            self.n_ista,
+            self.constraint,
+            self.endmember_scale,
+            self.nonlinear,
+            self.variability,
+        )
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> "IDNet":
+    def fit(self, scene: Scene) -> IDNet:
         """Train the networks on ``scene``'s valid pixels and the bundle triplets."""
         if not isinstance(scene, Scene):
             raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
@@ -352,8 +398,9 @@ class IDNet(Unmixer):
         pixels = scene.pixels(np.float64)
         top = float(np.percentile(pixels, DATA_PERCENTILE))
         if not top > 0:
-            raise InputError("the scene's pixel values are not positive: IDNet needs "
-                             "reflectance-like data")
+            raise InputError(
+                "the scene's pixel values are not positive: IDNet needs reflectance-like data"
+            )
         self.data_scale_ = DATA_TOP / top
 
         generator = seeded_generator(self.seed)
@@ -361,12 +408,15 @@ class IDNet(Unmixer):
         scaled = dataclasses.replace(bundles, spectra=bundles.spectra * self.data_scale_)
         sampler = TripletSampler(scaled, self.snr_db, generator, device)
         y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32, device=device)
-        config = LossConfig(selfsup=weights["selfsup_weight"], beta=float(self.beta),
-                            sparsity=weights["sparsity_weight"],
-                            encoder_penalty=weights["encoder_penalty"],
-                            decoder_penalty=weights["decoder_penalty"],
-                            n_importance=self.n_importance,
-                            density_at_sample=self.triplet_density == "posterior_sample")
+        config = LossConfig(
+            selfsup=weights["selfsup_weight"],
+            beta=float(self.beta),
+            sparsity=weights["sparsity_weight"],
+            encoder_penalty=weights["encoder_penalty"],
+            decoder_penalty=weights["decoder_penalty"],
+            n_importance=self.n_importance,
+            density_at_sample=self.triplet_density == "posterior_sample",
+        )
         self.history_ = self._train(model, y_all, sampler, config, generator)
 
         self.model_ = model.eval()
@@ -378,12 +428,21 @@ class IDNet(Unmixer):
         self.endmembers_ = self._reference_endmembers()
         return self
 
-    def _train(self, model: IDNetModel, y_all: torch.Tensor, sampler: TripletSampler,
-               config: LossConfig, generator: torch.Generator) -> list[dict]:
+    def _train(
+        self,
+        model: IDNetModel,
+        y_all: torch.Tensor,
+        sampler: TripletSampler,
+        config: LossConfig,
+        generator: torch.Generator,
+    ) -> list[dict]:
         n_pixels = y_all.shape[0]
         batch_size = effective_batch_size(self.batch_size, n_pixels)
-        lr = (self.learning_rate if self.learning_rate is not None
-              else 1e-3 * math.sqrt(batch_size / REFERENCE_BATCH))
+        lr = (
+            self.learning_rate
+            if self.learning_rate is not None
+            else 1e-3 * math.sqrt(batch_size / REFERENCE_BATCH)
+        )
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
         history: list[dict] = []
@@ -395,27 +454,39 @@ class IDNet(Unmixer):
             totals = np.zeros(4)
             order = torch.randperm(n_pixels, generator=generator).to(y_all.device)
             for batch in order.split(batch_size):
-                terms = training_loss(model, y_all[batch], sampler.sample(batch.numel()),
-                                      config)
+                terms = training_loss(model, y_all[batch], sampler.sample(batch.numel()), config)
                 optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
                 optimizer.step()
                 totals += batch.numel() * np.array(
-                    [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser])
+                    [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser]
+                )
             loss, elbo, selfsup, regulariser = totals / n_pixels
             if not math.isfinite(loss):
-                raise FloatingPointError(f"IDNet training diverged at epoch {epoch} "
-                                         "(non-finite loss); lower learning_rate")
-            history.append(dict(loss=loss, elbo=elbo, selfsup=selfsup,
-                                regulariser=regulariser,
-                                seconds=time.perf_counter() - start))
+                raise FloatingPointError(
+                    f"IDNet training diverged at epoch {epoch} "
+                    "(non-finite loss); lower learning_rate"
+                )
+            history.append(
+                dict(
+                    loss=loss,
+                    elbo=elbo,
+                    selfsup=selfsup,
+                    regulariser=regulariser,
+                    seconds=time.perf_counter() - start,
+                )
+            )
             self._report("epoch", epoch, self.max_epochs, loss=loss, elbo=elbo)
             if epoch <= self.decay_epochs:
                 scheduler.step()
             calm_epochs = calm_epochs + 1 if abs(loss - previous) < self.tol * abs(loss) else 0
             if calm_epochs >= self.patience:
-                log.info("IDNet converged after %d epochs (relative loss change < %g for %d "
-                         "epochs)", epoch, self.tol, self.patience)
+                log.info(
+                    "IDNet converged after %d epochs (relative loss change < %g for %d epochs)",
+                    epoch,
+                    self.tol,
+                    self.patience,
+                )
                 break
             previous = loss
         return history
@@ -446,8 +517,7 @@ class IDNet(Unmixer):
                 summary = posterior_summary(self.model_, y.to(device), z_noise, m_noise)
                 if self.return_pixel_endmembers:
                     # not in place: without variability the map is one broadcast matrix
-                    summary["pixel_endmembers"] = (summary["pixel_endmembers"]
-                                                   / self.data_scale_)
+                    summary["pixel_endmembers"] = summary["pixel_endmembers"] / self.data_scale_
                 else:
                     del summary["pixel_endmembers"]
                 for key, value in summary.items():
@@ -465,13 +535,20 @@ class IDNet(Unmixer):
             value = getattr(self, key)
             params[key] = str(value) if isinstance(value, (str, os.PathLike)) else None
         params["device"] = None
-        config = dict(method=self.name, params=params, n_bands=self.n_bands_,
-                      n_endmembers=self.n_endmembers_, data_scale=self.data_scale_,
-                      weights=self.weights_, names=self.names_, history=self.history_)
+        config = dict(
+            method=self.name,
+            params=params,
+            n_bands=self.n_bands_,
+            n_endmembers=self.n_endmembers_,
+            data_scale=self.data_scale_,
+            weights=self.weights_,
+            names=self.names_,
+            history=self.history_,
+        )
         return save_checkpoint(path, self.model_.state_dict(), config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: Any = None) -> "IDNet":
+    def load(cls, path: str | os.PathLike, device: Any = None) -> IDNet:
         """An estimator ready to unmix, from a file written by :meth:`save`."""
         state, config = load_checkpoint(path, cls.name)
         with rebuilding(path, cls.name):

@@ -84,8 +84,9 @@ class LossTerms:
     regulariser: float
 
 
-def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-                         n_axes: int = 1) -> torch.Tensor:
+def gaussian_log_density(
+    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, n_axes: int = 1
+) -> torch.Tensor:
     """log N(x; mean, diag var), summed over the last ``n_axes`` axes (broadcasting)."""
     terms = (x - mean) ** 2 / var + torch.log(var) + _LOG_2PI
     terms = terms.expand(torch.broadcast_shapes(terms.shape, x.shape))
@@ -94,7 +95,7 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
 
 def latent_kl(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, diag var) || N(0, I)) for codes (..., P, H), summed over P and H."""
-    return 0.5 * (var + mean ** 2 - 1.0 - torch.log(var)).flatten(-2).sum(-1)
+    return 0.5 * (var + mean**2 - 1.0 - torch.log(var)).flatten(-2).sum(-1)
 
 
 def half_norm(alpha: torch.Tensor) -> torch.Tensor:
@@ -138,16 +139,22 @@ def image_elbo(model: IDNetModel, y: torch.Tensor) -> tuple[torch.Tensor, torch.
     posterior = td.Dirichlet(alpha)
     abundances = sample_abundances(alpha)
     prior = td.Dirichlet(torch.ones_like(alpha))
-    log_likelihood = gaussian_log_density(y, model.pixel_decoder(endmembers, abundances),
-                                          model.pixel_var)
+    log_likelihood = gaussian_log_density(
+        y, model.pixel_decoder(endmembers, abundances), model.pixel_var
+    )
     elbo = log_likelihood - td.kl_divergence(posterior, prior) - code_kl
     return elbo, alpha
 
 
-def selfsup_terms(model: IDNetModel, y: torch.Tensor, endmembers: torch.Tensor,
-                  abundances: torch.Tensor, n_importance: int, beta: float,
-                  density_at_sample: bool = False
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def selfsup_terms(
+    model: IDNetModel,
+    y: torch.Tensor,
+    endmembers: torch.Tensor,
+    abundances: torch.Tensor,
+    n_importance: int,
+    beta: float,
+    density_at_sample: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Self-supervised parts for triplets y (B, L), M (B, P, L), a (B, P).
 
     ``density_at_sample``: evaluate log q(a | M, y) at a draw of q instead of at the label.
@@ -156,44 +163,59 @@ def selfsup_terms(model: IDNetModel, y: torch.Tensor, endmembers: torch.Tensor,
     code Z = 0 replaces the S samples (``n_importance`` is unused) and SS has no Z terms.
     """
     if model.variability:
-        mean, var = model.latent_encoders(y)                         # (B, P, H)
+        mean, var = model.latent_encoders(y)  # (B, P, H)
         noise = torch.randn((n_importance,) + mean.shape, device=mean.device)
-        z = mean + torch.sqrt(var) * noise                           # (S, B, P, H)
-        decoded = model.endmember_decoders(z)                        # (S, B, P, L)
-        log_prior_z = gaussian_log_density(z, torch.zeros_like(z), torch.ones_like(z),
-                                           n_axes=2)                 # (S, B)
+        z = mean + torch.sqrt(var) * noise  # (S, B, P, H)
+        decoded = model.endmember_decoders(z)  # (S, B, P, L)
+        log_prior_z = gaussian_log_density(
+            z, torch.zeros_like(z), torch.ones_like(z), n_axes=2
+        )  # (S, B)
         log_q_z = gaussian_log_density(z, mean, var, n_axes=2)
     else:
-        decoded = model.reference_endmembers()[None, None]           # (S=1, 1, P, L)
+        decoded = model.reference_endmembers()[None, None]  # (S=1, 1, P, L)
         log_prior_z = log_q_z = 0.0  # Z is fixed, not inferred: no code terms in the bound
-    endmember_var = model.endmember_var.unsqueeze(-1)                # (P, 1)
+    endmember_var = model.endmember_var.unsqueeze(-1)  # (P, 1)
     log_weights = gaussian_log_density(endmembers, decoded, endmember_var, n_axes=2)
-    weights = torch.softmax(log_weights, dim=0)                      # (S, B)
+    weights = torch.softmax(log_weights, dim=0)  # (S, B)
 
     alpha, _, _ = model.abundance_encoder(y, endmembers)
     labels = sample_abundances(alpha) if density_at_sample else smoothed_labels(abundances)
     log_q_a = td.Dirichlet(alpha).log_prob(labels)
-    log_p_a = math.lgamma(alpha.shape[-1])                           # Dirichlet(1) density
-    log_likelihood = gaussian_log_density(y, model.pixel_decoder(endmembers, abundances),
-                                          model.pixel_var)
+    log_p_a = math.lgamma(alpha.shape[-1])  # Dirichlet(1) density
+    log_likelihood = gaussian_log_density(
+        y, model.pixel_decoder(endmembers, abundances), model.pixel_var
+    )
     bound = log_likelihood + log_p_a + log_prior_z - log_q_z - log_q_a
     selfsup = (weights * bound).sum(0)
     regulariser = (1.0 + beta) * (log_q_a + log_weights.mean(0))
     return selfsup, regulariser, alpha
 
 
-def training_loss(model: IDNetModel, y: torch.Tensor,
-                  triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                  config: LossConfig) -> LossTerms:
+def training_loss(
+    model: IDNetModel,
+    y: torch.Tensor,
+    triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    config: LossConfig,
+) -> LossTerms:
     """The negative objective for a batch of pixels y (B, L) and triplets (y_s, M_s, a_s)."""
     elbo, alpha = image_elbo(model, y)
-    selfsup, regulariser, alpha_s = selfsup_terms(model, *triplets, config.n_importance,
-                                                  config.beta, config.density_at_sample)
+    selfsup, regulariser, alpha_s = selfsup_terms(
+        model, *triplets, config.n_importance, config.beta, config.density_at_sample
+    )
     sparsity = half_norm(alpha).mean() + half_norm(alpha_s).mean()
-    penalty = (config.encoder_penalty * frobenius_sum(model.abundance_encoder.nonlinear)
-               + config.decoder_penalty * frobenius_sum(model.pixel_decoder.nonlinear))
-    objective = (elbo.mean() + config.selfsup * selfsup.mean() + regulariser.mean()
-                 - config.sparsity * sparsity - penalty / REFERENCE_BATCH)
-    return LossTerms(loss=-objective, elbo=float(elbo.detach().mean()),
-                     selfsup=float(selfsup.detach().mean()),
-                     regulariser=float(regulariser.detach().mean()))
+    penalty = config.encoder_penalty * frobenius_sum(
+        model.abundance_encoder.nonlinear
+    ) + config.decoder_penalty * frobenius_sum(model.pixel_decoder.nonlinear)
+    objective = (
+        elbo.mean()
+        + config.selfsup * selfsup.mean()
+        + regulariser.mean()
+        - config.sparsity * sparsity
+        - penalty / REFERENCE_BATCH
+    )
+    return LossTerms(
+        loss=-objective,
+        elbo=float(elbo.detach().mean()),
+        selfsup=float(selfsup.detach().mean()),
+        regulariser=float(regulariser.detach().mean()),
+    )

@@ -32,6 +32,7 @@ mixes the one endmember matrix ``f(0)``, the codes at their prior mean).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -78,7 +79,7 @@ class PerEndmemberLinear(nn.Module):
 def _per_endmember_mlp(n_maps: int, widths: list[int]) -> nn.Sequential:
     """ReLU MLP of per-endmember layers with the given widths (no activation at the end)."""
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
+    for n_in, n_out in itertools.pairwise(widths):
         layers += [PerEndmemberLinear(n_maps, n_in, n_out), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
@@ -86,7 +87,7 @@ def _per_endmember_mlp(n_maps: int, widths: list[int]) -> nn.Sequential:
 def _mlp(widths: list[int]) -> nn.Sequential:
     """ReLU MLP with the given widths (no activation at the end)."""
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
+    for n_in, n_out in itertools.pairwise(widths):
         layers += [nn.Linear(n_in, n_out), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
@@ -100,11 +101,13 @@ class EndmemberDecoders(nn.Module):
 
     def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int):
         super().__init__()
-        widths = [latent_dim,
-                  max(math.ceil(n_bands / 10), latent_dim + 1),
-                  max(math.ceil(n_bands / 4), latent_dim + 2) + 3,
-                  math.ceil(1.2 * n_bands) + 5,
-                  n_bands]
+        widths = [
+            latent_dim,
+            max(math.ceil(n_bands / 10), latent_dim + 1),
+            max(math.ceil(n_bands / 4), latent_dim + 2) + 3,
+            math.ceil(1.2 * n_bands) + 5,
+            n_bands,
+        ]
         self.net = _per_endmember_mlp(n_endmembers, widths)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -123,14 +126,16 @@ class LatentEncoders(nn.Module):
         self.n_endmembers = n_endmembers
         h = latent_dim
         self.trunk = nn.Sequential(
-            PerEndmemberLinear(n_endmembers, n_bands, 5 * h), nn.ReLU(),
-            PerEndmemberLinear(n_endmembers, 5 * h, 2 * h), nn.ReLU())
+            PerEndmemberLinear(n_endmembers, n_bands, 5 * h),
+            nn.ReLU(),
+            PerEndmemberLinear(n_endmembers, 5 * h, 2 * h),
+            nn.ReLU(),
+        )
         self.mean_head = PerEndmemberLinear(n_endmembers, 2 * h, h)
         self.log_var_head = _per_endmember_mlp(n_endmembers, [2 * h, 2 * h, 2 * h, h])
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(y.unsqueeze(-2).expand(*y.shape[:-1], self.n_endmembers,
-                                                      y.shape[-1]))
+        features = self.trunk(y.unsqueeze(-2).expand(*y.shape[:-1], self.n_endmembers, y.shape[-1]))
         return self.mean_head(features), torch.exp(self.log_var_head(features))
 
 
@@ -162,18 +167,35 @@ class AbundanceEncoder(nn.Module):
     ``alpha = kappa ReLU(alpha_lin + alpha_nlin) + ALPHA_FLOOR``, kappa = 10 + 100 exp(theta).
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int, n_ista: int,
-                 constraint: str = "orthant", endmember_scale: str = "decoded",
-                 nonlinear: bool = True):
+    def __init__(
+        self,
+        n_endmembers: int,
+        n_bands: int,
+        n_ista: int,
+        constraint: str = "orthant",
+        endmember_scale: str = "decoded",
+        nonlinear: bool = True,
+    ):
         super().__init__()
         self.constraint = constraint
         self.endmember_scale = endmember_scale
         self.log_steps = nn.Parameter(torch.zeros(n_ista))
         self.log_threshold = nn.Parameter(torch.zeros(()))
         self.log_kappa = nn.Parameter(torch.zeros(()))
-        self.nonlinear = (_mlp([n_bands, 2 * n_bands, max(round(n_bands / 2), 1),
-                                max(round(n_bands / 4), 1), 4 * n_endmembers, n_endmembers])
-                          if nonlinear else None)
+        self.nonlinear = (
+            _mlp(
+                [
+                    n_bands,
+                    2 * n_bands,
+                    max(round(n_bands / 2), 1),
+                    max(round(n_bands / 4), 1),
+                    4 * n_endmembers,
+                    n_endmembers,
+                ]
+            )
+            if nonlinear
+            else None
+        )
 
     @property
     def kappa(self) -> torch.Tensor:
@@ -183,8 +205,8 @@ class AbundanceEncoder(nn.Module):
         """Unrolled ISTA: pixels (..., L), endmembers (..., P, L) -> alpha_lin (..., P)."""
         if self.endmember_scale == "peak":
             endmembers = equal_peaks(endmembers)
-        gram = endmembers @ endmembers.transpose(-1, -2)            # (..., P, P)
-        correlation = (endmembers @ y.unsqueeze(-1)).squeeze(-1)     # (..., P)
+        gram = endmembers @ endmembers.transpose(-1, -2)  # (..., P, P)
+        correlation = (endmembers @ y.unsqueeze(-1)).squeeze(-1)  # (..., P)
         trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1, keepdim=True)
         on_simplex = self.constraint == "simplex"
         x = least_squares_start(gram, correlation, on_simplex)
@@ -193,19 +215,22 @@ class AbundanceEncoder(nn.Module):
         for log_step in self.log_steps:
             step = torch.exp(log_step) / trace
             gradient = (gram @ x.unsqueeze(-1)).squeeze(-1) - correlation
-            x = (project_simplex(x - step * gradient) if on_simplex
-                 else F.relu(x - step * (gradient + threshold)))
+            x = (
+                project_simplex(x - step * gradient)
+                if on_simplex
+                else F.relu(x - step * (gradient + threshold))
+            )
         return x
 
-    def forward(self, y: torch.Tensor, endmembers: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, y: torch.Tensor, endmembers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pixels (..., L) and endmembers (..., P, L) -> (alpha, alpha_lin, alpha_nlin) (..., P).
 
         ``y`` may have fewer leading axes than ``endmembers`` (one pixel, several sampled M);
         it is broadcast.
         """
-        alpha_lin = self.linear_stream(y.expand(*endmembers.shape[:-2], y.shape[-1]),
-                                       endmembers)
+        alpha_lin = self.linear_stream(y.expand(*endmembers.shape[:-2], y.shape[-1]), endmembers)
         if self.nonlinear is None:
             alpha_nlin = torch.zeros_like(alpha_lin)
         else:
@@ -214,8 +239,9 @@ class AbundanceEncoder(nn.Module):
             # mass: the concentration stays with the linear stream and kappa. (Uncentred, it
             # grew on Samson to sharpen the triplets' pure posteriors and biased the mixed
             # pixels.)
-            alpha_nlin = (NONLINEAR_GAIN * (correction - correction.mean(-1, keepdim=True))
-                          ).expand_as(alpha_lin)
+            alpha_nlin = (
+                NONLINEAR_GAIN * (correction - correction.mean(-1, keepdim=True))
+            ).expand_as(alpha_lin)
         alpha = self.kappa * F.relu(alpha_lin + alpha_nlin) + ALPHA_FLOOR
         return alpha, alpha_lin, alpha_nlin
 
@@ -226,12 +252,13 @@ def equal_peaks(endmembers: torch.Tensor) -> torch.Tensor:
     Shares of peak-normalised spectra, whatever the scale each spectrum came at; the common
     peak keeps the overall scale, hence the size of alpha_lin and the Dirichlet concentration.
     """
-    peaks = endmembers.amax(-1, keepdim=True).clamp_min(1e-12)      # (..., P, 1)
+    peaks = endmembers.amax(-1, keepdim=True).clamp_min(1e-12)  # (..., P, 1)
     return endmembers * (peaks.mean(-2, keepdim=True) / peaks)
 
 
-def least_squares_start(gram: torch.Tensor, correlation: torch.Tensor, sum_to_one: bool,
-                        passes: int = START_PASSES) -> torch.Tensor:
+def least_squares_start(
+    gram: torch.Tensor, correlation: torch.Tensor, sum_to_one: bool, passes: int = START_PASSES
+) -> torch.Tensor:
     """Starting point (..., P) of the unrolled ISTA from G = M M^T (..., P, P), c = M y (..., P).
 
     The least squares ``G^-1 c`` (the paper's pinv(M) y), or with ``sum_to_one`` its
@@ -250,8 +277,11 @@ def least_squares_start(gram: torch.Tensor, correlation: torch.Tensor, sum_to_on
     for _ in range(passes + 1):
         inside = support.to(gram.dtype)
         # On the support: G restricted, identity elsewhere (so the solve zeroes the rest).
-        restricted = (gram * inside.unsqueeze(-1) * inside.unsqueeze(-2)
-                      + torch.diag_embed(1 - inside) * scale + LS_RIDGE * scale * eye)
+        restricted = (
+            gram * inside.unsqueeze(-1) * inside.unsqueeze(-2)
+            + torch.diag_embed(1 - inside) * scale
+            + LS_RIDGE * scale * eye
+        )
         rhs = torch.stack([correlation * inside, inside], dim=-1)
         solved = torch.linalg.solve(restricted, rhs)
         x, direction = solved[..., 0], solved[..., 1]
@@ -271,8 +301,13 @@ class PixelDecoder(nn.Module):
     it is not built (``nonlinear`` is None) and the mean is ReLU(M^T a).
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int, endmember_scale: str = "decoded",
-                 nonlinear: bool = True):
+    def __init__(
+        self,
+        n_endmembers: int,
+        n_bands: int,
+        endmember_scale: str = "decoded",
+        nonlinear: bool = True,
+    ):
         super().__init__()
         p, n = n_endmembers, n_bands
         self.nonlinear = _mlp([p * (n + 1), p * n, n, n, n]) if nonlinear else None
@@ -303,19 +338,29 @@ class IDNetModel(nn.Module):
     :func:`posterior_summary` follow these flags.
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int = 2, n_ista: int = 10,
-                 constraint: str = "orthant", endmember_scale: str = "decoded",
-                 nonlinear: bool = True, variability: bool = True):
+    def __init__(
+        self,
+        n_endmembers: int,
+        n_bands: int,
+        latent_dim: int = 2,
+        n_ista: int = 10,
+        constraint: str = "orthant",
+        endmember_scale: str = "decoded",
+        nonlinear: bool = True,
+        variability: bool = True,
+    ):
         super().__init__()
         self.n_endmembers = n_endmembers
         self.n_bands = n_bands
         self.latent_dim = latent_dim
         self.variability = variability
         self.endmember_decoders = EndmemberDecoders(n_endmembers, n_bands, latent_dim)
-        self.latent_encoders = (LatentEncoders(n_endmembers, n_bands, latent_dim)
-                                if variability else None)
-        self.abundance_encoder = AbundanceEncoder(n_endmembers, n_bands, n_ista, constraint,
-                                                  endmember_scale, nonlinear)
+        self.latent_encoders = (
+            LatentEncoders(n_endmembers, n_bands, latent_dim) if variability else None
+        )
+        self.abundance_encoder = AbundanceEncoder(
+            n_endmembers, n_bands, n_ista, constraint, endmember_scale, nonlinear
+        )
         self.pixel_decoder = PixelDecoder(n_endmembers, n_bands, endmember_scale, nonlinear)
         self.log_endmember_var = nn.Parameter(torch.zeros(n_endmembers))
         self.log_pixel_var = nn.Parameter(torch.zeros(()))
@@ -330,8 +375,9 @@ class IDNetModel(nn.Module):
         """s_y^2: pixel noise variance per band."""
         return VARIANCE_SCALE * torch.exp(self.log_pixel_var)
 
-    def sample_endmembers(self, z: torch.Tensor, generator: torch.Generator | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_endmembers(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes (..., P, H) -> (decoded means f(Z), reparameterised sample M), both (..., P, L)."""
         mean = self.endmember_decoders(z)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device)
@@ -340,13 +386,18 @@ class IDNetModel(nn.Module):
 
     def reference_endmembers(self) -> torch.Tensor:
         """f_k(0) (P, L): the endmembers at the prior mean of the codes."""
-        z = torch.zeros(self.n_endmembers, self.latent_dim, dtype=self.log_pixel_var.dtype,
-                        device=self.log_pixel_var.device)
+        z = torch.zeros(
+            self.n_endmembers,
+            self.latent_dim,
+            dtype=self.log_pixel_var.dtype,
+            device=self.log_pixel_var.device,
+        )
         return self.endmember_decoders(z)
 
 
-def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
-                      m_noise: torch.Tensor) -> dict[str, torch.Tensor]:
+def posterior_summary(
+    model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor, m_noise: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Deterministic outputs of the inference model for pixels y (B, L).
 
     ``z_noise`` (S, P, H) and ``m_noise`` (S, P, L) are standard normal draws shared by all
@@ -365,27 +416,32 @@ def posterior_summary(model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor,
     without variability M is fixed and it is the Dirichlet's standard deviation.
     """
     if model.variability:
-        mean, var = model.latent_encoders(y)                              # (B, P, H)
-        endmembers = model.endmember_decoders(mean)                       # (B, P, L)
+        mean, var = model.latent_encoders(y)  # (B, P, H)
+        endmembers = model.endmember_decoders(mean)  # (B, P, L)
     else:
         endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
     alpha, alpha_lin, alpha_nlin = model.abundance_encoder(y, endmembers)
     lin_norm = torch.linalg.norm(alpha_lin, dim=-1)
     nlin_norm = torch.linalg.norm(alpha_nlin, dim=-1)
     total = lin_norm + nlin_norm
-    nonlinearity = torch.where(total > 0, nlin_norm / total.clamp_min(1e-30),
-                               torch.zeros_like(total))
+    nonlinearity = torch.where(
+        total > 0, nlin_norm / total.clamp_min(1e-30), torch.zeros_like(total)
+    )
 
     if model.variability:
-        z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)                # (S, B, P, H)
+        z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)  # (S, B, P, H)
         endmember_std = torch.sqrt(model.endmember_var).unsqueeze(-1)
         sampled = model.endmember_decoders(z) + endmember_std * m_noise.unsqueeze(1)
-        alpha_s, _, _ = model.abundance_encoder(y, sampled)               # (S, B, P)
+        alpha_s, _, _ = model.abundance_encoder(y, sampled)  # (S, B, P)
     else:  # one endmember matrix: a single "draw", so the spread across draws is zero
-        alpha_s = alpha.unsqueeze(0)                                      # (1, B, P)
+        alpha_s = alpha.unsqueeze(0)  # (1, B, P)
     concentration = alpha_s.sum(-1, keepdim=True)
     mean_s = alpha_s / concentration
     within = (mean_s * (1 - mean_s) / (concentration + 1)).mean(0)
     between = mean_s.var(0, unbiased=False)
-    return dict(abundances=alpha / alpha.sum(-1, keepdim=True), pixel_endmembers=endmembers,
-                nonlinearity=nonlinearity, uncertainty=torch.sqrt(within + between))
+    return dict(
+        abundances=alpha / alpha.sum(-1, keepdim=True),
+        pixel_endmembers=endmembers,
+        nonlinearity=nonlinearity,
+        uncertainty=torch.sqrt(within + between),
+    )

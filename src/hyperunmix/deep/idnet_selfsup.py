@@ -15,18 +15,19 @@ same quality on Samson and Jasper Ridge 60 to 400 times more slowly.)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..scene import Scene
+from .pure_pixels import resolve_reference, soft_labels
 
 #: Automatic extraction examines at most this many pixels (a seeded random subset).
 MAX_EXTRACTION_PIXELS = 200_000
-from .pure_pixels import resolve_reference, soft_labels
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Bundles:
 def bundles_from_library(library: Any, n_bands: int) -> Bundles:
     """Bundles from a library object or mapping with ``spectra`` (K, L) and ``labels`` (K,)
     (and optionally ``names``); labels must cover 0..P-1."""
+
     def field(name: str) -> Any:
         if isinstance(library, Mapping):
             return library.get(name)
@@ -68,22 +70,34 @@ def bundles_from_library(library: Any, n_bands: int) -> Bundles:
     spectra = np.asarray(spectra, dtype=np.float64)
     labels = np.asarray(labels).ravel()
     if spectra.ndim != 2 or spectra.shape[0] != labels.shape[0]:
-        raise InputError(f"bundle library spectra {spectra.shape} do not match "
-                         f"{labels.shape[0]} labels")
+        raise InputError(
+            f"bundle library spectra {spectra.shape} do not match {labels.shape[0]} labels"
+        )
     if spectra.shape[1] != n_bands:
-        raise InputError(f"the bundle library has {spectra.shape[1]} bands, the scene "
-                         f"{n_bands}: resample the library or select the same bands")
+        raise InputError(
+            f"the bundle library has {spectra.shape[1]} bands, the scene "
+            f"{n_bands}: resample the library or select the same bands"
+        )
     if not np.all(np.isfinite(spectra)):
         raise InputError("the bundle library contains non-finite values")
-    if labels.dtype.kind not in "iu" or labels.min() < 0 or \
-            set(np.unique(labels)) != set(range(int(labels.max()) + 1)):
+    if (
+        labels.dtype.kind not in "iu"
+        or labels.min() < 0
+        or set(np.unique(labels)) != set(range(int(labels.max()) + 1))
+    ):
         raise InputError("bundle library labels must be integers covering 0..P-1")
     names = field("names")
     return Bundles(spectra, labels.astype(np.intp), None if names is None else list(names))
 
 
-def extract_bundles(scene: Scene, n_endmembers: int | None, *, reference: Any = "nfindr",
-                    min_purity: float = 0.95, seed: int = 0) -> Bundles:
+def extract_bundles(
+    scene: Scene,
+    n_endmembers: int | None,
+    *,
+    reference: Any = "nfindr",
+    min_purity: float = 0.95,
+    seed: int = 0,
+) -> Bundles:
     """Bundles extracted from ``scene``: its nearly pure pixels, grouped by material.
 
     Reference endmembers come from ``reference`` (an extractor such as VCA on the image, an
@@ -110,8 +124,7 @@ def extract_bundles(scene: Scene, n_endmembers: int | None, *, reference: Any = 
     pixels = scene.pixels(np.float64)
     if pixels.shape[0] > MAX_EXTRACTION_PIXELS:
         rng = np.random.default_rng(seed)
-        pixels = pixels[np.sort(rng.choice(pixels.shape[0], MAX_EXTRACTION_PIXELS,
-                                           replace=False))]
+        pixels = pixels[np.sort(rng.choice(pixels.shape[0], MAX_EXTRACTION_PIXELS, replace=False))]
     labels, keep = soft_labels(pixels, ref)
     pure = keep & (labels.max(axis=1) >= min_purity)
     spectra = np.concatenate([ref, pixels[pure]])
@@ -135,11 +148,15 @@ class TripletSampler:
     generator : torch.Generator
     """
 
-    def __init__(self, bundles: Bundles, snr_db: float, generator: torch.Generator,
-                 device: torch.device | None = None):
+    def __init__(
+        self,
+        bundles: Bundles,
+        snr_db: float,
+        generator: torch.Generator,
+        device: torch.device | None = None,
+    ):
         order = np.argsort(bundles.labels, kind="stable")
-        self.spectra = torch.as_tensor(bundles.spectra[order], dtype=torch.float32,
-                                       device=device)
+        self.spectra = torch.as_tensor(bundles.spectra[order], dtype=torch.float32, device=device)
         counts = bundles.counts()
         self.counts = torch.as_tensor(counts, dtype=torch.float32)
         self.offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]))
@@ -153,11 +170,11 @@ class TripletSampler:
         gen = self.generator
         member = torch.floor(torch.rand(n, self.n_materials, generator=gen) * self.counts)
         index = (self.offsets + member.long()).to(self.spectra.device)
-        endmembers = self.spectra[index]                               # (n, P, L)
+        endmembers = self.spectra[index]  # (n, P, L)
         material = torch.randint(self.n_materials, (n,), generator=gen)
         abundances = torch.nn.functional.one_hot(material, self.n_materials).float()
         abundances = abundances.to(self.spectra.device)
         clean = (abundances.unsqueeze(-2) @ endmembers).squeeze(-2)
-        noise_std = self.noise_ratio * torch.sqrt((clean ** 2).mean(-1, keepdim=True))
+        noise_std = self.noise_ratio * torch.sqrt((clean**2).mean(-1, keepdim=True))
         noise = torch.randn(clean.shape, generator=gen).to(clean.device)
         return clean + noise_std * noise, endmembers, abundances

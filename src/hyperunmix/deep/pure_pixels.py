@@ -58,9 +58,15 @@ class PurePixelSet:
 LABEL_SCALES = ("peak", "reference")
 
 
-def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
-                   reference: ReferenceSource = "nfindr", block_size: int = 5,
-                   label_scale: str = "peak", seed: int = 0) -> PurePixelSet:
+def build_pure_set(
+    scene: Scene,
+    n_endmembers: int | None = None,
+    *,
+    reference: ReferenceSource = "nfindr",
+    block_size: int = 5,
+    label_scale: str = "peak",
+    seed: int = 0,
+) -> PurePixelSet:
     """The pseudo-pure training set of ``scene``.
 
     Parameters
@@ -94,13 +100,16 @@ def build_pure_set(scene: Scene, n_endmembers: int | None = None, *,
     spectra = block_endmembers(scene.cube, scene.mask, p, block_size, seed=seed)
     labels, keep = soft_labels(spectra, label_reference(ref, label_scale))
     if not keep.any():
-        raise InputError("no block spectrum has a non-zero NNLS label: check the reference "
-                         "endmembers against the image")
+        raise InputError(
+            "no block spectrum has a non-zero NNLS label: check the reference "
+            "endmembers against the image"
+        )
     return PurePixelSet(spectra=spectra[keep], labels=labels[keep], reference=ref)
 
 
-def block_endmembers(cube: np.ndarray, mask: np.ndarray, n_endmembers: int, block_size: int,
-                     *, seed: int = 0) -> np.ndarray:
+def block_endmembers(
+    cube: np.ndarray, mask: np.ndarray, n_endmembers: int, block_size: int, *, seed: int = 0
+) -> np.ndarray:
     """VCA endmembers of every non-overlapping block of ``cube`` (H, W, L).
 
     Returns (M, L) float64: ``n_endmembers`` spectra per block holding at least that many
@@ -119,7 +128,8 @@ def block_endmembers(cube: np.ndarray, mask: np.ndarray, n_endmembers: int, bloc
     if not found:
         raise InputError(
             f"no {block_size}x{block_size} block has {n_endmembers} valid pixels; "
-            "use a larger block_size")
+            "use a larger block_size"
+        )
     return np.concatenate(found, axis=0)
 
 
@@ -143,8 +153,9 @@ def label_reference(reference: np.ndarray, label_scale: str) -> np.ndarray:
     return unit_peak(reference) if label_scale == "peak" else reference
 
 
-def resolve_reference(reference: ReferenceSource, scene: Scene,
-                      n_endmembers: int | None = None, *, seed: int = 0) -> np.ndarray:
+def resolve_reference(
+    reference: ReferenceSource, scene: Scene, n_endmembers: int | None = None, *, seed: int = 0
+) -> np.ndarray:
     """Reference endmembers (P, L) float64 for ``scene`` from any accepted source.
 
     ``None`` or ``"vca"``: VCA on the scene's valid pixels (``n_endmembers`` of them, or

@@ -45,8 +45,10 @@ class _SimplexProjection(torch.autograd.Function):
         support_size = (sorted_desc * ranks > cumulative).sum(dim=-1, keepdim=True)
         undefined = int((support_size == 0).sum())
         if undefined:
-            raise InputError(f"the simplex projection got {undefined} vector(s) holding NaN or "
-                             "+inf (or only -inf), which have no projection")
+            raise InputError(
+                f"the simplex projection got {undefined} vector(s) holding NaN or "
+                "+inf (or only -inf), which have no projection"
+            )
         threshold = cumulative.gather(-1, support_size - 1) / support_size.to(values.dtype)
         projected = (values - threshold).clamp_min(0.0)
         ctx.save_for_backward(projected)
@@ -56,8 +58,7 @@ class _SimplexProjection(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
         (projected,) = ctx.saved_tensors
         support = (projected > 0).to(grad_output.dtype)
-        support_mean = ((grad_output * support).sum(-1, keepdim=True)
-                        / support.sum(-1, keepdim=True))
+        support_mean = (grad_output * support).sum(-1, keepdim=True) / support.sum(-1, keepdim=True)
         return support * (grad_output - support_mean)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,16 +29,28 @@ from ._common import CubeData, check_band_vector, from_scene, require_file, to_s
 from ._detect import FAMILIES, format_of
 from .endmembers import read_endmembers, write_endmembers_csv
 
-__all__ = ["FAMILIES", "describe", "format_of", "open_scene", "read_endmembers",
-           "write_endmembers_csv", "write_maps", "write_scene"]
+__all__ = [
+    "FAMILIES",
+    "describe",
+    "format_of",
+    "open_scene",
+    "read_endmembers",
+    "write_endmembers_csv",
+    "write_maps",
+    "write_scene",
+]
 
 #: Family -> module with ``read``, ``describe`` and ``write``. Imported on first use:
 #: rasterio and xarray take seconds to import, which ``import hyperunmix`` should not pay.
-_MODULE_NAMES = {"envi": "envi", "gtiff": "geotiff", "netcdf": "netcdf", "mat": "matlab",
-                 "npy": "numpy_io"}
+_MODULE_NAMES = {
+    "envi": "envi",
+    "gtiff": "geotiff",
+    "netcdf": "netcdf",
+    "mat": "matlab",
+    "npy": "numpy_io",
+}
 #: Extension given to a ``write_maps`` path that has none, per family.
-_DEFAULT_SUFFIX = {"envi": ".hdr", "gtiff": ".tif", "netcdf": ".nc", "mat": ".mat",
-                   "npy": ".npz"}
+_DEFAULT_SUFFIX = {"envi": ".hdr", "gtiff": ".tif", "netcdf": ".nc", "mat": ".mat", "npy": ".npz"}
 
 
 def _module(fmt: str) -> ModuleType:
@@ -50,12 +63,20 @@ def _check_options(function: Callable, options: dict[str, Any], path: Path, fmt:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = ", ".join(accepted) if accepted else "no options"
-        raise InputError(f"option {', '.join(unknown)} does not apply to {path} "
-                         f"({FAMILIES[fmt]}); it takes: {takes}")
+        raise InputError(
+            f"option {', '.join(unknown)} does not apply to {path} "
+            f"({FAMILIES[fmt]}); it takes: {takes}"
+        )
 
 
-def open_scene(path: str | os.PathLike, *, wavelengths: Any = None, scale: float | None = None,
-               name: str | None = None, **options: Any) -> Scene:
+def open_scene(
+    path: str | os.PathLike,
+    *,
+    wavelengths: Any = None,
+    scale: float | None = None,
+    name: str | None = None,
+    **options: Any,
+) -> Scene:
     """Read a hyperspectral image file into a :class:`~hyperunmix.scene.Scene`.
 
     Parameters
@@ -106,7 +127,8 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
         "format": fmt,
         "shape": tuple(int(n) for n in header.shape),
         "dtype": header.dtype,
-        "wavelength_range": None if wavelengths is None
+        "wavelength_range": None
+        if wavelengths is None
         else (float(wavelengths.min()), float(wavelengths.max())),
         "georef": None if geo is None else {"crs": geo.crs, "transform": list(geo.transform)},
     }
@@ -126,8 +148,14 @@ def write_scene(path: str | os.PathLike, scene: Scene) -> Path:
     return path
 
 
-def write_maps(path: str | os.PathLike, image: Any, *, geo: GeoInfo | None = None,
-               band_names: Sequence[str] | None = None, fmt: str | None = None) -> Path:
+def write_maps(
+    path: str | os.PathLike,
+    image: Any,
+    *,
+    geo: GeoInfo | None = None,
+    band_names: Sequence[str] | None = None,
+    fmt: str | None = None,
+) -> Path:
     """Write per-pixel maps (abundances, uncertainties) as a georeferenced image.
 
     Parameters
@@ -152,8 +180,9 @@ def write_maps(path: str | os.PathLike, image: Any, *, geo: GeoInfo | None = Non
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.dtype.kind not in "biuf":
-        raise InputError(f"maps must be a numeric (H, W, K) array, got {image.dtype} "
-                         f"of shape {image.shape}")
+        raise InputError(
+            f"maps must be a numeric (H, W, K) array, got {image.dtype} of shape {image.shape}"
+        )
     if band_names is not None and len(band_names) != image.shape[2]:
         raise InputError(f"{len(band_names)} band names given for {image.shape[2]} maps")
     path = Path(path)
@@ -163,7 +192,11 @@ def write_maps(path: str | os.PathLike, image: Any, *, geo: GeoInfo | None = Non
         raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULE_NAMES)}")
     elif not path.suffix:
         path = path.with_suffix(_DEFAULT_SUFFIX[fmt])
-    data = CubeData(cube=image.astype(np.float32), geo=geo, array_name="maps",
-                    band_names=None if band_names is None else [str(n) for n in band_names])
+    data = CubeData(
+        cube=image.astype(np.float32),
+        geo=geo,
+        array_name="maps",
+        band_names=None if band_names is None else [str(n) for n in band_names],
+    )
     _module(fmt).write(path, data)
     return path

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,28 @@ from ..scene import GeoInfo, Scene, Truth
 
 #: Length units (lower case, as ENVI headers, NetCDF attributes and GDAL spell them) -> nm.
 _NM_PER_UNIT = {
-    "nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
-    "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3,
-    "micrometers": 1e3, "micrometre": 1e3, "micrometres": 1e3,
-    "mm": 1e6, "millimeters": 1e6, "cm": 1e7, "centimeters": 1e7, "m": 1e9, "meters": 1e9,
-    "angstrom": 0.1, "angstroms": 0.1,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "nanometre": 1.0,
+    "nanometres": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometers": 1e3,
+    "micrometre": 1e3,
+    "micrometres": 1e3,
+    "mm": 1e6,
+    "millimeters": 1e6,
+    "cm": 1e7,
+    "centimeters": 1e7,
+    "m": 1e9,
+    "meters": 1e9,
+    "angstrom": 0.1,
+    "angstroms": 0.1,
 }
 #: Band axes labelled in units that are not lengths: their values are no wavelengths.
 _NOT_WAVELENGTH_UNITS = {"index", "wavenumber", "ghz", "mhz"}
@@ -114,8 +132,9 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- band metadata -----------------------------------------------------------------------
-def band_axis_in_nm(wavelengths: Any, fwhm: Any = None, units: str | None = None
-                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def band_axis_in_nm(
+    wavelengths: Any, fwhm: Any = None, units: str | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Wavelengths and FWHM (same units) converted to nanometres from ``units``.
 
     ``units`` is an ENVI / CF / GDAL unit name. Without units, wavelengths all below 30
@@ -137,21 +156,28 @@ def band_axis_in_nm(wavelengths: Any, fwhm: Any = None, units: str | None = None
     return wavelengths * factor, fwhm
 
 
-def check_band_vector(path: str | os.PathLike, what: str, values: Any,
-                      n_bands: int) -> np.ndarray | None:
+def check_band_vector(
+    path: str | os.PathLike, what: str, values: Any, n_bands: int
+) -> np.ndarray | None:
     """``values`` as a float vector, or a FileFormatError when its length is not L."""
     if values is None:
         return None
     vector = np.asarray(values, dtype=np.float64).ravel()
     if vector.size != n_bands:
-        raise FileFormatError(
-            f"{path} lists {vector.size} {what} for {n_bands} bands")
+        raise FileFormatError(f"{path} lists {vector.size} {what} for {n_bands} bands")
     return vector
 
 
 # -- Scene <-> CubeData ------------------------------------------------------------------
-def to_scene(data: CubeData, path: Path, fmt: str, *, wavelengths: Any = None,
-             scale: float | None = None, name: str | None = None) -> Scene:
+def to_scene(
+    data: CubeData,
+    path: Path,
+    fmt: str,
+    *,
+    wavelengths: Any = None,
+    scale: float | None = None,
+    name: str | None = None,
+) -> Scene:
     """Build the Scene of a file from what its reader found.
 
     ``wavelengths``, ``scale`` and ``name`` override what the file says (the file's
@@ -163,12 +189,12 @@ def to_scene(data: CubeData, path: Path, fmt: str, *, wavelengths: Any = None,
     else:
         wavelengths = np.asarray(wavelengths, dtype=np.float64).ravel()
         if wavelengths.size != n_bands:
-            raise InputError(f"{wavelengths.size} wavelengths were given for {path}, "
-                             f"which has {n_bands} bands")
+            raise InputError(
+                f"{wavelengths.size} wavelengths were given for {path}, which has {n_bands} bands"
+            )
     fwhm = check_band_vector(path, "FWHM values", data.fwhm, n_bands)
     if data.band_names is not None and len(data.band_names) != n_bands:
-        raise FileFormatError(f"{path} lists {len(data.band_names)} band names "
-                              f"for {n_bands} bands")
+        raise FileFormatError(f"{path} lists {len(data.band_names)} band names for {n_bands} bands")
     metadata = {"format": fmt, "path": str(path), **data.metadata}
     if data.band_names is not None:
         metadata["band_names"] = list(data.band_names)

@@ -20,10 +20,15 @@ FAMILIES = {
 #: Extensions that name one family.
 _BY_EXTENSION = {
     ".hdr": "envi",
-    ".tif": "gtiff", ".tiff": "gtiff", ".gtif": "gtiff",
-    ".nc": "netcdf", ".nc4": "netcdf", ".cdf": "netcdf",
+    ".tif": "gtiff",
+    ".tiff": "gtiff",
+    ".gtif": "gtiff",
+    ".nc": "netcdf",
+    ".nc4": "netcdf",
+    ".cdf": "netcdf",
     ".mat": "mat",
-    ".npy": "npy", ".npz": "npy",
+    ".npy": "npy",
+    ".npz": "npy",
 }
 
 #: Extensions of ENVI binary data files: ENVI when a header sits beside them, and when
@@ -34,12 +39,17 @@ ENVI_DATA_EXTENSIONS = (".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".bin")
 #: header in front, so "MATLAB" must be tested before the bare HDF5 signature.
 _MAGIC = (
     (b"MATLAB", "mat"),
-    (b"II*\x00", "gtiff"), (b"MM\x00*", "gtiff"),      # classic TIFF, both byte orders
-    (b"II+\x00", "gtiff"), (b"MM\x00+", "gtiff"),      # BigTIFF
-    (b"CDF\x01", "netcdf"), (b"CDF\x02", "netcdf"), (b"CDF\x05", "netcdf"),
-    (b"\x89HDF\r\n\x1a\n", "netcdf"),                  # netCDF-4 is HDF5
-    (b"\x93NUMPY", "npy"), (b"PK\x03\x04", "npy"),     # .npy, and .npz (a zip)
-    (b"ENVI", "envi"),                                 # an ENVI header under another name
+    (b"II*\x00", "gtiff"),
+    (b"MM\x00*", "gtiff"),  # classic TIFF, both byte orders
+    (b"II+\x00", "gtiff"),
+    (b"MM\x00+", "gtiff"),  # BigTIFF
+    (b"CDF\x01", "netcdf"),
+    (b"CDF\x02", "netcdf"),
+    (b"CDF\x05", "netcdf"),
+    (b"\x89HDF\r\n\x1a\n", "netcdf"),  # netCDF-4 is HDF5
+    (b"\x93NUMPY", "npy"),
+    (b"PK\x03\x04", "npy"),  # .npy, and .npz (a zip)
+    (b"ENVI", "envi"),  # an ENVI header under another name
 )
 
 
@@ -83,4 +93,5 @@ def format_of(path: str | os.PathLike) -> str:
     known = "; ".join(FAMILIES.values())
     raise FileFormatError(
         f"cannot tell the format of {path} from its extension {suffix or '(none)'!r} "
-        f"or its content; known formats: {known}")
+        f"or its content; known formats: {known}"
+    )

@@ -20,8 +20,9 @@ def _check_size(rows: int | None, cols: int | None) -> None:
             raise InputError(f"{what} must be a positive integer, got {value!r}")
 
 
-def matrix_layout(shape: tuple[int, int], rows: int | None, cols: int | None,
-                  source: str) -> tuple[int, int, int, bool]:
+def matrix_layout(
+    shape: tuple[int, int], rows: int | None, cols: int | None, source: str
+) -> tuple[int, int, int, bool]:
     """``(H, W, L, bands_first)`` of a 2-D pixel matrix of ``shape``.
 
     The pixel axis is the one of size ``rows * cols`` (one of the two may be omitted
@@ -33,34 +34,41 @@ def matrix_layout(shape: tuple[int, int], rows: int | None, cols: int | None,
     if rows is None and cols is None:
         raise InputError(
             f"{source} is a {height} x {width} pixel matrix with no image size: pass "
-            f"rows= and cols= (rows x cols = the number of pixels) to make it an image")
+            f"rows= and cols= (rows x cols = the number of pixels) to make it an image"
+        )
     for n_pixels, n_bands, bands_first in ((width, height, True), (height, width, False)):
         n_rows = rows if rows is not None else (n_pixels // cols if n_pixels % cols == 0 else 0)
         n_cols = cols if cols is not None else (n_pixels // rows if n_pixels % rows == 0 else 0)
         if n_rows * n_cols == n_pixels:
             return int(n_rows), int(n_cols), n_bands, bands_first
-    raise InputError(f"{source} is a {height} x {width} pixel matrix, but rows={rows} x "
-                     f"cols={cols} pixels match neither of its dimensions")
+    raise InputError(
+        f"{source} is a {height} x {width} pixel matrix, but rows={rows} x "
+        f"cols={cols} pixels match neither of its dimensions"
+    )
 
 
-def matrix_to_image(matrix: np.ndarray, rows: int | None, cols: int | None, order: str,
-                    source: str | Path) -> np.ndarray:
+def matrix_to_image(
+    matrix: np.ndarray, rows: int | None, cols: int | None, order: str, source: str | Path
+) -> np.ndarray:
     """The (H, W, L) image of an (L, N) or (N, L) pixel matrix in ``order`` ("F" / "C")."""
     if order not in ("C", "F"):
-        raise InputError(f"order must be 'F' (MATLAB, column-major) or 'C' (row-major), "
-                         f"got {order!r}")
+        raise InputError(
+            f"order must be 'F' (MATLAB, column-major) or 'C' (row-major), got {order!r}"
+        )
     n_rows, n_cols, n_bands, bands_first = matrix_layout(matrix.shape, rows, cols, str(source))
-    pixels = matrix.T if bands_first else matrix                      # (N, L)
+    pixels = matrix.T if bands_first else matrix  # (N, L)
     return pixels.reshape(n_rows, n_cols, n_bands, order=order)
 
 
-def as_image(array: np.ndarray, rows: int | None, cols: int | None, order: str,
-             source: str | Path) -> np.ndarray:
+def as_image(
+    array: np.ndarray, rows: int | None, cols: int | None, order: str, source: str | Path
+) -> np.ndarray:
     """``array`` as an (H, W, L) image: a 3-D array as it is, a 2-D pixel matrix
     through :func:`matrix_to_image`."""
     if array.ndim == 3:
         return array
     if array.ndim == 2:
         return matrix_to_image(array, rows, cols, order, source)
-    raise FileFormatError(f"{source} has shape {array.shape}; a cube is (H, W, L) or a "
-                          "pixel matrix (L x N or N x L)")
+    raise FileFormatError(
+        f"{source} has shape {array.shape}; a cube is (H, W, L) or a pixel matrix (L x N or N x L)"
+    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -20,7 +20,8 @@ from ._common import CubeData, band_axis_in_nm
 
 #: A wavelength written in a band description, e.g. "Band 12 (452.3 nm)" or "0.45 um".
 _DESCRIPTION_WAVELENGTH = re.compile(
-    r"(\d+(?:\.\d*)?)\s*(nm|nanometers?|um|µm|μm|micrometers?|microns?)\b", re.IGNORECASE)
+    r"(\d+(?:\.\d*)?)\s*(nm|nanometers?|um|µm|μm|micrometers?|microns?)\b", re.IGNORECASE
+)
 
 
 def to_affine(geo: GeoInfo) -> Affine:
@@ -59,15 +60,20 @@ def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np
     bands = range(1, dataset.count + 1)
     imagery = [dataset.tags(b, ns="IMAGERY") for b in bands]
     if all("CENTRAL_WAVELENGTH_UM" in tags for tags in imagery):
-        fwhm = ([tags["FWHM_UM"] for tags in imagery]
-                if all("FWHM_UM" in tags for tags in imagery) else None)
-        return band_axis_in_nm([tags["CENTRAL_WAVELENGTH_UM"] for tags in imagery],
-                               fwhm, units="um")
+        fwhm = (
+            [tags["FWHM_UM"] for tags in imagery]
+            if all("FWHM_UM" in tags for tags in imagery)
+            else None
+        )
+        return band_axis_in_nm(
+            [tags["CENTRAL_WAVELENGTH_UM"] for tags in imagery], fwhm, units="um"
+        )
     tags = [{k.lower(): v for k, v in dataset.tags(b).items()} for b in bands]
     if all("wavelength" in t for t in tags):
         fwhm = [t["fwhm"] for t in tags] if all("fwhm" in t for t in tags) else None
-        return band_axis_in_nm([t["wavelength"] for t in tags], fwhm,
-                               units=tags[0].get("wavelength_units"))
+        return band_axis_in_nm(
+            [t["wavelength"] for t in tags], fwhm, units=tags[0].get("wavelength_units")
+        )
     found = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in dataset.descriptions]
     if all(found):
         in_nm = [band_axis_in_nm([m.group(1)], units=m.group(2))[0] for m in found]
@@ -76,21 +82,31 @@ def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np
 
 
 @contextlib.contextmanager
-def create_raster(path: str | Path, data: CubeData, driver: str,
-                  **options) -> Iterator[rasterio.io.DatasetWriter]:
+def create_raster(
+    path: str | Path, data: CubeData, driver: str, **options
+) -> Iterator[rasterio.io.DatasetWriter]:
     """Write ``data.cube`` as float32 bands with band names and georeferencing, and yield
     the open dataset so the format can add its own band metadata.
 
     No ``.aux.xml`` side-car is written: whatever a format cannot hold is left out.
     """
     n_rows, n_cols, n_bands = data.cube.shape
-    geo_options = {} if data.geo is None else {"crs": to_crs(data.geo),
-                                                "transform": to_affine(data.geo)}
+    geo_options = (
+        {} if data.geo is None else {"crs": to_crs(data.geo), "transform": to_affine(data.geo)}
+    )
     with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver=driver, width=n_cols, height=n_rows,
-                           count=n_bands, dtype="float32", **geo_options,
-                           **options) as dataset:
+        with rasterio.open(
+            path,
+            "w",
+            driver=driver,
+            width=n_cols,
+            height=n_rows,
+            count=n_bands,
+            dtype="float32",
+            **geo_options,
+            **options,
+        ) as dataset:
             dataset.write(np.moveaxis(data.cube.astype(np.float32, copy=False), 2, 0))
             for band, name in enumerate(data.band_names or (), start=1):
                 dataset.set_band_description(band, name)

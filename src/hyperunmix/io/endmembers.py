@@ -11,8 +11,9 @@ import csv
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,12 @@ Spectra = tuple[np.ndarray, np.ndarray | None, list[str] | None]
 
 
 # -- writing -----------------------------------------------------------------------------
-def write_endmembers_csv(path: str | os.PathLike, endmembers: Any,
-                         wavelengths: Any = None, names: Sequence[str] | None = None) -> Path:
+def write_endmembers_csv(
+    path: str | os.PathLike,
+    endmembers: Any,
+    wavelengths: Any = None,
+    names: Sequence[str] | None = None,
+) -> Path:
     """Write endmembers (P, L) as a CSV with one row per band, atomically.
 
     Parameters
@@ -101,13 +106,17 @@ def _read_npy(path: Path, key: str | None) -> Spectra:
     if not zipfile.is_zipfile(path):
         with library_errors(path, "read the NumPy array"):
             return np.load(path, allow_pickle=False), None, None
-    with library_errors(path, "read the NumPy archive"), \
-            np.load(path, allow_pickle=False) as archive:
+    with (
+        library_errors(path, "read the NumPy archive"),
+        np.load(path, allow_pickle=False) as archive,
+    ):
         key = key or next((k for k in _MATRIX_KEYS if k in archive.files), None)
         if key is None or key not in archive.files:
-            raise FileFormatError(f"{path} has no endmember array (looked for "
-                                  f"{', '.join(_MATRIX_KEYS)}; it holds: "
-                                  f"{', '.join(archive.files)}); choose one with key=")
+            raise FileFormatError(
+                f"{path} has no endmember array (looked for "
+                f"{', '.join(_MATRIX_KEYS)}; it holds: "
+                f"{', '.join(archive.files)}); choose one with key="
+            )
         wavelengths = archive["wavelengths"] if "wavelengths" in archive.files else None
         names = [str(n) for n in archive["names"]] if "names" in archive.files else None
         return archive[key], band_axis_in_nm(wavelengths)[0], names
@@ -120,9 +129,11 @@ def _read_mat(path: Path, key: str | None) -> Spectra:
             matrices = mat.numeric((2,))
             key = key or (matrices[0] if len(matrices) == 1 else None)
         if key is None:
-            raise FileFormatError(f"{path} has no endmember matrix (looked for "
-                                  f"{', '.join(_MATRIX_KEYS)} or a single 2-D array; it "
-                                  f"holds: {', '.join(mat.variables)}); choose one with key=")
+            raise FileFormatError(
+                f"{path} has no endmember matrix (looked for "
+                f"{', '.join(_MATRIX_KEYS)} or a single 2-D array; it "
+                f"holds: {', '.join(mat.variables)}); choose one with key="
+            )
         matrix = mat.load(key)
         names_key = mat.find(_NAME_KEYS)
         names = None if names_key is None else mat.strings(names_key)
@@ -131,30 +142,33 @@ def _read_mat(path: Path, key: str | None) -> Spectra:
         return matrix, band_axis_in_nm(band_vector(mat, WAVELENGTH_NAMES))[0], names
 
 
-def _as_pl(matrix: np.ndarray, wavelengths: np.ndarray | None, names: list[str] | None,
-           path: Path) -> np.ndarray:
+def _as_pl(
+    matrix: np.ndarray, wavelengths: np.ndarray | None, names: list[str] | None, path: Path
+) -> np.ndarray:
     """``matrix`` as (P, L): transposed from (L, P) when the wavelengths or names say so,
     or, lacking both, when it has more rows than columns (P > L cannot be unmixed)."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim == 1:
         matrix = matrix[None, :]
     if matrix.ndim != 2:
-        raise FileFormatError(f"the endmembers in {path} have shape {matrix.shape}; "
-                              "expected a (P, L) matrix")
+        raise FileFormatError(
+            f"the endmembers in {path} have shape {matrix.shape}; expected a (P, L) matrix"
+        )
     if wavelengths is not None:
         if matrix.shape[1] != wavelengths.size and matrix.shape[0] == wavelengths.size:
             matrix = matrix.T
         if matrix.shape[1] != wavelengths.size:
-            raise FileFormatError(f"{path} lists {wavelengths.size} wavelengths for "
-                                  f"endmembers of shape {matrix.shape}")
+            raise FileFormatError(
+                f"{path} lists {wavelengths.size} wavelengths for "
+                f"endmembers of shape {matrix.shape}"
+            )
     elif names is not None:
         if matrix.shape[0] != len(names) and matrix.shape[1] == len(names):
             matrix = matrix.T
     elif matrix.shape[0] > matrix.shape[1]:
         matrix = matrix.T
     if names is not None and len(names) != matrix.shape[0]:
-        raise FileFormatError(f"{path} names {len(names)} endmembers but holds "
-                              f"{matrix.shape[0]}")
+        raise FileFormatError(f"{path} names {len(names)} endmembers but holds {matrix.shape[0]}")
     if not np.all(np.isfinite(matrix)):
         raise FileFormatError(f"the endmembers in {path} contain non-finite values")
     return matrix
@@ -187,6 +201,8 @@ def read_endmembers(path: str | os.PathLike, key: str | None = None) -> Spectra:
     elif suffix == ".mat":
         matrix, wavelengths, names = _read_mat(path, key)
     else:
-        raise FileFormatError(f"cannot read endmembers from {path}: unknown extension "
-                              f"{suffix or '(none)'!r} (use .csv, .npy, .npz or .mat)")
+        raise FileFormatError(
+            f"cannot read endmembers from {path}: unknown extension "
+            f"{suffix or '(none)'!r} (use .csv, .npy, .npz or .mat)"
+        )
     return _as_pl(matrix, wavelengths, names, path), wavelengths, names

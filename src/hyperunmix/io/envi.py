@@ -33,18 +33,24 @@ def _header_and_data(path: Path) -> tuple[Path, Path]:
     """The (header, data file) pair of ``path``, which may name either."""
     if path.suffix.lower() == ".hdr":
         stem = path.with_suffix("")
-        candidates = [stem] + [stem.with_name(stem.name + ext)
-                               for base in ENVI_DATA_EXTENSIONS for ext in (base, base.upper())]
+        candidates = [stem] + [
+            stem.with_name(stem.name + ext)
+            for base in ENVI_DATA_EXTENSIONS
+            for ext in (base, base.upper())
+        ]
         data = next((c for c in candidates if c.is_file()), None)
         if data is None:
             raise FileFormatError(
                 f"no ENVI data file beside {path} (looked for {stem.name} with no "
-                f"extension or one of {', '.join(ENVI_DATA_EXTENSIONS)})")
+                f"extension or one of {', '.join(ENVI_DATA_EXTENSIONS)})"
+            )
         return path, data
     header = envi_header_of(path)
     if header is None:
-        raise FileFormatError(f"no ENVI header beside {path} (looked for "
-                              f"{path.with_suffix('.hdr').name} and {path.name}.hdr)")
+        raise FileFormatError(
+            f"no ENVI header beside {path} (looked for "
+            f"{path.with_suffix('.hdr').name} and {path.name}.hdr)"
+        )
     return header, path
 
 
@@ -63,14 +69,16 @@ def _check_size(image: SpyFile, header: Path, data: Path) -> None:
         raise FileFormatError(
             f"{data} is truncated: {header.name} describes {image.nrows} x {image.ncols} x "
             f"{image.nbands} {np.dtype(image.dtype).name} values ({expected} bytes with the "
-            f"offset) but the file holds {actual} bytes")
+            f"offset) but the file holds {actual} bytes"
+        )
 
 
 def _band_axis(image: SpyFile, header: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     meta = image.metadata
     with library_errors(header, "parse the wavelengths of"):
-        return band_axis_in_nm(meta.get("wavelength"), meta.get("fwhm"),
-                               meta.get("wavelength units"))
+        return band_axis_in_nm(
+            meta.get("wavelength"), meta.get("fwhm"), meta.get("wavelength units")
+        )
 
 
 def _geo(image: SpyFile, data: Path) -> GeoInfo | None:
@@ -86,8 +94,9 @@ def _bad_bands(image: SpyFile, header: Path) -> np.ndarray:
     with library_errors(header, "parse the bad-band list (bbl) of"):
         good = np.asarray(image.metadata["bbl"], dtype=np.float64)
     if good.size != image.nbands:
-        raise FileFormatError(f"{header} has a bad-band list (bbl) of {good.size} entries "
-                              f"for {image.nbands} bands")
+        raise FileFormatError(
+            f"{header} has a bad-band list (bbl) of {good.size} entries for {image.nbands} bands"
+        )
     return np.flatnonzero(good == 0)
 
 
@@ -118,17 +127,22 @@ def read(path: Path) -> CubeData:
         geo=_geo(image, data),
         nodata=_optional_float(image, header, "data ignore value"),
         scale=None if reflectance_factor is None else 1.0 / reflectance_factor,
-        metadata={"interleave": image.metadata.get("interleave", "bsq").lower(),
-                  "data_file": str(data)},
+        metadata={
+            "interleave": image.metadata.get("interleave", "bsq").lower(),
+            "data_file": str(data),
+        },
     )
 
 
 def describe(path: Path) -> CubeHeader:
     """Shape, dtype, wavelengths and georeferencing from the header alone."""
     image, header, data = _open(path)
-    return CubeHeader(shape=(image.nrows, image.ncols, image.nbands),
-                      dtype=np.dtype(image.dtype).name,
-                      wavelengths=_band_axis(image, header)[0], geo=_geo(image, data))
+    return CubeHeader(
+        shape=(image.nrows, image.ncols, image.nbands),
+        dtype=np.dtype(image.dtype).name,
+        wavelengths=_band_axis(image, header)[0],
+        geo=_geo(image, data),
+    )
 
 
 # -- writing -----------------------------------------------------------------------------

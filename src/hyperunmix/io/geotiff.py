@@ -24,8 +24,11 @@ def read(path: Path) -> CubeData:
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
         cube = np.moveaxis(dataset.read(), 0, 2)
         wavelengths, fwhm = band_axis(dataset)
-        bad_bands = [band for band in range(dataset.count)
-                     if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"]
+        bad_bands = [
+            band
+            for band in range(dataset.count)
+            if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"
+        ]
         descriptions = list(dataset.descriptions)
         return CubeData(
             cube=cube,
@@ -42,17 +45,23 @@ def read(path: Path) -> CubeData:
 def describe(path: Path) -> CubeHeader:
     """Shape, dtype, wavelengths and georeferencing from the GeoTIFF's header."""
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        return CubeHeader(shape=(dataset.height, dataset.width, dataset.count),
-                          dtype=dataset.dtypes[0], wavelengths=band_axis(dataset)[0],
-                          geo=geo_from_dataset(dataset))
+        return CubeHeader(
+            shape=(dataset.height, dataset.width, dataset.count),
+            dtype=dataset.dtypes[0],
+            wavelengths=band_axis(dataset)[0],
+            geo=geo_from_dataset(dataset),
+        )
 
 
 def write(path: Path, data: CubeData) -> None:
     """Write ``data`` as a float32, deflate-compressed GeoTIFF with NaN as nodata."""
     bad = set() if data.bad_bands is None else set(np.asarray(data.bad_bands).tolist())
-    with atomic_path(path) as tmp, create_raster(
-            tmp, data, "GTiff", nodata=np.nan, compress="deflate", predictor=3,
-            BIGTIFF="IF_SAFER") as dataset:
+    with (
+        atomic_path(path) as tmp,
+        create_raster(
+            tmp, data, "GTiff", nodata=np.nan, compress="deflate", predictor=3, BIGTIFF="IF_SAFER"
+        ) as dataset,
+    ):
         for band in range(data.cube.shape[2]):
             if data.wavelengths is not None:
                 imagery = {"CENTRAL_WAVELENGTH_UM": f"{data.wavelengths[band] / 1e3:.9g}"}

@@ -7,8 +7,8 @@ them back, so element positions are those MATLAB shows.)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import h5py
 import numpy as np
@@ -19,8 +19,19 @@ from ._common import library_errors
 
 #: MATLAB class -> NumPy dtype name, where they differ.
 _DTYPE_OF_CLASS = {"double": "float64", "single": "float32", "logical": "bool"}
-_NUMERIC_CLASSES = {"double", "single", "logical", "int8", "int16", "int32", "int64",
-                    "uint8", "uint16", "uint32", "uint64"}
+_NUMERIC_CLASSES = {
+    "double",
+    "single",
+    "logical",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+}
 
 
 class MatFile:
@@ -41,15 +52,18 @@ class MatFile:
             if h5py.is_hdf5(path):
                 self.version = "7.3"
                 self._h5 = h5py.File(path, "r")
-                self.variables = {name: (obj.shape[::-1], _h5_class(obj))
-                                  for name, obj in self._h5.items()
-                                  if isinstance(obj, h5py.Dataset) and not name.startswith("#")}
+                self.variables = {
+                    name: (obj.shape[::-1], _h5_class(obj))
+                    for name, obj in self._h5.items()
+                    if isinstance(obj, h5py.Dataset) and not name.startswith("#")
+                }
             else:
                 self.version = "5"
-                self.variables = {name: (tuple(shape), cls)
-                                  for name, shape, cls in scipy.io.whosmat(path)}
+                self.variables = {
+                    name: (tuple(shape), cls) for name, shape, cls in scipy.io.whosmat(path)
+                }
 
-    def __enter__(self) -> "MatFile":
+    def __enter__(self) -> MatFile:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -62,8 +76,11 @@ class MatFile:
 
     def numeric(self, ndims: Iterable[int] = (2, 3)) -> list[str]:
         """Names of the numeric variables with one of ``ndims`` dimensions."""
-        return [name for name, (shape, cls) in self.variables.items()
-                if cls in _NUMERIC_CLASSES and len(shape) in tuple(ndims)]
+        return [
+            name
+            for name, (shape, cls) in self.variables.items()
+            if cls in _NUMERIC_CLASSES and len(shape) in tuple(ndims)
+        ]
 
     def find(self, names: Iterable[str]) -> str | None:
         """The first variable whose name matches one of ``names``, ignoring case."""
@@ -80,8 +97,10 @@ class MatFile:
                 return np.asarray(self._h5[name][()]).T
             array = scipy.io.loadmat(self.path, variable_names=[name])[name]
         if array.dtype.kind not in "biuf":
-            raise FileFormatError(f"variable {name!r} of {self.path} is not numeric "
-                                  f"(MATLAB class {self.variables[name][1]})")
+            raise FileFormatError(
+                f"variable {name!r} of {self.path} is not numeric "
+                f"(MATLAB class {self.variables[name][1]})"
+            )
         return array
 
     def scalar(self, names: Iterable[str]) -> int | None:
@@ -112,8 +131,7 @@ class MatFile:
         with library_errors(self.path, f"read the strings {name!r} of"):
             if self._h5 is not None:
                 return _h5_strings(self._h5, self._h5[name])
-            value = scipy.io.loadmat(self.path, variable_names=[name],
-                                     simplify_cells=True)[name]
+            value = scipy.io.loadmat(self.path, variable_names=[name], simplify_cells=True)[name]
         if isinstance(value, str):
             return [value]
         return [str(item) for item in np.asarray(value, dtype=object).ravel()]
@@ -138,5 +156,5 @@ def _h5_cell(file: h5py.File, obj: h5py.Dataset) -> list[h5py.Dataset]:
 def _h5_strings(file: h5py.File, obj: h5py.Dataset) -> list[str]:
     if _h5_class(obj) == "cell":
         return [_h5_char(entry) for entry in _h5_cell(file, obj)]
-    codes = np.asarray(obj[()], dtype=np.uint16).T          # (rows, chars) in MATLAB
+    codes = np.asarray(obj[()], dtype=np.uint16).T  # (rows, chars) in MATLAB
     return ["".join(map(chr, row)).rstrip() for row in np.atleast_2d(codes)]

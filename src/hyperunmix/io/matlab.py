@@ -37,15 +37,18 @@ def _cube_key(mat: MatFile, key: str | None, path: Path) -> str:
     candidates = mat.numeric((2, 3))
     if not candidates:
         listed = ", ".join(mat.variables) or "none"
-        raise FileFormatError(f"{path} holds no 2-D or 3-D numeric array to read as a cube "
-                              f"(its variables: {listed})")
+        raise FileFormatError(
+            f"{path} holds no 2-D or 3-D numeric array to read as a cube (its variables: {listed})"
+        )
     return max(candidates, key=lambda name: int(np.prod(mat.variables[name][0])))
 
 
 def _image_size(mat: MatFile, rows: int | None, cols: int | None) -> tuple[int | None, int | None]:
     """Explicit rows / cols, else the file's nRow / nCol."""
-    return (mat.scalar(ROW_NAMES) if rows is None else rows,
-            mat.scalar(COL_NAMES) if cols is None else cols)
+    return (
+        mat.scalar(ROW_NAMES) if rows is None else rows,
+        mat.scalar(COL_NAMES) if cols is None else cols,
+    )
 
 
 def band_vector(mat: MatFile, names: tuple[str, ...]) -> np.ndarray | None:
@@ -60,8 +63,12 @@ def band_vector(mat: MatFile, names: tuple[str, ...]) -> np.ndarray | None:
         return mat.load(key).ravel().astype(np.float64)
     vector = mat.cell_numbers(key) if matlab_class == "cell" else None
     if vector is None:
-        warnings.warn(f"{key!r} in {mat.path} is a MATLAB {matlab_class}, not numbers: not "
-                      "read (store it as a numeric vector)", ScalingWarning, stacklevel=2)
+        warnings.warn(
+            f"{key!r} in {mat.path} is a MATLAB {matlab_class}, not numbers: not "
+            "read (store it as a numeric vector)",
+            ScalingWarning,
+            stacklevel=2,
+        )
     return vector
 
 
@@ -70,19 +77,26 @@ def _geo(mat: MatFile) -> GeoInfo | None:
     if transform is None:
         return None
     crs_key = mat.find(("crs",))
-    return GeoInfo(crs=None if crs_key is None else mat.strings(crs_key)[0],
-                   transform=tuple(transform))
+    return GeoInfo(
+        crs=None if crs_key is None else mat.strings(crs_key)[0], transform=tuple(transform)
+    )
 
 
-def read(path: Path, key: str | None = None, rows: int | None = None,
-         cols: int | None = None, order: str = "F") -> CubeData:
+def read(
+    path: Path,
+    key: str | None = None,
+    rows: int | None = None,
+    cols: int | None = None,
+    order: str = "F",
+) -> CubeData:
     """The cube (H, W, L) stored under ``key`` (default: the largest numeric array)."""
     with MatFile(path) as mat:
         key = _cube_key(mat, key, path)
         array = mat.load(key)
         cube = as_image(array, *_image_size(mat, rows, cols), order, f"{key!r} in {path}")
-        wavelengths, fwhm = band_axis_in_nm(band_vector(mat, WAVELENGTH_NAMES),
-                                            band_vector(mat, ("fwhm",)))
+        wavelengths, fwhm = band_axis_in_nm(
+            band_vector(mat, WAVELENGTH_NAMES), band_vector(mat, ("fwhm",))
+        )
         good = band_vector(mat, ("bbl",))
         names_key = mat.find(("band_names",))
         return CubeData(
@@ -96,17 +110,21 @@ def read(path: Path, key: str | None = None, rows: int | None = None,
         )
 
 
-def describe(path: Path, key: str | None = None, rows: int | None = None,
-             cols: int | None = None) -> CubeHeader:
+def describe(
+    path: Path, key: str | None = None, rows: int | None = None, cols: int | None = None
+) -> CubeHeader:
     """Shape, dtype, wavelengths and georeferencing, loading only the small variables."""
     with MatFile(path) as mat:
         key = _cube_key(mat, key, path)
         shape = mat.variables[key][0]
         if len(shape) == 2:
             shape = matrix_layout(shape, *_image_size(mat, rows, cols), f"{key!r} in {path}")[:3]
-        return CubeHeader(shape=tuple(shape), dtype=mat.dtype_name(key),
-                          wavelengths=band_axis_in_nm(band_vector(mat, WAVELENGTH_NAMES))[0],
-                          geo=_geo(mat))
+        return CubeHeader(
+            shape=tuple(shape),
+            dtype=mat.dtype_name(key),
+            wavelengths=band_axis_in_nm(band_vector(mat, WAVELENGTH_NAMES))[0],
+            geo=_geo(mat),
+        )
 
 
 def write(path: Path, data: CubeData) -> None:
@@ -115,7 +133,9 @@ def write(path: Path, data: CubeData) -> None:
     n_rows, n_cols, n_bands = data.cube.shape
     content = {
         data.array_name: data.cube.reshape(-1, n_bands, order="F").T.astype(np.float32),
-        "nRow": n_rows, "nCol": n_cols, "nBand": n_bands,
+        "nRow": n_rows,
+        "nCol": n_cols,
+        "nBand": n_bands,
     }
     if data.wavelengths is not None:
         content["wavelengths"] = np.asarray(data.wavelengths, dtype=np.float64)

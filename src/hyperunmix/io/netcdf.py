@@ -22,11 +22,30 @@ from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
 from ._raster import to_affine
 
-_BAND_DIMS = {"band", "bands", "wavelength", "wavelengths", "lambda", "spectral",
-              "channel", "channels", "z"}
+_BAND_DIMS = {
+    "band",
+    "bands",
+    "wavelength",
+    "wavelengths",
+    "lambda",
+    "spectral",
+    "channel",
+    "channels",
+    "z",
+}
 _Y_DIMS = {"y", "row", "rows", "line", "lines", "lat", "latitude", "northing"}
-_X_DIMS = {"x", "col", "cols", "column", "columns", "sample", "samples", "lon", "longitude",
-           "easting"}
+_X_DIMS = {
+    "x",
+    "col",
+    "cols",
+    "column",
+    "columns",
+    "sample",
+    "samples",
+    "lon",
+    "longitude",
+    "easting",
+}
 _WAVELENGTH_COORDS = ("wavelength", "wavelengths", "lambda")
 
 
@@ -44,12 +63,15 @@ def _variable(dataset: xr.Dataset, key: str | None, path: Path) -> xr.DataArray:
     if key is None or key not in dataset.data_vars:
         listed = ", ".join(map(str, dataset.data_vars)) or "none"
         wanted = "a 3-D variable" if key is None else f"a variable {key!r}"
-        raise FileFormatError(f"{path} holds no single cube: expected {wanted}; its data "
-                              f"variables are {listed} (choose one with key=)")
+        raise FileFormatError(
+            f"{path} holds no single cube: expected {wanted}; its data "
+            f"variables are {listed} (choose one with key=)"
+        )
     variable = dataset[key]
     if variable.ndim != 3:
-        raise FileFormatError(f"variable {key!r} of {path} has dims {variable.dims}; "
-                              "a cube needs 3 (y, x, band)")
+        raise FileFormatError(
+            f"variable {key!r} of {path} has dims {variable.dims}; a cube needs 3 (y, x, band)"
+        )
     return variable
 
 
@@ -69,7 +91,8 @@ def _dims(variable: xr.DataArray, path: Path) -> tuple[str, str, str]:
     if band is None:
         raise FileFormatError(
             f"cannot tell the band dimension of {variable.name!r} in {path} (dims "
-            f"{variable.dims}): name it 'band' or give it a 'wavelength' coordinate")
+            f"{variable.dims}): name it 'band' or give it a 'wavelength' coordinate"
+        )
     y, x = (d for d in variable.dims if d != band)
     if str(y).lower() in _X_DIMS or str(x).lower() in _Y_DIMS:
         y, x = x, y
@@ -95,8 +118,9 @@ def _band_axis(variable: xr.DataArray) -> tuple[np.ndarray | None, np.ndarray | 
     wavelength = _wavelength_coord(variable)
     if wavelength is None:
         return None, None
-    return band_axis_in_nm(wavelength.values, _band_coord(variable, "fwhm"),
-                           wavelength.attrs.get("units"))
+    return band_axis_in_nm(
+        wavelength.values, _band_coord(variable, "fwhm"), wavelength.attrs.get("units")
+    )
 
 
 def read(path: Path, key: str | None = None) -> CubeData:
@@ -128,9 +152,12 @@ def describe(path: Path, key: str | None = None) -> CubeHeader:
         variable = _variable(dataset, key, path)
         y, x, band = _dims(variable, path)
         with library_errors(path, "read the coordinates of"):
-            return CubeHeader(shape=(variable.sizes[y], variable.sizes[x], variable.sizes[band]),
-                              dtype=variable.dtype.name, wavelengths=_band_axis(variable)[0],
-                              geo=_geo(variable, y, x))
+            return CubeHeader(
+                shape=(variable.sizes[y], variable.sizes[x], variable.sizes[band]),
+                dtype=variable.dtype.name,
+                wavelengths=_band_axis(variable)[0],
+                geo=_geo(variable, y, x),
+            )
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -156,7 +183,8 @@ def _georeference(dataset: xr.Dataset, geo: GeoInfo, n_rows: int, n_cols: int) -
     if transform.b == 0 and transform.d == 0:
         dataset = dataset.assign_coords(
             x=transform.c + transform.a * (np.arange(n_cols) + 0.5),
-            y=transform.f + transform.e * (np.arange(n_rows) + 0.5))
+            y=transform.f + transform.e * (np.arange(n_rows) + 0.5),
+        )
     if geo.crs is not None:
         dataset = dataset.rio.write_crs(geo.crs)
     return dataset.rio.write_transform(transform)
@@ -167,7 +195,8 @@ def write(path: Path, data: CubeData) -> None:
     n_rows, n_cols, _ = data.cube.shape
     dataset = xr.Dataset(
         {data.array_name: (("y", "x", "band"), data.cube.astype(np.float32, copy=False))},
-        coords=_band_coords(data))
+        coords=_band_coords(data),
+    )
     if data.geo is not None:
         dataset = _georeference(dataset, data.geo, n_rows, n_cols)
     # Updated in place: rioxarray keeps the variable's grid_mapping in its encoding.

@@ -36,8 +36,9 @@ def _cube_key(archive: np.lib.npyio.NpzFile, key: str | None, path: Path) -> str
     key = "cube" if key is None else key
     if key not in archive.files:
         listed = ", ".join(archive.files) or "nothing"
-        raise FileFormatError(f"{path} has no {key!r} array (it holds: {listed}); "
-                              "choose the cube with key=")
+        raise FileFormatError(
+            f"{path} has no {key!r} array (it holds: {listed}); choose the cube with key="
+        )
     return key
 
 
@@ -59,12 +60,20 @@ def _truth(archive: np.lib.npyio.NpzFile) -> Truth | None:
     if not parts and names is None:
         return None
     convention = _optional(archive, "truth_convention")
-    return Truth(**parts, names=None if names is None else [str(n) for n in names],
-                 convention="absolute" if convention is None else str(convention))
+    return Truth(
+        **parts,
+        names=None if names is None else [str(n) for n in names],
+        convention="absolute" if convention is None else str(convention),
+    )
 
 
-def read(path: Path, key: str | None = None, rows: int | None = None,
-         cols: int | None = None, order: str = "C") -> CubeData:
+def read(
+    path: Path,
+    key: str | None = None,
+    rows: int | None = None,
+    cols: int | None = None,
+    order: str = "C",
+) -> CubeData:
     """The cube of a ``.npy`` file, or of array ``key`` (default ``cube``) of an ``.npz``."""
     if not zipfile.is_zipfile(path):
         with library_errors(path, "read the NumPy array"):
@@ -74,8 +83,9 @@ def read(path: Path, key: str | None = None, rows: int | None = None,
         key = _cube_key(archive, key, path)
         names = _optional(archive, "band_names")
         nodata = _optional(archive, "nodata")
-        wavelengths, fwhm = band_axis_in_nm(_optional(archive, "wavelengths"),
-                                            _optional(archive, "fwhm"))
+        wavelengths, fwhm = band_axis_in_nm(
+            _optional(archive, "wavelengths"), _optional(archive, "fwhm")
+        )
         return CubeData(
             cube=as_image(archive[key], rows, cols, order, f"{key!r} in {path}"),
             wavelengths=wavelengths,
@@ -93,14 +103,18 @@ def _member_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of array ``key`` of an .npz, from its header alone."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as stream:
         version = np.lib.format.read_magic(stream)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         shape, _, dtype = read_header(stream)
     return shape, dtype
 
 
-def describe(path: Path, key: str | None = None, rows: int | None = None,
-             cols: int | None = None) -> CubeHeader:
+def describe(
+    path: Path, key: str | None = None, rows: int | None = None, cols: int | None = None
+) -> CubeHeader:
     """Shape, dtype, wavelengths and georeferencing without loading the cube."""
     wavelengths, geo = None, None
     with library_errors(path, "read the NumPy file"):
@@ -115,8 +129,9 @@ def describe(path: Path, key: str | None = None, rows: int | None = None,
             shape, dtype = array.shape, array.dtype
     if len(shape) == 2:
         shape = matrix_layout(shape, rows, cols, str(path))[:3]
-    return CubeHeader(shape=tuple(shape), dtype=np.dtype(dtype).name,
-                      wavelengths=wavelengths, geo=geo)
+    return CubeHeader(
+        shape=tuple(shape), dtype=np.dtype(dtype).name, wavelengths=wavelengths, geo=geo
+    )
 
 
 def _archive_content(data: CubeData) -> dict[str, np.ndarray]:
@@ -124,8 +139,7 @@ def _archive_content(data: CubeData) -> dict[str, np.ndarray]:
     optional = {
         "wavelengths": data.wavelengths,
         "fwhm": data.fwhm,
-        "bad_bands": data.bad_bands if data.bad_bands is not None and len(data.bad_bands)
-        else None,
+        "bad_bands": data.bad_bands if data.bad_bands is not None and len(data.bad_bands) else None,
         "band_names": None if data.band_names is None else np.asarray(data.band_names, str),
         "nodata": data.nodata,
     }
@@ -134,11 +148,11 @@ def _archive_content(data: CubeData) -> dict[str, np.ndarray]:
         optional["crs"] = data.geo.crs
     if data.truth is not None:
         optional.update({key: getattr(data.truth, field) for key, field in _TRUTH_KEYS.items()})
-        optional["truth_names"] = (None if data.truth.names is None
-                                   else np.asarray(data.truth.names, str))
+        optional["truth_names"] = (
+            None if data.truth.names is None else np.asarray(data.truth.names, str)
+        )
         optional["truth_convention"] = np.asarray(data.truth.convention, str)
-    content.update({key: np.asarray(value) for key, value in optional.items()
-                    if value is not None})
+    content.update({key: np.asarray(value) for key, value in optional.items() if value is not None})
     return content
 
 

@@ -12,5 +12,16 @@ from .nfindr import nfindr
 from .sunsal import sunsal
 from .vca import vca
 
-__all__ = ["atgp", "estimate_n_endmembers", "fcls", "hysime", "kkt_residual", "ls", "nfindr",
-           "nnls", "snnls", "sunsal", "vca"]
+__all__ = [
+    "atgp",
+    "estimate_n_endmembers",
+    "fcls",
+    "hysime",
+    "kkt_residual",
+    "ls",
+    "nfindr",
+    "nnls",
+    "snnls",
+    "sunsal",
+    "vca",
+]

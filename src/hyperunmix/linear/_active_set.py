@@ -117,8 +117,8 @@ class _FaceMaps:
             size = max(2 * len(self.M), first + len(M))
             self.M = np.concatenate([self.M, np.empty((size - len(self.M),) + self.M.shape[1:])])
             self.m0 = np.concatenate([self.m0, np.empty((size - len(self.m0), self.m0.shape[1]))])
-        self.M[first:first + len(M)] = M
-        self.m0[first:first + len(M)] = m0
+        self.M[first : first + len(M)] = M
+        self.m0[first : first + len(M)] = m0
         return first
 
     def _face_maps(self, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +135,9 @@ class _FaceMaps:
         K, offset = R_F @ Z, R_F @ z0
         if self.factor.delta:
             root = np.sqrt(self.factor.delta)
-            K = np.concatenate([K, np.broadcast_to(root * Z, (n_faces, k, k - self.sum_to_one))],
-                               axis=1)
+            K = np.concatenate(
+                [K, np.broadcast_to(root * Z, (n_faces, k, k - self.sum_to_one))], axis=1
+            )
             offset = np.concatenate([offset, np.broadcast_to(root * z0, (n_faces, k))], axis=1)
         # K has full column rank (R does, or the delta block makes it so): K^+ = R_K^-1 Q_K^T.
         Q_K, R_K = np.linalg.qr(K)
@@ -144,7 +145,7 @@ class _FaceMaps:
         M = np.zeros((n_faces, R_F.shape[1], n_vars))
         m0 = np.zeros((n_faces, n_vars))
         rows = np.arange(n_faces)[:, None]
-        M[rows, :, cols] = Z @ K_pinv[:, :, :R_F.shape[1]]
+        M[rows, :, cols] = Z @ K_pinv[:, :, : R_F.shape[1]]
         m0[rows, cols] = z0 - (Z @ (K_pinv @ offset[..., None]))[..., 0]
         return M, m0
 
@@ -160,8 +161,9 @@ def _support_keys(free: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view(f"V{n_bytes}").ravel()
 
 
-def _face_solutions(faces: _FaceMaps, c: np.ndarray, slots: np.ndarray,
-                    starts: np.ndarray) -> np.ndarray:
+def _face_solutions(
+    faces: _FaceMaps, c: np.ndarray, slots: np.ndarray, starts: np.ndarray
+) -> np.ndarray:
     """Face solutions z (n, P), exactly 0 on pinned variables, of pixels sorted by free
     set: group g is rows starts[g]:starts[g+1] and has map ``slots[g]``; c (n, m).
 
@@ -176,14 +178,15 @@ def _face_solutions(faces: _FaceMaps, c: np.ndarray, slots: np.ndarray,
     small = np.flatnonzero(np.repeat(counts < _GROUP_MIN, counts))
     pixel_slots = np.repeat(slots, counts)[small]
     for first in range(0, len(small), _GATHER):
-        part = small[first:first + _GATHER]
-        s = pixel_slots[first:first + _GATHER]
+        part = small[first : first + _GATHER]
+        s = pixel_slots[first : first + _GATHER]
         z[part] = (c[part, None, :] @ faces.M[s])[:, 0] + faces.m0[s]
     return z
 
 
-def solve(factor: Factor, C: np.ndarray, *, sum_to_one: bool,
-          max_iter: int | None = None) -> np.ndarray:
+def solve(
+    factor: Factor, C: np.ndarray, *, sum_to_one: bool, max_iter: int | None = None
+) -> np.ndarray:
     """Solve the problem for every row of C = Y Q (N, m); returns the (N, P) solutions."""
     n_vars = factor.R.shape[1]
     faces = _FaceMaps(factor, sum_to_one)
@@ -195,14 +198,17 @@ def solve(factor: Factor, C: np.ndarray, *, sum_to_one: bool,
         out[block], left = _solve_block(faces, C[block], max_iter)
         unconverged += left
     if unconverged:
-        warnings.warn(f"the active-set solver hit its iteration limit ({max_iter}) on "
-                      f"{unconverged} pixel(s); their abundances are feasible but may not "
-                      "be optimal", ConvergenceWarning, stacklevel=4)
+        warnings.warn(
+            f"the active-set solver hit its iteration limit ({max_iter}) on "
+            f"{unconverged} pixel(s); their abundances are feasible but may not "
+            "be optimal",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
     return out
 
 
-def _multipliers(faces: _FaceMaps, z: np.ndarray, c: np.ndarray,
-                 free: np.ndarray) -> np.ndarray:
+def _multipliers(faces: _FaceMaps, z: np.ndarray, c: np.ndarray, free: np.ndarray) -> np.ndarray:
     """Multipliers (n, P) of the bounds at face solutions z; +inf on the free variables.
 
     nu = grad f(z) + mu 1, with grad f(z) = R^T (R z - c) + delta z and mu the multiplier
@@ -247,8 +253,9 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
         starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1, [len(keys)]))
         heads = starts[:-1]
         z = np.empty(free.shape)
-        z[order] = _face_solutions(faces, c[order],
-                                   faces.slots(keys[heads], free[order[heads]]), starts)
+        z[order] = _face_solutions(
+            faces, c[order], faces.slots(keys[heads], free[order[heads]]), starts
+        )
 
         negative = z < 0  # z is exactly 0 on the pinned variables
         blocked = negative.any(axis=1)
@@ -286,8 +293,9 @@ def _solve_block(faces: _FaceMaps, C: np.ndarray, max_iter: int) -> tuple[np.nda
     # Out of iterations: phase 2 pixels have a feasible point; phase 1 ones project theirs.
     out[rows] = a
     unstarted = rows[~started]
-    out[unstarted] = (project_simplex(a[~started]) if faces.sum_to_one
-                      else np.maximum(a[~started], 0.0))
+    out[unstarted] = (
+        project_simplex(a[~started]) if faces.sum_to_one else np.maximum(a[~started], 0.0)
+    )
     return out, rows.size
 
 

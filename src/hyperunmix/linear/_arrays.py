@@ -22,7 +22,8 @@ def as_endmembers(E: Any, n_bands: int | None = None, what: str = "E") -> np.nda
     if n_bands is not None and E.shape[1] != n_bands:
         raise InputError(
             f"{what} has {E.shape[1]} bands but the pixels have {n_bands}; "
-            "endmembers must be sampled on the same bands as the image")
+            "endmembers must be sampled on the same bands as the image"
+        )
     if not np.all(np.isfinite(E)):
         raise InputError(f"{what} contains non-finite values")
     return E
@@ -33,8 +34,9 @@ def pixel_matrix(Y: Any, min_ndim: int = 1) -> tuple[np.ndarray, tuple[int, ...]
     also returns the leading shape (...) to restore outputs."""
     Y = np.asarray(Y)
     if Y.ndim < min_ndim:
-        raise InputError(f"pixels must have at least {min_ndim} dimension(s) (..., L), "
-                         f"got shape {Y.shape}")
+        raise InputError(
+            f"pixels must have at least {min_ndim} dimension(s) (..., L), got shape {Y.shape}"
+        )
     if Y.dtype.kind not in "biuf":
         raise InputError(f"pixels must be numeric, got dtype {Y.dtype}")
     if Y.ndim == 0 or Y.shape[-1] == 0:
@@ -58,9 +60,12 @@ def warn_zero_pixels(Y: Any, method: str) -> None:
     """
     zero = np.count_nonzero(~np.any(np.asarray(Y) != 0, axis=-1))
     if zero:
-        warnings.warn(f"{zero} pixel(s) are zero in every band: their {method} abundances do "
-                      "not depend on the data (no-data? mask them, e.g. Scene(..., nodata=0))",
-                      ScalingWarning, stacklevel=3)
+        warnings.warn(
+            f"{zero} pixel(s) are zero in every band: their {method} abundances do "
+            "not depend on the data (no-data? mask them, e.g. Scene(..., nodata=0))",
+            ScalingWarning,
+            stacklevel=3,
+        )
 
 
 def valid_pixels(Y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +98,9 @@ def unit_scaled(X: np.ndarray) -> np.ndarray:
     return np.ldexp(X, -np.frexp(np.max(np.abs(X)))[1])  # frexp(0) = (0, 0): a plain copy
 
 
-def picked(pixels: np.ndarray, index: np.ndarray, chosen: np.ndarray, return_indices: bool,
-           method: str):
+def picked(
+    pixels: np.ndarray, index: np.ndarray, chosen: np.ndarray, return_indices: bool, method: str
+):
     """An extractor's answer: the chosen pixel spectra (p, L), and their flat indices;
     checked by :func:`warn_if_degenerate`."""
     endmembers = pixels[chosen]
@@ -112,17 +118,27 @@ def warn_if_degenerate(endmembers: np.ndarray, method: str) -> None:
     if rank == len(edges):
         return
     _, first, group = np.unique(endmembers, axis=0, return_index=True, return_inverse=True)
-    same = [np.flatnonzero(group == k) for k in np.argsort(first)
-            if np.count_nonzero(group == k) > 1]
+    same = [
+        np.flatnonzero(group == k) for k in np.argsort(first) if np.count_nonzero(group == k) > 1
+    ]
     if same:
-        detail = ("endmembers " + ", ".join(" = ".join(map(str, s)) for s in same)
-                  + " are the same spectrum")
+        detail = (
+            "endmembers "
+            + ", ".join(" = ".join(map(str, s)) for s in same)
+            + " are the same spectrum"
+        )
     else:
-        detail = (f"they span {rank} dimension(s) where a simplex of {len(endmembers)} "
-                  f"vertices needs {len(edges)}")
-    warnings.warn(f"the {len(endmembers)} {method} endmembers are degenerate: {detail}; the "
-                  "pixels hold fewer distinct vertices (a constant or all-zero scene?): lower "
-                  "the number of endmembers", ScalingWarning, stacklevel=4)
+        detail = (
+            f"they span {rank} dimension(s) where a simplex of {len(endmembers)} "
+            f"vertices needs {len(edges)}"
+        )
+    warnings.warn(
+        f"the {len(endmembers)} {method} endmembers are degenerate: {detail}; the "
+        "pixels hold fewer distinct vertices (a constant or all-zero scene?): lower "
+        "the number of endmembers",
+        ScalingWarning,
+        stacklevel=4,
+    )
 
 
 def leading_axes(X: np.ndarray, k: int) -> np.ndarray:

@@ -10,8 +10,9 @@ or the name of an extractor (``"vca"``, ``"nfindr"``, ``"atgp"``) run on the sce
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,8 +40,9 @@ EXTRACTORS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
 _WAVELENGTH_RTOL = 1e-3
 
 
-def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = None,
-                       seed: int = 0) -> np.ndarray:
+def resolve_endmembers(
+    source: Any, scene: Scene, n_endmembers: int | None = None, seed: int = 0
+) -> np.ndarray:
     """The (P, L) endmembers described by ``source`` for ``scene``.
 
     ``source`` is an extractor name (run on the scene's valid pixels, with ``n_endmembers``
@@ -54,13 +56,15 @@ def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = Non
         return EXTRACTORS[source.lower()](pixels, p, seed)
     if isinstance(source, (str, os.PathLike)):
         if not Path(source).exists():
-            raise InputError(f"endmembers={str(source)!r} is neither a file nor one of "
-                             f"{', '.join(EXTRACTORS)}")
+            raise InputError(
+                f"endmembers={str(source)!r} is neither a file nor one of {', '.join(EXTRACTORS)}"
+            )
         E, wavelengths, _ = read_endmembers(source)
         _check_wavelengths(wavelengths, scene.wavelengths, source)
     elif source is None:
-        raise InputError("no endmembers: give an array (P, L), a file, or one of "
-                         f"{', '.join(EXTRACTORS)}")
+        raise InputError(
+            f"no endmembers: give an array (P, L), a file, or one of {', '.join(EXTRACTORS)}"
+        )
     else:
         E = source
     E = as_endmembers(E, scene.n_bands, what="endmembers")
@@ -72,13 +76,16 @@ def resolve_endmembers(source: Any, scene: Scene, n_endmembers: int | None = Non
 def _check_wavelengths(file_wavelengths, scene_wavelengths, source) -> None:
     if file_wavelengths is None or scene_wavelengths is None:
         return
-    if (len(file_wavelengths) != len(scene_wavelengths)
-            or not np.allclose(file_wavelengths, scene_wavelengths, rtol=_WAVELENGTH_RTOL)):
-        raise InputError(f"the wavelengths of {source} do not match the scene's "
-                         f"({len(file_wavelengths)} vs {len(scene_wavelengths)} bands, "
-                         f"{file_wavelengths[0]:.0f}-{file_wavelengths[-1]:.0f} nm vs "
-                         f"{scene_wavelengths[0]:.0f}-{scene_wavelengths[-1]:.0f} nm); "
-                         "resample the spectra to the scene's bands")
+    if len(file_wavelengths) != len(scene_wavelengths) or not np.allclose(
+        file_wavelengths, scene_wavelengths, rtol=_WAVELENGTH_RTOL
+    ):
+        raise InputError(
+            f"the wavelengths of {source} do not match the scene's "
+            f"({len(file_wavelengths)} vs {len(scene_wavelengths)} bands, "
+            f"{file_wavelengths[0]:.0f}-{file_wavelengths[-1]:.0f} nm vs "
+            f"{scene_wavelengths[0]:.0f}-{scene_wavelengths[-1]:.0f} nm); "
+            "resample the spectra to the scene's bands"
+        )
 
 
 class FCLS(Unmixer):
@@ -109,10 +116,11 @@ class FCLS(Unmixer):
     def _endmember_source(self) -> Any:
         return self.endmembers
 
-    def fit(self, scene: Scene) -> "FCLS":
+    def fit(self, scene: Scene) -> FCLS:
         check_scene(scene, "fit")
-        self.endmembers_ = resolve_endmembers(self._endmember_source(), scene,
-                                              self.n_endmembers, self.seed)
+        self.endmembers_ = resolve_endmembers(
+            self._endmember_source(), scene, self.n_endmembers, self.seed
+        )
         self.n_bands_ = scene.n_bands
         return self
 
@@ -166,9 +174,18 @@ class SUnSAL(FCLS):
 
     name: ClassVar[str] = "sunsal"
 
-    def __init__(self, n_endmembers: int | None = None, endmembers: Any = "vca", seed: int = 0,
-                 lam: float = 0.0, anc: bool = True, asc: bool = False, mu: float = 0.01,
-                 tol: float = 1e-4, max_iter: int = 1000):
+    def __init__(
+        self,
+        n_endmembers: int | None = None,
+        endmembers: Any = "vca",
+        seed: int = 0,
+        lam: float = 0.0,
+        anc: bool = True,
+        asc: bool = False,
+        mu: float = 0.01,
+        tol: float = 1e-4,
+        max_iter: int = 1000,
+    ):
         super().__init__(n_endmembers, endmembers, seed)
         self.lam = lam
         self.anc = anc
@@ -178,8 +195,16 @@ class SUnSAL(FCLS):
         self.max_iter = max_iter
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return sunsal(pixels, self.endmembers_, lam=self.lam, anc=self.anc, asc=self.asc,
-                      mu=self.mu, tol=self.tol, max_iter=self.max_iter)
+        return sunsal(
+            pixels,
+            self.endmembers_,
+            lam=self.lam,
+            anc=self.anc,
+            asc=self.asc,
+            mu=self.mu,
+            tol=self.tol,
+            max_iter=self.max_iter,
+        )
 
 
 class _ExtractThenFCLS(FCLS):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ._active_set import BLOCK as _BLOCK
 from ._active_set import project_simplex, solve_pixels
 from ._arrays import as_endmembers, as_pixels, warn_zero_pixels
-from ..errors import InputError
 
 
 def fcls(Y, E) -> np.ndarray:
@@ -53,8 +53,10 @@ def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:
     E = as_endmembers(E, pixels.shape[1])
     A = np.asarray(A, dtype=np.float64)
     if A.shape != lead_shape + (E.shape[0],):
-        raise InputError(f"A must have shape {lead_shape + (E.shape[0],)} (one row of "
-                         f"abundances per pixel), got {A.shape}")
+        raise InputError(
+            f"A must have shape {lead_shape + (E.shape[0],)} (one row of "
+            f"abundances per pixel), got {A.shape}"
+        )
     A = A.reshape(-1, E.shape[0])
     if not valid.all():
         A, pixels = A[valid], pixels[valid]
@@ -62,7 +64,7 @@ def kkt_residual(Y, E, A, *, sum_to_one: bool = True) -> float:
     step = 1.0 / np.linalg.eigvalsh(G)[-1]
     worst = [0.0]  # np.max of the list keeps a NaN (NaN abundances at valid pixels)
     for first in range(0, len(A), _BLOCK):  # by blocks: bounded temporaries on large images
-        a, y = A[first:first + _BLOCK], pixels[first:first + _BLOCK]
+        a, y = A[first : first + _BLOCK], pixels[first : first + _BLOCK]
         moved = a - step * (a @ G - y @ E.T)
         projected = project_simplex(moved) if sum_to_one else np.maximum(moved, 0.0)
         worst.append(np.max(np.abs(a - projected)))

@@ -21,8 +21,10 @@ def estimate_noise(pixels: np.ndarray) -> np.ndarray:
     """
     n_pixels, n_bands = pixels.shape
     if n_pixels <= n_bands:
-        raise InputError(f"HySime needs more valid pixels than bands to estimate the noise; "
-                         f"got {n_pixels} pixels and {n_bands} bands")
+        raise InputError(
+            f"HySime needs more valid pixels than bands to estimate the noise; "
+            f"got {n_pixels} pixels and {n_bands} bands"
+        )
     gram = pixels.T @ pixels
     gram += _RIDGE * np.trace(gram) / n_bands * np.eye(n_bands)
     Q = np.linalg.inv(gram)

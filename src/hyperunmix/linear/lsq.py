@@ -37,9 +37,12 @@ def snnls(Y, E) -> np.ndarray:
     coefficients = nnls(Y, unit_peak(as_endmembers(E)))
     unexplained = np.sum(np.all(coefficients <= 0, axis=-1))
     if unexplained:
-        warnings.warn(f"{unexplained} pixel(s) have no positive least-squares share on any "
-                      "endmember (zero or negative spectra); their shares are set to 1/P",
-                      ScalingWarning, stacklevel=2)
+        warnings.warn(
+            f"{unexplained} pixel(s) have no positive least-squares share on any "
+            "endmember (zero or negative spectra); their shares are set to 1/P",
+            ScalingWarning,
+            stacklevel=2,
+        )
     return normalise_rows(coefficients)
 
 

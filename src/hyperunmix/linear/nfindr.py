@@ -58,8 +58,9 @@ def nfindr(Y, p: int, seed: int = 0, *, max_sweeps: int = 50, return_indices: bo
         if not changed:
             break
     else:
-        warnings.warn(f"N-FINDR did not settle in {max_sweeps} sweeps", ConvergenceWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"N-FINDR did not settle in {max_sweeps} sweeps", ConvergenceWarning, stacklevel=2
+        )
     return picked(pixels, index, chosen, return_indices, "N-FINDR")
 
 
@@ -70,8 +71,10 @@ def _starting_vertices(lifted: np.ndarray, p: int, rng: np.random.Generator) -> 
         chosen = rng.choice(len(lifted), size=p, replace=False)
         if np.linalg.matrix_rank(lifted[chosen]) >= p - 1:
             return chosen
-    raise InputError(f"the pixels span fewer than {p - 1} dimensions: N-FINDR cannot "
-                     f"find {p} endmembers (lower the number of endmembers)")
+    raise InputError(
+        f"the pixels span fewer than {p - 1} dimensions: N-FINDR cannot "
+        f"find {p} endmembers (lower the number of endmembers)"
+    )
 
 
 def _adjugate(S: np.ndarray) -> np.ndarray:

@@ -17,8 +17,17 @@ from ._arrays import as_endmembers, as_pixels, warn_zero_pixels
 _CHECK_EVERY = 10
 
 
-def sunsal(Y, library, *, lam: float = 0.0, anc: bool = True, asc: bool = False,
-           mu: float = 0.01, tol: float = 1e-4, max_iter: int = 1000) -> np.ndarray:
+def sunsal(
+    Y,
+    library,
+    *,
+    lam: float = 0.0,
+    anc: bool = True,
+    asc: bool = False,
+    mu: float = 0.01,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+) -> np.ndarray:
     """Sparse regression of the pixels on a spectral library.
 
     Solves, for every pixel y, min_x ||y - M^T x||^2 / 2 + lam ||x||_1 with x >= 0 (``anc``)
@@ -63,22 +72,33 @@ def sunsal(Y, library, *, lam: float = 0.0, anc: bool = True, asc: bool = False,
     pixels, lead_shape, valid = as_pixels(Y)
     M = as_endmembers(library, pixels.shape[1], what="library")
     if lam < 0 or mu <= 0 or tol <= 0 or max_iter < 1:
-        raise InputError(f"sunsal needs lam >= 0, mu > 0, tol > 0 and max_iter >= 1; got "
-                         f"lam={lam}, mu={mu}, tol={tol}, max_iter={max_iter}")
+        raise InputError(
+            f"sunsal needs lam >= 0, mu > 0, tol > 0 and max_iter >= 1; got "
+            f"lam={lam}, mu={mu}, tol={tol}, max_iter={max_iter}"
+        )
     warn_zero_pixels(pixels, "SUnSAL")
     out = np.full((pixels.shape[0], len(M)), np.nan)
     data = pixels[valid]
     if len(data):
         # The reference code scales by the data's power; the library's does not change from
         # one tile of an image to the next.
-        power = float(np.mean(M ** 2)) or 1.0
-        out[valid] = _admm(data / np.sqrt(power), M / np.sqrt(power), lam / power, anc, asc,
-                           mu, tol, max_iter)
+        power = float(np.mean(M**2)) or 1.0
+        out[valid] = _admm(
+            data / np.sqrt(power), M / np.sqrt(power), lam / power, anc, asc, mu, tol, max_iter
+        )
     return out.reshape(lead_shape + (len(M),))
 
 
-def _admm(Y: np.ndarray, M: np.ndarray, lam: float, anc: bool, asc: bool, mu: float,
-          tol: float, max_iter: int) -> np.ndarray:
+def _admm(
+    Y: np.ndarray,
+    M: np.ndarray,
+    lam: float,
+    anc: bool,
+    asc: bool,
+    mu: float,
+    tol: float,
+    max_iter: int,
+) -> np.ndarray:
     n_pixels, n_spectra = len(Y), len(M)
     gram = M @ M.T
     correlations = Y @ M.T  # (N, m): M y for every pixel
@@ -103,8 +123,11 @@ def _admm(Y: np.ndarray, M: np.ndarray, lam: float, anc: bool, asc: bool, mu: fl
                 mu *= factor
                 d /= factor
                 x_step = _XStep(gram, mu, asc)
-    warnings.warn(f"SUnSAL stopped at max_iter={max_iter} before reaching tol={tol}",
-                  ConvergenceWarning, stacklevel=3)
+    warnings.warn(
+        f"SUnSAL stopped at max_iter={max_iter} before reaching tol={tol}",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
     return x
 
 

@@ -7,8 +7,7 @@ import numpy as np
 from ._arrays import leading_axes, picked, search_space, unit_scaled
 
 
-def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None,
-        return_indices: bool = False):
+def vca(Y, p: int, seed: int = 0, *, snr_db: float | None = None, return_indices: bool = False):
     """Extract ``p`` endmembers as pixels of ``Y`` by vertex component analysis.
 
     The data are projected on a p-dimensional subspace: when the signal-to-noise ratio is
@@ -62,7 +61,7 @@ def estimate_snr(pixels: np.ndarray, p: int) -> float:
     centred = pixels - mean
     basis = leading_axes(centred, p)
     signal_power = np.sum((centred @ basis) ** 2) / len(pixels) + mean @ mean
-    total_power = np.sum(pixels ** 2) / len(pixels)
+    total_power = np.sum(pixels**2) / len(pixels)
     noise_power = total_power - signal_power
     clean_power = signal_power - p / n_bands * total_power
     if noise_power <= 0:
@@ -82,9 +81,10 @@ def _project(pixels: np.ndarray, p: int, snr_db: float | None) -> np.ndarray:
         # Perspective projection onto the hyperplane <x, mean> = 1; pixels orthogonal to the
         # mean direction (zero spectra) cannot be vertices and are left at the origin.
         scale = coords @ mean_direction
-        return np.divide(coords, scale[:, None], out=np.zeros_like(coords),
-                         where=scale[:, None] > 0)
+        return np.divide(
+            coords, scale[:, None], out=np.zeros_like(coords), where=scale[:, None] > 0
+        )
     mean = pixels.mean(axis=0)
     coords = (pixels - mean) @ leading_axes(pixels - mean, p - 1)
-    radius = np.sqrt(np.max(np.sum(coords ** 2, axis=1)))
+    radius = np.sqrt(np.max(np.sum(coords**2, axis=1)))
     return np.hstack([coords, np.full((len(pixels), 1), radius)])

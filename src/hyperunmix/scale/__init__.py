@@ -21,6 +21,18 @@ from .run import ChunkedRun, ChunkFailures, unmix_large
 from .sample import fit_on_sample, sample_scene
 from .store import open_maps
 
-__all__ = ["ChunkFailures", "ChunkedRun", "MapLayout", "as_cube", "chunk_shape",
-           "drop_bad_bands", "fit_on_sample", "geo_of", "open_cube", "open_maps",
-           "sample_scene", "unmix_large", "unmix_lazy"]
+__all__ = [
+    "ChunkFailures",
+    "ChunkedRun",
+    "MapLayout",
+    "as_cube",
+    "chunk_shape",
+    "drop_bad_bands",
+    "fit_on_sample",
+    "geo_of",
+    "open_cube",
+    "open_maps",
+    "sample_scene",
+    "unmix_large",
+    "unmix_lazy",
+]

@@ -50,8 +50,13 @@ class EnviWindows:
     ndim = 3
     dtype = np.dtype(np.float32)
 
-    def __init__(self, header: str | os.PathLike, data: str | os.PathLike,
-                 scale: float | None = None, nodata: float | None = None):
+    def __init__(
+        self,
+        header: str | os.PathLike,
+        data: str | os.PathLike,
+        scale: float | None = None,
+        nodata: float | None = None,
+    ):
         self.header = str(header)
         self.data = str(data)
         self.scale = scale
@@ -78,8 +83,15 @@ class EnviWindows:
 
     def __dask_tokenize__(self) -> tuple:
         stat = Path(self.data).stat()
-        return (type(self).__name__, self.header, self.data, stat.st_size, stat.st_mtime_ns,
-                self.scale, self.nodata)
+        return (
+            type(self).__name__,
+            self.header,
+            self.data,
+            stat.st_size,
+            stat.st_mtime_ns,
+            self.scale,
+            self.nodata,
+        )
 
     def __repr__(self) -> str:
         return f"EnviWindows({self.data!r}, shape={self.shape}, stored as {self.stored_dtype})"

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import dask
 import dask.array as da
@@ -68,43 +68,54 @@ class MapLayout:
         for name, shape in zip(self.names, self.shapes):
             if name not in maps or maps[name].shape[2:] != shape:
                 got = None if name not in maps else maps[name].shape[2:]
-                raise InputError(f"the unmixer returned map {name!r} with per-pixel shape "
-                                 f"{got} in one chunk, {shape} in the probe")
+                raise InputError(
+                    f"the unmixer returned map {name!r} with per-pixel shape "
+                    f"{got} in one chunk, {shape} in the probe"
+                )
             flat.append(maps[name].reshape(first.shape[:2] + (-1,)))
         return np.concatenate(flat, axis=2).astype(np.float32, copy=False)
 
     def unpack(self, block: np.ndarray) -> dict[str, np.ndarray]:
         """(h, w, K) -> {name: (h, w, *shape)} (views of ``block``)."""
         bounds = np.cumsum([0] + self.sizes)
-        return {name: block[:, :, start:stop].reshape(block.shape[:2] + shape)
-                for name, shape, start, stop in zip(self.names, self.shapes, bounds[:-1],
-                                                    bounds[1:])}
+        return {
+            name: block[:, :, start:stop].reshape(block.shape[:2] + shape)
+            for name, shape, start, stop in zip(self.names, self.shapes, bounds[:-1], bounds[1:])
+        }
 
     def dims(self, name: str) -> tuple[str, ...]:
         """xarray dims of map ``name``: (y, x), then ``endmember`` for an axis of P values
         (abundances, uncertainties), ``<name>_<axis>`` for any other axis."""
         n_endmembers = self.shapes[0][0]
         shape = self.shapes[self.names.index(name)]
-        return ("y", "x", *("endmember" if (size, axis) == (n_endmembers, 0) else f"{name}_{axis}"
-                            for axis, size in enumerate(shape)))
+        return (
+            "y",
+            "x",
+            *(
+                "endmember" if (size, axis) == (n_endmembers, 0) else f"{name}_{axis}"
+                for axis, size in enumerate(shape)
+            ),
+        )
 
     def empty(self, n_rows: int, n_cols: int) -> np.ndarray:
         """An all-NaN packed block: the result for a chunk without valid pixel."""
         return np.full((n_rows, n_cols, self.channels), np.nan, dtype=np.float32)
 
-    def maps(self, unmixer: Unmixer, block: np.ndarray,
-             mask: np.ndarray) -> dict[str, np.ndarray]:
+    def maps(self, unmixer: Unmixer, block: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """``unmixer``'s maps of an (h, w, L) block, in this layout's convention."""
         maps = unmixer.transform(block, mask)
         if self.convention is None:
             return maps
-        return convert_maps(maps, unmixer.endmembers_out(), unmixer.convention,
-                            self.convention)
+        return convert_maps(maps, unmixer.endmembers_out(), unmixer.convention, self.convention)
 
     @classmethod
-    def probe(cls, unmixer: Unmixer, cube: xr.DataArray,
-              outputs: Sequence[str] | None = None,
-              convention: str | None = None) -> "MapLayout":
+    def probe(
+        cls,
+        unmixer: Unmixer,
+        cube: xr.DataArray,
+        outputs: Sequence[str] | None = None,
+        convention: str | None = None,
+    ) -> MapLayout:
         """Run ``unmixer`` on a small window of ``cube`` to learn which maps it returns.
 
         The window is the first of a few spread over the image that holds a valid pixel.
@@ -121,11 +132,11 @@ class MapLayout:
             names = list(dict.fromkeys(outputs))
             unknown = [name for name in names if name not in maps]
             if unknown:
-                raise InputError(f"{type(unmixer).__name__} gives no map {unknown}; it gives "
-                                 f"{', '.join(maps)}")
+                raise InputError(
+                    f"{type(unmixer).__name__} gives no map {unknown}; it gives {', '.join(maps)}"
+                )
         names.sort(key=lambda name: name != "abundances")
-        return cls(tuple(names), tuple(tuple(maps[name].shape[2:]) for name in names),
-                   convention)
+        return cls(tuple(names), tuple(tuple(maps[name].shape[2:]) for name in names), convention)
 
 
 def _probe_block(cube: xr.DataArray, context: int) -> np.ndarray:
@@ -135,12 +146,14 @@ def _probe_block(cube: xr.DataArray, context: int) -> np.ndarray:
     for row_share, col_share in _PROBE_CENTRES:
         top = min(int(row_share * height), height - rows)
         left = min(int(col_share * width), width - cols)
-        block = cube.data[top:top + rows, left:left + cols].compute()
+        block = cube.data[top : top + rows, left : left + cols].compute()
         if np.isfinite(block).all(axis=-1).any():
             return block
-    raise InputError(f"found no valid pixel in {len(_PROBE_CENTRES)} windows of "
-                     f"{cube.attrs.get('name', 'the cube')} to learn the maps the method "
-                     "returns; is the scene all no-data?")
+    raise InputError(
+        f"found no valid pixel in {len(_PROBE_CENTRES)} windows of "
+        f"{cube.attrs.get('name', 'the cube')} to learn the maps the method "
+        "returns; is the scene all no-data?"
+    )
 
 
 def unmix_block(block: np.ndarray, unmixer: Unmixer, layout: MapLayout) -> np.ndarray:
@@ -160,9 +173,12 @@ def shippable(unmixer: Unmixer) -> Unmixer:
     return clone
 
 
-def unmix_lazy(unmixer: Unmixer, cube: xr.DataArray,
-               outputs: Sequence[str] | None = None,
-               convention: str | None = None) -> xr.Dataset:
+def unmix_lazy(
+    unmixer: Unmixer,
+    cube: xr.DataArray,
+    outputs: Sequence[str] | None = None,
+    convention: str | None = None,
+) -> xr.Dataset:
     """The maps of a fitted ``unmixer`` on ``cube`` as a lazy Dataset; nothing is computed.
 
     Parameters
@@ -189,22 +205,26 @@ def unmix_lazy(unmixer: Unmixer, cube: xr.DataArray,
     unmixer._check_bands(cube.sizes["band"])
     layout = MapLayout.probe(unmixer, cube, outputs, convention)
     packed = packed_maps(shippable(unmixer), cube.data, layout)
-    variables = {name: (layout.dims(name), values)
-                 for name, values in layout.unpack(packed).items()}
+    variables = {
+        name: (layout.dims(name), values) for name, values in layout.unpack(packed).items()
+    }
     attrs = {k: v for k, v in cube.attrs.items() if k in ("crs", "transform")}
     attrs["convention"] = convention or unmixer.convention
-    return xr.Dataset(variables, coords={"endmember": np.arange(layout.shapes[0][0])},
-                      attrs=attrs)
+    return xr.Dataset(variables, coords={"endmember": np.arange(layout.shapes[0][0])}, attrs=attrs)
 
 
 def packed_maps(unmixer: Unmixer, cube: da.Array, layout: MapLayout) -> da.Array:
     """The (H, W, K) lazy packed maps of ``cube`` (H, W, L), one task per chunk."""
-    options = {"unmixer": dask.delayed(unmixer, pure=True),  # one copy in the graph
-               "layout": layout, "dtype": np.float32,
-               "chunks": cube.chunks[:2] + ((layout.channels,),),
-               "meta": np.empty((0, 0, 0), np.float32)}
+    options = {
+        "unmixer": dask.delayed(unmixer, pure=True),  # one copy in the graph
+        "layout": layout,
+        "dtype": np.float32,
+        "chunks": cube.chunks[:2] + ((layout.channels,),),
+        "meta": np.empty((0, 0, 0), np.float32),
+    }
     context = int(unmixer.spatial_context)
     if context == 0:
         return da.map_blocks(unmix_block, cube, **options)
-    return da.map_overlap(unmix_block, cube, depth=(context, context, 0), boundary="none",
-                          **options)
+    return da.map_overlap(
+        unmix_block, cube, depth=(context, context, 0), boundary="none", **options
+    )

@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -39,29 +39,44 @@ from ..scene import GeoInfo
 from .apply import MapLayout
 
 #: Output suffix -> format of a chunked run's output.
-OUTPUT_FORMATS = {".zarr": "zarr", ".tif": "gtiff", ".tiff": "gtiff", ".hdr": "envi",
-                  ".img": "envi"}
+OUTPUT_FORMATS = {
+    ".zarr": "zarr",
+    ".tif": "gtiff",
+    ".tiff": "gtiff",
+    ".hdr": "envi",
+    ".img": "envi",
+}
 #: GeoTIFF tile side (GDAL wants a multiple of 16).
 _TILE = 256
-_GTIFF_OPTIONS = {"tiled": True, "blockxsize": _TILE, "blockysize": _TILE,
-                  "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER",
-                  "nodata": np.nan}
+_GTIFF_OPTIONS = {
+    "tiled": True,
+    "blockxsize": _TILE,
+    "blockysize": _TILE,
+    "compress": "deflate",
+    "predictor": 3,
+    "BIGTIFF": "IF_SAFER",
+    "nodata": np.nan,
+}
 
 
 def output_format(path: str | Path) -> str:
     """``"zarr"``, ``"gtiff"`` or ``"envi"``, from the output path's suffix."""
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"the output of a chunked run is a Zarr store (.zarr), a GeoTIFF "
-                         f"(.tif) or an ENVI image (.hdr / .img); got {path}")
+        raise InputError(
+            f"the output of a chunked run is a Zarr store (.zarr), a GeoTIFF "
+            f"(.tif) or an ENVI image (.hdr / .img); got {path}"
+        )
     return OUTPUT_FORMATS[suffix]
 
 
 def map_paths(out: Path, names: Sequence[str]) -> dict[str, Path]:
     """Output file of each map: ``out`` for the abundances, ``<stem>_<map><suffix>`` for
     the others."""
-    return {name: out if name == "abundances" else out.with_name(f"{out.stem}_{name}{out.suffix}")
-            for name in names}
+    return {
+        name: out if name == "abundances" else out.with_name(f"{out.stem}_{name}{out.suffix}")
+        for name in names
+    }
 
 
 def endmembers_path(out: Path) -> Path:
@@ -95,16 +110,25 @@ def output_files(out: Path, names: Sequence[str], endmembers: bool) -> set[Path]
 def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
     """Band descriptions of a map with per-pixel ``shape`` (at most 1-D)."""
     if len(shape) > 1:
-        raise InputError(f"map {name!r} has per-pixel shape {shape}: a raster holds maps of "
-                         "at most one band axis; write it to a Zarr store (.zarr)")
+        raise InputError(
+            f"map {name!r} has per-pixel shape {shape}: a raster holds maps of "
+            "at most one band axis; write it to a Zarr store (.zarr)"
+        )
     if not shape:
         return [name]
     return [f"{name} {k + 1}" for k in range(shape[0])]
 
 
-def export_rasters(store_path: Path, out: Path, fmt: str, layout: MapLayout,
-                   geo: GeoInfo | None, endmembers: np.ndarray | None,
-                   wavelengths: np.ndarray | None, run: dict) -> dict[str, Path]:
+def export_rasters(
+    store_path: Path,
+    out: Path,
+    fmt: str,
+    layout: MapLayout,
+    geo: GeoInfo | None,
+    endmembers: np.ndarray | None,
+    wavelengths: np.ndarray | None,
+    run: dict,
+) -> dict[str, Path]:
     """Copy every map of a complete store to a raster file, and the endmembers to
     ``<stem>_endmembers.csv``; then remove the files of an earlier export to ``out`` that
     this one did not write, and write the run record ``run`` with the list of files
@@ -117,14 +141,14 @@ def export_rasters(store_path: Path, out: Path, fmt: str, layout: MapLayout,
             _copy_by_rows(array, tmp, fmt, geo, band_names(name, shape))
         written[name] = target
     if endmembers is not None:
-        written["endmembers"] = write_endmembers_csv(endmembers_path(out), endmembers,
-                                                     wavelengths)
+        written["endmembers"] = write_endmembers_csv(endmembers_path(out), endmembers, wavelengths)
     record = record_path(out)
     files = output_files(out, layout.names, endmembers is not None)
     remove_stale(recorded_files(record), files)
     listed = sorted(path.name for path in files - {record})
-    written["run"] = write_text(record, json.dumps({**run, "complete": True, "files": listed},
-                                                   indent=2) + "\n")
+    written["run"] = write_text(
+        record, json.dumps({**run, "complete": True, "files": listed}, indent=2) + "\n"
+    )
     return written
 
 
@@ -148,8 +172,9 @@ def _raster_target(target: Path, fmt: str) -> Iterator[Path]:
             gdal_header.unlink(missing_ok=True)
 
 
-def _copy_by_rows(array: zarr.Array, path: Path, fmt: str, geo: GeoInfo | None,
-                  names: list[str]) -> None:
+def _copy_by_rows(
+    array: zarr.Array, path: Path, fmt: str, geo: GeoInfo | None, names: list[str]
+) -> None:
     """Write the (H, W[, K]) Zarr ``array`` to a float32 raster, one row of chunks at a time."""
     n_rows, n_cols = array.shape[:2]
     options = dict(_GTIFF_OPTIONS) if fmt == "gtiff" else {}
@@ -158,12 +183,18 @@ def _copy_by_rows(array: zarr.Array, path: Path, fmt: str, geo: GeoInfo | None,
     step = array.chunks[0]
     with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="GTiff" if fmt == "gtiff" else "ENVI",
-                           width=n_cols, height=n_rows, count=len(names), dtype="float32",
-                           **options) as dataset:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff" if fmt == "gtiff" else "ENVI",
+            width=n_cols,
+            height=n_rows,
+            count=len(names),
+            dtype="float32",
+            **options,
+        ) as dataset:
             for top in range(0, n_rows, step):
-                rows = array[top:top + step].reshape(-1, n_cols, len(names))
-                dataset.write(np.moveaxis(rows, 2, 0),
-                              window=Window(0, top, n_cols, rows.shape[0]))
+                rows = array[top : top + step].reshape(-1, n_cols, len(names))
+                dataset.write(np.moveaxis(rows, 2, 0), window=Window(0, top, n_cols, rows.shape[0]))
             for band, name in enumerate(names, start=1):
                 dataset.set_band_description(band, name)

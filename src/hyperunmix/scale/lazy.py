@@ -55,14 +55,20 @@ def chunk_shape(chunks: int | tuple[int, int] | None, n_bands: int) -> tuple[int
         side = int(np.sqrt(AUTO_CHUNK_BYTES / (4 * n_bands))) // _AUTO_CHUNK_STEP
         return (max(side, 1) * _AUTO_CHUNK_STEP,) * 2
     sides = (chunks, chunks) if np.isscalar(chunks) else tuple(chunks)
-    if len(sides) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                                  and s >= 1 for s in sides):
+    if len(sides) != 2 or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sides
+    ):
         raise InputError(f"chunks must be a positive int or (rows, cols), got {chunks!r}")
     return int(sides[0]), int(sides[1])
 
 
-def open_cube(path: str | os.PathLike, *, chunks: int | tuple[int, int] | None = None,
-              key: str | None = None, scale: float | None = None) -> xr.DataArray:
+def open_cube(
+    path: str | os.PathLike,
+    *,
+    chunks: int | tuple[int, int] | None = None,
+    key: str | None = None,
+    scale: float | None = None,
+) -> xr.DataArray:
     """Open an image file as a lazy (y, x, band) cube; no pixel is read.
 
     Parameters
@@ -98,11 +104,13 @@ def open_cube(path: str | os.PathLike, *, chunks: int | tuple[int, int] | None =
     raise FileFormatError(
         f"{path} ({fmt}) cannot be read chunk by chunk: its format has no windowed access. "
         "Convert it once to Zarr, e.g. hyperunmix.scale.as_cube(hyperunmix.open(path))"
-        ".to_zarr('cube.zarr'), or to ENVI / GeoTIFF")
+        ".to_zarr('cube.zarr'), or to ENVI / GeoTIFF"
+    )
 
 
-def as_cube(source: Any, *, chunks: int | tuple[int, int] | None = None,
-            **options: Any) -> xr.DataArray:
+def as_cube(
+    source: Any, *, chunks: int | tuple[int, int] | None = None, **options: Any
+) -> xr.DataArray:
     """A lazy (y, x, band) cube from a path (:func:`open_cube`, with ``options``), a
     :class:`~hyperunmix.scene.Scene`, an (H, W, L) array or a DataArray with dims
     y, x and band (in any order)."""
@@ -116,16 +124,25 @@ def as_cube(source: Any, *, chunks: int | tuple[int, int] | None = None,
     cube = np.where(scene.mask[..., None], scene.cube, np.float32(np.nan))
     return _cube_array(
         da.from_array(cube, chunks=chunk_shape(chunks, scene.n_bands) + (-1,)),
-        name=scene.name, fmt=scene.metadata.get("format"), path=scene.metadata.get("path"),
-        wavelengths=scene.wavelengths, fwhm=scene.fwhm, bad_bands=scene.bad_bands,
-        geo=scene.geo, chunks=chunks)
+        name=scene.name,
+        fmt=scene.metadata.get("format"),
+        path=scene.metadata.get("path"),
+        wavelengths=scene.wavelengths,
+        fwhm=scene.fwhm,
+        bad_bands=scene.bad_bands,
+        geo=scene.geo,
+        chunks=chunks,
+    )
 
 
 def geo_of(cube: xr.DataArray) -> GeoInfo | None:
     """The georeferencing recorded in a cube's (or a map's) attributes."""
     transform = cube.attrs.get("transform")
-    return None if transform is None else GeoInfo(crs=cube.attrs.get("crs"),
-                                                  transform=tuple(transform))
+    return (
+        None
+        if transform is None
+        else GeoInfo(crs=cube.attrs.get("crs"), transform=tuple(transform))
+    )
 
 
 def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
@@ -136,8 +153,10 @@ def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
         return cube
     good = np.setdiff1d(np.arange(cube.sizes["band"]), bad)
     if good.size == 0:
-        raise InputError(f"every band of {cube.attrs.get('path', cube.name)} is flagged bad: "
-                         "nothing is left to unmix (keep_bad_bands=True unmixes them)")
+        raise InputError(
+            f"every band of {cube.attrs.get('path', cube.name)} is flagged bad: "
+            "nothing is left to unmix (keep_bad_bands=True unmixes them)"
+        )
     kept = cube.isel(band=good)
     kept.attrs = {**cube.attrs, "bad_bands": []}
     return kept
@@ -158,11 +177,23 @@ def _open_envi(path: Path, chunks, scale: float | None) -> xr.DataArray:
     windows = EnviWindows(header, data_file, scale=scale, nodata=_finite_or_none(data.nodata))
     _warn_if_unscaled(windows.stored_dtype, scale, path)
     # meta= lets dask read a window (a chunk and its halo) without reading whole chunks.
-    array = da.from_array(windows, chunks=chunk_shape(chunks, windows.shape[2]) + (-1,),
-                          asarray=False, meta=np.empty((0, 0, 0), dtype=np.float32))
-    return _cube_array(array, name=path.stem, fmt="envi", path=path,
-                       wavelengths=data.wavelengths, fwhm=data.fwhm, bad_bands=data.bad_bands,
-                       geo=data.geo, chunks=chunks)
+    array = da.from_array(
+        windows,
+        chunks=chunk_shape(chunks, windows.shape[2]) + (-1,),
+        asarray=False,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+    )
+    return _cube_array(
+        array,
+        name=path.stem,
+        fmt="envi",
+        path=path,
+        wavelengths=data.wavelengths,
+        fwhm=data.fwhm,
+        bad_bands=data.bad_bands,
+        geo=data.geo,
+        chunks=chunks,
+    )
 
 
 def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
@@ -170,21 +201,34 @@ def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
         wavelengths, fwhm = band_axis(dataset)
         geo = geo_from_dataset(dataset)
         nodata = dataset.nodata
-        bad_bands = [band for band in range(dataset.count)
-                     if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"]
+        bad_bands = [
+            band
+            for band in range(dataset.count)
+            if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"
+        ]
         rows, cols = chunk_shape(chunks, dataset.count)
     with library_errors(path, "read the raster"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        raster = rioxarray.open_rasterio(path, chunks={"band": -1, "y": rows, "x": cols},
-                                         mask_and_scale=False, cache=False)
+        raster = rioxarray.open_rasterio(
+            path, chunks={"band": -1, "y": rows, "x": cols}, mask_and_scale=False, cache=False
+        )
     raw = raster.data.transpose(1, 2, 0)
-    return _cube_array(_converted(raw, scale, nodata, path), name=path.stem, fmt="gtiff",
-                       path=path, wavelengths=wavelengths, fwhm=fwhm, bad_bands=bad_bands,
-                       geo=geo, chunks=chunks)
+    return _cube_array(
+        _converted(raw, scale, nodata, path),
+        name=path.stem,
+        fmt="gtiff",
+        path=path,
+        wavelengths=wavelengths,
+        fwhm=fwhm,
+        bad_bands=bad_bands,
+        geo=geo,
+        chunks=chunks,
+    )
 
 
-def _open_xarray(path: Path, engine: str, key: str | None, chunks,
-                 scale: float | None) -> xr.DataArray:
+def _open_xarray(
+    path: Path, engine: str, key: str | None, chunks, scale: float | None
+) -> xr.DataArray:
     """Zarr or NetCDF: ``_FillValue`` pixels are decoded to NaN by xarray."""
     what = "Zarr store" if engine == "zarr" else "NetCDF file"
     with library_errors(path, f"open the {what}"):
@@ -196,17 +240,24 @@ def _open_xarray(path: Path, engine: str, key: str | None, chunks,
         wavelengths, fwhm = _band_axis(variable)
         good = _band_coord(variable, "bbl")
         geo = _geo(variable, y, x)
-    return _cube_array(_converted(variable.data, scale, None, path), name=path.stem,
-                       fmt="zarr" if engine == "zarr" else "netcdf", path=path,
-                       wavelengths=wavelengths, fwhm=fwhm,
-                       bad_bands=None if good is None else np.flatnonzero(good == 0),
-                       geo=geo, chunks=chunks)
+    return _cube_array(
+        _converted(variable.data, scale, None, path),
+        name=path.stem,
+        fmt="zarr" if engine == "zarr" else "netcdf",
+        path=path,
+        wavelengths=wavelengths,
+        fwhm=fwhm,
+        bad_bands=None if good is None else np.flatnonzero(good == 0),
+        geo=geo,
+        chunks=chunks,
+    )
 
 
 def _from_dataarray(array: xr.DataArray, chunks) -> xr.DataArray:
     if set(array.dims) != set(DIMS):
-        raise InputError(f"a cube DataArray needs dims {DIMS}, got {array.dims}; rename "
-                         "them with .rename(...)")
+        raise InputError(
+            f"a cube DataArray needs dims {DIMS}, got {array.dims}; rename them with .rename(...)"
+        )
     array = array.transpose(*DIMS)
     _check_not_empty(array.shape, "the DataArray")
     rows, cols = chunk_shape(chunks, array.sizes["band"])
@@ -221,8 +272,10 @@ def _check_not_empty(shape: tuple[int, ...], source: Any) -> None:
     """An InputError for a cube with no row, column or band (e.g. ``bands = 0``)."""
     if min(shape) == 0:
         rows, cols, bands = shape
-        raise InputError(f"{source} holds an empty cube ({rows} rows x {cols} columns x "
-                         f"{bands} bands): nothing to unmix")
+        raise InputError(
+            f"{source} holds an empty cube ({rows} rows x {cols} columns x "
+            f"{bands} bands): nothing to unmix"
+        )
 
 
 def _finite_or_none(nodata: float | None) -> float | None:
@@ -232,13 +285,16 @@ def _finite_or_none(nodata: float | None) -> float | None:
 
 def _warn_if_unscaled(stored: np.dtype, scale: float | None, source: Any) -> None:
     if np.dtype(stored).kind in "biu" and scale is None:
-        warnings.warn(f"{source} holds {np.dtype(stored).name} digital numbers, unmixed "
-                      "unscaled; pass scale= (e.g. 1/10000 for reflectance x 10000) to get "
-                      "physical units", ScalingWarning, stacklevel=4)
+        warnings.warn(
+            f"{source} holds {np.dtype(stored).name} digital numbers, unmixed "
+            "unscaled; pass scale= (e.g. 1/10000 for reflectance x 10000) to get "
+            "physical units",
+            ScalingWarning,
+            stacklevel=4,
+        )
 
 
-def _converted(raw: da.Array, scale: float | None, nodata: float | None,
-               source: Any) -> da.Array:
+def _converted(raw: da.Array, scale: float | None, nodata: float | None, source: Any) -> da.Array:
     """``raw`` in physical float32 units with NaN at no-data pixels (:func:`to_physical`)."""
     _warn_if_unscaled(raw.dtype, scale, source)
     nodata = _finite_or_none(nodata)
@@ -247,9 +303,18 @@ def _converted(raw: da.Array, scale: float | None, nodata: float | None,
     return raw.map_blocks(to_physical, scale=scale, nodata=nodata, dtype=np.float32)
 
 
-def _cube_array(data: da.Array, *, name: str, fmt: str | None, path: Any,
-                wavelengths: Any, fwhm: Any, bad_bands: Any, geo: GeoInfo | None,
-                chunks) -> xr.DataArray:
+def _cube_array(
+    data: da.Array,
+    *,
+    name: str,
+    fmt: str | None,
+    path: Any,
+    wavelengths: Any,
+    fwhm: Any,
+    bad_bands: Any,
+    geo: GeoInfo | None,
+    chunks,
+) -> xr.DataArray:
     """The cube of float32 ``data`` (H, W, L), rechunked, with coordinates and attributes;
     its band vectors are checked against L as when the file is read in memory."""
     source = name if path is None else path
@@ -257,14 +322,17 @@ def _cube_array(data: da.Array, *, name: str, fmt: str | None, path: Any,
     n_bands = data.shape[2]
     data = data.rechunk(chunk_shape(chunks, n_bands) + (-1,))
     coords: dict[str, Any] = {"band": np.arange(n_bands)}
-    for key, values, what in (("wavelength", wavelengths, "wavelengths"),
-                              ("fwhm", fwhm, "FWHM values")):
+    for key, values, what in (
+        ("wavelength", wavelengths, "wavelengths"),
+        ("fwhm", fwhm, "FWHM values"),
+    ):
         values = check_band_vector(source, what, values, n_bands)
         if values is not None:
             coords[key] = ("band", values, {"units": "nm"})
     attrs: dict[str, Any] = {
         "name": str(name),
-        "bad_bands": [] if bad_bands is None else [int(b) for b in np.asarray(bad_bands)]}
+        "bad_bands": [] if bad_bands is None else [int(b) for b in np.asarray(bad_bands)],
+    }
     if fmt is not None:
         attrs["format"] = fmt
     if path is not None:

@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import dask
 import dask.array as da
@@ -35,9 +36,9 @@ from ..io import envi
 from ..registry import make_method
 from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, hidden_path, output_files, output_format, record_path
+from .grid import Chunk, chunk_grid
 from .lazy import as_cube, cube_wavelengths, drop_bad_bands, geo_of
 from .sample import DEFAULT_SAMPLE, fit_on_sample
-from .grid import Chunk, chunk_grid
 from .store import ChunkWriter, MapStore, StoreSpec
 
 log = logging.getLogger("hyperunmix")
@@ -57,14 +58,15 @@ class ChunkFailures(HyperunmixError):
     failures : list of ChunkOutcome
     """
 
-    def __init__(self, failures: list["ChunkOutcome"], out: Path):
+    def __init__(self, failures: list[ChunkOutcome], out: Path):
         self.failures = failures
         listed = "; ".join(f"{f.chunk.location}: {f.error}" for f in failures[:_LISTED_FAILURES])
         more = len(failures) - _LISTED_FAILURES
         super().__init__(
             f"{len(failures)} chunk(s) failed after their retries, {out} is incomplete "
             f"(rerun the same command to retry them): {listed}"
-            + (f"; and {more} more" if more > 0 else ""))
+            + (f"; and {more} more" if more > 0 else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,15 @@ class _LazyWindow:
         return self.block.compute(scheduler="sync")
 
 
-def run_chunk(chunk: Chunk, window: _LazyWindow, core: tuple[slice, slice],
-              unmixer: Unmixer, layout: MapLayout, writer: ChunkWriter,
-              retries: int) -> ChunkOutcome:
+def run_chunk(
+    chunk: Chunk,
+    window: _LazyWindow,
+    core: tuple[slice, slice],
+    unmixer: Unmixer,
+    layout: MapLayout,
+    writer: ChunkWriter,
+    retries: int,
+) -> ChunkOutcome:
     """Read, unmix and write one chunk, with up to ``retries`` more attempts."""
     error = None
     for attempt in range(1, retries + 2):
@@ -135,20 +143,31 @@ def run_chunk(chunk: Chunk, window: _LazyWindow, core: tuple[slice, slice],
             return ChunkOutcome(chunk, attempt)
         except Exception as exc:  # anything: the run goes on and reports it with the chunk
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("%s failed (attempt %d of %d): %s", chunk.location, attempt,
-                        retries + 1, error)
+            log.warning(
+                "%s failed (attempt %d of %d): %s", chunk.location, attempt, retries + 1, error
+            )
     return ChunkOutcome(chunk, retries + 1, error)
 
 
-def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
-                params: dict | None = None, chunks: int | tuple[int, int] | None = None,
-                client: Any = None, num_workers: int | None = None,
-                fit_sample: int = DEFAULT_SAMPLE, seed: int = 0,
-                outputs: Sequence[str] | None = None, keep_bad_bands: bool = False,
-                retries: int = DEFAULT_RETRIES, overwrite: bool = False,
-                progress: ProgressCallback | None = None,
-                open_options: dict | None = None,
-                convention: str | None = None) -> ChunkedRun:
+def unmix_large(
+    source: Any,
+    method: str | Unmixer,
+    out: str | os.PathLike,
+    *,
+    params: dict | None = None,
+    chunks: int | tuple[int, int] | None = None,
+    client: Any = None,
+    num_workers: int | None = None,
+    fit_sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    outputs: Sequence[str] | None = None,
+    keep_bad_bands: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    open_options: dict | None = None,
+    convention: str | None = None,
+) -> ChunkedRun:
     """Unmix a scene of any size chunk by chunk, writing the maps as chunks finish.
 
     Parameters
@@ -235,56 +254,84 @@ def unmix_large(source: Any, method: str | Unmixer, out: str | os.PathLike, *,
         _claim_outputs(out, fmt, store_path, cube, None, overwrite)
         with _connected(client) as dask_client:
             scheduler = dask_client if dask_client is not None else "threads"
-            unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler,
-                                      progress)
+            unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
             layout = MapLayout.probe(unmixer, cube, outputs, convention or unmixer.convention)
             spec = _store_spec(cube, unmixer, layout)
             _claim_outputs(out, fmt, store_path, cube, spec, overwrite)
             store = MapStore.prepare(store_path, spec, overwrite=overwrite)
             done = store.done()
-            pending = [chunk for chunk in chunk_grid(*cube.chunks[:2])
-                       if not done[chunk.index]]
+            pending = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if not done[chunk.index]]
             n_chunks, n_skipped = done.size, int(done.sum())
             report("unmix", n_skipped, n_chunks, {"skipped": n_skipped})
-            failures = _run_chunks(pending, cube, unmixer, layout, store.writer(layout),
-                                   retries, dask_client, num_workers,
-                                   lambda finished, failed: report(
-                                       "unmix", n_skipped + finished, n_chunks,
-                                       {"failed": failed}))
+            failures = _run_chunks(
+                pending,
+                cube,
+                unmixer,
+                layout,
+                store.writer(layout),
+                retries,
+                dask_client,
+                num_workers,
+                lambda finished, failed: report(
+                    "unmix", n_skipped + finished, n_chunks, {"failed": failed}
+                ),
+            )
         if failures:
             raise ChunkFailures(failures, out)
         store.mark_complete()
         files = {name: store_path for name in layout.names}
         if fmt != "zarr":
             report("export", 0, 1, {})
-            files = export_rasters(store_path, out, fmt, layout, spec.geo, spec.endmembers,
-                                   spec.wavelengths, spec.run)
+            files = export_rasters(
+                store_path, out, fmt, layout, spec.geo, spec.endmembers, spec.wavelengths, spec.run
+            )
             store.remove()
             report("export", 1, 1, {})
-    return ChunkedRun(out=out, files=files, unmixer=unmixer, shape=tuple(cube.shape),
-                      n_chunks=n_chunks, n_skipped=n_skipped,
-                      seconds=time.perf_counter() - start, convention=layout.convention,
-                      endmembers=spec.endmembers)
+    return ChunkedRun(
+        out=out,
+        files=files,
+        unmixer=unmixer,
+        shape=tuple(cube.shape),
+        n_chunks=n_chunks,
+        n_skipped=n_skipped,
+        seconds=time.perf_counter() - start,
+        convention=layout.convention,
+        endmembers=spec.endmembers,
+    )
 
 
 # -- steps -------------------------------------------------------------------------------
-def _claim_outputs(out: Path, fmt: str, store_path: Path, cube: xr.DataArray,
-                   spec: StoreSpec | None, overwrite: bool) -> None:
+def _claim_outputs(
+    out: Path,
+    fmt: str,
+    store_path: Path,
+    cube: xr.DataArray,
+    spec: StoreSpec | None,
+    overwrite: bool,
+) -> None:
     """Refuse an output that would replace the input (ever) or an existing file that is
     not this run's own (unless ``overwrite``): one the run record of a finished identical
     export lists, or any while an unfinished run's store is there (:meth:`MapStore.prepare`
     checks that it is this run's). Before the fit (``spec`` None) the abundance files only
     are known, and any earlier run's files may turn out to be this run's."""
-    if fmt == "zarr":   # the store is the output, and MapStore.prepare checks whose it is
+    if fmt == "zarr":  # the store is the output, and MapStore.prepare checks whose it is
         planned = owned = {store_path}
     else:
         names = ("abundances",) if spec is None else spec.layout.names
         planned = output_files(out, names, spec is not None and spec.endmembers is not None)
         planned.add(store_path)
-        owned = planned if store_path.exists() else recorded_files(
-            record_path(out), None if spec is None else spec.run["fingerprint"])
-    claim(planned, owned, overwrite=overwrite, inputs=_source_files(cube),
-          rule=f"not listed as this run's output in {record_path(out).name}")
+        owned = (
+            planned
+            if store_path.exists()
+            else recorded_files(record_path(out), None if spec is None else spec.run["fingerprint"])
+        )
+    claim(
+        planned,
+        owned,
+        overwrite=overwrite,
+        inputs=_source_files(cube),
+        rule=f"not listed as this run's output in {record_path(out).name}",
+    )
 
 
 def _source_files(cube: xr.DataArray) -> list[Path]:
@@ -312,9 +359,15 @@ def _connected(client: Any) -> Iterator[Any]:
         yield connected
 
 
-def _fitted_unmixer(method: str | Unmixer, params: dict | None, cube: xr.DataArray,
-                    fit_sample: int, seed: int, scheduler: Any,
-                    progress: ProgressCallback | None) -> Unmixer:
+def _fitted_unmixer(
+    method: str | Unmixer,
+    params: dict | None,
+    cube: xr.DataArray,
+    fit_sample: int,
+    seed: int,
+    scheduler: Any,
+    progress: ProgressCallback | None,
+) -> Unmixer:
     if isinstance(method, str):
         unmixer = make_method(method, **(params or {}))
     elif isinstance(method, Unmixer):
@@ -352,12 +405,17 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
         "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
         "convention": layout.convention,
     }
-    record["fingerprint"] = hashlib.sha256(
-        json.dumps(record, sort_keys=True).encode()).hexdigest()
+    record["fingerprint"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     record.update(complete=False, hyperunmix_version=__version__)
-    return StoreSpec(shape=cube.shape[:2], chunks=chunks, layout=layout, run=record,
-                     endmembers=unmixer.endmembers_out(), wavelengths=cube_wavelengths(cube),
-                     geo=geo_of(cube))
+    return StoreSpec(
+        shape=cube.shape[:2],
+        chunks=chunks,
+        layout=layout,
+        run=record,
+        endmembers=unmixer.endmembers_out(),
+        wavelengths=cube_wavelengths(cube),
+        geo=geo_of(cube),
+    )
 
 
 def _source_identity(cube: xr.DataArray) -> dict:
@@ -394,9 +452,17 @@ def fitted_state_digest(unmixer: Unmixer) -> str:
 
 
 # -- execution ---------------------------------------------------------------------------
-def _run_chunks(pending: list[Chunk], cube: xr.DataArray, unmixer: Unmixer,
-                layout: MapLayout, writer: ChunkWriter, retries: int, client: Any,
-                num_workers: int | None, on_progress) -> list[ChunkOutcome]:
+def _run_chunks(
+    pending: list[Chunk],
+    cube: xr.DataArray,
+    unmixer: Unmixer,
+    layout: MapLayout,
+    writer: ChunkWriter,
+    retries: int,
+    client: Any,
+    num_workers: int | None,
+    on_progress,
+) -> list[ChunkOutcome]:
     """Run the chunk tasks; returns the failed outcomes. ``on_progress(finished, failed)``
     is called in this thread after each chunk."""
     model = dask.delayed(shippable(unmixer), pure=True)  # shipped once, not once per task
@@ -407,8 +473,15 @@ def _run_chunks(pending: list[Chunk], cube: xr.DataArray, unmixer: Unmixer,
         read, core = chunk.window(context, cube.shape[:2])
         key = f"unmix-chunk-{token}-{chunk.index[0]}-{chunk.index[1]}"
         tasks[key] = dask.delayed(run_chunk, pure=False)(
-            chunk, _LazyWindow(cube.data[read]), core, model, layout, writer, retries,
-            dask_key_name=key)
+            chunk,
+            _LazyWindow(cube.data[read]),
+            core,
+            model,
+            layout,
+            writer,
+            retries,
+            dask_key_name=key,
+        )
     failures: list[ChunkOutcome] = []
 
     def finished(outcome: ChunkOutcome) -> None:

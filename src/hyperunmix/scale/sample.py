@@ -34,8 +34,9 @@ DEFAULT_SAMPLE = 200_000
 SPATIAL_PATCH_MIN = 32
 
 
-def stratified_positions(height: int, width: int, count: int,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def stratified_positions(
+    height: int, width: int, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` positions in a ``height`` x ``width`` grid, one in each of ``count`` cells.
 
     The grid of cells has about ``count`` near-equal cells, shaped like the area; when it
@@ -64,8 +65,14 @@ def shares(total: int, weights: np.ndarray) -> np.ndarray:
     return counts
 
 
-def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
-                 seed: int = 0, scheduler: Any = None) -> Scene:
+def sample_scene(
+    cube: xr.DataArray,
+    n: int = DEFAULT_SAMPLE,
+    *,
+    patch: int = 1,
+    seed: int = 0,
+    scheduler: Any = None,
+) -> Scene:
     """A Scene made of about ``n`` pixels of ``cube``, drawn stratified in space.
 
     Parameters
@@ -97,36 +104,47 @@ def sample_scene(cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *, patch: int = 1,
     else:
         chunks = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if min(chunk.shape) >= patch]
         if not chunks:
-            raise InputError(f"patches of {patch} px do not fit in chunks of "
-                             f"{cube.chunks[0][0]} x {cube.chunks[1][0]} px")
+            raise InputError(
+                f"patches of {patch} px do not fit in chunks of "
+                f"{cube.chunks[0][0]} x {cube.chunks[1][0]} px"
+            )
         counts = shares(math.ceil(n / patch**2), [math.prod(c.shape) for c in chunks])
         rng = np.random.default_rng(seed)
-        tasks = [_draws(cube, chunk, int(count), patch, rng)
-                 for chunk, count in zip(chunks, counts) if count]
+        tasks = [
+            _draws(cube, chunk, int(count), patch, rng)
+            for chunk, count in zip(chunks, counts)
+            if count
+        ]
         image = _mosaic(dask.compute(*tasks, scheduler=scheduler))
         layout = {"pixels": int(counts.sum()) * patch**2, "patch": patch}
     if not np.isfinite(image).all(axis=-1).any():
-        raise InputError(f"the sample of {layout['pixels']} pixels of {cube.attrs.get('name')} "
-                         "holds no valid pixel (all NaN or no-data)")
-    return Scene(image, cube_wavelengths(cube),
-                 fwhm=cube["fwhm"].values if "fwhm" in cube.coords else None,
-                 bad_bands=cube.attrs.get("bad_bands"),
-                 name=f"{cube.attrs.get('name', 'cube')} (sample)",
-                 metadata={"sample": {**layout, "seed": seed}})
+        raise InputError(
+            f"the sample of {layout['pixels']} pixels of {cube.attrs.get('name')} "
+            "holds no valid pixel (all NaN or no-data)"
+        )
+    return Scene(
+        image,
+        cube_wavelengths(cube),
+        fwhm=cube["fwhm"].values if "fwhm" in cube.coords else None,
+        bad_bands=cube.attrs.get("bad_bands"),
+        name=f"{cube.attrs.get('name', 'cube')} (sample)",
+        metadata={"sample": {**layout, "seed": seed}},
+    )
 
 
-def _draws(cube: xr.DataArray, chunk: Chunk, count: int, patch: int,
-           rng: np.random.Generator):
+def _draws(cube: xr.DataArray, chunk: Chunk, count: int, patch: int, rng: np.random.Generator):
     """A task returning ``count`` stratified patches (count, p, p, L) of one chunk."""
-    rows, cols = stratified_positions(chunk.shape[0] - patch + 1, chunk.shape[1] - patch + 1,
-                                      count, rng)
+    rows, cols = stratified_positions(
+        chunk.shape[0] - patch + 1, chunk.shape[1] - patch + 1, count, rng
+    )
     return dask.delayed(_patches)(cube.data.blocks[chunk.index], rows, cols, patch)
 
 
 def _patches(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch: int) -> np.ndarray:
     offsets = np.arange(patch)
-    return block[rows[:, None, None] + offsets[None, :, None],
-                 cols[:, None, None] + offsets[None, None, :]]
+    return block[
+        rows[:, None, None] + offsets[None, :, None], cols[:, None, None] + offsets[None, None, :]
+    ]
 
 
 def _mosaic(groups: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -149,8 +167,15 @@ def default_patch(unmixer: Unmixer) -> int:
     return 1 if context == 0 else max(SPATIAL_PATCH_MIN, 4 * context)
 
 
-def fit_on_sample(unmixer: Unmixer, cube: xr.DataArray, n: int = DEFAULT_SAMPLE, *,
-                  patch: int | None = None, seed: int = 0, scheduler: Any = None) -> Unmixer:
+def fit_on_sample(
+    unmixer: Unmixer,
+    cube: xr.DataArray,
+    n: int = DEFAULT_SAMPLE,
+    *,
+    patch: int | None = None,
+    seed: int = 0,
+    scheduler: Any = None,
+) -> Unmixer:
     """Fit ``unmixer`` on a stratified sample of ``cube`` (see :func:`sample_scene`).
 
     ``patch`` defaults to :func:`default_patch`, at most the chunk side. Returns the

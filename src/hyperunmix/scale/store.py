@@ -85,7 +85,7 @@ class MapStore:
         self.path = Path(path)
 
     @classmethod
-    def prepare(cls, path: str | Path, spec: StoreSpec, overwrite: bool = False) -> "MapStore":
+    def prepare(cls, path: str | Path, spec: StoreSpec, overwrite: bool = False) -> MapStore:
         """The store at ``path`` for the run ``spec``: the existing one when it records
         the same run (to resume), else a new, empty one.
 
@@ -96,23 +96,27 @@ class MapStore:
             try:
                 recorded = store.run_record()
             except FileFormatError:
-                raise InputError(f"{store.path} exists and is not a hyperunmix map store; "
-                                 "remove it or choose another output path") from None
+                raise InputError(
+                    f"{store.path} exists and is not a hyperunmix map store; "
+                    "remove it or choose another output path"
+                ) from None
             if recorded.get("fingerprint") != spec.run["fingerprint"]:
                 raise InputError(
                     f"{store.path} holds the output of another run (a different source, "
                     f"method, parameters, fitted model or chunking: "
                     f"{_differences(recorded, spec.run)}); "
                     "remove it, choose another output path, or overwrite it (overwrite=True, "
-                    "--overwrite)")
+                    "--overwrite)"
+                )
             return store
         with atomic_dir(store.path) as tmp, warnings.catch_warnings():
             # Consolidated metadata (xarray's default) is not yet in the Zarr v3 spec.
             warnings.filterwarnings("ignore", message="Consolidated metadata")
             _template(spec).to_zarr(tmp, mode="w", compute=False)
             markers = zarr.open_group(tmp, mode="r+").require_group(MARKERS.split("/")[0])
-            markers.create_array(MARKERS.split("/")[1], shape=spec.grid, chunks=(1, 1),
-                                 dtype="uint8", fill_value=0)
+            markers.create_array(
+                MARKERS.split("/")[1], shape=spec.grid, chunks=(1, 1), dtype="uint8", fill_value=0
+            )
             zarr.consolidate_metadata(tmp)
         return store
 
@@ -131,7 +135,7 @@ class MapStore:
     def complete(self) -> bool:
         return bool(self.run_record().get("complete"))
 
-    def writer(self, layout: MapLayout) -> "ChunkWriter":
+    def writer(self, layout: MapLayout) -> ChunkWriter:
         return ChunkWriter(str(self.path), layout.names)
 
     def mark_complete(self) -> None:
@@ -162,8 +166,10 @@ class ChunkWriter:
     def _arrays(self) -> dict[str, Any]:
         arrays = self.__dict__.get("_open")
         if arrays is None:
-            arrays = self._open = {name: zarr.open_array(self.path, path=name, mode="r+")
-                                   for name in self.names + (MARKERS,)}
+            arrays = self._open = {
+                name: zarr.open_array(self.path, path=name, mode="r+")
+                for name in self.names + (MARKERS,)
+            }
         return arrays
 
     def write(self, chunk: Chunk, maps: dict[str, np.ndarray]) -> None:
@@ -194,23 +200,34 @@ def _template(spec: StoreSpec) -> xr.Dataset:
         variables[name] = (spec.layout.dims(name), placeholder)
     coords: dict[str, Any] = {"endmember": np.arange(n_endmembers)}
     if spec.endmembers is not None:
-        variables["endmembers"] = (("endmember", "band"), np.asarray(spec.endmembers,
-                                                                    dtype=np.float64))
+        variables["endmembers"] = (
+            ("endmember", "band"),
+            np.asarray(spec.endmembers, dtype=np.float64),
+        )
         if spec.wavelengths is not None:
             coords["wavelength"] = ("band", np.asarray(spec.wavelengths), {"units": "nm"})
-    dataset = xr.Dataset(variables, coords=coords,
-                         attrs={RUN_ATTR: json.loads(json.dumps(spec.run))})
+    dataset = xr.Dataset(
+        variables, coords=coords, attrs={RUN_ATTR: json.loads(json.dumps(spec.run))}
+    )
     if spec.geo is not None:
         dataset = _georeference(dataset, spec.geo, *spec.shape)
     for name, shape in zip(spec.layout.names, spec.layout.shapes):
         # Updated in place: rioxarray keeps each map's grid_mapping in its encoding.
-        dataset[name].encoding.update({"chunks": spec.chunks + shape,
-                                       "_FillValue": np.float32(np.nan),
-                                       "compressors": MAP_COMPRESSORS})
+        dataset[name].encoding.update(
+            {
+                "chunks": spec.chunks + shape,
+                "_FillValue": np.float32(np.nan),
+                "compressors": MAP_COMPRESSORS,
+            }
+        )
     return dataset
 
 
 def _differences(recorded: dict, wanted: dict) -> str:
-    keys = [key for key in wanted if key not in ("fingerprint", "complete")
-            and recorded.get(key) != json.loads(json.dumps(wanted[key]))]
+    keys = [
+        key
+        for key in wanted
+        if key not in ("fingerprint", "complete")
+        and recorded.get(key) != json.loads(json.dumps(wanted[key]))
+    ]
     return ", ".join(keys) if keys else "the fitted model differs"
