@@ -51,7 +51,8 @@ def output_lock(lock: str | os.PathLike, output: str | os.PathLike) -> Iterator[
 
 def _acquire(lock: Path, output: Path) -> str:
     """Create ``lock`` for this process and return its token; see :func:`output_lock`."""
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+    token = uuid.uuid4().hex
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
     # Three tries: the lock may be released or taken over between two steps of another run.
     for _ in range(3):
         try:
@@ -67,7 +68,7 @@ def _acquire(lock: Path, output: Path) -> str:
             raise InputError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from exc
         with os.fdopen(descriptor, "w") as stream:
             json.dump(owner, stream)
-        return owner["token"]
+        return token
     raise _busy(lock, output, _holder(lock))
 
 

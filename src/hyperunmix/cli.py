@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import typer
 from rich.console import Console
@@ -36,8 +36,26 @@ from .scene import Scene
 #: Exit status of bad input (a HyperunmixError); 1 is left for unexpected failures.
 EXIT_BAD_INPUT = 2
 DATA_DIR_HELP = "Data directory (default: $HYPERUNMIX_DATA, else the user data directory)."
+
+
+class _DemoScene(TypedDict):
+    """Arguments of :func:`hyperunmix.synthetic.make_scene` for the demo."""
+
+    n_rows: int
+    n_cols: int
+    n_endmembers: int
+    abundances: str
+    snr_db: float
+
+
 #: The demo: a synthetic scene with the analytic library, VCA endmembers then FCLS.
-DEMO_SCENE = {"n_rows": 64, "n_cols": 64, "n_endmembers": 4, "abundances": "fields", "snr_db": 30.0}
+DEMO_SCENE: _DemoScene = {
+    "n_rows": 64,
+    "n_cols": 64,
+    "n_endmembers": 4,
+    "abundances": "fields",
+    "snr_db": 30.0,
+}
 DEMO_METHOD = "vca"
 READ_HELP = (
     "Reader option key=value, repeatable: key=ARRAY (.npz / .mat / NetCDF variable), "
@@ -137,7 +155,9 @@ def demo(
     from .synthetic import make_scene
 
     scene = make_scene(**DEMO_SCENE, seed=seed)
+    assert scene.truth is not None  # a synthetic scene comes with its truth
     model = make_method(DEMO_METHOD, n_endmembers=scene.truth.n_endmembers, seed=seed)
+    assert isinstance(model, Unmixer)  # every registered method is one
     result = run_with_progress(model, scene)
     written = save_result(result, out, truth=scene.truth, scene=scene)
     _print_summary(scene, result, written)
@@ -235,7 +255,7 @@ def unmix(
 
     if convention is not None:
         check_convention(convention)
-    estimator = get_method(method)
+    estimator = _estimator_class(method)
     read_options = parse_params(read)
     options = {"seed": seed, "device": device, "endmembers": endmembers, **parse_params(param)}
     if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
@@ -326,7 +346,9 @@ def datasets_download(
     already present with the right md5 are kept; every download is checked."""
     from .datasets import data_home, download
 
-    data_dir = data_dir or ctx.parent.params["data_dir"]  # `datasets --data-dir D download`
+    if data_dir is None:  # `datasets --data-dir D download`
+        assert ctx.parent is not None  # download is a subcommand of `datasets`
+        data_dir = ctx.parent.params["data_dir"]
     fetched: list = []
     try:
         with progress_display() as report:
@@ -490,7 +512,15 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def method_kwargs(estimator: type, options: dict[str, Any]) -> dict[str, Any]:
+def _estimator_class(method: str) -> type[Unmixer]:
+    """The estimator class registered as ``method``."""
+    estimator = get_method(method)
+    if not issubclass(estimator, Unmixer):  # every registered method is one
+        raise TypeError(f"method {method!r} is not an Unmixer: {estimator.__name__}")
+    return estimator
+
+
+def method_kwargs(estimator: type[Unmixer], options: dict[str, Any]) -> dict[str, Any]:
     """The options (those not None) as keyword arguments of ``estimator``; an option the
     method does not take is an error naming the ones it does."""
     accepted = estimator._param_names()

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -140,7 +140,7 @@ class ProgressLog:
 
     def __init__(
         self,
-        file: TextIO | None = None,
+        file: IO[str] | None = None,
         interval: float = LOG_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ):

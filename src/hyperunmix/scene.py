@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .conventions import check_convention
 from .errors import InputError, ScalingWarning
@@ -94,7 +95,7 @@ class Scene:
         Band centres in nanometres.
     fwhm : (L,) array-like, optional
         Band widths in nanometres.
-    bad_bands : sequence of int, optional
+    bad_bands : sequence or array of int, optional
         Indices of bands flagged bad (water absorption, noisy detectors). They stay in the
         cube; :meth:`drop_bad_bands` removes them.
     mask : (H, W) bool array, optional
@@ -117,7 +118,7 @@ class Scene:
         wavelengths: Any = None,
         *,
         fwhm: Any = None,
-        bad_bands: Sequence[int] | None = None,
+        bad_bands: Sequence[int] | NDArray[np.integer] | None = None,
         mask: Any = None,
         geo: GeoInfo | None = None,
         truth: Truth | None = None,
@@ -148,7 +149,7 @@ class Scene:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(H, W, L)."""
-        return self.cube.shape  # type: ignore[return-value]
+        return self.cube.shape
 
     @property
     def n_rows(self) -> int:
@@ -269,7 +270,7 @@ def _optional_band_vector(values: Any, n_bands: int, what: str) -> np.ndarray | 
     return vec
 
 
-def _band_indices(bands: Sequence[int] | None, n_bands: int) -> np.ndarray:
+def _band_indices(bands: Sequence[int] | NDArray[np.integer] | None, n_bands: int) -> np.ndarray:
     if bands is None:
         return np.zeros(0, dtype=np.intp)
     idx = np.unique(np.asarray(bands, dtype=np.intp).ravel())

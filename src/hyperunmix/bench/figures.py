@@ -68,17 +68,18 @@ def abundance_figure(
     dataset: str, by_method: dict[str, Group], scene: Scene, store: RunStore
 ) -> Figure | None:
     """Rows: the true maps, then each method's representative maps; columns: materials."""
-    if scene.truth.abundances is None:
+    truth = scene.truth
+    if truth is None or truth.abundances is None:
         return None
-    maps = {TRUTH: scene.truth.abundances}
+    maps = {TRUTH: truth.abundances}
     for found in by_method.values():
         estimate = _matched_estimates(found, store)
-        if estimate is not None and estimate[1]["abundances"].shape == scene.truth.abundances.shape:
+        if estimate is not None and estimate[1]["abundances"].shape == truth.abundances.shape:
             # Two lines: a long label would not fit one map's height written vertically.
             maps[estimate[0].replace(" (", "\n(", 1)] = estimate[1]["abundances"]
     if len(maps) == 1:
         return None
-    return plot_abundance_comparison(maps, scene.truth.names, title=f"{dataset}: abundance maps")
+    return plot_abundance_comparison(maps, truth.names, title=f"{dataset}: abundance maps")
 
 
 def spectra_figure(
@@ -89,20 +90,20 @@ def spectra_figure(
     When the truth is known in shape only (``endmember_scale="shape"``, e.g. Samson's
     max-normalised spectra) every curve is scaled to a peak of 1.
     """
-    truth = scene.truth.endmembers
-    if truth is None:
+    truth = scene.truth
+    if truth is None or truth.endmembers is None:
         return None
-    spectra = {TRUTH: truth}
+    spectra = {TRUTH: truth.endmembers}
     for found in by_method.values():
         estimate = _matched_estimates(found, store)
         if estimate is not None and "endmembers" in estimate[1]:
             spectra[estimate[0]] = estimate[1]["endmembers"]
     if len(spectra) == 1:
         return None
-    if scene.truth.endmember_scale == "shape":
+    if truth.endmember_scale == "shape":
         spectra = {label: _peak_normalised(values) for label, values in spectra.items()}
     return plot_spectra_comparison(
-        spectra, scene.wavelengths, scene.truth.names, title=f"{dataset}: endmember spectra"
+        spectra, scene.wavelengths, truth.names, title=f"{dataset}: endmember spectra"
     )
 
 
@@ -128,6 +129,7 @@ def accuracy_time_figure(groups: dict[str, dict[str, Group]]) -> Figure | None:
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax, (dataset, label, points) in zip(axes, panels):
         for method, time_stat, score in points:
+            assert time_stat.mean is not None  # points without a mean are left out above
             spread = time_stat.std or 0.0
             # On the log axis a bar reaching zero or below cannot be drawn: stop it short.
             xerr = [[min(spread, 0.9 * time_stat.mean)], [spread]]

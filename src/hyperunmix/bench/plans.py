@@ -157,6 +157,8 @@ def matched_baseline(record: Mapping[str, Any]) -> str | None:
         return None
     start = (record.get("parameters") or {}).get(parameter)
     convention = (record.get("metrics") or {}).get("result_convention")
+    if not isinstance(convention, str) or not isinstance(start, str):
+        return None  # a start given as spectra (a list when short enough for JSON)
     return MATCHED_BASELINES.get((convention, start))
 
 

@@ -78,7 +78,9 @@ def plan(
         Parameter overrides per method, on top of its plan.
     """
     if registry is None:
-        from ..registry import METHODS as registry
+        from ..registry import METHODS
+
+        registry = METHODS
     known = benchmark_methods(registry)
     names = _method_names(methods, known)
     if seeds is not None and seeds < 1:
@@ -185,7 +187,13 @@ def run_jobs(
                 on_record(reply["record"], n_done, n_total)
     finally:
         pool.close()
-    return [store.load(job.key) for job in jobs]
+    records = []
+    for job in jobs:
+        record = store.load(job.key)
+        if record is None:  # every job's record was stored above
+            raise RuntimeError(f"run {job.key} left no record in {store.dir}")
+        records.append(record)
+    return records
 
 
 def run_benchmark(
@@ -331,6 +339,7 @@ class _Worker:
         """The reply of the finished job (a failed one if it crashed or timed out), or None
         while it runs."""
         job = self.job
+        assert job is not None, "poll() of a worker given no job"
         try:
             while self.conn.poll():
                 kind, value = self.conn.recv()

@@ -216,8 +216,8 @@ def user_scene(spec: str) -> SceneSpec:
     :func:`hyperunmix.io.read_endmembers` reads.
     The scene is reported under the image's file stem.
     """
-    path, _, truth = spec.partition("=")
-    path = Path(path).expanduser()
+    image, _, truth = spec.partition("=")
+    path = Path(image).expanduser()
     if not path.exists():
         raise InputError(f"benchmark scene {path} does not exist")
     options: dict[str, Any] = {"path": str(path.resolve())}

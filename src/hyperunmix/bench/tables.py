@@ -161,12 +161,12 @@ def _gain_cell(found: Group, by_method: dict[str, Group]) -> str:
     stat = gain(found, by_method.get(name))
     if stat.mean is None:
         return f"— (no {name} run)"
-    return _percent(stat) + f" vs {name}"
+    return _percent(stat.mean, stat.std) + f" vs {name}"
 
 
-def _percent(stat: Stat) -> str:
-    text = f"{100 * stat.mean:+.1f}"
-    return (text if stat.std is None else f"{text} ± {100 * stat.std:.1f}") + " %"
+def _percent(mean: float, std: float | None) -> str:
+    text = f"{100 * mean:+.1f}"
+    return (text if std is None else f"{text} ± {100 * std:.1f}") + " %"
 
 
 def summary_table(groups: dict[str, dict[str, Group]], key: str) -> Table:

@@ -8,6 +8,7 @@ Pixel n of an ``order="F"`` matrix (MATLAB) is image pixel (n % H, n // H); of a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -18,6 +19,11 @@ def _check_size(rows: int | None, cols: int | None) -> None:
     for what, value in (("rows", rows), ("cols", cols)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
             raise InputError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _quotient(n_pixels: int, side: int) -> int:
+    """The other side of an image of ``n_pixels`` with one side ``side``; 0 when none."""
+    return n_pixels // side if n_pixels % side == 0 else 0
 
 
 def matrix_layout(
@@ -37,8 +43,11 @@ def matrix_layout(
             f"rows= and cols= (rows x cols = the number of pixels) to make it an image"
         )
     for n_pixels, n_bands, bands_first in ((width, height, True), (height, width, False)):
-        n_rows = rows if rows is not None else (n_pixels // cols if n_pixels % cols == 0 else 0)
-        n_cols = cols if cols is not None else (n_pixels // rows if n_pixels % rows == 0 else 0)
+        if rows is not None:
+            n_rows, n_cols = rows, (cols if cols is not None else _quotient(n_pixels, rows))
+        else:
+            assert cols is not None  # both missing is refused above
+            n_rows, n_cols = _quotient(n_pixels, cols), cols
         if n_rows * n_cols == n_pixels:
             return int(n_rows), int(n_cols), n_bands, bands_first
     raise InputError(
@@ -57,7 +66,8 @@ def matrix_to_image(
         )
     n_rows, n_cols, n_bands, bands_first = matrix_layout(matrix.shape, rows, cols, str(source))
     pixels = matrix.T if bands_first else matrix  # (N, L)
-    return pixels.reshape(n_rows, n_cols, n_bands, order=order)
+    pixel_order: Literal["C", "F"] = "F" if order == "F" else "C"
+    return pixels.reshape(n_rows, n_cols, n_bands, order=pixel_order)
 
 
 def as_image(

@@ -75,8 +75,13 @@ def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np
             [t["wavelength"] for t in tags], fwhm, units=tags[0].get("wavelength_units")
         )
     found = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in dataset.descriptions]
-    if all(found):
-        in_nm = [band_axis_in_nm([m.group(1)], units=m.group(2))[0] for m in found]
+    matches = [m for m in found if m is not None]
+    if len(matches) == len(found):
+        in_nm = []
+        for m in matches:
+            wavelength = band_axis_in_nm([m.group(1)], units=m.group(2))[0]
+            assert wavelength is not None  # the pattern matches length units only
+            in_nm.append(wavelength)
         return np.concatenate(in_nm), None
     return None, None
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .._atomic import write_text
 from ..errors import FileFormatError, InputError
@@ -51,6 +52,7 @@ def write_endmembers_csv(
     if spectra.ndim != 2:
         raise InputError(f"endmembers must be a (P, L) matrix, got shape {spectra.shape}")
     n_endmembers, n_bands = spectra.shape
+    axis: NDArray[np.number]
     if wavelengths is None:
         axis_name, axis = "band", np.arange(n_bands)
     else:
@@ -94,7 +96,7 @@ def _read_csv(path: Path) -> Spectra:
         raise FileFormatError(f"{path} has a non-numeric value below its header: {exc}") from exc
     axis_name = "" if header is None else header[0].lower()
     wavelengths = None
-    if axis_name.startswith(("wavelength", "lambda", "band")):
+    if header is not None and axis_name.startswith(("wavelength", "lambda", "band")):
         units = "um" if ("um" in axis_name or "µm" in axis_name) else None
         if not axis_name.startswith("band"):
             wavelengths = band_axis_in_nm(table[:, 0], units=units)[0]

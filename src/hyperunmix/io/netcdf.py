@@ -10,6 +10,7 @@ and ``band_name``. ``_FillValue`` pixels are decoded to NaN and so masked.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
@@ -58,19 +59,20 @@ def _open(path: Path) -> xr.Dataset:
 def _variable(dataset: xr.Dataset, key: str | None, path: Path) -> xr.DataArray:
     """The cube variable: ``key``, else ``cube``, else the only 3-D data variable."""
     cubes = [name for name, var in dataset.data_vars.items() if var.ndim == 3]
-    if key is None:
-        key = "cube" if "cube" in dataset.data_vars else (cubes[0] if len(cubes) == 1 else None)
-    if key is None or key not in dataset.data_vars:
+    name: Hashable | None = key
+    if name is None:
+        name = "cube" if "cube" in dataset.data_vars else (cubes[0] if len(cubes) == 1 else None)
+    if name is None or name not in dataset.data_vars:
         listed = ", ".join(map(str, dataset.data_vars)) or "none"
-        wanted = "a 3-D variable" if key is None else f"a variable {key!r}"
+        wanted = "a 3-D variable" if name is None else f"a variable {name!r}"
         raise FileFormatError(
             f"{path} holds no single cube: expected {wanted}; its data "
             f"variables are {listed} (choose one with key=)"
         )
-    variable = dataset[key]
+    variable = dataset[name]
     if variable.ndim != 3:
         raise FileFormatError(
-            f"variable {key!r} of {path} has dims {variable.dims}; a cube needs 3 (y, x, band)"
+            f"variable {name!r} of {path} has dims {variable.dims}; a cube needs 3 (y, x, band)"
         )
     return variable
 
@@ -82,7 +84,7 @@ def _wavelength_coord(variable: xr.DataArray) -> xr.DataArray | None:
     return None
 
 
-def _dims(variable: xr.DataArray, path: Path) -> tuple[str, str, str]:
+def _dims(variable: xr.DataArray, path: Path) -> tuple[Hashable, Hashable, Hashable]:
     """The (y, x, band) dimension names of a 3-D variable."""
     wavelength = _wavelength_coord(variable)
     band = next((d for d in variable.dims if str(d).lower() in _BAND_DIMS), None)
@@ -99,7 +101,7 @@ def _dims(variable: xr.DataArray, path: Path) -> tuple[str, str, str]:
     return y, x, band
 
 
-def _geo(variable: xr.DataArray, y: str, x: str) -> GeoInfo | None:
+def _geo(variable: xr.DataArray, y: Hashable, x: Hashable) -> GeoInfo | None:
     spatial = variable.rio.set_spatial_dims(x_dim=x, y_dim=y)
     if spatial.rio.crs is None:
         return None
@@ -162,7 +164,7 @@ def describe(path: Path, key: str | None = None) -> CubeHeader:
 
 # -- writing -----------------------------------------------------------------------------
 def _band_coords(data: CubeData) -> dict[str, tuple]:
-    coords = {}
+    coords: dict[str, tuple] = {}
     if data.wavelengths is not None:
         coords["wavelength"] = ("band", np.asarray(data.wavelengths), {"units": "nm"})
     if data.fwhm is not None:

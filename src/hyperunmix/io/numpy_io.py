@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._atomic import atomic_path
 from ..errors import FileFormatError
@@ -61,7 +62,8 @@ def _truth(archive: np.lib.npyio.NpzFile) -> Truth | None:
         return None
     convention = _optional(archive, "truth_convention")
     return Truth(
-        **parts,
+        abundances=parts.get("abundances"),
+        endmembers=parts.get("endmembers"),
         names=None if names is None else [str(n) for n in names],
         convention="absolute" if convention is None else str(convention),
     )
@@ -129,14 +131,16 @@ def describe(
             shape, dtype = array.shape, array.dtype
     if len(shape) == 2:
         shape = matrix_layout(shape, rows, cols, str(path))[:3]
-    return CubeHeader(
-        shape=tuple(shape), dtype=np.dtype(dtype).name, wavelengths=wavelengths, geo=geo
-    )
+    if len(shape) != 3:
+        raise FileFormatError(
+            f"{path} has shape {shape}; a cube is (H, W, L) or a pixel matrix (L x N or N x L)"
+        )
+    return CubeHeader(shape=shape, dtype=np.dtype(dtype).name, wavelengths=wavelengths, geo=geo)
 
 
 def _archive_content(data: CubeData) -> dict[str, np.ndarray]:
     content = {data.array_name: np.asarray(data.cube, dtype=np.float32)}
-    optional = {
+    optional: dict[str, ArrayLike | None] = {
         "wavelengths": data.wavelengths,
         "fwhm": data.fwhm,
         "bad_bands": data.bad_bands if data.bad_bands is not None and len(data.bad_bands) else None,
@@ -162,4 +166,6 @@ def write(path: Path, data: CubeData) -> None:
         if path.suffix.lower() == ".npy":
             np.save(stream, np.asarray(data.cube, dtype=np.float32))
         else:
-            np.savez_compressed(stream, **_archive_content(data))
+            # allow_pickle spelled out (numpy's default) so that mypy does not take it for
+            # one of the arrays.
+            np.savez_compressed(stream, allow_pickle=True, **_archive_content(data))

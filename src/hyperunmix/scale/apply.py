@@ -17,6 +17,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dask
 import dask.array as da
@@ -27,6 +28,8 @@ from ..base import Unmixer
 from ..conventions import check_convention, convert_maps
 from ..errors import InputError
 
+#: A block of packed maps, in memory or lazy.
+_Block = TypeVar("_Block", np.ndarray, da.Array)
 #: Fractions of the image height / width where :meth:`MapLayout.probe` looks for valid pixels.
 _PROBE_CENTRES = ((0.5, 0.5), (0.25, 0.25), (0.75, 0.75), (0.25, 0.75), (0.75, 0.25))
 #: Side of the probe window for pixel-wise methods.
@@ -75,8 +78,8 @@ class MapLayout:
             flat.append(maps[name].reshape(first.shape[:2] + (-1,)))
         return np.concatenate(flat, axis=2).astype(np.float32, copy=False)
 
-    def unpack(self, block: np.ndarray) -> dict[str, np.ndarray]:
-        """(h, w, K) -> {name: (h, w, *shape)} (views of ``block``)."""
+    def unpack(self, block: _Block) -> dict[str, _Block]:
+        """(h, w, K) -> {name: (h, w, *shape)} (views of ``block``, a NumPy or dask array)."""
         bounds = np.cumsum([0] + self.sizes)
         return {
             name: block[:, :, start:stop].reshape(block.shape[:2] + shape)

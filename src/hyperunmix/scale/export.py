@@ -194,7 +194,7 @@ def _copy_by_rows(
             **options,
         ) as dataset:
             for top in range(0, n_rows, step):
-                rows = array[top : top + step].reshape(-1, n_cols, len(names))
+                rows = np.asarray(array[top : top + step]).reshape(-1, n_cols, len(names))
                 dataset.write(np.moveaxis(rows, 2, 0), window=Window(0, top, n_cols, rows.shape[0]))
             for band, name in enumerate(names, start=1):
                 dataset.set_band_description(band, name)

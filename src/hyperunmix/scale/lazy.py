@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def chunk_shape(chunks: int | tuple[int, int] | None, n_bands: int) -> tuple[int
     if chunks is None:
         side = int(np.sqrt(AUTO_CHUNK_BYTES / (4 * n_bands))) // _AUTO_CHUNK_STEP
         return (max(side, 1) * _AUTO_CHUNK_STEP,) * 2
-    sides = (chunks, chunks) if np.isscalar(chunks) else tuple(chunks)
+    sides = tuple(chunks) if isinstance(chunks, Iterable) else (chunks, chunks)
     if len(sides) != 2 or not all(
         isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sides
     ):
@@ -162,6 +163,14 @@ def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
     return kept
 
 
+def cube_chunks(cube: xr.DataArray) -> tuple[tuple[int, ...], ...]:
+    """The chunk sizes along each axis of a cube of :func:`open_cube` or :func:`as_cube`
+    (an InputError for a DataArray held in memory)."""
+    if cube.chunks is None:
+        raise InputError("the cube is not chunked: open it with open_cube or wrap it with as_cube")
+    return cube.chunks
+
+
 def cube_wavelengths(cube: xr.DataArray) -> np.ndarray | None:
     """(L,) wavelengths in nm of a cube, or None."""
     return cube["wavelength"].values if "wavelength" in cube.coords else None
@@ -212,6 +221,8 @@ def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
         raster = rioxarray.open_rasterio(
             path, chunks={"band": -1, "y": rows, "x": cols}, mask_and_scale=False, cache=False
         )
+    if not isinstance(raster, xr.DataArray):  # several subdatasets
+        raise FileFormatError(f"{path} holds several rasters; a cube is a single one")
     raw = raster.data.transpose(1, 2, 0)
     return _cube_array(
         _converted(raw, scale, nodata, path),
@@ -300,7 +311,7 @@ def _converted(raw: da.Array, scale: float | None, nodata: float | None, source:
     nodata = _finite_or_none(nodata)
     if raw.dtype == np.dtype(np.float32) and scale is None and nodata is None:
         return raw
-    return raw.map_blocks(to_physical, scale=scale, nodata=nodata, dtype=np.float32)
+    return da.map_blocks(to_physical, raw, scale=scale, nodata=nodata, dtype=np.float32)
 
 
 def _cube_array(

@@ -37,7 +37,7 @@ from ..registry import make_method
 from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, hidden_path, output_files, output_format, record_path
 from .grid import Chunk, chunk_grid
-from .lazy import as_cube, cube_wavelengths, drop_bad_bands, geo_of
+from .lazy import as_cube, cube_chunks, cube_wavelengths, drop_bad_bands, geo_of
 from .sample import DEFAULT_SAMPLE, fit_on_sample
 from .store import ChunkWriter, MapStore, StoreSpec
 
@@ -255,12 +255,15 @@ def unmix_large(
         with _connected(client) as dask_client:
             scheduler = dask_client if dask_client is not None else "threads"
             unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
-            layout = MapLayout.probe(unmixer, cube, outputs, convention or unmixer.convention)
+            maps_convention = convention or unmixer.convention
+            layout = MapLayout.probe(unmixer, cube, outputs, maps_convention)
             spec = _store_spec(cube, unmixer, layout)
             _claim_outputs(out, fmt, store_path, cube, spec, overwrite)
             store = MapStore.prepare(store_path, spec, overwrite=overwrite)
             done = store.done()
-            pending = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if not done[chunk.index]]
+            pending = [
+                chunk for chunk in chunk_grid(*cube_chunks(cube)[:2]) if not done[chunk.index]
+            ]
             n_chunks, n_skipped = done.size, int(done.sum())
             report("unmix", n_skipped, n_chunks, {"skipped": n_skipped})
             failures = _run_chunks(
@@ -287,15 +290,16 @@ def unmix_large(
             )
             store.remove()
             report("export", 1, 1, {})
+    n_rows, n_cols, n_bands = cube.shape
     return ChunkedRun(
         out=out,
         files=files,
         unmixer=unmixer,
-        shape=tuple(cube.shape),
+        shape=(n_rows, n_cols, n_bands),
         n_chunks=n_chunks,
         n_skipped=n_skipped,
         seconds=time.perf_counter() - start,
-        convention=layout.convention,
+        convention=maps_convention,
         endmembers=spec.endmembers,
     )
 
@@ -369,7 +373,10 @@ def _fitted_unmixer(
     progress: ProgressCallback | None,
 ) -> Unmixer:
     if isinstance(method, str):
-        unmixer = make_method(method, **(params or {}))
+        made = make_method(method, **(params or {}))
+        if not isinstance(made, Unmixer):  # every registered method is one
+            raise TypeError(f"method {method!r} is not an Unmixer: {type(made).__name__}")
+        unmixer = made
     elif isinstance(method, Unmixer):
         if params:
             raise InputError("params= applies to a method given by name, not to an estimator")
@@ -394,7 +401,9 @@ def _fitted_unmixer(
 def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> StoreSpec:
     """The store of this run, with the run record and its fingerprint (which covers the
     fitted model itself, so how it was fitted needs no entry)."""
-    chunks = (cube.chunks[0][0], cube.chunks[1][0])
+    row_chunks, col_chunks = cube_chunks(cube)[:2]
+    chunks = (row_chunks[0], col_chunks[0])
+    n_rows, n_cols, _ = cube.shape
     record = {
         "source": _source_identity(cube),
         "shape": list(cube.shape),
@@ -408,7 +417,7 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
     record["fingerprint"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     record.update(complete=False, hyperunmix_version=__version__)
     return StoreSpec(
-        shape=cube.shape[:2],
+        shape=(n_rows, n_cols),
         chunks=chunks,
         layout=layout,
         run=record,
@@ -468,9 +477,10 @@ def _run_chunks(
     model = dask.delayed(shippable(unmixer), pure=True)  # shipped once, not once per task
     context = int(unmixer.spatial_context)
     token = dask.base.tokenize(writer.path, cube.data.name)
+    n_rows, n_cols, _ = cube.shape
     tasks = {}
     for chunk in pending:
-        read, core = chunk.window(context, cube.shape[:2])
+        read, core = chunk.window(context, (n_rows, n_cols))
         key = f"unmix-chunk-{token}-{chunk.index[0]}-{chunk.index[1]}"
         tasks[key] = dask.delayed(run_chunk, pure=False)(
             chunk,
@@ -483,14 +493,15 @@ def _run_chunks(
             dask_key_name=key,
         )
     failures: list[ChunkOutcome] = []
+    n_finished = 0
 
     def finished(outcome: ChunkOutcome) -> None:
+        nonlocal n_finished
         if outcome.error is not None:
             failures.append(outcome)
-        finished.count += 1
-        on_progress(finished.count, len(failures))
+        n_finished += 1
+        on_progress(n_finished, len(failures))
 
-    finished.count = 0
     if client is None:
         with _ChunkCallback(set(tasks), finished):
             dask.compute(list(tasks.values()), scheduler="threads", num_workers=num_workers)

@@ -21,12 +21,13 @@ from typing import Any
 import dask
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from ..base import Unmixer
 from ..errors import InputError
 from ..scene import Scene
 from .grid import Chunk, chunk_grid
-from .lazy import cube_wavelengths
+from .lazy import cube_chunks, cube_wavelengths
 
 #: Default sample size (pixels): enough for VCA / N-FINDR and for an epoch of a deep model.
 DEFAULT_SAMPLE = 200_000
@@ -56,7 +57,7 @@ def stratified_positions(
     return positions[0], positions[1]
 
 
-def shares(total: int, weights: np.ndarray) -> np.ndarray:
+def shares(total: int, weights: ArrayLike) -> np.ndarray:
     """``total`` split into integers proportional to ``weights`` (largest remainders)."""
     exact = total * np.asarray(weights, dtype=np.float64) / np.sum(weights)
     counts = np.floor(exact).astype(np.int64)
@@ -102,11 +103,14 @@ def sample_scene(
         image = cube.data.compute(scheduler=scheduler)
         layout = {"pixels": height * width, "patch": None}
     else:
-        chunks = [chunk for chunk in chunk_grid(*cube.chunks[:2]) if min(chunk.shape) >= patch]
+        row_chunks, col_chunks = cube_chunks(cube)[:2]
+        chunks = [
+            chunk for chunk in chunk_grid(row_chunks, col_chunks) if min(chunk.shape) >= patch
+        ]
         if not chunks:
             raise InputError(
                 f"patches of {patch} px do not fit in chunks of "
-                f"{cube.chunks[0][0]} x {cube.chunks[1][0]} px"
+                f"{row_chunks[0]} x {col_chunks[0]} px"
             )
         counts = shares(math.ceil(n / patch**2), [math.prod(c.shape) for c in chunks])
         rng = np.random.default_rng(seed)
@@ -184,5 +188,6 @@ def fit_on_sample(
     if not isinstance(unmixer, Unmixer):
         raise InputError(f"fit_on_sample needs an Unmixer, got {type(unmixer).__name__}")
     if patch is None:
-        patch = min(default_patch(unmixer), cube.chunks[0][0], cube.chunks[1][0])
+        row_chunks, col_chunks = cube_chunks(cube)[:2]
+        patch = min(default_patch(unmixer), row_chunks[0], col_chunks[0])
     return unmixer.fit(sample_scene(cube, n, patch=patch, seed=seed, scheduler=scheduler))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.codecs import BloscCodec
 
 from .._atomic import atomic_dir
 from ..errors import FileFormatError, InputError
@@ -44,7 +46,7 @@ MARKERS = "progress/chunks_done"
 #: Compression of the maps: LZ4 with byte shuffle compresses a chunk of float32 maps about
 #: as well as Zarr's default Zstandard and four times faster, which keeps writing a small
 #: share of a chunk's time.
-MAP_COMPRESSORS = (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+MAP_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class StoreSpec:
     @property
     def grid(self) -> tuple[int, int]:
         """Chunks along rows and columns."""
-        return tuple(-(-n // c) for n, c in zip(self.shape, self.chunks))  # type: ignore
+        (n_rows, n_cols), (rows, cols) = self.shape, self.chunks
+        return -(-n_rows // rows), -(-n_cols // cols)
 
 
 class MapStore:
@@ -123,13 +126,13 @@ class MapStore:
     def run_record(self) -> dict:
         """The ``hyperunmix`` root attribute; FileFormatError when there is no such store."""
         try:
-            return dict(zarr.open_group(self.path, mode="r").attrs[RUN_ATTR])
+            return _run_attribute(zarr.open_group(self.path, mode="r"))
         except Exception as exc:
             raise FileFormatError(f"{self.path} is not a hyperunmix map store: {exc}") from exc
 
     def done(self) -> np.ndarray:
         """(chunk rows, chunk cols) bool: the chunks already written."""
-        return zarr.open_array(self.path, path=MARKERS, mode="r")[:].astype(bool)
+        return np.asarray(zarr.open_array(self.path, path=MARKERS, mode="r")[:]).astype(bool)
 
     @property
     def complete(self) -> bool:
@@ -143,13 +146,21 @@ class MapStore:
         if not self.done().all():
             raise InputError(f"{self.path}: {int((~self.done()).sum())} chunks are not written")
         group = zarr.open_group(self.path, mode="r+")
-        group.attrs[RUN_ATTR] = {**group.attrs[RUN_ATTR], "complete": True}
+        group.attrs[RUN_ATTR] = {**_run_attribute(group), "complete": True}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata")
             zarr.consolidate_metadata(self.path)
 
     def remove(self) -> None:
         shutil.rmtree(self.path)
+
+
+def _run_attribute(group: zarr.Group) -> dict[str, Any]:
+    """The run record of a store's root ``group``."""
+    record = group.attrs[RUN_ATTR]
+    if not isinstance(record, Mapping):
+        raise TypeError(f"its {RUN_ATTR!r} attribute is not a mapping: {record!r}")
+    return dict(record)
 
 
 class ChunkWriter:
