@@ -2,8 +2,10 @@
 
 Five format families, chosen by extension (or by content when the extension is
 ambiguous): ENVI (``"envi"``), GeoTIFF (``"gtiff"``), NetCDF (``"netcdf"``), MATLAB v5 /
-v7.3 (``"mat"``) and NumPy .npy / .npz (``"npy"``). Wavelengths, FWHM, bad bands, no-data
-pixels and georeferencing travel with the cube wherever the format can hold them.
+v7.3 (``"mat"``) and NumPy .npy / .npz (``"npy"``), each a
+:class:`~hyperunmix.io.formats.Format` in :data:`~hyperunmix.io.formats.FORMATS`, where
+more can be registered. Wavelengths, FWHM, bad bands, no-data pixels and georeferencing
+travel with the cube wherever the format can hold them.
 Every write is atomic: a failure leaves no file under the final name.
 
 >>> scene = open_scene("scene.hdr")                                    # doctest: +SKIP
@@ -13,12 +15,10 @@ Every write is atomic: a failure leaves no file under the final name.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import InputError
 from ..scene import GeoInfo, Scene
 from ._common import CubeData, check_band_vector, from_scene, require_file, to_scene
-from ._detect import FAMILIES, format_of
 from .endmembers import read_endmembers, write_endmembers_csv
+from .formats import FAMILIES, FORMATS, Format, format_of
 
 __all__ = [
     "FAMILIES",
@@ -40,24 +40,8 @@ __all__ = [
     "write_scene",
 ]
 
-#: Family -> module with ``read``, ``describe`` and ``write``. Imported on first use:
-#: rasterio and xarray take seconds to import, which ``import hyperunmix`` should not pay.
-_MODULE_NAMES = {
-    "envi": "envi",
-    "gtiff": "geotiff",
-    "netcdf": "netcdf",
-    "mat": "matlab",
-    "npy": "numpy_io",
-}
-#: Extension given to a ``write_maps`` path that has none, per family.
-_DEFAULT_SUFFIX = {"envi": ".hdr", "gtiff": ".tif", "netcdf": ".nc", "mat": ".mat", "npy": ".npz"}
 
-
-def _module(fmt: str) -> ModuleType:
-    return importlib.import_module(f".{_MODULE_NAMES[fmt]}", __name__)
-
-
-def _check_options(function: Callable, options: dict[str, Any], path: Path, fmt: str) -> None:
+def _check_options(function: Callable, options: dict[str, Any], path: Path, family: Format) -> None:
     """Name the options a format does not take, instead of a TypeError from inside."""
     accepted = [name for name in inspect.signature(function).parameters if name != "path"]
     unknown = sorted(set(options) - set(accepted))
@@ -65,7 +49,7 @@ def _check_options(function: Callable, options: dict[str, Any], path: Path, fmt:
         takes = ", ".join(accepted) if accepted else "no options"
         raise InputError(
             f"option {', '.join(unknown)} does not apply to {path} "
-            f"({FAMILIES[fmt]}); it takes: {takes}"
+            f"({family.description}); it takes: {takes}"
         )
 
 
@@ -100,11 +84,10 @@ def open_scene(
         With ``metadata["format"]`` (the family) and ``metadata["path"]``.
     """
     path = require_file(path)
-    fmt = format_of(path)
-    reader = _module(fmt).read
-    _check_options(reader, options, path, fmt)
-    data = reader(path, **options)
-    return to_scene(data, path, fmt, wavelengths=wavelengths, scale=scale, name=name)
+    family = FORMATS[format_of(path)]
+    _check_options(family.read, options, path, family)
+    data = family.read(path, **options)
+    return to_scene(data, path, family.name, wavelengths=wavelengths, scale=scale, name=name)
 
 
 def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
@@ -116,15 +99,14 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     Takes the same format options as :func:`open_scene`.
     """
     path = require_file(path)
-    fmt = format_of(path)
-    reader = _module(fmt).describe
-    _check_options(reader, options, path, fmt)
-    header = reader(path, **options)
+    family = FORMATS[format_of(path)]
+    _check_options(family.describe, options, path, family)
+    header = family.describe(path, **options)
     wavelengths = check_band_vector(path, "wavelengths", header.wavelengths, header.shape[2])
     geo = header.geo
     return {
         "path": str(path),
-        "format": fmt,
+        "format": family.name,
         "shape": tuple(int(n) for n in header.shape),
         "dtype": header.dtype,
         "wavelength_range": None
@@ -144,7 +126,7 @@ def write_scene(path: str | os.PathLike, scene: Scene) -> Path:
     if not isinstance(scene, Scene):
         raise InputError(f"write_scene needs a Scene, got {type(scene).__name__}")
     path = Path(path)
-    _module(format_of(path)).write(path, from_scene(scene))
+    FORMATS[format_of(path)].write(path, from_scene(scene))
     return path
 
 
@@ -168,7 +150,7 @@ def write_maps(
         CRS and transform of the source scene, so the maps overlay it.
     band_names : K str, optional
         E.g. material names.
-    fmt : {"envi", "gtiff", "netcdf", "mat", "npy"}, optional
+    fmt : {"envi", "gtiff", "netcdf", "mat", "npy"} or another registered name, optional
         Format family; from the extension when None.
 
     Returns
@@ -188,15 +170,15 @@ def write_maps(
     path = Path(path)
     if fmt is None:
         fmt = format_of(path)
-    elif fmt not in _MODULE_NAMES:
-        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(_MODULE_NAMES)}")
+    elif fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     elif not path.suffix:
-        path = path.with_suffix(_DEFAULT_SUFFIX[fmt])
+        path = path.with_suffix(FORMATS[fmt].default_suffix)
     data = CubeData(
         cube=image.astype(np.float32),
         geo=geo,
         array_name="maps",
         band_names=None if band_names is None else [str(n) for n in band_names],
     )
-    _module(fmt).write(path, data)
+    FORMATS[fmt].write(path, data)
     return path

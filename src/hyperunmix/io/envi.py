@@ -21,7 +21,7 @@ from .._atomic import atomic_path
 from ..errors import FileFormatError
 from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
-from ._detect import ENVI_DATA_EXTENSIONS, envi_header_of
+from ._envi_paths import ENVI_DATA_EXTENSIONS, envi_header_of
 from ._raster import create_raster, geo_from_dataset, open_quietly
 
 #: Header keys whose presence means the image is georeferenced.
