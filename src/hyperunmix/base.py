@@ -130,9 +130,11 @@ class Result:
         extra maps, figures, ``run.json`` and, given a ``Truth``, ``metrics.json`` to
         ``directory``; files there that no earlier run.json lists are replaced only with
         ``overwrite``. See :func:`hyperunmix.output.save_result`. Returns the paths by role."""
-        from .output import save_result  # lazy: pulls in matplotlib and io, which import base
+        # The writer, hyperunmix.output, imports this module (and matplotlib and every
+        # reader): the registry names it, resolved on first call.
+        from .registry import result_writer
 
-        return save_result(
+        return result_writer()(
             self, directory, truth=truth, fmt=fmt, figures=figures, overwrite=overwrite
         )
 

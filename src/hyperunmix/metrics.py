@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ._json import json_safe
 from .conventions import check_convention, convert, unit_peak
 from .errors import InputError
+from .scene import default_names
 
 if TYPE_CHECKING:
     from .base import Result
@@ -240,7 +242,7 @@ def evaluate(
         metrics["reconstruction_rmse"] = _scene_reconstruction_rmse(result, scene)
 
     metrics["matching"] = {"criterion": found.criterion, "permutation": perm.tolist()}
-    return _json_safe(metrics)
+    return json_safe(metrics)
 
 
 def truth_in_convention(truth: Truth, convention: str) -> Truth:
@@ -312,12 +314,6 @@ def _valid_abundances(truth: Truth, result: Result) -> tuple[np.ndarray, np.ndar
     return true_a[valid].astype(np.float64), est_a[valid].astype(np.float64)
 
 
-def default_names(n_endmembers: int) -> list[str]:
-    """``endmember_1`` ... ``endmember_P``: names of materials nobody named (as in the
-    endmember CSV files of :mod:`hyperunmix.io`)."""
-    return [f"endmember_{k + 1}" for k in range(n_endmembers)]
-
-
 def _material_names(truth: Truth, result: Result) -> list[str]:
     if truth.names is not None:
         return [str(n) for n in truth.names]
@@ -326,20 +322,6 @@ def _material_names(truth: Truth, result: Result) -> list[str]:
 
 def _by_name(names: list[str], values: np.ndarray) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values)}
-
-
-def _json_safe(value: Any) -> Any:
-    """A copy with NumPy scalars as Python ones and non-finite floats (not valid JSON) as
-    None, through nested dicts, lists and tuples."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _as_columns(values: np.ndarray) -> np.ndarray:

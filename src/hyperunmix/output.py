@@ -43,10 +43,12 @@ from ._guard import (
     with_companions,
     writable_directory,
 )
+from ._json import json_safe
 from .conventions import MEANINGS
 from .errors import InputError
-from .metrics import _json_safe, default_names, evaluate
+from .metrics import evaluate
 from .plot import plot_abundances, plot_endmembers, save_figure
+from .scene import default_names
 
 if TYPE_CHECKING:
     from .base import Result
@@ -214,7 +216,7 @@ def _write_npy(path: Path, values: np.ndarray) -> None:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    write_text(path, json.dumps(_json_safe(record), indent=2, allow_nan=False, default=str) + "\n")
+    write_text(path, json.dumps(json_safe(record), indent=2, allow_nan=False, default=str) + "\n")
 
 
 def _write_figures(

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from ._atomic import atomic_path
 from .errors import InputError
-from .metrics import default_names
+from .scene import default_names
 
 #: The entry drawn as reference (dashed, black) in spectra comparisons.
 TRUTH = "truth"

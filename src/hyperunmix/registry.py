@@ -1,4 +1,5 @@
-"""Registry of unmixing methods: one name -> one estimator class.
+"""Registry of unmixing methods: one name -> one estimator class; and of the writer of
+results.
 
 The CLI, the benchmark and configuration files share this list. Entries are import paths,
 resolved on first use, so that listing methods never imports torch. Adding a method is
@@ -8,6 +9,8 @@ one line here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 from .errors import InputError
 
@@ -29,6 +32,11 @@ METHODS: dict[str, str] = {
     "idnet": "hyperunmix.deep.idnet:IDNet",
 }
 
+#: "module:function" writing a Result to a directory. :meth:`hyperunmix.base.Result.save`
+#: reaches it through here, so that the core does not import the output code, which
+#: imports the core (and matplotlib and every reader).
+RESULT_WRITER = "hyperunmix.output:save_result"
+
 
 def available_methods() -> list[str]:
     """Names of every registered method."""
@@ -40,8 +48,18 @@ def get_method(name: str) -> type:
     key = name.lower().replace("-", "").replace("_", "")
     if key not in METHODS:
         raise InputError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
-    module_name, _, class_name = METHODS[key].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return _resolve(METHODS[key])
+
+
+def result_writer() -> Callable[..., dict]:
+    """The function that writes a Result to a directory (:data:`RESULT_WRITER`)."""
+    return _resolve(RESULT_WRITER)
+
+
+def _resolve(target: str) -> Any:
+    """The object ``"module:name"`` names, importing its module on first use."""
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 def make_method(name: str, **params) -> object:

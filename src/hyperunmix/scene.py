@@ -83,6 +83,12 @@ class Truth:
         return None if self.names is None else len(self.names)
 
 
+def default_names(n_endmembers: int) -> list[str]:
+    """``endmember_1`` ... ``endmember_P``: the names of materials nobody named, in metrics,
+    map bands, figures and endmember CSV files alike."""
+    return [f"endmember_{k + 1}" for k in range(n_endmembers)]
+
+
 class Scene:
     """A hyperspectral image and everything that travels with it from input to output.
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from .._atomic import write_text
 from ..errors import FileFormatError, InputError
+from ..scene import default_names
 from ._common import band_axis_in_nm, library_errors, require_file
 from .matfile import MatFile
 from .matlab import WAVELENGTH_NAMES, band_vector
@@ -59,7 +60,7 @@ def write_endmembers_csv(
         axis_name, axis = "wavelength_nm", np.asarray(wavelengths, dtype=np.float64).ravel()
         if axis.size != n_bands:
             raise InputError(f"{axis.size} wavelengths given for {n_bands} bands")
-    names = [f"endmember_{k + 1}" for k in range(n_endmembers)] if names is None else list(names)
+    names = default_names(n_endmembers) if names is None else list(names)
     if len(names) != n_endmembers:
         raise InputError(f"{len(names)} names given for {n_endmembers} endmembers")
     text = io.StringIO()
