@@ -113,8 +113,8 @@ def main() -> None:
                             **score(result.abundances, result.endmembers, scene, "egunet"),
                             "seconds": round(time.perf_counter() - start, 1),
                             "cpu_seconds": round(cpu_seconds, 1),
-                            "final_ce": round(model.history_["cross_entropy"][-1], 4),
-                            "final_rec": round(model.history_["reconstruction"][-1], 6),
+                            "final_ce": round(model.history_[-1]["cross_entropy"], 4),
+                            "final_rec": round(model.history_[-1]["reconstruction"], 6),
                             "options": options,
                         }
                     ),

@@ -55,7 +55,7 @@ COMMON = dict(n_endmembers=N_ENDMEMBERS, abundances="fields", snr_db=30.0)
 UNCERTAINTY_GOAL = 0.3
 #: ID-Net settings for the synthetic scenes (see the module docstring): their truth is
 #: absolute fractions of spectra of unequal peaks, hence the paper's "decoded" scale.
-PARAMS = dict(constraint="simplex", reference="nfindr", endmember_scale="decoded")
+PARAMS = dict(constraint="simplex", endmembers="nfindr", endmember_scale="decoded")
 
 
 def scene_options(name: str, size: int, seed: int) -> dict:

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from hyperunmix.bench import plan, run_benchmark
 from hyperunmix.bench.scenes import SceneSpec
 from hyperunmix.bench.store import RunStore
 from hyperunmix.bench.tables import group
+from hyperunmix.params import FilePath, InstanceOf, Integer, NoneValue, Real
 
 HERE = Path(__file__).resolve().parent
 TINY = [
@@ -43,6 +45,15 @@ class Oracle(Unmixer):
     ``noise`` (seeded): matching must undo the shuffle; scores vary with the seed."""
 
     name = "oracle"
+    _parameter_rules: ClassVar = {
+        "n_endmembers": [Integer(2)],
+        "seed": [Integer(0)],
+        "noise": [Real(0)],
+        "counter": [FilePath(), NoneValue()],
+        "sleep": [Real(0)],
+        "allocate_mb": [Integer(0)],
+        "fail": [InstanceOf(str, "a failure mode"), NoneValue()],
+    }
 
     def __init__(
         self, n_endmembers=3, seed=0, noise=0.0, counter=None, sleep=0.0, allocate_mb=0, fail=None
@@ -50,7 +61,7 @@ class Oracle(Unmixer):
         self.n_endmembers, self.seed, self.noise = n_endmembers, seed, noise
         self.counter, self.sleep, self.allocate_mb, self.fail = counter, sleep, allocate_mb, fail
 
-    def fit(self, scene):
+    def _fit(self, scene):
         if self.counter:  # one line per fit, appended: how often each run was computed
             with open(self.counter, "a") as fh:
                 fh.write(f"{scene.name} {self.seed}\n")
@@ -66,7 +77,6 @@ class Oracle(Unmixer):
         self.abundances_ = blurred / blurred.sum(-1, keepdims=True)
         self.endmembers_ = scene.truth.endmembers[self.order_]
         self.n_bands_ = scene.n_bands
-        return self
 
     def transform(self, cube, mask=None):
         return {"abundances": self.abundances_.astype(np.float32)}

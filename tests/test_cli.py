@@ -342,11 +342,10 @@ class _Counting(Unmixer):
 
     name = "counting"
 
-    def fit(self, scene):
+    def _fit(self, scene):
         for step in range(1, 4):
             self._report("epochs", step, 3, loss=1.0 / step)
         self.n_bands_ = scene.n_bands
-        return self
 
     def _transform_pixels(self, pixels):
         return np.ones((len(pixels), 1))

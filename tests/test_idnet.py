@@ -35,7 +35,7 @@ from hyperunmix.linear import fcls, nnls
 N_BANDS = 24
 #: Unit roundoff of float32: one rounding errs relatively by at most this.
 U32 = np.finfo(np.float32).eps / 2
-FAST = dict(max_epochs=3, batch_size=64, n_uncertainty_samples=4)
+FAST = dict(epochs=3, batch_size=64, n_uncertainty_samples=4)
 
 
 def tiny_scene(seed=0, **options):
@@ -222,7 +222,7 @@ def test_elbo_is_finite_and_training_increases_it(scene):
     estimator = IDNet(
         library=scaled_library(scene),
         seed=3,
-        **{**FAST, "max_epochs": 6},
+        **{**FAST, "epochs": 6},
         tol=0.0,
         endmember_scale="decoded",
     )
@@ -340,16 +340,16 @@ def float64_evaluation(estimator, pixels, monkeypatch):
         return least_squares_start(gram, *args, **kwargs)
 
     monkeypatch.setattr("hyperunmix.deep.idnet_model.least_squares_start", recording_start)
-    model = copy.deepcopy(estimator.model_).double().eval()
+    model = copy.deepcopy(estimator.network_).double().eval()
     z_noise, m_noise = estimator._uncertainty_draws(torch.device("cpu"))
     with torch.no_grad():
         exact = posterior_summary(
             model,
-            torch.from_numpy(pixels * estimator.data_scale_),
+            torch.from_numpy(pixels * estimator.input_scale_),
             z_noise.double(),
             m_noise.double(),
         )
-    exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.data_scale_
+    exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.input_scale_
     return (
         {key: value.numpy() for key, value in exact.items()},
         torch.cat(conditions).amax(0).numpy(),
@@ -418,13 +418,13 @@ def test_same_seed_repeats_and_another_seed_differs(fitted, scene):
     library = scaled_library(scene)
     again = IDNet(library=library, seed=0, **FAST).fit(scene)
     np.testing.assert_array_equal(again.unmix(scene).abundances, fitted.unmix(scene).abundances)
-    other = IDNet(library=library, seed=1, **{**FAST, "max_epochs": 1}).fit(scene)
+    other = IDNet(library=library, seed=1, **{**FAST, "epochs": 1}).fit(scene)
     assert not np.allclose(other.unmix(scene).abundances, fitted.unmix(scene).abundances)
 
 
 def test_progress_is_reported_per_epoch(scene):
     calls = []
-    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2}, tol=0.0)
+    estimator = IDNet(library=scaled_library(scene), seed=0, **{**FAST, "epochs": 2}, tol=0.0)
     estimator.set_progress(lambda stage, done, total, info: calls.append((stage, done, total)))
     estimator.fit(scene)
     assert calls == [("epoch", 1, 2), ("epoch", 2, 2)]
@@ -438,7 +438,7 @@ def test_training_stops_after_patience_calm_epochs(scene, patience, expected_epo
         seed=0,
         tol=1.0,
         patience=patience,
-        **{**FAST, "max_epochs": 10},
+        **{**FAST, "epochs": 10},
     ).fit(scene)
     assert estimator.n_epochs_ == expected_epochs
 
@@ -448,7 +448,7 @@ def test_presets_set_the_papers_weights_and_arguments_override_them(scene):
         library=scaled_library(scene),
         preset="cuprite",
         sparsity_weight=0.5,
-        **{**FAST, "max_epochs": 1},
+        **{**FAST, "epochs": 1},
     ).fit(scene)
     assert estimator.weights_ == dict(
         selfsup_weight=10.0, sparsity_weight=0.5, encoder_penalty=0.05, decoder_penalty=5.0
@@ -482,7 +482,7 @@ def test_n_endmembers_must_match_the_library(scene):
 )
 def test_the_papers_variants_train(scene, options):
     estimator = IDNet(
-        library=scaled_library(scene), seed=0, **{**FAST, "max_epochs": 2}, **options
+        library=scaled_library(scene), seed=0, **{**FAST, "epochs": 2}, **options
     ).fit(scene)
     abundances = estimator.unmix(scene).abundances.reshape(-1, 3)
     assert np.isfinite(abundances).all()
@@ -491,14 +491,14 @@ def test_the_papers_variants_train(scene, options):
 
 def test_runs_without_a_library(scene):
     torch.set_num_threads(1)
-    result = IDNet(3, seed=0, **{**FAST, "max_epochs": 1}).fit_unmix(scene)
+    result = IDNet(3, seed=0, **{**FAST, "epochs": 1}).fit_unmix(scene)
     assert np.isfinite(result.abundances).all()
     # without P either, HySime's estimate is used, as by the other methods
     from hyperunmix.linear import estimate_n_endmembers
 
-    unsized = IDNet(seed=0, **{**FAST, "max_epochs": 1}).fit(scene)
+    unsized = IDNet(seed=0, **{**FAST, "epochs": 1}).fit(scene)
     assert unsized.n_endmembers_ == estimate_n_endmembers(scene.pixels())
-    with pytest.raises(InputError, match="needs a Scene"):
+    with pytest.raises(InputError, match="expects a Scene"):
         IDNet(3).fit(scene.cube)
 
 
@@ -536,14 +536,14 @@ def test_peak_scale_keeps_the_mean_peak():
 @pytest.mark.parametrize("scale,convention", [("peak", "shares"), ("decoded", "absolute")])
 def test_convention_follows_the_endmember_scale(scene, scale, convention):
     estimator = IDNet(
-        library=scaled_library(scene), endmember_scale=scale, seed=0, **{**FAST, "max_epochs": 1}
+        library=scaled_library(scene), endmember_scale=scale, seed=0, **{**FAST, "epochs": 1}
     )
     assert estimator.convention == convention
     assert estimator.fit_unmix(scene).convention == convention
 
 
 def test_without_nonlinearity_h_and_g_are_not_built(linear_fit, fitted, scene):
-    model = linear_fit.model_
+    model = linear_fit.network_
     assert model.abundance_encoder.nonlinear is None and model.pixel_decoder.nonlinear is None
     assert not [name for name, _ in model.named_parameters() if "nonlinear" in name]
     assert np.all(linear_fit.transform(scene.cube)["nonlinearity"] == 0)
@@ -571,7 +571,7 @@ def test_without_nonlinearity_the_decoder_is_linear_and_the_penalties_vanish(sce
 
 
 def test_without_variability_every_pixel_has_the_same_endmembers(fixed_fit, fitted, scene):
-    assert fixed_fit.model_.latent_encoders is None
+    assert fixed_fit.network_.latent_encoders is None
     pixel_endmembers = fixed_fit.unmix(scene).extras["pixel_endmembers"].reshape(-1, 3, N_BANDS)
     np.testing.assert_array_equal(
         pixel_endmembers, np.broadcast_to(pixel_endmembers[0], pixel_endmembers.shape)
@@ -586,9 +586,9 @@ def test_without_variability_every_pixel_has_the_same_endmembers(fixed_fit, fitt
 def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene):
     pixels = scene.pixels()
     outputs = fixed_fit._transform_pixels(pixels)
-    model = fixed_fit.model_
+    model = fixed_fit.network_
     with torch.no_grad():
-        y = torch.as_tensor(pixels * fixed_fit.data_scale_, dtype=torch.float32)
+        y = torch.as_tensor(pixels * fixed_fit.input_scale_, dtype=torch.float32)
         alpha, _, _ = model.abundance_encoder(
             y, model.reference_endmembers().expand(len(y), -1, -1)
         )
@@ -645,6 +645,6 @@ def test_accuracy_on_real_data(data_dir, name, params):
     scene = datasets.load(name, data_dir)
     p = scene.truth.n_endmembers
     torch.set_num_threads(1)
-    idnet = evaluate(IDNet(p, seed=0, max_epochs=8, **params).fit_unmix(scene), scene.truth)
+    idnet = evaluate(IDNet(p, seed=0, epochs=8, **params).fit_unmix(scene), scene.truth)
     vca = evaluate(get_method("vca")(n_endmembers=p, seed=0).fit_unmix(scene), scene.truth)
     assert idnet["armse"] <= 0.11 and idnet["armse"] < vca["armse"]

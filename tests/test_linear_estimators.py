@@ -84,7 +84,9 @@ def test_endmember_sources_are_checked():
         resolve_endmembers(None, scene)
     with pytest.raises(InputError, match="neither a file nor one of vca"):
         resolve_endmembers("vcaa", scene)
-    with pytest.raises(InputError, match="at least 2"):
+    with pytest.raises(
+        InputError, match="n_endmembers = 1 is not allowed; it must be an integer >= 2"
+    ):
         VCA(n_endmembers=1).fit(scene)
     with pytest.raises(InputError, match="Scene"):
         FCLS(endmembers=E).fit(scene.cube)

@@ -256,9 +256,8 @@ class BoxMean(Unmixer):
     name = "boxmean"
     spatial_context = 2
 
-    def fit(self, scene):
+    def _fit(self, scene):
         self.n_bands_ = scene.n_bands
-        return self
 
     def transform(self, cube, mask=None):
         mask = np.all(np.isfinite(cube), axis=-1) if mask is None else mask

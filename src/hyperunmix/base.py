@@ -14,19 +14,24 @@ runner (:mod:`hyperunmix.scale`) calls chunk by chunk: pixel-wise methods implem
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .conventions import check_convention, convert_maps
 from .errors import InputError, NotFittedError
+from .params import Rules, summarise, validate_params
 from .scene import GeoInfo, Scene
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger("hyperunmix")
 
@@ -143,18 +148,30 @@ class Unmixer(abc.ABC):
     """Base class of every unmixing method.
 
     Subclasses set ``name`` (their registry key), define ``__init__`` with keyword
-    hyper-parameters, and implement ``fit`` plus either ``_transform_pixels`` (pixel-wise)
-    or ``transform`` (spatial).
+    hyper-parameters stored under their own names, declare every parameter's rules in
+    ``_parameter_rules`` (:mod:`hyperunmix.params`), and implement ``_fit`` plus either
+    ``_transform_pixels`` (pixel-wise) or ``transform`` (spatial). :meth:`fit` checks the
+    scene and the parameters before ``_fit`` sees them.
     """
 
     name: ClassVar[str] = ""
     #: Pixels of spatial context one output pixel depends on (0: pixel-wise method).
     spatial_context: ClassVar[int] = 0
-    #: What the abundances are fractions of (:mod:`hyperunmix.conventions`); methods whose
-    #: convention depends on a parameter override it with a property.
-    convention: ClassVar[str] = "absolute"
+    #: The method's abundance convention when no parameter changes it.
+    default_convention: ClassVar[str] = "absolute"
+
+    #: Parameter name -> the rules any one of which admits its value.
+    _parameter_rules: ClassVar[Rules] = {}
+
+    @property
+    def convention(self) -> str:
+        """What the abundances are fractions of (:mod:`hyperunmix.conventions`); methods
+        whose convention depends on a parameter override this property."""
+        return self.default_convention
 
     progress: ProgressCallback | None = None
+    #: Set by fit: the number of bands the model was fitted on.
+    n_bands_: int
 
     # -- parameters ----------------------------------------------------------------------
     @classmethod
@@ -167,17 +184,17 @@ class Unmixer(abc.ABC):
         ]
 
     def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__`` (arrays summarised by their shape)."""
-        params = {}
-        for key in self._param_names():
-            value = getattr(self, key, None)
-            if isinstance(value, np.ndarray):
-                value = f"array{value.shape}"
-            params[key] = value
-        return params
+        """Hyper-parameters as given to ``__init__``: ``type(self)(**get_params())`` builds
+        the same unfitted estimator (see :func:`clone`; for a record, summarise them with
+        :func:`hyperunmix.params.summarise`)."""
+        return {key: getattr(self, key) for key in self._param_names()}
+
+    def validate_params(self) -> None:
+        """An InputError naming the first hyper-parameter its declared rules refuse."""
+        validate_params(type(self).__name__, self.get_params(), self._parameter_rules)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in summarise(self.get_params()).items())
         return f"{type(self).__name__}({args})"
 
     def set_progress(self, callback: ProgressCallback | None) -> Unmixer:
@@ -191,9 +208,19 @@ class Unmixer(abc.ABC):
             self.progress(stage, done, total, info)
 
     # -- the contract --------------------------------------------------------------------
+    def fit(self, scene: Scene) -> Self:
+        """Learn from ``scene`` (endmembers, network weights); returns self.
+
+        The scene and the hyper-parameters are checked first, whatever the method.
+        """
+        check_scene(scene, "fit")
+        self.validate_params()
+        self._fit(scene)
+        return self
+
     @abc.abstractmethod
-    def fit(self, scene: Scene) -> Unmixer:
-        """Learn from ``scene`` (endmembers, network weights); set ``n_bands_``; return self."""
+    def _fit(self, scene: Scene) -> None:
+        """Learn from a checked ``scene`` with checked parameters; set ``n_bands_``."""
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         """Unmix an (N, L) float64 pixel matrix.
@@ -231,7 +258,7 @@ class Unmixer(abc.ABC):
             endmembers=self.endmembers_out(),
             method=self.name,
             convention=self.convention,
-            params=self.get_params(),
+            params=summarise(self.get_params()),
             extras=maps,
             wavelengths=scene.wavelengths,
             # Material names, for estimators that learn them (e.g. from a bundle library).
@@ -287,6 +314,12 @@ class Unmixer(abc.ABC):
         if mask.shape != finite.shape:
             raise InputError(f"the mask has shape {mask.shape}, the block {finite.shape}")
         return cube, finite & mask.astype(bool)
+
+
+def clone(estimator: Unmixer) -> Unmixer:
+    """An unfitted copy of ``estimator``: same class, same hyper-parameters (arrays copied,
+    so that fitting either leaves the other's parameters alone)."""
+    return type(estimator)(**copy.deepcopy(estimator.get_params()))
 
 
 def check_scene(scene: Any, action: str) -> None:

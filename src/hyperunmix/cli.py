@@ -157,7 +157,6 @@ def demo(
     scene = make_scene(**DEMO_SCENE, seed=seed)
     assert scene.truth is not None  # a synthetic scene comes with its truth
     model = make_method(DEMO_METHOD, n_endmembers=scene.truth.n_endmembers, seed=seed)
-    assert isinstance(model, Unmixer)  # every registered method is one
     result = run_with_progress(model, scene)
     written = save_result(result, out, truth=scene.truth, scene=scene)
     _print_summary(scene, result, written)
@@ -255,11 +254,12 @@ def unmix(
 
     if convention is not None:
         check_convention(convention)
-    estimator = _estimator_class(method)
+    estimator = get_method(method)
     read_options = parse_params(read)
     options = {"seed": seed, "device": device, "endmembers": endmembers, **parse_params(param)}
+    params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
+    estimator(**params).validate_params()  # a bad --param fails now, before any data are read
     if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
-        params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
         unmix_chunked(
             source,
             method,
@@ -510,14 +510,6 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key.strip()] = text
     return params
-
-
-def _estimator_class(method: str) -> type[Unmixer]:
-    """The estimator class registered as ``method``."""
-    estimator = get_method(method)
-    if not issubclass(estimator, Unmixer):  # every registered method is one
-        raise TypeError(f"method {method!r} is not an Unmixer: {estimator.__name__}")
-    return estimator
 
 
 def method_kwargs(estimator: type[Unmixer], options: dict[str, Any]) -> dict[str, Any]:

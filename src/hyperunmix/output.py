@@ -231,10 +231,10 @@ def _write_figures(
     abundances, endmembers = result.abundances, result.endmembers
     true_abundances = true_endmembers = None
     rescale_truth = False
-    if order is not None:
+    if order is not None and truth is not None:  # matched to the truth
         abundances = abundances[..., order]
         endmembers = None if endmembers is None else endmembers[order]
-        names = [names[j] for j in order]
+        names = None if names is None else [names[j] for j in order]
         true_abundances, true_endmembers = truth.abundances, truth.endmembers
         rescale_truth = truth.endmember_scale == "shape"
     title = f"{result.method} on {result.scene_name}"

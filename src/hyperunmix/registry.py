@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .base import Unmixer
 
 #: name -> "module:Class"
 METHODS: dict[str, str] = {
@@ -43,7 +46,7 @@ def available_methods() -> list[str]:
     return list(METHODS)
 
 
-def get_method(name: str) -> type:
+def get_method(name: str) -> type[Unmixer]:
     """The estimator class registered under ``name`` (case-insensitive)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in METHODS:
@@ -62,6 +65,15 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-def make_method(name: str, **params) -> object:
-    """Instantiate the method ``name`` with ``params``."""
-    return get_method(name)(**params)
+def make_method(name: str, **params: Any) -> Unmixer:
+    """Instantiate the method ``name`` with ``params``, checked against its declared rules
+    (an InputError names the first parameter refused)."""
+    method = get_method(name)
+    try:
+        estimator = method(**params)
+    except TypeError as exc:  # a parameter the method does not have
+        raise InputError(
+            f"{method.__name__}: {exc}; its parameters: {', '.join(method._param_names())}"
+        ) from exc
+    estimator.validate_params()
+    return estimator

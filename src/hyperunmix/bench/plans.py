@@ -91,8 +91,8 @@ PLANS: dict[str, MethodPlan] = {
     "idnet": MethodPlan(
         seeds=5,
         quick_seeds=2,
-        params={"max_epochs": 8},
-        quick_params={"max_epochs": 2},
+        params={"epochs": 8},
+        quick_params={"epochs": 2},
         scene_params={"jasper_ridge": {"preset": "jasper_ridge"}},
         timeout_s=900.0,
     ),

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..params import summarise
 from .scenes import SceneSpec
 
 #: Warnings kept per run record (the first distinct ones).
@@ -166,7 +167,7 @@ def execute(job: Job, scene, method_class: type, record: dict[str, Any]) -> dict
     arrays = None
     try:
         model = method_class(n_endmembers=scene.truth.n_endmembers, seed=job.seed, **job.params)
-        record["parameters"] = _json_params(model.get_params())
+        record["parameters"] = summarise(model.get_params())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             _reset_peak_rss()
@@ -235,18 +236,6 @@ def _scene(spec: SceneSpec, cache: dict[str, Any], data_dir: str | None):
 def _method_class(import_path: str) -> type:
     module_name, _, class_name = import_path.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters as JSON values (anything else by its repr)."""
-    safe = (str, int, float, bool, type(None))
-    return {k: v if isinstance(v, safe) or _is_json_list(v) else repr(v) for k, v in params.items()}
-
-
-def _is_json_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(
-        isinstance(v, (str, int, float, bool)) for v in value
-    )
 
 
 def _distinct_warnings(caught: list[warnings.WarningMessage]) -> list[str]:

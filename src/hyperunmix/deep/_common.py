@@ -1,4 +1,4 @@
-"""Pieces every deep method shares: device choice, seeding, weights-only checkpoints."""
+"""Pieces every deep method shares: device choice and weights-only checkpoint files."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import contextlib
 import json
 import os
 import pickle
-import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._atomic import atomic_path
@@ -27,17 +25,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device='cuda' was asked for but no CUDA device is available")
     return device
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch globally (layers draw their init from the global RNG)
-    and return a dedicated CPU generator for data shuffling and sampling."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (the global state is what layers draw from)
-    torch.manual_seed(seed)
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return gen
 
 
 def save_checkpoint(

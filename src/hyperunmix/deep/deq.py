@@ -40,22 +40,26 @@ number of steps).
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..base import Unmixer, check_n_endmembers, check_scene
+from ..base import check_n_endmembers
 from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, snnls
-from ..linear.estimators import resolve_endmembers
+from ..linear.estimators import (
+    ENDMEMBERS_RULES,
+    N_ENDMEMBERS_RULES,
+    SEED_RULES,
+    resolve_endmembers,
+)
+from ..params import Boolean, Integer, Options, Real
 from ..scene import Scene
-from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
+from .estimator import DEVICE_RULES, DeepUnmixer
 from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
 from .simplex import mirror_step, project_simplex
 
@@ -95,7 +99,7 @@ class SpectralSpatialCorrection(nn.Module):
         self.spatial = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, padding_mode="replicate")
         self.out = nn.Conv2d(hidden, n_endmembers, kernel_size=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
 
     def forward(self, abundances: torch.Tensor, residual_features: torch.Tensor) -> torch.Tensor:
         """(B, P, H, W) abundances, (B, hidden, H, W) projected residual -> (B, P, H, W)."""
@@ -218,6 +222,7 @@ class DEQUnmixNet(nn.Module):
             .sum(1, keepdim=True)
             .clamp_min(torch.finfo(abundances.dtype).tiny)
         )
+        assert ops.image_norms is not None  # operators() sets it for the scaled data term
         bright = along > _MIN_BRIGHT_COSINE * ops.image_norms * energy.sqrt()
         return torch.where(bright, along / energy, torch.zeros_like(along))
 
@@ -237,7 +242,8 @@ class DEQUnmixNet(nn.Module):
             torch.einsum("bphw,pq->bqhw", abundances, ops.gram)
             - ops.image_on_endmembers * inverse_scale
         )
-        if self.use_correction:
+        if ops.endmember_features is not None and ops.image_features is not None:
+            # with the correction (operators() sets the features then)
             residual_features = (
                 has_data * torch.einsum("bphw,pk->bkhw", abundances, ops.endmember_features)
                 - ops.image_features * inverse_scale
@@ -348,7 +354,7 @@ def check_simplex(endmembers: torch.Tensor) -> None:
 
 
 # -- the estimator ------------------------------------------------------------------------
-class DEQUnmix(Unmixer):
+class DEQUnmix(DeepUnmixer):
     """Blind deep-equilibrium unmixing (DEQ-Unmix), a spatial method.
 
     Parameters
@@ -371,7 +377,7 @@ class DEQUnmix(Unmixer):
         Optimisation steps, each on the whole image. 150 rather than the paper's 300: with
         the step schedule the learning rates are down to 11 % by then, and the results of
         100 and 150 epochs already agree on Samson and Jasper Ridge.
-    lr, lr_endmembers : float
+    learning_rate, lr_endmembers : float
         AdamW learning rates of the CNN and of the endmembers (in scaled units, see Notes).
     weight_decay : float
         AdamW weight decay of the CNN (none on the endmembers: it would shrink the spectra).
@@ -429,16 +435,17 @@ class DEQUnmix(Unmixer):
     initial_endmembers_ : (P, L) float64
         The extractor's endmembers the training started from.
     n_bands_ : int
-    scale_ : float
-        Data units per internal unit (the 99.9 % quantile of the training pixels).
-    history_ : dict of lists
-        Per epoch: ``loss``, and for the DEQ ``forward_iterations``, ``forward_residual``,
-        ``backward_iterations``, ``backward_residual``.
+    input_scale_ : float
+        The scene's values are multiplied by it: 1 / the 99.9 % quantile of the training
+        pixels.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss``, and for the DEQ ``forward_iterations``,
+        ``forward_residual``, ``backward_iterations``, ``backward_residual``.
 
     Notes
     -----
-    Data are divided by ``scale_`` so that learning rates and ``alpha`` mean the same on
-    reflectance in [0, 1] and on digital numbers. Endmembers are kept above
+    Data are multiplied by ``input_scale_`` so that learning rates and ``alpha`` mean the
+    same on reflectance in [0, 1] and on digital numbers. Endmembers are kept above
     ``ENDMEMBER_FLOOR`` (scaled units) by clamping after every optimiser step: a projection
     onto the feasible box, which keeps Adam's steps in reflectance units where a softplus
     parametrisation would flatten the gradient of low-reflectance bands (water) near zero.
@@ -454,6 +461,36 @@ class DEQUnmix(Unmixer):
     #: solver tolerance) with 8 px and with 16 px.
     spatial_context: ClassVar[int] = 8
 
+    _parameter_rules: ClassVar = {
+        "n_endmembers": N_ENDMEMBERS_RULES,
+        "solver": [Options(*SOLVERS)],
+        "projection": [Options(*PROJECTIONS)],
+        "data_term": [Options(*DATA_TERMS)],
+        "epochs": [Integer(1)],
+        "learning_rate": [Real(0, closed="neither")],
+        "lr_endmembers": [Real(0, closed="neither")],
+        "weight_decay": [Real(0)],
+        "lr_step": [Integer(1)],
+        "lr_gamma": [Real(0, 1, closed="right")],
+        "alpha": [Real(0)],
+        "volume_weight": [Real(0)],
+        # (0, 2]: a non-expansive gradient step (see DEQUnmixNet)
+        "step_scale": [Real(0, 2, closed="right")],
+        "hidden": [Integer(1)],
+        "correction": [Boolean()],
+        "tol": [Real(0, closed="neither")],
+        "max_iter": [Integer(1)],
+        "history": [Integer(1)],
+        "unrolled_steps": [Integer(1)],
+        "endmembers": ENDMEMBERS_RULES,
+        "endmember_averaging": [Real(0, 1, closed="left")],
+        "seed": SEED_RULES,
+        "device": DEVICE_RULES,
+    }
+    _checkpoint_arrays: ClassVar = ("fill_spectrum_", "initial_endmembers_", "endmembers_")
+    _renamed_params: ClassVar = {"lr": "learning_rate"}
+    network_: DEQUnmixNet
+
     def __init__(
         self,
         n_endmembers: int | None = None,
@@ -462,7 +499,7 @@ class DEQUnmix(Unmixer):
         projection: str = "euclidean",
         data_term: str = "linear",
         epochs: int = 150,
-        lr: float = 0.01,
+        learning_rate: float = 0.01,
         lr_endmembers: float = 0.007,
         weight_decay: float = 0.01,
         lr_step: int = 15,
@@ -480,13 +517,14 @@ class DEQUnmix(Unmixer):
         endmember_averaging: float = 0.01,
         seed: int = 0,
         device: str | None = None,
+        **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
         self.solver = solver
         self.projection = projection
         self.data_term = data_term
         self.epochs = epochs
-        self.lr = lr
+        self.learning_rate = learning_rate
         self.lr_endmembers = lr_endmembers
         self.weight_decay = weight_decay
         self.lr_step = lr_step
@@ -504,6 +542,7 @@ class DEQUnmix(Unmixer):
         self.endmember_averaging = endmember_averaging
         self.seed = seed
         self.device = device
+        self._take_renamed(renamed)
 
     @property
     def convention(self) -> str:
@@ -511,49 +550,55 @@ class DEQUnmix(Unmixer):
         brightness), ``"absolute"`` with the linear one."""
         return "shares" if self.data_term == "scaled" else "absolute"
 
+    @property
+    def scale_(self) -> float:
+        """Deprecated: data units per internal unit, now ``1 / input_scale_``."""
+        warnings.warn("DEQUnmix.scale_ is now 1 / input_scale_", DeprecationWarning, stacklevel=2)
+        return 1.0 / self.input_scale_
+
     # -- training ----------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> DEQUnmix:
-        """Learn the endmembers and (unless ``correction=False``) the correction CNN on
-        ``scene``; returns self."""
-        check_scene(scene, "fit")
-        self._check_params()
-        device = resolve_device(self.device)
-        pixels = scene.pixels()
-        self.scale_ = _robust_scale(pixels)
+    def _input_scale(self, pixels: np.ndarray) -> float:
+        return 1.0 / _robust_scale(pixels)
+
+    def _build(self, scene: Scene, pixels: np.ndarray, generator: torch.Generator) -> None:
+        """The initial endmembers (extracted, then averaged over their closest pixels)."""
         initial = resolve_endmembers(self.endmembers, scene, self.n_endmembers, self.seed)
         check_n_endmembers(len(initial), scene.n_bands, len(pixels))
-        self.initial_endmembers_ = initial = average_closest_pixels(
-            pixels, initial, self.endmember_averaging
-        )
-        seeded_generator(self.seed)
-        self.n_bands_ = scene.n_bands
+        self.initial_endmembers_ = average_closest_pixels(pixels, initial, self.endmember_averaging)
         self.fill_spectrum_ = pixels.mean(axis=0)
-        scaled = np.maximum(initial / self.scale_, ENDMEMBER_FLOOR)
-        self.network_ = self._network(torch.as_tensor(scaled, dtype=torch.float32)).to(device)
-        if self.volume_weight:
-            check_simplex(self.network_.endmembers)
-        image, valid = self._image_tensors(scene.cube, scene.mask)
-        self.history_ = self._train(image, valid)
-        self.network_.eval()
-        self.endmembers_ = self._spectra_in_scene_units(image, valid)
-        return self
 
-    def _train(self, image: torch.Tensor, valid: torch.Tensor) -> dict[str, list[float]]:
+    def _network(self) -> DEQUnmixNet:
+        scaled = np.maximum(self.initial_endmembers_ * self.input_scale_, ENDMEMBER_FLOOR)
+        return DEQUnmixNet(
+            torch.as_tensor(scaled, dtype=torch.float32),
+            self.hidden,
+            self.projection,
+            self.data_term,
+            self.step_scale,
+            use_correction=self.correction,
+        )
+
+    def _train(
+        self, scene: Scene, pixels: np.ndarray, generator: torch.Generator, built: None
+    ) -> None:
+        """Learn the endmembers and (unless ``correction=False``) the correction CNN."""
         net = self.network_
+        if self.volume_weight:
+            check_simplex(net.endmembers)
+        image, valid = self._image_tensors(scene.cube, scene.mask)
         groups = [{"params": [net.endmembers], "lr": self.lr_endmembers, "weight_decay": 0.0}]
         if self.correction:
             groups.append(
                 {
                     "params": list(net.correction.parameters()),
-                    "lr": self.lr,
+                    "lr": self.learning_rate,
                     "weight_decay": self.weight_decay,
                 }
             )
         optimiser = torch.optim.AdamW(groups)
         schedule = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, self.lr_gamma)
-        history: dict[str, list[float]] = {"loss": []}
         forward, backward = self._solver_options()
-        for epoch in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             start = self._start(image)
             optimiser.zero_grad()
             ops = net.operators(image)
@@ -567,44 +612,18 @@ class DEQUnmix(Unmixer):
             optimiser.step()
             schedule.step()
             net.constrain_endmembers()
-            loss_value = loss.detach().item()
-            history["loss"].append(loss_value)
-            if info is not None:
-                _record_solves(history, info)
-            self._report("epoch", epoch + 1, self.epochs, loss=loss_value)
-        _warn_unconverged(history, forward, backward)
-        return history
+            self._record_epoch(epoch, self.epochs, loss.detach().item(), **_solve_stats(info))
+        _warn_unconverged(self.history_, forward, backward)
+
+    def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
+        self.endmembers_ = self._spectra_in_scene_units(
+            *self._image_tensors(scene.cube, scene.mask)
+        )
 
     def _solver_options(self) -> tuple[SolverOptions, SolverOptions]:
         forward = SolverOptions(tol=self.tol, max_iter=self.max_iter, history=self.history)
         backward = SolverOptions(tol=self.tol, max_iter=2 * self.max_iter, history=self.history)
         return forward, backward
-
-    def _check_params(self) -> None:
-        if self.solver not in SOLVERS:
-            raise InputError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.projection not in PROJECTIONS:
-            raise InputError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
-        if self.data_term not in DATA_TERMS:
-            raise InputError(f"data_term must be one of {DATA_TERMS}, got {self.data_term!r}")
-        if not isinstance(self.correction, bool):
-            raise InputError(f"correction must be True or False, got {self.correction!r}")
-        for name in ("epochs", "hidden", "max_iter", "unrolled_steps", "lr_step"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr", "lr_endmembers", "step_scale", "tol"):
-            if not float(getattr(self, name)) > 0:
-                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.endmember_averaging < 1:
-            raise InputError(
-                "endmember_averaging is a share of the pixels in [0, 1), got "
-                f"{self.endmember_averaging}"
-            )
-        if not 0 < self.step_scale <= 2:
-            raise InputError(
-                f"step_scale must lie in (0, 2] for a non-expansive gradient step, "
-                f"got {self.step_scale}"
-            )
 
     # -- inference ---------------------------------------------------------------------------
     def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -641,22 +660,12 @@ class DEQUnmix(Unmixer):
         self, cube: np.ndarray, mask: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, L, H, W) scaled image, invalid pixels at the fill spectrum; (1, H, W) mask."""
-        filled = np.where(mask[..., None], cube, self.fill_spectrum_) / self.scale_
+        filled = np.where(mask[..., None], cube, self.fill_spectrum_) * self.input_scale_
         device = self.network_.endmembers.device
         image = torch.as_tensor(
             np.moveaxis(filled, -1, 0)[None], dtype=torch.float32, device=device
         )
         return image, torch.as_tensor(mask[None], device=device)
-
-    def _network(self, endmembers: torch.Tensor) -> DEQUnmixNet:
-        return DEQUnmixNet(
-            endmembers,
-            self.hidden,
-            self.projection,
-            self.data_term,
-            self.step_scale,
-            use_correction=self.correction,
-        )
 
     def _start(self, image: torch.Tensor) -> torch.Tensor:
         """(1, P, H, W) equilibrium of the uncorrected iteration on the current endmembers:
@@ -688,45 +697,7 @@ class DEQUnmix(Unmixer):
             weights = weights * (brightness > 0)[:, None]
             peak = (weights * brightness[:, None]).sum(0) / weights.sum(0).clamp_min(1e-12)
             endmembers = endmembers * peak[:, None]
-        return endmembers.cpu().numpy() * self.scale_
-
-    # -- persistence -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the weights, endmembers and scaling (weights only, no pickled objects)."""
-        self._check_fitted()
-        state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
-        state["fill_spectrum"] = torch.as_tensor(self.fill_spectrum_)
-        state["initial_endmembers"] = torch.as_tensor(self.initial_endmembers_)
-        state["endmembers_in_scene_units"] = torch.as_tensor(self.endmembers_)
-        params = self.get_params()
-        if not isinstance(self.endmembers, str):
-            params["endmembers"] = "nfindr"  # an initial array is stored as initial_endmembers
-        config = {
-            "method": self.name,
-            "params": params,
-            "n_bands": self.n_bands_,
-            "scale": self.scale_,
-            "history": self.history_,
-        }
-        return save_checkpoint(path, state, config)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> DEQUnmix:
-        """A fitted model from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path, cls.name)
-        with rebuilding(path, cls.name):
-            model = cls(**config["params"])
-            model.n_bands_ = int(config["n_bands"])
-            model.scale_ = float(config["scale"])
-            model.history_ = config["history"]
-            model.fill_spectrum_ = state.pop("fill_spectrum").double().numpy()
-            model.initial_endmembers_ = state.pop("initial_endmembers").double().numpy()
-            model.endmembers_ = state.pop("endmembers_in_scene_units").double().numpy()
-            weights = {k.removeprefix("network."): v for k, v in state.items()}
-            network = model._network(weights["endmembers"])
-            network.load_state_dict(weights)
-        model.network_ = network.to(resolve_device(model.device)).eval()
-        return model
+        return endmembers.cpu().numpy() / self.input_scale_
 
 
 def _robust_scale(pixels: np.ndarray) -> float:
@@ -754,20 +725,25 @@ def _directions(spectra: np.ndarray) -> np.ndarray:
     return np.divide(spectra, norms, out=np.zeros_like(spectra), where=norms > 0)
 
 
-def _record_solves(history: dict[str, list[float]], info: EquilibriumInfo) -> None:
-    solves = {"forward": info.forward, "backward": info.backward}
-    for name, solve in solves.items():
+def _solve_stats(info: EquilibriumInfo | None) -> dict[str, float]:
+    """Iterations and final relative residual of the forward and backward solves of one
+    epoch (none for the unrolled twin)."""
+    if info is None:
+        return {}
+    stats: dict[str, float] = {}
+    for name, solve in (("forward", info.forward), ("backward", info.backward)):
         if solve is not None:
-            history.setdefault(f"{name}_iterations", []).append(solve.iterations)
-            history.setdefault(f"{name}_residual", []).append(solve.residual)
+            stats[f"{name}_iterations"] = solve.iterations
+            stats[f"{name}_residual"] = solve.residual
+    return stats
 
 
 def _warn_unconverged(
-    history: dict[str, list[float]], forward: SolverOptions, backward: SolverOptions
+    history: list[dict[str, float]], forward: SolverOptions, backward: SolverOptions
 ) -> None:
     """One warning for the whole training when some solves missed their tolerance."""
     for name, options in (("forward", forward), ("backward", backward)):
-        residuals = np.asarray(history.get(f"{name}_residual", []))
+        residuals = np.array([r[f"{name}_residual"] for r in history if f"{name}_residual" in r])
         missed = int(np.sum(residuals > options.tol))
         if missed:
             warnings.warn(
@@ -776,5 +752,5 @@ def _warn_unconverged(
                 f"{residuals.max():.1e}); gradients there are inexact: raise max_iter or "
                 "lower step_scale",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,  # the caller of fit
             )

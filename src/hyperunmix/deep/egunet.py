@@ -20,19 +20,26 @@ beyond its labels.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..base import Unmixer, check_n_endmembers
-from ..errors import InputError
+from ..base import check_n_endmembers
 from ..linear import nnls
+from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES
+from ..params import LIBRARY, Integer, NoneValue, Options, Real
 from ..scene import Scene
-from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
+from ._common import resolve_device
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
-from .egunet_nets import BN_MOMENTUM, PixelwiseEGU, SpatialSpectralEGU, weight_penalty
+from .egunet_nets import (
+    BN_MOMENTUM,
+    PixelwiseEGU,
+    SpatialSpectralEGU,
+    TwoStreamEGU,
+    weight_penalty,
+)
+from .estimator import DEVICE_RULES, DeepUnmixer
 from .pure_pixels import (
     LABEL_SCALES,
     ReferenceSource,
@@ -46,13 +53,11 @@ VARIANTS = ("pw", "ss")
 BN_STATS = ("image", "running")
 ENDMEMBER_OUTPUTS = ("reference", "ls")
 ABUNDANCE_OUTPUTS = ("network", "labels")
-#: Per-epoch means recorded in ``history_``.
-HISTORY_KEYS = ("loss", "cross_entropy", "reconstruction")
 #: Pixels per forward pass at inference and batch-norm recalibration.
 CHUNK = 65536
 
 
-class EGUNet(Unmixer):
+class EGUNet(DeepUnmixer):
     """Endmember-guided unmixing network, pixel-wise (``"pw"``) or spatial-spectral (``"ss"``).
 
     Parameters
@@ -141,17 +146,40 @@ class EGUNet(Unmixer):
         The reference endmembers of the labels.
     pure_set_size_ : int
         Number of pseudo-pure spectra trained on (0 for ``abundance_output="labels"``).
-    history_ : dict of str -> list of float
-        Per epoch: ``"loss"``, ``"cross_entropy"``, ``"reconstruction"`` (means over steps;
-        empty lists for ``"labels"``).
-    network_ : torch.nn.Module
-        Not for ``abundance_output="labels"``.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss``, ``cross_entropy``, ``reconstruction``
+        (means over the epoch's steps; no record for ``"labels"``).
+    network_ : torch.nn.Module or None
+        None for ``abundance_output="labels"``.
     input_scale_ : float
         The inputs are multiplied by it (1 / max of the training image) so that the sigmoid
-        decoder can reach them. Not for ``"labels"``.
+        decoder can reach them.
     """
 
     name = "egunet"
+    _parameter_rules: ClassVar = {
+        "n_endmembers": N_ENDMEMBERS_RULES,
+        "variant": [Options(*VARIANTS)],
+        "endmembers": [*ENDMEMBERS_RULES, LIBRARY, NoneValue()],
+        "block_size": [Integer(1)],
+        "label_scale": [Options(*LABEL_SCALES)],
+        "epochs": [Integer(1)],
+        "learning_rate": [Real(0, closed="neither")],
+        "lr_decay": [Real(0, 1, closed="right")],
+        "batch_size": [Integer(1)],
+        "patch_size": [Integer(1), NoneValue()],
+        "weight_decay": [Real(0)],
+        "reconstruction_weight": [Real(0)],
+        "dropout": [Real(0, 1, closed="left")],
+        "abundance_output": [Options(*ABUNDANCE_OUTPUTS)],
+        "bn_stats": [Options(*BN_STATS)],
+        "endmember_output": [Options(*ENDMEMBER_OUTPUTS)],
+        "seed": SEED_RULES,
+        "device": DEVICE_RULES,
+    }
+    _checkpoint_arrays: ClassVar = ("endmembers_", "reference_")
+    _checkpoint_values: ClassVar = ("pure_set_size_",)
+    network_: TwoStreamEGU | None
 
     def __init__(
         self,
@@ -200,16 +228,13 @@ class EGUNet(Unmixer):
         return "shares" if self.label_scale == "peak" else "absolute"
 
     # -- fit -------------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> EGUNet:
-        """Build the pseudo-pure set of ``scene``, train the network on it and the image
-        (``abundance_output="labels"``: only resolve the reference endmembers)."""
-        if not isinstance(scene, Scene):
-            raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
-        self._check_params()
-        pixels = scene.pixels(np.float64)
-        if self.abundance_output == "network":
-            self._fit_network(scene, pixels)
-        else:
+    def _input_scale(self, pixels: np.ndarray) -> float:
+        return 1.0 / float(np.max(np.abs(pixels)))
+
+    def _build(self, scene: Scene, pixels: np.ndarray, generator: torch.Generator) -> Any:
+        """The reference endmembers and, for the network, the pseudo-pure set of ``scene``
+        labelled against them (returned for the training)."""
+        if self.abundance_output == "labels":
             # The reference the network path labels against (build_pure_set resolves it
             # the same way, with the same seed): the ablation differs in the network only.
             self.reference_ = resolve_reference(
@@ -217,17 +242,7 @@ class EGUNet(Unmixer):
             )
             check_n_endmembers(len(self.reference_), scene.n_bands, scene.n_pixels)
             self.pure_set_size_ = 0
-            self.history_ = {key: [] for key in HISTORY_KEYS}
-        self.n_bands_ = scene.n_bands  # fitted from here on: "ls" endmembers unmix the scene
-        self.endmembers_ = self._estimate_endmembers(scene, pixels)
-        return self
-
-    def _fit_network(self, scene: Scene, pixels: np.ndarray) -> None:
-        """Build the pseudo-pure set, then the network, and train it on the set and the
-        image's valid ``pixels`` (N, L)."""
-        device = resolve_device(self.device)
-        generator = seeded_generator(self.seed)
-
+            return None
         pure = build_pure_set(
             scene,
             self.n_endmembers,
@@ -236,66 +251,30 @@ class EGUNet(Unmixer):
             label_scale=self.label_scale,
             seed=self.seed,
         )
-        self.input_scale_ = 1.0 / float(np.max(np.abs(pixels)))
         self.reference_ = pure.reference
         self.pure_set_size_ = len(pure)
-        self.network_ = self._build_network(scene.n_bands, pure.reference.shape[0]).to(device)
+        return pure
 
-        spectra = self._tensor(pure.spectra * self.input_scale_)
-        labels = torch.as_tensor(pure.labels, dtype=torch.float32, device=device)
-        if self.variant == "pw":
-            mixed = PixelBatches(self._tensor(pixels * self.input_scale_), self.batch_size)
-        else:
-            mixed = PatchBatches(
-                self._image_tensor(scene.cube, scene.mask),
-                self.patch_size,
-                steps_per_epoch=math.ceil(len(pixels) / self.batch_size),
-            )
-        self.history_ = self._train(spectra, labels, mixed, generator)
-        if self.bn_stats == "image":
-            self._calibrate_batch_norm(pixels)
-
-    def _check_params(self) -> None:
-        for name, allowed in (
-            ("variant", VARIANTS),
-            ("bn_stats", BN_STATS),
-            ("label_scale", LABEL_SCALES),
-            ("abundance_output", ABUNDANCE_OUTPUTS),
-            ("endmember_output", ENDMEMBER_OUTPUTS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "patch_size"):
-            value = getattr(self, name)
-            if value is None and name == "patch_size":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1:
-            raise InputError("learning_rate must be > 0 and lr_decay in (0, 1]")
-        if self.weight_decay < 0 or self.reconstruction_weight < 0:
-            raise InputError("weight_decay and reconstruction_weight must be >= 0")
-        if not 0 <= self.dropout < 1:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout!r}")
-
-    def _build_network(self, n_bands: int, n_endmembers: int) -> torch.nn.Module:
+    def _network(self) -> TwoStreamEGU | None:
+        if self.abundance_output == "labels":
+            return None
         network = PixelwiseEGU if self.variant == "pw" else SpatialSpectralEGU
-        return network(n_bands, n_endmembers, dropout=self.dropout)
+        return network(self.n_bands_, len(self.reference_), dropout=self.dropout)
 
     def _train(
-        self,
-        spectra: torch.Tensor,
-        labels: torch.Tensor,
-        mixed: MixedBatches,
-        generator: torch.Generator,
-    ) -> dict[str, list[float]]:
+        self, scene: Scene, pixels: np.ndarray, generator: torch.Generator, built: Any
+    ) -> None:
+        """Train on the pseudo-pure set ``built`` (pure stream) and the image (mixed
+        stream)."""
+        spectra = self._tensor(built.spectra * self.input_scale_)
+        labels = self._tensor(built.labels)
+        mixed = self._mixed_batches(scene, pixels)
         network = self.network_
+        assert network is not None  # trained only when built
         optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
         pure = PixelBatches(spectra, self.batch_size, labels)
-        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-        network.train()
-        for epoch in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             totals = np.zeros(3)
             steps = mixed.epoch(generator)
             for batch, (pure_x, pure_y) in zip(steps, pure.cycle(generator)):
@@ -312,27 +291,33 @@ class EGUNet(Unmixer):
                 totals += (loss.item(), cross_entropy.item(), reconstruction.item())
             schedule.step()
             means = totals / mixed.steps_per_epoch
-            for key, value in zip(history, means):
-                history[key].append(float(value))
-            self._report(
-                "epoch",
-                epoch + 1,
-                self.epochs,
-                loss=means[0],
-                cross_entropy=means[1],
-                reconstruction=means[2],
+            self._record_epoch(
+                epoch, self.epochs, means[0], cross_entropy=means[1], reconstruction=means[2]
             )
-        network.eval()
-        return history
 
-    def _calibrate_batch_norm(self, pixels: np.ndarray) -> None:
+    def _mixed_batches(self, scene: Scene, pixels: np.ndarray) -> MixedBatches[Any]:
+        """The mixed stream's data: batches of ``pixels`` ("pw") or crops of the image."""
+        if self.variant == "pw":
+            return PixelBatches(self._tensor(pixels * self.input_scale_), self.batch_size)
+        return PatchBatches(
+            self._image_tensor(scene.cube, scene.mask),
+            self.patch_size,
+            steps_per_epoch=math.ceil(len(pixels) / self.batch_size),
+        )
+
+    def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
+        if self.network_ is not None and self.bn_stats == "image":
+            self._calibrate_batch_norm(self.network_, pixels)
+        self.endmembers_ = self._estimate_endmembers(scene, pixels)
+
+    def _calibrate_batch_norm(self, network: TwoStreamEGU, pixels: np.ndarray) -> None:
         """Set the statistics of the batch-norm layers on the way to the abundances (the
         encoder applied pixel-wise) to those of the image ``pixels`` (N, L), or of a random
         sample of ``CHUNK`` of them: one forward pass, no gradient."""
         if len(pixels) > CHUNK:
             rng = np.random.default_rng(self.seed)
             pixels = pixels[np.sort(rng.choice(len(pixels), CHUNK, replace=False))]
-        encoder = self.network_.pure_stream
+        encoder = network.pure_stream
         norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm1d)]
         for norm in norms:
             norm.reset_running_stats()
@@ -342,7 +327,7 @@ class EGUNet(Unmixer):
             encoder(self._tensor(pixels * self.input_scale_))
         for norm in norms:
             norm.momentum = BN_MOMENTUM
-        self.network_.eval()
+        network.eval()
 
     def _estimate_endmembers(self, scene: Scene, pixels: np.ndarray) -> np.ndarray:
         if self.endmember_output == "reference":
@@ -356,6 +341,7 @@ class EGUNet(Unmixer):
         if self.abundance_output == "labels":
             return soft_labels(pixels, label_reference(self.reference_, self.label_scale))[0]
         network = self.network_
+        assert network is not None  # abundance_output="network"
         network.eval()
         out = []
         with torch.no_grad():
@@ -379,53 +365,3 @@ class EGUNet(Unmixer):
         cube[~mask] = cube[mask].mean(axis=0)
         image = self._tensor(np.moveaxis(cube, -1, 0)[None])
         return image, self._tensor(mask[None, None])
-
-    # -- persistence -----------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained weights and what inference needs (no pickled objects)."""
-        self._check_fitted()
-        state = {
-            "endmembers": torch.as_tensor(self.endmembers_),
-            "reference": torch.as_tensor(self.reference_),
-        }
-        params = self.get_params()
-        # A reference given as data (array, library) is in the weights and in reference_;
-        # only a name or a path is worth keeping as a parameter.
-        if not isinstance(self.endmembers, (str, os.PathLike)):
-            params["endmembers"] = None
-        else:
-            params["endmembers"] = os.fspath(self.endmembers)
-        config = {
-            "method": self.name,
-            "params": params,
-            "n_bands": self.n_bands_,
-            "pure_set_size": self.pure_set_size_,
-            "history": self.history_,
-        }
-        if self.abundance_output == "network":
-            state.update({f"network.{k}": v for k, v in self.network_.state_dict().items()})
-            config["input_scale"] = self.input_scale_
-        return save_checkpoint(path, state, config)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> EGUNet:
-        """A fitted model from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path, cls.name)
-        with rebuilding(path, cls.name):
-            model = cls(**config["params"])
-            model.n_bands_ = int(config["n_bands"])
-            model.pure_set_size_ = int(config["pure_set_size"])
-            model.history_ = config["history"]
-            model.endmembers_ = state.pop("endmembers").double().numpy()
-            model.reference_ = state.pop("reference").double().numpy()
-            if model.abundance_output == "network":
-                model.input_scale_ = float(config["input_scale"])
-                model.network_ = model._build_network(
-                    model.n_bands_, model.endmembers_.shape[0]
-                ).eval()
-                model.network_.load_state_dict(
-                    {k.removeprefix("network."): v for k, v in state.items()}
-                )
-        if model.abundance_output == "network":  # a device error is not a file error
-            model.network_.to(resolve_device(model.device))
-        return model

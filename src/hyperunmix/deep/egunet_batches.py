@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
+Batch = TypeVar("Batch")
 
-class MixedBatches(Protocol):
+
+class MixedStream(Protocol):
+    """A network with a mixed stream: input -> (abundances, reconstruction)."""
+
+    def mixed_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class MixedBatches(Protocol[Batch]):
     """The mixed stream's data: ``steps_per_epoch`` batches per :meth:`epoch`."""
 
     steps_per_epoch: int
 
-    def epoch(self, generator: torch.Generator) -> Iterator[object]: ...
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]: ...
 
-    def reconstruction_error(self, network: torch.nn.Module, batch: object) -> torch.Tensor: ...
+    def reconstruction_error(self, network: MixedStream, batch: Batch) -> torch.Tensor: ...
 
 
 class PixelBatches:
@@ -43,11 +51,14 @@ class PixelBatches:
 
     def cycle(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless (data, labels) batches, reshuffled after each pass."""
+        labels = self.labels
+        if labels is None:
+            raise ValueError("cycle() needs batches built with labels")
         while True:
             for rows in self._batches(generator):
-                yield self.data[rows], self.labels[rows]
+                yield self.data[rows], labels[rows]
 
-    def reconstruction_error(self, network: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def reconstruction_error(self, network: MixedStream, batch: torch.Tensor) -> torch.Tensor:
         _, reconstruction = network.mixed_forward(batch)
         return torch.mean((reconstruction - batch) ** 2)
 
@@ -80,7 +91,7 @@ class PatchBatches:
             yield self.image[window], self.mask[window]
 
     def reconstruction_error(
-        self, network: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+        self, network: MixedStream, batch: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         """Mean squared error over the valid pixels of the crop and all bands."""
         image, mask = batch

@@ -20,7 +20,10 @@ statistics during training and accumulates both into its running statistics.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -90,7 +93,30 @@ class PixelDecoder(nn.Module):
         return x
 
 
-class PixelwiseEGU(nn.Module):
+class TwoStreamEGU(nn.Module):
+    """What both variants share: a pixel-wise ``pure_stream`` whose softmax is the
+    unmixing output, trained on pure spectra."""
+
+    pure_stream: PixelEncoder
+    #: (N, L) pixels or (B, L, H, W) images -> (abundances, reconstruction).
+    mixed_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+    def pure_logits(self, spectra: torch.Tensor) -> torch.Tensor:
+        """(M, L) pure spectra -> (M, P) logits."""
+        return self.pure_stream(spectra)
+
+    def abundances(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, L) -> (N, P): the unmixing output, the pure stream applied to every pixel.
+
+        In ``"ss"`` not the mixed stream's maps: those are computed at 1/8 of the
+        resolution (three 2x2 poolings) and upsampled, so they blur every boundary, and
+        their 32 -> P head is not shared with the pure stream, so nothing ties their
+        channels to the reference endmembers. The released code made the same choice.
+        """
+        return torch.softmax(self.pure_stream(pixels), dim=-1)
+
+
+class PixelwiseEGU(TwoStreamEGU):
     """EGU-pw. ``pure_stream`` and ``mixed_stream`` are one module: full weight sharing."""
 
     def __init__(self, n_bands: int, n_endmembers: int, dropout: float = 0.1):
@@ -100,18 +126,10 @@ class PixelwiseEGU(nn.Module):
         self.decoder = PixelDecoder(n_endmembers, n_bands)
         init_xavier(self)
 
-    def pure_logits(self, spectra: torch.Tensor) -> torch.Tensor:
-        """(M, L) pure spectra -> (M, P) logits."""
-        return self.pure_stream(spectra)
-
     def mixed_forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L) pixels -> abundances (N, P), reconstruction (N, L)."""
         abundances = torch.softmax(self.mixed_stream(pixels), dim=-1)
         return abundances, self.decoder(abundances)
-
-    def abundances(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, L) -> (N, P): the unmixing output."""
-        return torch.softmax(self.mixed_stream(pixels), dim=-1)
 
 
 class SpatialEncoder(nn.Module):
@@ -164,7 +182,7 @@ class SpatialDecoder(nn.Module):
         return x
 
 
-class SpatialSpectralEGU(nn.Module):
+class SpatialSpectralEGU(TwoStreamEGU):
     """EGU-ss: a pixel-wise pure stream and a convolutional mixed stream sharing ``block3``."""
 
     def __init__(self, n_bands: int, n_endmembers: int, dropout: float = 0.1):
@@ -175,24 +193,10 @@ class SpatialSpectralEGU(nn.Module):
         self.decoder = SpatialDecoder(n_endmembers, n_bands)
         init_xavier(self)
 
-    def pure_logits(self, spectra: torch.Tensor) -> torch.Tensor:
-        """(M, L) pure spectra -> (M, P) logits."""
-        return self.pure_stream(spectra)
-
     def mixed_forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, H, W) -> abundances (B, P, H, W), reconstruction (B, L, H, W)."""
         abundances = torch.softmax(self.mixed_stream(image), dim=1)
         return abundances, self.decoder(abundances)
-
-    def abundances(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, L) -> (N, P): the unmixing output, the pure stream applied to every pixel.
-
-        Not the mixed stream's maps: those are computed at 1/8 of the resolution (three 2x2
-        poolings) and upsampled, so they blur every boundary, and their 32 -> P head is not
-        shared with the pure stream, so nothing ties their channels to the reference
-        endmembers. The released code made the same choice.
-        """
-        return torch.softmax(self.pure_stream(pixels), dim=-1)
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +209,7 @@ def init_xavier(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            nn.init.zeros_(layer.bias)  # type: ignore[arg-type]  # built with bias=True
 
 
 def weight_penalty(module: nn.Module) -> torch.Tensor:
@@ -216,4 +220,4 @@ def weight_penalty(module: nn.Module) -> torch.Tensor:
         for layer in module.modules()
         if isinstance(layer, (nn.Linear, nn.Conv2d))
     }
-    return sum(w.pow(2).sum() for w in weights.values()) / 2
+    return functools.reduce(operator.add, (w.pow(2).sum() for w in weights.values())) / 2

@@ -37,18 +37,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..base import Unmixer, check_n_endmembers
+from ..base import check_n_endmembers
 from ..errors import InputError
+from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES
+from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
-from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint, seeded_generator
+from .estimator import DEVICE_RULES, DeepUnmixer
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
@@ -92,7 +92,7 @@ def effective_batch_size(batch_size: int, n_pixels: int) -> int:
     return max(min(batch_size, n_pixels // MIN_STEPS_PER_EPOCH), min(REFERENCE_BATCH, batch_size))
 
 
-class IDNet(Unmixer):
+class IDNet(DeepUnmixer):
     """ID-Net unmixing: abundances, per-pixel endmembers, nonlinearity and uncertainty.
 
     Parameters
@@ -106,7 +106,7 @@ class IDNet(Unmixer):
         object or mapping with ``spectra`` (K, L) and ``labels`` (K,) in the scene's units,
         or None to extract bundles from the image. The outputs follow the library's
         material order.
-    reference, min_purity : str / array / path, float
+    endmembers, min_purity : str / array / path, float
         Automatic bundles (``library=None``): reference endmembers (an extractor name such
         as ``"vca"`` or ``"nfindr"``, a (P, L) array or an endmember file) and the share a
         pixel's normalised NNLS abundance needs to join a bundle (0.95), see
@@ -167,7 +167,7 @@ class IDNet(Unmixer):
         Samples of Z per triplet in the importance-weighted term (5).
     snr_db : float
         SNR of the synthetic triplet pixels (40 dB).
-    max_epochs : int
+    epochs : int
         At most this many passes over the image pixels (30).
     batch_size : int
         Image pixels (and as many triplets) per step; lowered (down to 16) for scenes of
@@ -202,12 +202,13 @@ class IDNet(Unmixer):
         Material names from the library.
     weights_ : dict
         The loss weights used (preset and overrides resolved).
-    data_scale_ : float
+    input_scale_ : float
         Factor applied to the scene's values before the networks.
     history_ : list of dict
-        Per epoch: mean loss, ELBO, self-supervised term, regulariser, seconds.
+        One record per epoch: ``epoch``, mean ``loss``, ``elbo``, ``selfsup`` (the
+        self-supervised term), ``regulariser``, ``seconds``.
     n_epochs_ : int
-    model_ : IDNetModel
+    network_ : IDNetModel
 
     Outputs (``unmix(scene)``: ``abundances`` and ``extras``)
     ---------------------------------------------------------
@@ -229,13 +230,50 @@ class IDNet(Unmixer):
     """
 
     name = "idnet"
+    _parameter_rules: ClassVar = {
+        "n_endmembers": N_ENDMEMBERS_RULES,
+        "library": [NoneValue(), Options("samson", "jasper_ridge"), LIBRARY],
+        "endmembers": ENDMEMBERS_RULES,
+        "min_purity": [Real(0, 1, closed="right")],
+        "preset": [Options(*PRESETS), NoneValue()],
+        "selfsup_weight": [Real(0), NoneValue()],
+        "sparsity_weight": [Real(0), NoneValue()],
+        "encoder_penalty": [Real(0), NoneValue()],
+        "decoder_penalty": [Real(0), NoneValue()],
+        "beta": [Real(0)],
+        "constraint": [Options(*CONSTRAINTS)],
+        "endmember_scale": [Options(*ENDMEMBER_SCALES)],
+        "nonlinear": [Boolean()],
+        "variability": [Boolean()],
+        "triplet_density": [Options(*TRIPLET_DENSITIES)],
+        "latent_dim": [Integer(1)],
+        "n_ista": [Integer(1)],
+        "n_importance": [Integer(1)],
+        "snr_db": [Real()],
+        "epochs": [Integer(1)],
+        "batch_size": [Integer(1)],
+        "learning_rate": [Real(0, closed="neither"), NoneValue()],
+        "lr_decay": [Real(0, 1, closed="right")],
+        "decay_epochs": [Integer(0)],
+        "tol": [Real(0)],
+        "patience": [Integer(1)],
+        "n_uncertainty_samples": [Integer(1)],
+        "return_pixel_endmembers": [Boolean()],
+        "seed": SEED_RULES,
+        "device": DEVICE_RULES,
+    }
+    _checkpoint_arrays: ClassVar = ("endmembers_",)
+    _checkpoint_values: ClassVar = ("n_endmembers_", "weights_", "names_", "n_epochs_")
+    _renamed_params: ClassVar = {"max_epochs": "epochs", "reference": "endmembers"}
+    _renamed_attributes: ClassVar = {"model_": "network_", "data_scale_": "input_scale_"}
+    network_: IDNetModel
 
     def __init__(
         self,
         n_endmembers: int | None = None,
         *,
         library: Any = None,
-        reference: Any = "nfindr",
+        endmembers: Any = "nfindr",
         min_purity: float = 0.95,
         preset: str | None = None,
         selfsup_weight: float | None = None,
@@ -252,7 +290,7 @@ class IDNet(Unmixer):
         n_ista: int = 10,
         n_importance: int = 5,
         snr_db: float = 40.0,
-        max_epochs: int = 30,
+        epochs: int = 30,
         batch_size: int = 128,
         learning_rate: float | None = None,
         lr_decay: float = 0.9,
@@ -263,10 +301,11 @@ class IDNet(Unmixer):
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: Any = None,
+        **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
         self.library = library
-        self.reference = reference
+        self.endmembers = endmembers
         self.min_purity = min_purity
         self.preset = preset
         self.selfsup_weight = selfsup_weight
@@ -283,7 +322,7 @@ class IDNet(Unmixer):
         self.n_ista = n_ista
         self.n_importance = n_importance
         self.snr_db = snr_db
-        self.max_epochs = max_epochs
+        self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
@@ -294,6 +333,7 @@ class IDNet(Unmixer):
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
+        self._take_renamed(renamed)
 
     @property
     def convention(self) -> str:
@@ -303,50 +343,12 @@ class IDNet(Unmixer):
 
     # -- configuration -------------------------------------------------------------------
     def _loss_weights(self) -> dict[str, float]:
-        if self.preset is None:
-            weights = dict(DEFAULT_WEIGHTS)
-        elif self.preset in PRESETS:
-            weights = dict(PRESETS[self.preset])
-        else:
-            raise InputError(f"unknown preset {self.preset!r}; choose one of {list(PRESETS)}")
+        weights = dict(DEFAULT_WEIGHTS if self.preset is None else PRESETS[self.preset])
         for key in weights:
             value = getattr(self, key)
             if value is not None:
-                if not (math.isfinite(value) and value >= 0):
-                    raise InputError(f"{key} must be a finite non-negative number, got {value}")
                 weights[key] = float(value)
         return weights
-
-    def _check_params(self) -> None:
-        for key in (
-            "latent_dim",
-            "n_ista",
-            "n_importance",
-            "max_epochs",
-            "batch_size",
-            "patience",
-            "n_uncertainty_samples",
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{key} must be a positive integer, got {value!r}")
-        if not (0 < self.lr_decay <= 1):
-            raise InputError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
-        if self.triplet_density not in TRIPLET_DENSITIES:
-            raise InputError(
-                f"triplet_density must be one of {TRIPLET_DENSITIES}, got {self.triplet_density!r}"
-            )
-        if self.endmember_scale not in ENDMEMBER_SCALES:
-            raise InputError(
-                f"endmember_scale must be one of {ENDMEMBER_SCALES}, got {self.endmember_scale!r}"
-            )
-        if self.constraint not in CONSTRAINTS:
-            raise InputError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise InputError(f"learning_rate must be positive, got {self.learning_rate}")
-        for key in ("nonlinear", "variability"):
-            if not isinstance(getattr(self, key), bool):
-                raise InputError(f"{key} must be True or False, got {getattr(self, key)!r}")
 
     def _bundles(self, scene: Scene) -> Bundles:
         library = self.library
@@ -354,7 +356,7 @@ class IDNet(Unmixer):
             bundles = extract_bundles(
                 scene,
                 self.n_endmembers,
-                reference=self.reference,
+                reference=self.endmembers,
                 min_purity=self.min_purity,
                 seed=self.seed,
             )
@@ -373,11 +375,11 @@ class IDNet(Unmixer):
         check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)
         return bundles
 
-    def _model(self, n_endmembers: int, n_bands: int) -> IDNetModel:
-        """The untrained networks for P endmembers and L bands, as the parameters ask."""
+    def _network(self) -> IDNetModel:
+        """The untrained networks for the fitted P and L, as the parameters ask."""
         return IDNetModel(
-            n_endmembers,
-            n_bands,
+            self.n_endmembers_,
+            self.n_bands_,
             self.latent_dim,
             self.n_ista,
             self.constraint,
@@ -387,27 +389,33 @@ class IDNet(Unmixer):
         )
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, scene: Scene) -> IDNet:
-        """Train the networks on ``scene``'s valid pixels and the bundle triplets."""
-        if not isinstance(scene, Scene):
-            raise InputError(f"fit needs a Scene, got {type(scene).__name__}")
-        self._check_params()
-        weights = self._loss_weights()
-        device = resolve_device(self.device)
-        bundles = self._bundles(scene)
-        pixels = scene.pixels(np.float64)
+    def _input_scale(self, pixels: np.ndarray) -> float:
         top = float(np.percentile(pixels, DATA_PERCENTILE))
         if not top > 0:
             raise InputError(
                 "the scene's pixel values are not positive: IDNet needs reflectance-like data"
             )
-        self.data_scale_ = DATA_TOP / top
+        return DATA_TOP / top
 
-        generator = seeded_generator(self.seed)
-        model = self._model(bundles.n_materials, scene.n_bands).to(device)
-        scaled = dataclasses.replace(bundles, spectra=bundles.spectra * self.data_scale_)
+    def _build(self, scene: Scene, pixels: np.ndarray, generator: torch.Generator) -> Bundles:
+        """The loss weights and the endmember bundles of the triplets (returned)."""
+        self.weights_ = self._loss_weights()
+        bundles = self._bundles(scene)
+        self.names_ = bundles.names
+        self.n_endmembers_ = bundles.n_materials
+        return bundles
+
+    def _train(
+        self, scene: Scene, pixels: np.ndarray, generator: torch.Generator, built: Bundles
+    ) -> None:
+        """Train on the image ``pixels`` (ELBO) and triplets drawn from the bundles
+        ``built``, stopping early after ``patience`` calm epochs."""
+        model = self.network_
+        device = next(model.parameters()).device
+        scaled = dataclasses.replace(built, spectra=built.spectra * self.input_scale_)
         sampler = TripletSampler(scaled, self.snr_db, generator, device)
-        y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32, device=device)
+        y_all = torch.as_tensor(pixels * self.input_scale_, dtype=torch.float32, device=device)
+        weights = self.weights_
         config = LossConfig(
             selfsup=weights["selfsup_weight"],
             beta=float(self.beta),
@@ -417,25 +425,6 @@ class IDNet(Unmixer):
             n_importance=self.n_importance,
             density_at_sample=self.triplet_density == "posterior_sample",
         )
-        self.history_ = self._train(model, y_all, sampler, config, generator)
-
-        self.model_ = model.eval()
-        self.weights_ = weights
-        self.names_ = bundles.names
-        self.n_bands_ = scene.n_bands
-        self.n_endmembers_ = bundles.n_materials
-        self.n_epochs_ = len(self.history_)
-        self.endmembers_ = self._reference_endmembers()
-        return self
-
-    def _train(
-        self,
-        model: IDNetModel,
-        y_all: torch.Tensor,
-        sampler: TripletSampler,
-        config: LossConfig,
-        generator: torch.Generator,
-    ) -> list[dict]:
         n_pixels = y_all.shape[0]
         batch_size = effective_batch_size(self.batch_size, n_pixels)
         lr = (
@@ -445,11 +434,9 @@ class IDNet(Unmixer):
         )
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
-        history: list[dict] = []
         previous = math.inf
         calm_epochs = 0  # consecutive epochs whose loss changed by less than tol
-        model.train()
-        for epoch in range(1, self.max_epochs + 1):
+        for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             totals = np.zeros(4)
             order = torch.randperm(n_pixels, generator=generator).to(y_all.device)
@@ -462,21 +449,15 @@ class IDNet(Unmixer):
                     [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser]
                 )
             loss, elbo, selfsup, regulariser = totals / n_pixels
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"IDNet training diverged at epoch {epoch} "
-                    "(non-finite loss); lower learning_rate"
-                )
-            history.append(
-                dict(
-                    loss=loss,
-                    elbo=elbo,
-                    selfsup=selfsup,
-                    regulariser=regulariser,
-                    seconds=time.perf_counter() - start,
-                )
+            self._record_epoch(
+                epoch,
+                self.epochs,
+                loss,
+                elbo=elbo,
+                selfsup=selfsup,
+                regulariser=regulariser,
+                seconds=time.perf_counter() - start,
             )
-            self._report("epoch", epoch, self.max_epochs, loss=loss, elbo=elbo)
             if epoch <= self.decay_epochs:
                 scheduler.step()
             calm_epochs = calm_epochs + 1 if abs(loss - previous) < self.tol * abs(loss) else 0
@@ -489,13 +470,16 @@ class IDNet(Unmixer):
                 )
                 break
             previous = loss
-        return history
+
+    def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
+        self.n_epochs_ = len(self.history_)
+        self.endmembers_ = self._reference_endmembers()
 
     # -- inference -----------------------------------------------------------------------
     def _reference_endmembers(self) -> np.ndarray:
         with torch.no_grad():
-            reference = self.model_.reference_endmembers()
-        return reference.cpu().double().numpy() / self.data_scale_
+            reference = self.network_.reference_endmembers()
+        return reference.cpu().double().numpy() / self.input_scale_
 
     def _uncertainty_draws(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Standard normal draws (S, P, H) for Z and (S, P, L) for M, shared by all pixels."""
@@ -507,61 +491,19 @@ class IDNet(Unmixer):
 
     def _transform_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Unmix (N, L) pixels; see the class docstring for the outputs."""
-        device = next(self.model_.parameters()).device
+        device = next(self.network_.parameters()).device
         z_noise, m_noise = self._uncertainty_draws(device)
-        y_all = torch.as_tensor(pixels * self.data_scale_, dtype=torch.float32)
+        y_all = torch.as_tensor(pixels * self.input_scale_, dtype=torch.float32)
         parts: dict[str, list[np.ndarray]] = {}
-        self.model_.eval()
+        self.network_.eval()
         with torch.no_grad():
             for y in y_all.split(INFERENCE_CHUNK):
-                summary = posterior_summary(self.model_, y.to(device), z_noise, m_noise)
+                summary = posterior_summary(self.network_, y.to(device), z_noise, m_noise)
                 if self.return_pixel_endmembers:
                     # not in place: without variability the map is one broadcast matrix
-                    summary["pixel_endmembers"] = summary["pixel_endmembers"] / self.data_scale_
+                    summary["pixel_endmembers"] = summary["pixel_endmembers"] / self.input_scale_
                 else:
                     del summary["pixel_endmembers"]
                 for key, value in summary.items():
                     parts.setdefault(key, []).append(value.cpu().numpy())
         return {key: np.concatenate(values) for key, values in parts.items()}
-
-    # -- persistence ---------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained weights and what is needed to rebuild the estimator (weights
-        only, no pickled objects); return the path."""
-        self._check_fitted()
-        params = self.get_params()
-        # Only names survive in the file: arrays and objects served fit, not unmixing.
-        for key in ("library", "reference"):
-            value = getattr(self, key)
-            params[key] = str(value) if isinstance(value, (str, os.PathLike)) else None
-        params["device"] = None
-        config = dict(
-            method=self.name,
-            params=params,
-            n_bands=self.n_bands_,
-            n_endmembers=self.n_endmembers_,
-            data_scale=self.data_scale_,
-            weights=self.weights_,
-            names=self.names_,
-            history=self.history_,
-        )
-        return save_checkpoint(path, self.model_.state_dict(), config)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: Any = None) -> IDNet:
-        """An estimator ready to unmix, from a file written by :meth:`save`."""
-        state, config = load_checkpoint(path, cls.name)
-        with rebuilding(path, cls.name):
-            estimator = cls(**{**config["params"], "device": device})
-            model = estimator._model(config["n_endmembers"], config["n_bands"])
-            model.load_state_dict(state)
-            estimator.n_bands_ = config["n_bands"]
-            estimator.n_endmembers_ = config["n_endmembers"]
-            estimator.data_scale_ = config["data_scale"]
-            estimator.weights_ = config["weights"]
-            estimator.names_ = config["names"]
-            estimator.history_ = config["history"]
-        estimator.model_ = model.to(resolve_device(device)).eval()
-        estimator.n_epochs_ = len(estimator.history_)
-        estimator.endmembers_ = estimator._reference_endmembers()
-        return estimator

@@ -127,7 +127,8 @@ def sample_abundances(alpha: torch.Tensor) -> torch.Tensor:
 
 def image_elbo(model: IDNetModel, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One-sample ELBO of image pixels y (B, L): returns (elbo (B,), alpha (B, P))."""
-    if model.variability:
+    code_kl: torch.Tensor | float
+    if model.latent_encoders is not None:  # with variability
         mean, var = model.latent_encoders(y)
         z = mean + torch.sqrt(var) * torch.randn_like(mean)
         _, endmembers = model.sample_endmembers(z)
@@ -162,7 +163,9 @@ def selfsup_terms(
     ``(1 + beta) [log q(a | M, y) + mean_j log p(M | Z_j)]``. Without variability the one
     code Z = 0 replaces the S samples (``n_importance`` is unused) and SS has no Z terms.
     """
-    if model.variability:
+    log_prior_z: torch.Tensor | float
+    log_q_z: torch.Tensor | float
+    if model.latent_encoders is not None:  # with variability
         mean, var = model.latent_encoders(y)  # (B, P, H)
         noise = torch.randn((n_importance,) + mean.shape, device=mean.device)
         z = mean + torch.sqrt(var) * noise  # (S, B, P, H)

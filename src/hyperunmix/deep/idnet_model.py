@@ -415,7 +415,7 @@ def posterior_summary(
     sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form;
     without variability M is fixed and it is the Dirichlet's standard deviation.
     """
-    if model.variability:
+    if model.latent_encoders is not None:  # with variability
         mean, var = model.latent_encoders(y)  # (B, P, H)
         endmembers = model.endmember_decoders(mean)  # (B, P, L)
     else:

@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..base import Unmixer, check_n_endmembers, check_scene
+from ..base import Unmixer, check_n_endmembers
 from ..errors import InputError
 from ..io import read_endmembers
+from ..params import Array, Boolean, FilePath, Integer, NoneValue, Options, Real, Rule
 from ..scene import Scene
 from ._arrays import as_endmembers
 from .atgp import atgp
@@ -35,6 +36,12 @@ EXTRACTORS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "nfindr": lambda pixels, p, seed: nfindr(pixels, p, seed=seed),
     "atgp": lambda pixels, p, seed: atgp(pixels, p),
 }
+
+#: Rules of ``n_endmembers``, ``endmembers`` and ``seed``, shared by every method that takes
+#: them (the deep ones too).
+N_ENDMEMBERS_RULES: list[Rule] = [Integer(2), NoneValue()]
+ENDMEMBERS_RULES: list[Rule] = [Options(*EXTRACTORS), FilePath(), Array(2, "(P, L)")]
+SEED_RULES: list[Rule] = [Integer(0)]
 
 #: Relative tolerance when comparing an endmember file's wavelengths with the scene's.
 _WAVELENGTH_RTOL = 1e-3
@@ -107,6 +114,11 @@ class FCLS(Unmixer):
     """
 
     name: ClassVar[str] = "fcls"
+    _parameter_rules: ClassVar = {
+        "n_endmembers": N_ENDMEMBERS_RULES,
+        "endmembers": ENDMEMBERS_RULES,
+        "seed": SEED_RULES,
+    }
 
     def __init__(self, n_endmembers: int | None = None, endmembers: Any = "vca", seed: int = 0):
         self.n_endmembers = n_endmembers
@@ -116,13 +128,11 @@ class FCLS(Unmixer):
     def _endmember_source(self) -> Any:
         return self.endmembers
 
-    def fit(self, scene: Scene) -> FCLS:
-        check_scene(scene, "fit")
+    def _fit(self, scene: Scene) -> None:
         self.endmembers_ = resolve_endmembers(
             self._endmember_source(), scene, self.n_endmembers, self.seed
         )
         self.n_bands_ = scene.n_bands
-        return self
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return fcls(pixels, self.endmembers_)
@@ -133,7 +143,7 @@ class SNNLS(FCLS):
     :class:`FCLS`: see :func:`hyperunmix.linear.snnls`. Parameters as :class:`FCLS`."""
 
     name: ClassVar[str] = "snnls"
-    convention: ClassVar[str] = "shares"
+    default_convention: ClassVar[str] = "shares"
 
     def _transform_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return snnls(pixels, self.endmembers_)
@@ -173,6 +183,15 @@ class SUnSAL(FCLS):
     """
 
     name: ClassVar[str] = "sunsal"
+    _parameter_rules: ClassVar = {
+        **FCLS._parameter_rules,
+        "lam": [Real(0)],
+        "anc": [Boolean()],
+        "asc": [Boolean()],
+        "mu": [Real(0, closed="neither")],
+        "tol": [Real(0, closed="neither")],
+        "max_iter": [Integer(1)],
+    }
 
     def __init__(
         self,
@@ -217,6 +236,8 @@ class _ExtractThenFCLS(FCLS):
     seed : int
         Seed of the extractor (ATGP is deterministic and ignores it).
     """
+
+    _parameter_rules: ClassVar = {"n_endmembers": N_ENDMEMBERS_RULES, "seed": SEED_RULES}
 
     def __init__(self, n_endmembers: int | None = None, seed: int = 0):
         self.n_endmembers = n_endmembers

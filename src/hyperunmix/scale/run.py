@@ -33,6 +33,7 @@ from ..base import ProgressCallback, Unmixer
 from ..conventions import check_convention
 from ..errors import HyperunmixError, InputError
 from ..io import envi
+from ..params import summarise
 from ..registry import make_method
 from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, hidden_path, output_files, output_format, record_path
@@ -373,10 +374,7 @@ def _fitted_unmixer(
     progress: ProgressCallback | None,
 ) -> Unmixer:
     if isinstance(method, str):
-        made = make_method(method, **(params or {}))
-        if not isinstance(made, Unmixer):  # every registered method is one
-            raise TypeError(f"method {method!r} is not an Unmixer: {type(made).__name__}")
-        unmixer = made
+        unmixer = make_method(method, **(params or {}))
     elif isinstance(method, Unmixer):
         if params:
             raise InputError("params= applies to a method given by name, not to an estimator")
@@ -404,12 +402,12 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
     row_chunks, col_chunks = cube_chunks(cube)[:2]
     chunks = (row_chunks[0], col_chunks[0])
     n_rows, n_cols, _ = cube.shape
-    record = {
+    record: dict[str, Any] = {
         "source": _source_identity(cube),
         "shape": list(cube.shape),
         "chunks": list(chunks),
         "method": unmixer.name,
-        "params": json.loads(json.dumps(unmixer.get_params(), default=repr)),
+        "params": summarise(unmixer.get_params()),
         "model": fitted_state_digest(unmixer),
         "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
         "convention": layout.convention,

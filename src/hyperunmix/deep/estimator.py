@@ -1,0 +1,261 @@
+"""The base class of the deep methods: one order of steps, one checkpoint format, one history.
+
+:meth:`DeepUnmixer._fit` runs, for every deep method, in this order: the device
+(``device``, checked), seeding (a local generator, and torch's global state forked so
+that the caller's random state is left as it was), the input scale
+(:meth:`~DeepUnmixer._input_scale`), then the method's :meth:`~DeepUnmixer._build` (what
+the training needs from the scene: references, pseudo-pure sets, bundles), the network
+(:meth:`~DeepUnmixer._network`, built from fitted attributes only, so that :meth:`load`
+rebuilds it the same way), :meth:`~DeepUnmixer._train` (which reports every epoch through
+:meth:`~DeepUnmixer._record_epoch`: history, the non-finite-loss guard and progress) and
+:meth:`~DeepUnmixer._finish`.
+
+A checkpoint holds the network's weights, the fitted attributes the class declares
+(``_checkpoint_arrays`` as tensors, ``_checkpoint_values`` as JSON) and the
+hyper-parameters (arrays among them as tensors), and loads with
+``torch.load(weights_only=True)``: no pickled Python objects.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..base import Unmixer
+from ..params import Rule
+from ..scene import Scene
+from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+#: Version of the checkpoint layout; a file of another version is refused with a clear error.
+CHECKPOINT_VERSION = 2
+
+
+class Device(Rule):
+    """None (the CPU), a ``torch.device`` or a string that names one (``"cuda:0"``)."""
+
+    def admits(self, value: Any) -> bool:
+        if value is None or isinstance(value, torch.device):
+            return True
+        try:
+            torch.device(value)
+        except (RuntimeError, TypeError):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return 'None, "cpu", "cuda" or another torch device'
+
+    def invalid_example(self) -> Any:
+        return "gpu"
+
+
+#: Rules of ``device``, the same for every deep method.
+DEVICE_RULES: list[Rule] = [Device()]
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
+    """A CPU generator seeded with ``seed``, for shuffling and sampling, while torch's global
+    generators (which layer initialisation and dropout draw from) are seeded with it too
+    and restored on exit: fitting leaves the caller's random state as it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)
+
+
+class DeepUnmixer(Unmixer):
+    """Base class of EGU-Net, ID-Net and DEQ-Unmix.
+
+    Subclasses take ``epochs``, ``learning_rate``, ``endmembers``, ``seed`` and ``device``
+    among their parameters and implement :meth:`_input_scale`, :meth:`_build`,
+    :meth:`_network` and :meth:`_train` (and :meth:`_finish` when something follows the
+    training).
+
+    Attributes
+    ----------
+    network_ : torch.nn.Module or None
+        The trained network (None for a method variant without one).
+    input_scale_ : float
+        The scene's values are multiplied by it before they enter the network.
+    history_ : list of dict
+        One record per epoch: ``epoch`` (from 1), ``loss`` and the method's own terms.
+    n_bands_ : int
+    """
+
+    #: Fitted attributes held as tensors in a checkpoint (NumPy arrays).
+    _checkpoint_arrays: ClassVar[tuple[str, ...]] = ()
+    #: Fitted attributes held as JSON in a checkpoint (besides n_bands_, input_scale_ and
+    #: history_, which every deep method has).
+    _checkpoint_values: ClassVar[tuple[str, ...]] = ()
+    #: Old parameter name -> new one, accepted with a DeprecationWarning for one release.
+    _renamed_params: ClassVar[dict[str, str]] = {}
+    #: Old attribute name -> new one, readable with a DeprecationWarning for one release.
+    _renamed_attributes: ClassVar[dict[str, str]] = {}
+
+    seed: int
+    device: str | torch.device | None
+    network_: torch.nn.Module | None
+    input_scale_: float
+    history_: list[dict[str, float]]
+
+    # -- renamed parameters and attributes -------------------------------------------------
+    def _take_renamed(self, renamed: dict[str, Any]) -> None:
+        """Accept parameters under their old names (``__init__``'s ``**renamed``)."""
+        for old, value in renamed.items():
+            new = self._renamed_params.get(old)
+            if new is None:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected keyword argument {old!r}"
+                )
+            warnings.warn(
+                f"{type(self).__name__}: {old} is now called {new}; {old} will stop working "
+                "in the next release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            setattr(self, new, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: old attribute names.
+        new = type(self)._renamed_attributes.get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"{type(self).__name__}.{name} is now {new}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(self, new)
+
+    # -- fit ---------------------------------------------------------------------------------
+    def _fit(self, scene: Scene) -> None:
+        device = resolve_device(self.device)
+        pixels = scene.pixels(np.float64)
+        with seeded(self.seed, device) as generator:
+            self.n_bands_ = scene.n_bands
+            self.input_scale_ = self._input_scale(pixels)
+            built = self._build(scene, pixels, generator)
+            network = self._network()
+            self.network_ = None if network is None else network.to(device)
+            self.history_ = []
+            if self.network_ is not None:
+                self.network_.train()
+                self._train(scene, pixels, generator, built)
+                self.network_.eval()
+            self._finish(scene, pixels)
+
+    @abc.abstractmethod
+    def _input_scale(self, pixels: np.ndarray) -> float:
+        """The factor that brings the (N, L) training ``pixels`` to the network's range."""
+
+    def _build(self, scene: Scene, pixels: np.ndarray, generator: torch.Generator) -> Any:
+        """Set the fitted attributes that :meth:`_network` needs; return what
+        :meth:`_train` needs beyond the scene (a pseudo-pure set, bundles), or None."""
+        return None
+
+    @abc.abstractmethod
+    def _network(self) -> torch.nn.Module | None:
+        """The untrained network, from fitted attributes only (``load`` calls it too)."""
+
+    @abc.abstractmethod
+    def _train(
+        self, scene: Scene, pixels: np.ndarray, generator: torch.Generator, built: Any
+    ) -> None:
+        """Train ``network_`` (in training mode) on the scene, its valid ``pixels`` (N, L)
+        and what :meth:`_build` returned, calling :meth:`_record_epoch` after every epoch."""
+
+    def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
+        """What follows the training (endmember estimates, statistics); nothing by default."""
+
+    def _record_epoch(self, epoch: int, total: int, loss: float, **terms: float) -> None:
+        """Record epoch ``epoch`` (from 1) of at most ``total`` in ``history_`` and report it;
+        a FloatingPointError when the loss is not finite (training diverged)."""
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"{type(self).__name__} training diverged at epoch {epoch} (loss {loss}); "
+                "lower learning_rate"
+            )
+        record = {"epoch": epoch, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+        self.history_.append(record)
+        self._report("epoch", epoch, total, **{k: v for k, v in record.items() if k != "epoch"})
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to ``path`` (weights only, no pickled objects); returns it."""
+        self._check_fitted()
+        state: dict[str, torch.Tensor] = {}
+        if self.network_ is not None:
+            state.update({f"network.{k}": v for k, v in self.network_.state_dict().items()})
+        for name in self._checkpoint_arrays:
+            state[f"fitted.{name}"] = torch.as_tensor(np.asarray(getattr(self, name)))
+        params: dict[str, Any] = {}
+        unsaved: list[str] = []
+        for name, value in self.get_params().items():
+            if isinstance(value, np.ndarray):
+                state[f"param.{name}"] = torch.as_tensor(value)
+            elif isinstance(value, os.PathLike):
+                params[name] = os.fspath(value)
+            elif value is None or isinstance(value, (bool, int, float, str, list)):
+                params[name] = value
+            else:  # a library object: it served the fit, and has no JSON form
+                params[name] = None
+                unsaved.append(name)
+        values = ("n_bands_", "input_scale_", "history_", *self._checkpoint_values)
+        config = {
+            "method": self.name,
+            "version": CHECKPOINT_VERSION,
+            "params": params,
+            "unsaved_params": unsaved,
+            "fitted": {name: getattr(self, name) for name in values},
+        }
+        return save_checkpoint(path, state, config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> Self:
+        """A fitted model from a file written by :meth:`save`, on ``device`` (default: the
+        one it was fitted with)."""
+        state, config = load_checkpoint(path, cls.name)
+        with rebuilding(path, cls.name):
+            if config.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(
+                    f"it was written by another version of hyperunmix (checkpoint layout "
+                    f"{config.get('version', 1)}, this one reads {CHECKPOINT_VERSION}): "
+                    "fit the model again"
+                )
+            params = dict(config["params"])
+            for key in [k for k in state if k.startswith("param.")]:
+                params[key.removeprefix("param.")] = state.pop(key).numpy()
+            if device is not None:
+                params["device"] = device
+            model = cls(**params)
+            for name, value in config["fitted"].items():
+                setattr(model, name, value)
+            for name in cls._checkpoint_arrays:
+                setattr(model, name, state.pop(f"fitted.{name}").numpy())
+            network = model._network()
+            if network is not None:
+                network.load_state_dict({k.removeprefix("network."): v for k, v in state.items()})
+        if config["unsaved_params"]:
+            warnings.warn(
+                f"{path}: the parameters {', '.join(config['unsaved_params'])} were objects "
+                "that a checkpoint does not hold; they are None in the loaded model, which "
+                "unmixes as the saved one but needs them again to be fitted anew",
+                UserWarning,
+                stacklevel=2,
+            )
+        # A device error is not a file error: outside `rebuilding`.
+        model.network_ = (
+            None if network is None else network.to(resolve_device(model.device)).eval()
+        )
+        return model
