@@ -42,7 +42,7 @@ SUMMARY = REPO / "benchmarks" / "results" / "tuning"
 CHOICES: dict[str, dict[str, tuple]] = {
     "egunet": {"endmembers": ("nfindr", "vca"), "label_scale": ("peak", "reference")},
     "deq": {"endmembers": ("nfindr", "vca"), "data_term": ("scaled", "linear")},
-    "idnet": {"reference": ("nfindr", "vca"), "endmember_scale": ("peak", "decoded")},
+    "idnet": {"endmembers": ("nfindr", "vca"), "endmember_scale": ("peak", "decoded")},
 }
 #: Mean aRMSE differences below this are ties, decided by mSAD.
 TIE = 1e-4
