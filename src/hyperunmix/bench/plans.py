@@ -129,8 +129,10 @@ ABLATIONS: dict[str, dict[str, str]] = {
 START_PARAMETERS: dict[str, str] = {
     "egunet": "endmembers",
     "deq": "endmembers",
-    "idnet": "reference",
+    "idnet": "endmembers",
 }
+#: ID-Net's start parameter before it was renamed, as records of earlier runs name it.
+_FORMER_START_PARAMETER = "reference"
 #: The matched baseline of a deep method: the classical solver of the method's own
 #: abundance convention (FCLS for absolute fractions, SNNLS for shares) on the method's
 #: endmember start, scored like the method in the scene's convention; as a benchmark entry:
@@ -155,7 +157,8 @@ def matched_baseline(record: Mapping[str, Any]) -> str | None:
     parameter = START_PARAMETERS.get(registered_name(record["method"]))
     if parameter is None:
         return None
-    start = (record.get("parameters") or {}).get(parameter)
+    parameters = record.get("parameters") or {}
+    start = parameters.get(parameter, parameters.get(_FORMER_START_PARAMETER))
     convention = (record.get("metrics") or {}).get("result_convention")
     if not isinstance(convention, str) or not isinstance(start, str):
         return None  # a start given as spectra (a list when short enough for JSON)
