@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -76,9 +76,13 @@ _MIN_BRIGHT_COSINE = 1e-6
 #: thinner than this is flat (float32 resolves them to about 1e-7).
 _SHAPE_RESOLUTION = 1e-6
 
-SOLVERS = ("deq", "unrolled")
-PROJECTIONS = ("euclidean", "mirror")
-DATA_TERMS = ("scaled", "linear")
+Solver = Literal["deq", "unrolled"]
+Projection = Literal["euclidean", "mirror"]
+DataTerm = Literal["scaled", "linear"]
+#: The values of ``solver``, ``projection`` and ``data_term`` (their rules' options).
+SOLVERS: tuple[Solver, ...] = get_args(Solver)
+PROJECTIONS: tuple[Projection, ...] = get_args(Projection)
+DATA_TERMS: tuple[DataTerm, ...] = get_args(DataTerm)
 
 
 # -- the learned iteration ----------------------------------------------------------------
@@ -359,71 +363,79 @@ class DEQUnmix(DeepUnmixer):
 
     Parameters
     ----------
-    n_endmembers : int, optional
-        P; HySime's estimate when None (and the number of given endmembers when given).
-    solver : {"deq", "unrolled"}
+    n_endmembers : int or None, default=None
+        P. None: the number of given endmembers, else HySime's estimate.
+    solver : {"deq", "unrolled"}, default="deq"
         Equilibrium with implicit differentiation, or the unrolled twin (``unrolled_steps``
         applications of the same iteration, backpropagation through all of them).
-    projection : {"euclidean", "mirror"}
+    projection : {"euclidean", "mirror"}, default="euclidean"
         Exact Euclidean simplex projection, or the entropic (softmax) mirror step.
-    data_term : {"linear", "scaled"}
-        ``"linear"`` (default): the plain linear mixing model of the paper, absolute
+    data_term : {"linear", "scaled"}, default="linear"
+        ``"linear"``: the plain linear mixing model of the paper, absolute
         fractions. ``"scaled"``: the data term has a per-pixel brightness factor, shares of
         unit-peak spectra (the angle-based loss and the untrained equilibrium agree); a pixel
         without brightness (zero or negative spectrum) has no shares and gets 1/P each, as
         from :func:`~hyperunmix.linear.snnls`. See the module notes; the default was chosen
         on tuning scenes.
-    epochs : int
+    epochs : int, default=150
         Optimisation steps, each on the whole image. 150 rather than the paper's 300: with
         the step schedule the learning rates are down to 11 % by then, and the results of
         100 and 150 epochs already agree on Samson and Jasper Ridge.
-    learning_rate, lr_endmembers : float
-        AdamW learning rates of the CNN and of the endmembers (in scaled units, see Notes).
-    weight_decay : float
+    learning_rate : float, default=0.01
+        AdamW learning rate of the CNN (in scaled units, see Notes).
+    lr_endmembers : float, default=0.007
+        AdamW learning rate of the endmembers (in scaled units, see Notes).
+    weight_decay : float, default=0.01
         AdamW weight decay of the CNN (none on the endmembers: it would shrink the spectra).
-    lr_step, lr_gamma : int, float
+    lr_step : int, default=15
         Learning rates are multiplied by ``lr_gamma`` every ``lr_step`` epochs.
-    alpha : float
+    lr_gamma : float, default=0.8
+        See ``lr_step``.
+    alpha : float, default=0.2
         Weight of the MSE term of the loss.
-    volume_weight : float
+    volume_weight : float, default=0.003
         Weight of the log volume of the endmember simplex (:func:`simplex_log_volume`) in
         the loss. The reconstruction loss alone is lowest for a simplex that also covers the
         noise around each vertex (on Samson the learned water endmember drifts from 0.11 to
         0.25 rad off the reference while the loss falls below that of the reference
         endmembers); the volume term holds the simplex in.
-    step_scale : float
+    step_scale : float, default=1.0
         Gradient step ``eta = step_scale / lambda_max(E E^T)`` (see :class:`DEQUnmixNet`).
-    hidden : int
+    hidden : int, default=16
         Width of the correction CNN.
-    correction : bool
-        Learn the spectral-spatial correction ``D_theta`` (default). False is the ablation
+    correction : bool, default=True
+        Learn the spectral-spatial correction ``D_theta``. False is the ablation
         without it: ``D_theta = 0``, the iteration is plain projected gradient, whose
         equilibrium on the learned endmembers is normalised NNLS (``"scaled"``) or FCLS
         (``"linear"``); the CNN is neither applied nor optimised, and everything else
         (endmember learning, loss, volume term, solver, start, schedule) is unchanged.
-    tol, max_iter, history : float, int, int
-        Anderson solves: relative residual tolerance, iteration budget (twice it for the
-        adjoint solve), memory. The gradient step contracts slowly (by about
-        ``1 - lambda_min / lambda_max`` of ``E E^T``, 0.999 on Samson), so a small residual
-        is not yet a small error: at ``tol=1e-4`` the solve stops after two iterations,
-        0.005 away from the equilibrium; at ``1e-6`` the error is below 1e-4.
-    unrolled_steps : int
-        Iterations of the unrolled twin.
-    endmembers : {"nfindr", "vca", "atgp"}, array (P, L) or path
-        Initial endmembers (learned from there). ``"nfindr"`` (default) rather than the
+    tol : float, default=1e-6
+        Relative residual tolerance of the Anderson solves (``solver="deq"``). The gradient
+        step contracts slowly (by about ``1 - lambda_min / lambda_max`` of ``E E^T``, 0.999
+        on Samson), so a small residual is not yet a small error: at ``tol=1e-4`` the solve
+        stops after two iterations, 0.005 away from the equilibrium; at ``1e-6`` the error
+        is below 1e-4.
+    max_iter : int, default=100
+        Iteration budget of the forward Anderson solve (twice it for the adjoint solve).
+    history : int, default=5
+        Memory of the Anderson solves.
+    unrolled_steps : int, default=10
+        Iterations of the unrolled twin (``solver="unrolled"``).
+    endmembers : array (P, L), path or {"nfindr", "vca", "atgp"}, default="nfindr"
+        Initial endmembers (learned from there). ``"nfindr"`` rather than the
         paper's VCA: training moves the endmembers only locally, so a material the start
         misses stays missed, and VCA's random directions can land on noisy or dark extreme
         pixels. Chosen on the tuning scenes (``benchmarks/tune_defaults.py``: mean aRMSE
         0.075 from N-FINDR, 0.078 from VCA, with the linear data term).
-    endmember_averaging : float
+    endmember_averaging : float, default=0.01
         Share of the pixels, the closest in spectral angle to each initial endmember, whose
         mean replaces it (0 keeps the extracted spectra). Extractors pick extreme pixels,
         which are the noisiest: a training loss on the reconstruction can pull an endmember
         outwards to cover the data but not back in, so the start is denoised here.
-    seed : int
+    seed : int, default=0
         Seeds the extractor, the CNN initialisation and torch.
-    device : str, optional
-        ``None`` (CPU) or e.g. ``"cuda"``.
+    device : str, torch.device or None, default=None
+        None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
 
     Attributes
     ----------
@@ -452,6 +464,23 @@ class DEQUnmix(DeepUnmixer):
     Starting abundances are the untrained equilibrium on the current endmembers (FCLS, or
     normalised NNLS for the scaled data term), both for the equilibrium solve (where the
     start only affects the cost) and for the unrolled twin (where it is its input).
+
+    Examples
+    --------
+    Two epochs, for a demonstration (the default is 150):
+
+    >>> import numpy as np
+    >>> from hyperunmix.deep.deq import DEQUnmix
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = DEQUnmix(n_endmembers=3, epochs=2).fit(scene)
+    >>> result = model.unmix(scene)
+    >>> result.abundances.shape, result.endmembers.shape, result.convention
+    ((16, 16, 3), (3, 200), 'absolute')
+    >>> bool(np.allclose(result.abundances.sum(axis=-1), 1, atol=1e-5))
+    True
+    >>> [record["epoch"] for record in model.history_]
+    [1, 2]
     """
 
     name: ClassVar[str] = "deq"
@@ -495,9 +524,9 @@ class DEQUnmix(DeepUnmixer):
         self,
         n_endmembers: int | None = None,
         *,
-        solver: str = "deq",
-        projection: str = "euclidean",
-        data_term: str = "linear",
+        solver: Solver = "deq",
+        projection: Projection = "euclidean",
+        data_term: DataTerm = "linear",
         epochs: int = 150,
         learning_rate: float = 0.01,
         lr_endmembers: float = 0.007,
@@ -516,7 +545,7 @@ class DEQUnmix(DeepUnmixer):
         endmembers: Any = "nfindr",
         endmember_averaging: float = 0.01,
         seed: int = 0,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers

@@ -20,7 +20,7 @@ beyond its labels.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from .egunet_nets import (
 from .estimator import DEVICE_RULES, DeepUnmixer
 from .pure_pixels import (
     LABEL_SCALES,
+    LabelScale,
     ReferenceSource,
     build_pure_set,
     label_reference,
@@ -49,10 +50,16 @@ from .pure_pixels import (
     soft_labels,
 )
 
-VARIANTS = ("pw", "ss")
-BN_STATS = ("image", "running")
-ENDMEMBER_OUTPUTS = ("reference", "ls")
-ABUNDANCE_OUTPUTS = ("network", "labels")
+Variant = Literal["pw", "ss"]
+BNStats = Literal["image", "running"]
+EndmemberOutput = Literal["reference", "ls"]
+AbundanceOutput = Literal["network", "labels"]
+#: The values of ``variant``, ``bn_stats``, ``endmember_output`` and ``abundance_output``
+#: (their rules' options).
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
+BN_STATS: tuple[BNStats, ...] = get_args(BNStats)
+ENDMEMBER_OUTPUTS: tuple[EndmemberOutput, ...] = get_args(EndmemberOutput)
+ABUNDANCE_OUTPUTS: tuple[AbundanceOutput, ...] = get_args(AbundanceOutput)
 #: Pixels per forward pass at inference and batch-norm recalibration.
 CHUNK = 65536
 
@@ -62,12 +69,12 @@ class EGUNet(DeepUnmixer):
 
     Parameters
     ----------
-    n_endmembers : int, optional
-        P. Default: the number of given ``endmembers``, else HySime's estimate.
-    variant : {"pw", "ss"}
+    n_endmembers : int or None, default=None
+        P. None: the number of given ``endmembers``, else HySime's estimate.
+    variant : {"pw", "ss"}, default="pw"
         ``"pw"``: fully connected, pixel-wise. ``"ss"``: the mixed stream is a CNN over the
         image (5x5 and 3x3 convolutions, three 2x2 poolings, bilinear upsampling).
-    endmembers : str, (P, L) array, path, SpectralLibrary or None
+    endmembers : array, path, library, None or {"nfindr", "vca", "atgp"}, default="nfindr"
         Reference endmembers that label the pseudo-pure set (and fix the order of the
         output abundances): an extractor run on the whole image (``"nfindr"``, the
         default; ``"vca"``, the paper's, which None also means; ``"atgp"``), an array, an
@@ -78,62 +85,66 @@ class EGUNet(DeepUnmixer):
         and ``label_scale`` were chosen on the tuning scenes of
         ``benchmarks/tune_defaults.py`` (mean aRMSE 0.118 with N-FINDR and ``"peak"``,
         0.118 to 0.123 for the others).
-    block_size : int
+    block_size : int, default=5
         Side of the blocks of the pseudo-pure set (5 in the paper).
-    label_scale : {"peak", "reference"}
+    label_scale : {"peak", "reference"}, default="peak"
         Scale of the reference spectra the pseudo-pure labels are computed against:
-        ``"peak"`` (default) unit peak, so abundances are fractions of peak-normalised
+        ``"peak"`` unit peak, so abundances are fractions of peak-normalised
         spectra whatever a pixel's brightness; ``"reference"`` the spectra as given, as in
         the released code, where the labels depend on the brightness of the image pixels
         the extractor happened to pick. See
         :func:`~hyperunmix.deep.pure_pixels.build_pure_set` and the README's "Abundance
         conventions".
-    epochs : int
+    epochs : int, default=200
         Passes over the image (200 in the paper).
-    learning_rate, lr_decay : float
-        Adam step size at the first epoch and its decay factor per epoch (0.1 and 0.99 in
-        the paper, where one epoch was one step).
-    batch_size : int
+    learning_rate : float, default=0.1
+        Adam step size at the first epoch (0.1 in the paper, where one epoch was one step).
+    lr_decay : float, default=0.99
+        Decay factor of the step size per epoch (0.99 in the paper).
+    batch_size : int, default=8000
         Mixed pixels per step (8000 in the paper). An epoch is ``ceil(N / batch_size)``
         steps: in ``"pw"`` the image split into that many near-equal batches, in ``"ss"``
         one random ``patch_size`` crop per step. Each step also sees at most ``batch_size``
         pure spectra.
-    patch_size : int or None
+    patch_size : int or None, default=32
         ``"ss"`` only: side of the square crop the convolutional stream sees per step.
         None: the whole image at every step, as in the paper (about 9x the cost of a 32 x 32
         crop on Samson, for the same accuracy, in the runs of ``benchmarks/egunet_tuning.py``).
-    weight_decay : float
+    weight_decay : float, default=0.005
         Coefficient of (sum of squared weights) / 2, biases and batch-norm parameters
         excluded (0.005 in the paper).
-    reconstruction_weight : float
+    reconstruction_weight : float, default=1.0
         Weight of the mean squared reconstruction error (1.0 in the paper).
-    dropout : float
+    dropout : float, default=0.1
         Drop probability after the first layer (0.1: keep 0.9 in the paper).
-    abundance_output : {"network", "labels"}
-        ``"network"`` (default): the trained network's output. ``"labels"``: the ablation
+    abundance_output : {"network", "labels"}, default="network"
+        ``"network"``: the trained network's output. ``"labels"``: the ablation
         without a network, EGU-Net's label rule applied to every pixel: NNLS abundances on
         the reference at ``label_scale`` (unit-peak spectra for ``"peak"``) normalised to
         sum to one (:func:`~hyperunmix.deep.pure_pixels.soft_labels`), i.e.
         :func:`hyperunmix.linear.snnls` with the reference for ``label_scale="peak"``. The
         reference is resolved as for the network (same source, P and seed); no pseudo-pure
         set or network is built, so the training parameters are unused.
-    bn_stats : {"image", "running"}
-        Batch-norm statistics used at inference. ``"image"`` (default) recomputes them on
+    bn_stats : {"image", "running"}, default="image"
+        Batch-norm statistics used at inference. ``"image"`` recomputes them on
         the image after training, so the mixed pixels are normalised as the mixed stream was
         during training; ``"running"`` keeps the running averages, which mix the statistics
         of the pure and the mixed batches. (The released code ran batch norm in training
         mode at inference, i.e. with the statistics of the batch being unmixed, so its maps
         depended on the batch.)
-    endmember_output : {"reference", "ls"}
-        What ``endmembers_`` holds: ``"reference"`` (default) the reference endmembers the
+    endmember_output : {"reference", "ls"}, default="reference"
+        What ``endmembers_`` holds: ``"reference"`` the reference endmembers the
         abundances are labelled against; ``"ls"`` the non-negative least-squares fit of the
         image on the estimated abundances, ``min ||Y - A E||`` with ``E >= 0``. The
         decoder is nonlinear, so the linear fit absorbs its residual and any abundance bias
         into the spectra: it was further from the true spectra than the reference on
         Samson, the synthetic scene and with a bundle-library reference, closer only on
         Jasper Ridge with a VCA reference (runs of ``benchmarks/egunet_tuning.py``).
-    seed : int
-    device : None, "cpu" or "cuda"
+    seed : int, default=0
+        Seeds the reference extractor, the pseudo-pure set, the network's initialisation
+        and the batches.
+    device : str, torch.device or None, default=None
+        None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
 
     Attributes
     ----------
@@ -154,6 +165,27 @@ class EGUNet(DeepUnmixer):
     input_scale_ : float
         The inputs are multiplied by it (1 / max of the training image) so that the sigmoid
         decoder can reach them.
+
+    Examples
+    --------
+    Two epochs, for a demonstration (the default is 200):
+
+    >>> import numpy as np
+    >>> from hyperunmix.deep.egunet import EGUNet
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = EGUNet(n_endmembers=3, epochs=2, batch_size=64).fit(scene)
+    >>> result = model.unmix(scene)
+    >>> result.abundances.shape, result.endmembers.shape, result.convention
+    ((16, 16, 3), (3, 200), 'shares')
+    >>> bool(np.allclose(result.abundances.sum(axis=-1), 1, atol=1e-5))
+    True
+
+    The ablation without a network, EGU-Net's pseudo-pure labels for every pixel:
+
+    >>> labels = EGUNet(n_endmembers=3, abundance_output="labels").fit(scene)
+    >>> labels.network_ is None, labels.unmix(scene).abundances.shape
+    (True, (16, 16, 3))
     """
 
     name = "egunet"
@@ -185,10 +217,10 @@ class EGUNet(DeepUnmixer):
         self,
         n_endmembers: int | None = None,
         *,
-        variant: str = "pw",
+        variant: Variant = "pw",
         endmembers: ReferenceSource = "nfindr",
         block_size: int = 5,
-        label_scale: str = "peak",
+        label_scale: LabelScale = "peak",
         epochs: int = 200,
         learning_rate: float = 0.1,
         lr_decay: float = 0.99,
@@ -197,11 +229,11 @@ class EGUNet(DeepUnmixer):
         weight_decay: float = 0.005,
         reconstruction_weight: float = 1.0,
         dropout: float = 0.1,
-        abundance_output: str = "network",
-        bn_stats: str = "image",
-        endmember_output: str = "reference",
+        abundance_output: AbundanceOutput = "network",
+        bn_stats: BNStats = "image",
+        endmember_output: EndmemberOutput = "reference",
         seed: int = 0,
-        device: str | None = None,
+        device: str | torch.device | None = None,
     ):
         self.n_endmembers = n_endmembers
         self.variant = variant

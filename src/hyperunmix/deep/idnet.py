@@ -38,7 +38,7 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -55,9 +55,10 @@ from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extrac
 
 log = logging.getLogger("hyperunmix")
 
+Preset = Literal["samson", "jasper_ridge", "cuprite"]
 #: The paper's per-dataset weights: lambda (self-supervised), tau (l_1/2 sparsity),
 #: lambda_h (nonlinear abundance stream), lambda_g (nonlinear pixel stream).
-PRESETS: dict[str, dict[str, float]] = {
+PRESETS: dict[Preset, dict[str, float]] = {
     "samson": dict(
         selfsup_weight=1.0, sparsity_weight=0.005, encoder_penalty=0.01, decoder_penalty=0.1
     ),
@@ -73,13 +74,16 @@ DEFAULT_WEIGHTS = PRESETS["samson"]
 #: The data are scaled so that this percentile of the pixel values maps to DATA_TOP.
 DATA_PERCENTILE = 99.9
 DATA_TOP = 0.9
+Constraint = Literal["orthant", "simplex"]
+EndmemberScale = Literal["peak", "decoded"]
+TripletDensity = Literal["label", "posterior_sample"]
 #: Feasible sets of the unrolled ISTA (see :class:`~.idnet_model.AbundanceEncoder`).
-CONSTRAINTS = ("orthant", "simplex")
+CONSTRAINTS: tuple[Constraint, ...] = get_args(Constraint)
 #: Scale of the endmembers in the linear stream (see :class:`~.idnet_model.AbundanceEncoder`).
-ENDMEMBER_SCALES = ("peak", "decoded")
+ENDMEMBER_SCALES: tuple[EndmemberScale, ...] = get_args(EndmemberScale)
 #: Where log q(a | M_s, y_s) is evaluated on the triplets: at the label (this package) or
 #: at a draw of q (the released code).
-TRIPLET_DENSITIES = ("label", "posterior_sample")
+TRIPLET_DENSITIES: tuple[TripletDensity, ...] = get_args(TripletDensity)
 #: Small scenes get smaller batches so that an epoch still takes this many Adam steps.
 MIN_STEPS_PER_EPOCH = 50
 #: Pixels per forward pass at inference (bounds memory with the uncertainty samples).
@@ -97,41 +101,51 @@ class IDNet(DeepUnmixer):
 
     Parameters
     ----------
-    n_endmembers : int, optional
-        P. Default: the library's number of materials when ``library`` is given, else
+    n_endmembers : int or None, default=None
+        P. None: the library's number of materials when ``library`` is given, else
         HySime's estimate (as for the other methods).
-    library : None, str or library
+    library : None, {"samson", "jasper_ridge"} or library, default=None
         Endmember bundles for the self-supervised triplets: a dataset name for
         :func:`hyperunmix.datasets.load_library` (``"samson"``, ``"jasper_ridge"``), an
         object or mapping with ``spectra`` (K, L) and ``labels`` (K,) in the scene's units,
         or None to extract bundles from the image. The outputs follow the library's
         material order.
-    endmembers, min_purity : str / array / path, float
-        Automatic bundles (``library=None``): reference endmembers (an extractor name such
-        as ``"vca"`` or ``"nfindr"``, a (P, L) array or an endmember file) and the share a
-        pixel's normalised NNLS abundance needs to join a bundle (0.95), see
-        :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`. ``"nfindr"`` (default): VCA
+    endmembers : array (P, L), path or {"nfindr", "vca", "atgp"}, default="nfindr"
+        Automatic bundles (``library=None``): the reference endmembers (an extractor name,
+        a (P, L) array or an endmember file), see
+        :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`. ``"nfindr"``: VCA
         can miss a dark or rare material, and every triplet of that material is then
         wrong. The start and ``endmember_scale`` were chosen on the tuning scenes of
         ``benchmarks/tune_defaults.py`` (mean aRMSE 0.074 with N-FINDR and ``"peak"``,
         0.083 to 0.097 for the others).
-    preset : {"samson", "jasper_ridge", "cuprite"} or None
+    min_purity : float, default=0.95
+        Automatic bundles: the share a pixel's normalised NNLS abundance needs to join a
+        bundle.
+    preset : None or {"samson", "jasper_ridge", "cuprite"}, default=None
         The paper's per-dataset loss weights; None uses the Samson weights (also the
         paper's for its variability scene). The next four arguments override single values.
-    selfsup_weight, sparsity_weight, encoder_penalty, decoder_penalty : float, optional
-        lambda, tau, lambda_h and lambda_g of the paper.
-    beta : float
-        Extra weight of log q(a_s | M_s, y_s) and log p(M_s | Z) on the triplets (10).
-    constraint : {"orthant", "simplex"}
+    selfsup_weight : float or None, default=None
+        lambda of the paper, the weight of the self-supervised term. None: the preset's.
+    sparsity_weight : float or None, default=None
+        tau of the paper, the weight of the l_1/2 sparsity term. None: the preset's.
+    encoder_penalty : float or None, default=None
+        lambda_h of the paper, the weight of the penalty on the weights of the nonlinear
+        abundance stream h. None: the preset's.
+    decoder_penalty : float or None, default=None
+        lambda_g of the paper, the weight of the penalty on the weights of the nonlinear
+        pixel stream g. None: the preset's.
+    beta : float, default=10.0
+        Extra weight of log q(a_s | M_s, y_s) and log p(M_s | Z) on the triplets.
+    constraint : {"orthant", "simplex"}, default="orthant"
         Feasible set of the unrolled ISTA (see
         :class:`~hyperunmix.deep.idnet_model.AbundanceEncoder`). ``"orthant"`` (the
-        paper's, default): non-negative least squares with a learned soft threshold; the
+        paper's): non-negative least squares with a learned soft threshold; the
         Dirichlet mean then normalises it, so abundances are shares of the pixel's signal
         whatever its brightness (the convention of the Samson and Jasper Ridge reference
         maps). ``"simplex"``: ANC and ASC inside the solver, as in the strict linear
         mixing model (better on synthetic LMM scenes, where brightness carries
         information).
-    endmember_scale : {"peak", "decoded"}
+    endmember_scale : {"peak", "decoded"}, default="peak"
         Scale of the endmembers inside the linear stream (the unrolled ISTA). The Dirichlet
         mean normalises alpha_lin, so the abundances are shares that depend on the relative
         scale of the endmember spectra, which the ELBO leaves free (a brighter m_k and a
@@ -140,54 +154,61 @@ class IDNet(DeepUnmixer):
         peak-normalised spectra whatever scale the decoders or the bundles give them (the
         convention of the Samson and Jasper Ridge reference maps, of DEQ-Unmix's scaled data
         term and of EGU-Net's ``label_scale="peak"``); the pixel decoder mixes the same
-        rescaled spectra, so the generative and the inference model agree; the default.
+        rescaled spectra, so the generative and the inference model agree.
         ``"decoded"``: the decoded spectra as they are (the paper), right for scenes whose
         truth is absolute fractions of the spectra at their own scale (as the package's
         synthetic scenes).
-    nonlinear : bool
-        Model nonlinearity (default). False is the ablation without both nonlinear
+    nonlinear : bool, default=True
+        Model nonlinearity. False is the ablation without both nonlinear
         streams: the abundance encoder's h (``alpha_nlin = 0``) and the pixel decoder's g
         are not built, so their penalties (``encoder_penalty``, ``decoder_penalty``) have
         nothing to act on and the ``nonlinearity`` output is 0 everywhere.
-    variability : bool
-        Model endmember variability (default). False is the ablation with one endmember
+    variability : bool, default=True
+        Model endmember variability. False is the ablation with one endmember
         matrix for every pixel: the codes stay at their prior mean Z = 0 (q(Z | y) is not
         built, the ELBO has no KL term for Z and mixes M = f(0) without the sampling noise
         s_k); the triplets still train the decoders through log p(M_s | Z = 0). The
         ``pixel_endmembers`` output is then ``endmembers_`` at every pixel and the
         ``uncertainty`` that of the Dirichlet alone.
-    triplet_density : {"label", "posterior_sample"}
-        Where the triplet term evaluates log q(a | M_s, y_s): at the label (default) or at
-        a draw of q, as the released code does.
-    latent_dim : int
-        Size H of each endmember's latent code (2).
-    n_ista : int
-        Unrolled ISTA steps of the abundance encoder (10).
-    n_importance : int
-        Samples of Z per triplet in the importance-weighted term (5).
-    snr_db : float
-        SNR of the synthetic triplet pixels (40 dB).
-    epochs : int
-        At most this many passes over the image pixels (30).
-    batch_size : int
+    triplet_density : {"label", "posterior_sample"}, default="label"
+        Where the triplet term evaluates log q(a | M_s, y_s): at the label or at a draw of
+        q, as the released code does.
+    latent_dim : int, default=2
+        Size H of each endmember's latent code.
+    n_ista : int, default=10
+        Unrolled ISTA steps of the abundance encoder.
+    n_importance : int, default=5
+        Samples of Z per triplet in the importance-weighted term.
+    snr_db : float, default=40.0
+        SNR of the synthetic triplet pixels, in dB.
+    epochs : int, default=30
+        At most this many passes over the image pixels.
+    batch_size : int, default=128
         Image pixels (and as many triplets) per step; lowered (down to 16) for scenes of
         fewer than 50 batches, so that every epoch takes at least 50 steps.
-    learning_rate : float, optional
-        Adam step; default 1e-3 sqrt(batch / 16) (the paper's 1e-3 at batch 16).
-    lr_decay, decay_epochs : float, int
+    learning_rate : float or None, default=None
+        Adam step. None: 1e-3 sqrt(batch / 16), with batch the batch size after lowering
+        (the paper's 1e-3 at batch 16).
+    lr_decay : float, default=0.9
         The learning rate is multiplied by ``lr_decay`` after each of the first
-        ``decay_epochs`` epochs (0.9, 10).
-    tol, patience : float, int
-        Stop when the relative change of the epoch loss stays below ``tol`` (1e-2) for
-        ``patience`` consecutive epochs (2; the paper stops at the first such epoch, which
-        ended a Samson run at epoch 3 on a one-epoch plateau, aRMSE 0.31).
-    n_uncertainty_samples : int
-        Draws of (Z, M) for the posterior standard deviation of the abundances (16).
-    return_pixel_endmembers : bool
+        ``decay_epochs`` epochs.
+    decay_epochs : int, default=10
+        See ``lr_decay``.
+    tol : float, default=0.01
+        Stop when the relative change of the epoch loss stays below ``tol`` for
+        ``patience`` consecutive epochs.
+    patience : int, default=2
+        See ``tol`` (the paper stops at the first such epoch, which ended a Samson run at
+        epoch 3 on a one-epoch plateau, aRMSE 0.31).
+    n_uncertainty_samples : int, default=16
+        Draws of (Z, M) for the posterior standard deviation of the abundances.
+    return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
-    seed : int
-    device : str or torch.device, optional
-        ``None`` (CPU) or ``"cuda"``.
+    seed : int, default=0
+        Seeds the bundles, the networks' initialisation, the batches, the triplets and the
+        uncertainty draws.
+    device : str, torch.device or None, default=None
+        None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
 
     Attributes
     ----------
@@ -227,6 +248,23 @@ class IDNet(DeepUnmixer):
         q(Z | y) q(M | Z): sqrt(E[Var(a | M)] + Var(E[a | M])) by Monte Carlo, with the
         same draws for every pixel (deterministic, independent of chunking); with
         ``variability=False`` the Dirichlet's standard deviation at M = f(0), in closed form.
+
+    Examples
+    --------
+    One epoch, for a demonstration (the default is at most 30):
+
+    >>> import numpy as np
+    >>> from hyperunmix.deep.idnet import IDNet
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = IDNet(n_endmembers=3, epochs=1, batch_size=64, n_uncertainty_samples=2)
+    >>> result = model.fit(scene).unmix(scene)
+    >>> result.abundances.shape, result.endmembers.shape, result.convention
+    ((16, 16, 3), (3, 200), 'shares')
+    >>> bool(np.allclose(result.abundances.sum(axis=-1), 1, atol=1e-5))
+    True
+    >>> {name: extra.shape for name, extra in sorted(result.extras.items())}
+    {'nonlinearity': (16, 16), 'pixel_endmembers': (16, 16, 3, 200), 'uncertainty': (16, 16, 3)}
     """
 
     name = "idnet"
@@ -275,17 +313,17 @@ class IDNet(DeepUnmixer):
         library: Any = None,
         endmembers: Any = "nfindr",
         min_purity: float = 0.95,
-        preset: str | None = None,
+        preset: Preset | None = None,
         selfsup_weight: float | None = None,
         sparsity_weight: float | None = None,
         encoder_penalty: float | None = None,
         decoder_penalty: float | None = None,
         beta: float = 10.0,
-        constraint: str = "orthant",
-        endmember_scale: str = "peak",
+        constraint: Constraint = "orthant",
+        endmember_scale: EndmemberScale = "peak",
         nonlinear: bool = True,
         variability: bool = True,
-        triplet_density: str = "label",
+        triplet_density: TripletDensity = "label",
         latent_dim: int = 2,
         n_ista: int = 10,
         n_importance: int = 5,
@@ -300,7 +338,7 @@ class IDNet(DeepUnmixer):
         n_uncertainty_samples: int = 16,
         return_pixel_endmembers: bool = True,
         seed: int = 0,
-        device: Any = None,
+        device: str | torch.device | None = None,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers

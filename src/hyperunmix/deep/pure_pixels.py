@@ -15,7 +15,7 @@ array, an endmember file (:func:`hyperunmix.io.read_endmembers`) or a bundle lib
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -55,7 +55,9 @@ class PurePixelSet:
 
 
 #: How the reference spectra are scaled before labelling: see :func:`build_pure_set`.
-LABEL_SCALES = ("peak", "reference")
+LabelScale = Literal["peak", "reference"]
+#: The values of ``label_scale``.
+LABEL_SCALES: tuple[LabelScale, ...] = get_args(LabelScale)
 
 
 def build_pure_set(
@@ -64,7 +66,7 @@ def build_pure_set(
     *,
     reference: ReferenceSource = "nfindr",
     block_size: int = 5,
-    label_scale: str = "peak",
+    label_scale: LabelScale = "peak",
     seed: int = 0,
 ) -> PurePixelSet:
     """The pseudo-pure training set of ``scene``.

@@ -100,17 +100,38 @@ class FCLS(Unmixer):
 
     Parameters
     ----------
-    n_endmembers : int, optional
-        P for an extractor; HySime's estimate when None. Checked against given endmembers.
-    endmembers : array (P, L), path, or {"vca", "nfindr", "atgp"}
-        Where the endmembers come from (default: VCA on the scene).
-    seed : int
-        Seed of the extractor.
+    n_endmembers : int or None, default=None
+        P for an extractor; None: HySime's estimate. Checked against given endmembers.
+    endmembers : array (P, L), path or {"vca", "nfindr", "atgp"}, default="vca"
+        Where the endmembers come from: an array, an endmember file
+        (:func:`hyperunmix.io.read_endmembers`), or an extractor run on the scene.
+    seed : int, default=0
+        Seed of the extractor (ATGP is deterministic and ignores it).
 
     Attributes
     ----------
     endmembers_ : (P, L) float64
     n_bands_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperunmix.linear.estimators import FCLS
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = FCLS(n_endmembers=3, endmembers="nfindr").fit(scene)
+    >>> model.endmembers_.shape
+    (3, 200)
+    >>> abundances = model.unmix(scene).abundances
+    >>> abundances.shape
+    (16, 16, 3)
+    >>> bool(np.allclose(abundances.sum(axis=-1), 1, atol=1e-5) and (abundances >= 0).all())
+    True
+
+    Known endmembers, here the scene's true spectra, are given as an array (or a file):
+
+    >>> FCLS(endmembers=scene.truth.endmembers).fit_unmix(scene).abundances.shape
+    (16, 16, 3)
     """
 
     name: ClassVar[str] = "fcls"
@@ -140,7 +161,21 @@ class FCLS(Unmixer):
 
 class SNNLS(FCLS):
     """Shares of unit-peak spectra (normalised NNLS), the ``"shares"`` counterpart of
-    :class:`FCLS`: see :func:`hyperunmix.linear.snnls`. Parameters as :class:`FCLS`."""
+    :class:`FCLS`: see :func:`hyperunmix.linear.snnls`. Parameters as :class:`FCLS`, with
+    the same defaults.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperunmix.linear.estimators import SNNLS
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> result = SNNLS(n_endmembers=3, endmembers="nfindr").fit_unmix(scene)
+    >>> result.abundances.shape, result.convention
+    ((16, 16, 3), 'shares')
+    >>> bool(np.allclose(result.abundances.sum(axis=-1), 1, atol=1e-5))
+    True
+    """
 
     name: ClassVar[str] = "snnls"
     default_convention: ClassVar[str] = "shares"
@@ -150,7 +185,18 @@ class SNNLS(FCLS):
 
 
 class NNLS(FCLS):
-    """Non-negative least squares (ANC only), exact and batched. Parameters as :class:`FCLS`."""
+    """Non-negative least squares (ANC only), exact and batched. Parameters as :class:`FCLS`,
+    with the same defaults.
+
+    Examples
+    --------
+    >>> from hyperunmix.linear.estimators import NNLS
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> abundances = NNLS(endmembers=scene.truth.endmembers).fit_unmix(scene).abundances
+    >>> abundances.shape, bool((abundances >= 0).all())
+    ((16, 16, 3), True)
+    """
 
     name: ClassVar[str] = "nnls"
 
@@ -159,7 +205,16 @@ class NNLS(FCLS):
 
 
 class LS(FCLS):
-    """Unconstrained least squares. Parameters as :class:`FCLS`."""
+    """Unconstrained least squares. Parameters as :class:`FCLS`, with the same defaults.
+
+    Examples
+    --------
+    >>> from hyperunmix.linear.estimators import LS
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> LS(endmembers=scene.truth.endmembers).fit_unmix(scene).abundances.shape
+    (16, 16, 3)
+    """
 
     name: ClassVar[str] = "ls"
 
@@ -172,14 +227,45 @@ class SUnSAL(FCLS):
 
     Parameters
     ----------
-    n_endmembers, endmembers, seed
-        As :class:`FCLS`; ``endmembers`` is typically a library file or array (m, L).
-    lam : float
-        Weight of the l1 sparsity term.
-    anc, asc : bool
-        Non-negativity / sum-to-one constraints.
-    mu, tol, max_iter
-        ADMM penalty, tolerance and iteration limit.
+    n_endmembers : int or None, default=None
+        As :class:`FCLS`.
+    endmembers : array (m, L), path or {"vca", "nfindr", "atgp"}, default="vca"
+        As :class:`FCLS`; typically a library: a file or an array (m, L), m may exceed L.
+    seed : int, default=0
+        As :class:`FCLS`.
+    lam : float, default=0.0
+        Weight of the l1 sparsity term, for data and library scaled so that the library has
+        unit mean power (see :func:`~hyperunmix.linear.sunsal.sunsal`).
+    anc : bool, default=True
+        Non-negativity constraint.
+    asc : bool, default=False
+        Sum-to-one constraint.
+    mu : float, default=0.01
+        Initial ADMM penalty (adapted to balance the residuals).
+    tol : float, default=1e-4
+        ADMM tolerance on the primal and dual residuals.
+    max_iter : int, default=1000
+        ADMM iteration limit (a ConvergenceWarning past it).
+
+    Examples
+    --------
+    A library of six spectra, three of them in the scene:
+
+    >>> import numpy as np
+    >>> from hyperunmix.linear.estimators import SUnSAL
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> others = make_scene(2, 2, 3, seed=1).truth.endmembers
+    >>> library = np.vstack([scene.truth.endmembers, others])
+    >>> abundances = SUnSAL(endmembers=library, lam=1e-3).fit_unmix(scene).abundances
+    >>> abundances.shape
+    (16, 16, 6)
+
+    Most of the abundance goes to the three spectra of the scene:
+
+    >>> mean = abundances.mean(axis=(0, 1))
+    >>> bool(mean[:3].sum() > 2 * mean[3:].sum())
+    True
     """
 
     name: ClassVar[str] = "sunsal"
@@ -231,9 +317,9 @@ class _ExtractThenFCLS(FCLS):
 
     Parameters
     ----------
-    n_endmembers : int, optional
-        P; HySime's estimate when None.
-    seed : int
+    n_endmembers : int or None, default=None
+        P; None: HySime's estimate.
+    seed : int, default=0
         Seed of the extractor (ATGP is deterministic and ignores it).
     """
 
@@ -250,7 +336,27 @@ class _ExtractThenFCLS(FCLS):
 class VCA(_ExtractThenFCLS):
     """Vertex component analysis on the scene, then FCLS abundances.
 
-    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    Parameters
+    ----------
+    n_endmembers : int or None, default=None
+        P; None: HySime's estimate.
+    seed : int, default=0
+        Seed of VCA's random directions.
+
+    Attributes
+    ----------
+    endmembers_ : (P, L) float64
+        The extracted endmembers.
+    n_bands_ : int
+
+    Examples
+    --------
+    >>> from hyperunmix.linear.estimators import VCA
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = VCA(n_endmembers=3).fit(scene)
+    >>> model.endmembers_.shape, model.unmix(scene).abundances.shape
+    ((3, 200), (16, 16, 3))
     """
 
     name: ClassVar[str] = "vca"
@@ -259,7 +365,27 @@ class VCA(_ExtractThenFCLS):
 class NFINDR(_ExtractThenFCLS):
     """N-FINDR on the scene, then FCLS abundances.
 
-    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    Parameters
+    ----------
+    n_endmembers : int or None, default=None
+        P; None: HySime's estimate.
+    seed : int, default=0
+        Seed of N-FINDR's starting vertices.
+
+    Attributes
+    ----------
+    endmembers_ : (P, L) float64
+        The extracted endmembers.
+    n_bands_ : int
+
+    Examples
+    --------
+    >>> from hyperunmix.linear.estimators import NFINDR
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = NFINDR(n_endmembers=3).fit(scene)
+    >>> model.endmembers_.shape, model.unmix(scene).abundances.shape
+    ((3, 200), (16, 16, 3))
     """
 
     name: ClassVar[str] = "nfindr"
@@ -268,7 +394,27 @@ class NFINDR(_ExtractThenFCLS):
 class ATGP(_ExtractThenFCLS):
     """ATGP on the scene, then FCLS abundances.
 
-    Parameters: ``n_endmembers`` (HySime's estimate when None) and ``seed``.
+    Parameters
+    ----------
+    n_endmembers : int or None, default=None
+        P; None: HySime's estimate.
+    seed : int, default=0
+        Unused: ATGP is deterministic.
+
+    Attributes
+    ----------
+    endmembers_ : (P, L) float64
+        The extracted endmembers.
+    n_bands_ : int
+
+    Examples
+    --------
+    >>> from hyperunmix.linear.estimators import ATGP
+    >>> from hyperunmix.synthetic import make_scene
+    >>> scene = make_scene(16, 16, 3, seed=0)
+    >>> model = ATGP(n_endmembers=3).fit(scene)
+    >>> model.endmembers_.shape, model.unmix(scene).abundances.shape
+    ((3, 200), (16, 16, 3))
     """
 
     name: ClassVar[str] = "atgp"
