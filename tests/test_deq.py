@@ -15,6 +15,7 @@ from hyperunmix.deep.deq import (
     DEQUnmixNet,
     SpectralSpatialCorrection,
     average_closest_pixels,
+    whitened_error,
 )
 from hyperunmix.deep.fixed_point import SolverOptions
 from hyperunmix.errors import FileFormatError, InputError, NotFittedError
@@ -363,3 +364,73 @@ def test_start_follows_the_data_scale(scene, scale):
             .initial_endmembers_
         )
     np.testing.assert_allclose(scaled / scale, start, rtol=1e-5)
+
+
+# -- recorrupted training -----------------------------------------------------------------
+def test_gradient_of_the_recorrupted_loss_matches_finite_differences():
+    """The whitened error of the equilibrium's reconstruction against a recorrupted target:
+    implicit gradients (endmembers, CNN output layer) against central differences in
+    float64 (the mirror step keeps f smooth). With steps h = 1e-4 the differences are off
+    by h^2 / 6 times the third derivative (truncation; in entries of size 0.1 it can reach a
+    few hundred times the gradient, so up to about 1e-6 of it) plus the solves' 1e-12 / h
+    = 1e-8 (round-off through the solver): 1e-5 allows for both; smaller steps make the
+    round-off share grow."""
+    net, image = tiny_network("mirror", 30.0, "linear")
+    gen = torch.Generator().manual_seed(1)
+    std = 0.02 + 0.01 * torch.rand(1, image.shape[1], 1, 1, generator=gen, dtype=torch.float64)
+    target = image - std * torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    valid = torch.ones(1, 3, 4, dtype=torch.bool)
+    start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+    tight = SolverOptions(tol=1e-12, max_iter=2000)
+
+    def loss() -> torch.Tensor:
+        ops = net.operators(image)
+        z, _ = net.solve(ops, start, "deq", tight, tight, unrolled_steps=0)
+        return whitened_error(target, net.reconstruct(z, ops), valid, std)
+
+    loss().backward()
+    for parameter in (net.endmembers, net.correction.out.weight):
+        flat = parameter.data.view(-1)
+        for index in (0, flat.numel() // 2, flat.numel() - 1):
+            saved = flat[index].item()
+            with torch.no_grad():
+                flat[index] = saved + 1e-4
+                up = loss().item()
+                flat[index] = saved - 1e-4
+                down = loss().item()
+                flat[index] = saved
+            numeric = (up - down) / 2e-4
+            analytic = parameter.grad.view(-1)[index].item()
+            assert abs(analytic - numeric) <= 1e-5 * max(1.0, abs(numeric)), (index, analytic)
+
+
+def test_recorrupted_copies_and_the_noise_estimate(scene):
+    """Y + a z and Y - z / a are the same standard normal draw z (scaled by each band's
+    noise level s) in opposite roles, so the image's own noise n cancels from their
+    covariance: cov(n + a s z, n - s z / a) = s^2 - s^2 = 0. The draw's sample variance over
+    10 x 12 x 24 = 2880 values is within 5 sqrt(2 / 2880) = 0.13 of 1 (five standard
+    errors). The noise level is HySime's regression estimate: over 119 pixels and 24 bands
+    each band's variance has 119 - 24 + 1 = 96 degrees of freedom, a relative standard
+    error of sqrt(2 / 96) = 0.14 on the variance, 0.07 on the standard deviation, 0.015 on
+    the mean over the 24 bands: within five, 0.075, of the true noise's."""
+    model = DEQUnmix(3, seed=0, recorruption=0.5, **{**FAST, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    image = model._image_tensors(scene.cube, scene.mask)[0].double()  # exact differences
+    seen, target = model._training_pair(image, torch.Generator().manual_seed(0))
+    std = model._noise_std(image)
+    draw = (seen - image) / (0.5 * std)
+    torch.testing.assert_close(draw, (image - target) * 0.5 / std)
+    assert abs(float(draw.var()) - 1) < 0.13
+
+    pixels = scene.pixels()
+    true_noise = pixels - scene.truth.abundances[scene.mask] @ scene.truth.endmembers
+    estimate = model.noise_std_ / model.input_scale_
+    assert abs(estimate.mean() / true_noise.std(axis=0).mean() - 1) < 0.075
+
+    untrained = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1})
+    assert untrained.recorruption == 0  # the default trains on the image itself
+    few_pixels = make_scene(4, 4, 3, wavelengths=np.linspace(400, 2400, 24), seed=0)
+    with pytest.raises(InputError, match="more valid pixels than bands"):
+        DEQUnmix(3, recorruption=1.0, epochs=1).fit(few_pixels)

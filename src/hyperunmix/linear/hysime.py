@@ -31,6 +31,19 @@ def estimate_noise(pixels: np.ndarray) -> np.ndarray:
     return (pixels @ Q) / np.diag(Q)
 
 
+def noise_variance(pixels: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """(L,) noise variance of each band of (N, L) ``pixels``, from the regression residuals
+    of :func:`estimate_noise` (or the given ``noise``).
+
+    Residuals of a fit on L - 1 regressors have N - L + 1 degrees of freedom: dividing by
+    that (not N, as the original HySime does) makes the estimate unbiased; the original
+    overestimates P several-fold when N is only a few times L.
+    """
+    noise = estimate_noise(pixels) if noise is None else noise
+    n_pixels, n_bands = pixels.shape
+    return np.einsum("ij,ij->j", noise, noise) / (n_pixels - n_bands + 1)
+
+
 def hysime(Y) -> tuple[int, np.ndarray]:
     """Estimate the signal subspace of ``Y`` (..., L) and its dimension, the number of
     endmembers of a linear mixture.
@@ -51,10 +64,7 @@ def hysime(Y) -> tuple[int, np.ndarray]:
     n_pixels, n_bands = pixels.shape
     noise = estimate_noise(pixels)
     signal = pixels - noise
-    # Residuals of a fit on L - 1 regressors have N - L + 1 degrees of freedom: dividing
-    # by that (not N, as the original does) makes the noise power unbiased; the original
-    # overestimates P several-fold when N is only a few times L.
-    noise_corr = np.diag(np.einsum("ij,ij->j", noise, noise) / (n_pixels - n_bands + 1))
+    noise_corr = np.diag(noise_variance(pixels, noise))
     signal_corr = signal.T @ signal / n_pixels
     data_corr = pixels.T @ pixels / n_pixels
     _, directions = np.linalg.eigh(signal_corr)
