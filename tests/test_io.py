@@ -252,6 +252,17 @@ def test_describe_does_not_read_the_cube(tmp_path):
     assert hio.describe(tmp_path / "huge.npy")["shape"] == (1500, 20000, 200)
 
 
+@pytest.mark.parametrize("extension", [".hdr", ".tif", ".nc"])
+def test_a_crs_is_read_as_epsg_or_wkt_never_another_authority(tmp_path, extension):
+    """Lambert-93 by its IGNF code, which GDAL and PROJ give back as ``IGNF:LAMB93``."""
+    scene = make_scene(GeoInfo("IGNF:LAMB93", UTM_NORTH_UP.transform))
+    crs = hio.open_scene(hio.write_scene(tmp_path / f"l93{extension}", scene)).geo.crs
+    assert crs.startswith(("PROJCS", "PROJCRS"))  # WKT 1 or 2
+    assert CRS.from_wkt(crs) == CRS.from_user_input("IGNF:LAMB93")
+    utm = hio.write_scene(tmp_path / f"utm{extension}", make_scene())
+    assert hio.open_scene(utm).geo.crs == "EPSG:32610"
+
+
 # -- atomic writes -----------------------------------------------------------------------
 def _fail_after(function):
     """``function`` that does all its work, then fails as a full disk would."""

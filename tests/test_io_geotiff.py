@@ -13,8 +13,19 @@ from hyperunmix import FileFormatError
 TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5000000.0)
 
 
-def write_tiff(path, bands, *, nodata=None, descriptions=None, band_tags=None, crs="EPSG:32632"):
-    """Write (L, H, W) ``bands`` with rasterio; returns the path."""
+def write_tiff(
+    path,
+    bands,
+    *,
+    nodata=None,
+    descriptions=None,
+    band_tags=None,
+    crs="EPSG:32632",
+    mask=None,
+    **options,
+):
+    """Write (L, H, W) ``bands`` with rasterio, and a GDAL per-dataset ``mask`` (H, W) of
+    0 / 255 when given; ``options`` are creation options. Returns the path."""
     count, height, width = bands.shape
     with rasterio.open(
         path,
@@ -27,8 +38,11 @@ def write_tiff(path, bands, *, nodata=None, descriptions=None, band_tags=None, c
         crs=crs,
         transform=TRANSFORM,
         nodata=nodata,
+        **options,
     ) as dataset:
         dataset.write(bands)
+        if mask is not None:
+            dataset.write_mask(mask)
         for band in range(count):
             if descriptions:
                 dataset.set_band_description(band + 1, descriptions[band])
@@ -101,3 +115,45 @@ def test_garbage_geotiff(tmp_path):
         hio.open_scene(path)
     with pytest.raises(FileFormatError, match=r"junk\.tif"):
         hio.describe(path)
+
+
+# -- GDAL masks, alpha bands, scale and offset -------------------------------------------
+INVALID = np.array([[True, False], [True, True], [False, True]])  # (3, 2): False is masked
+
+
+@pytest.mark.parametrize("internal", [True, False], ids=["internal", "msk-side-car"])
+def test_gdal_per_dataset_mask_makes_pixels_invalid(tmp_path, internal):
+    path = tmp_path / "m.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=internal):
+        write_tiff(path, np.ones((3, 3, 2), np.float32), mask=np.where(INVALID, 255, 0))
+    assert (tmp_path / "m.tif.msk").is_file() != internal
+    scene = hio.open_scene(path)
+    np.testing.assert_array_equal(scene.mask, INVALID)
+
+
+def test_alpha_band_is_a_mask_not_a_band(tmp_path):
+    """An RGBA GeoTIFF: three spectral bands, and transparency (alpha 0) as no-data."""
+    rgb = np.arange(3 * 3 * 2, dtype=np.uint8).reshape(3, 3, 2) + 1
+    alpha = np.where(INVALID, 255, 0).astype(np.uint8)[None]
+    path = write_tiff(
+        tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES"
+    )
+    scene = hio.open_scene(path, scale=1 / 255)
+    assert scene.n_bands == 3 and hio.describe(path)["shape"] == (3, 2, 3)
+    np.testing.assert_array_equal(scene.mask, INVALID)
+    np.testing.assert_allclose(scene.cube[scene.mask], np.moveaxis(rgb, 0, 2)[INVALID] / 255)
+
+
+def test_band_scale_and_offset_are_applied(tmp_path):
+    """An EnMAP-like tile: int16 reflectance x 10000 with GDAL scale 1e-4; nodata -32768
+    is found before scaling, and a per-band offset is added."""
+    stored = np.full((3, 3, 2), 7432, dtype=np.int16)
+    stored[:, 0, 1] = -32768
+    path = write_tiff(tmp_path / "enmap.tif", stored, nodata=-32768)
+    with rasterio.open(path, "r+") as dataset:
+        dataset.scales = (1e-4, 1e-4, 1e-4)
+        dataset.offsets = (0.0, 0.0, 0.01)
+    scene = hio.open_scene(path)
+    np.testing.assert_array_equal(scene.mask, [[True, False], [True, True], [True, True]])
+    np.testing.assert_allclose(scene.cube[scene.mask], [[0.7432, 0.7432, 0.7532]] * 5, rtol=1e-6)
+    assert scene.metadata["nodata"] == -32768

@@ -67,6 +67,9 @@ class CubeData:
         Value the file declares for missing pixels.
     scale : float or None
         Factor to physical units the file declares (e.g. an ENVI reflectance scale factor).
+    mask : (H, W) bool array or None
+        False at pixels the file marks invalid apart from its nodata value (a GDAL mask
+        or alpha band).
     truth : Truth or None
     array_name : str
         Name of the array in formats that name it (NetCDF variable, .npz / .mat key).
@@ -82,6 +85,7 @@ class CubeData:
     geo: GeoInfo | None = None
     nodata: float | None = None
     scale: float | None = None
+    mask: np.ndarray | None = None
     truth: Truth | None = None
     array_name: str = "cube"
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +215,7 @@ def to_scene(
             truth=data.truth,
             name=name or path.stem,
             scale=data.scale if scale is None else scale,
+            mask=data.mask,
             nodata=nodata,
             metadata=metadata,
         )

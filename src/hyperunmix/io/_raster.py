@@ -1,5 +1,6 @@
 """rasterio (GDAL) pieces shared by the GeoTIFF and ENVI formats: GeoInfo <-> CRS and
-Affine, band wavelengths from GDAL metadata, and creating a float32 raster."""
+Affine, band wavelengths from GDAL metadata, GDAL masks and alpha bands, and creating a
+float32 raster."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
@@ -33,11 +35,21 @@ def to_crs(geo: GeoInfo) -> CRS | None:
     return None if geo.crs is None else CRS.from_user_input(geo.crs)
 
 
+def crs_string(crs: CRS) -> str:
+    """``EPSG:<code>`` when the CRS has an EPSG code, else its WKT.
+
+    Not ``CRS.to_string()``, which names the CRS by any authority PROJ knows (``IGNF:LAMB93``),
+    codes many readers of the maps cannot resolve.
+    """
+    epsg = crs.to_epsg()
+    return crs.to_wkt() if epsg is None else f"EPSG:{epsg}"
+
+
 def geo_from_dataset(dataset: rasterio.io.DatasetReader) -> GeoInfo | None:
     """The georeferencing of an open dataset; None when it has neither CRS nor transform."""
     if dataset.crs is None and dataset.transform.is_identity:
         return None
-    crs = None if dataset.crs is None else dataset.crs.to_string()
+    crs = None if dataset.crs is None else crs_string(dataset.crs)
     # + 0.0 turns GDAL's -0.0 rotation terms into 0.0
     return GeoInfo(crs=crs, transform=tuple(v + 0.0 for v in dataset.transform[:6]))
 
@@ -50,14 +62,43 @@ def open_quietly(path: str | Path) -> rasterio.io.DatasetReader:
         return rasterio.open(path)
 
 
-def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Wavelengths and FWHM (nm) of a dataset's bands, or None where GDAL has none.
+def spectral_bands(dataset: rasterio.io.DatasetReader) -> list[int]:
+    """The 1-based indices of the bands that hold the spectrum: all but alpha bands
+    (the transparency of RGBA images), which :func:`valid_pixels` reads as a mask."""
+    return [
+        band
+        for band, colour in enumerate(dataset.colorinterp, start=1)
+        if colour != ColorInterp.alpha
+    ]
+
+
+def valid_pixels(dataset: rasterio.io.DatasetReader, bands: list[int]) -> np.ndarray | None:
+    """(H, W) bool, False where GDAL's per-dataset mask (internal, or a ``.msk`` side-car)
+    or an alpha band marks a pixel invalid; None when the dataset has neither.
+
+    A nodata value is left out: the scene compares the cube with it.
+    """
+    if not bands:
+        return None
+    flags = dataset.mask_flag_enums[bands[0] - 1]
+    if MaskFlags.per_dataset not in flags and MaskFlags.alpha not in flags:
+        return None
+    # One mask for all bands (per dataset); an alpha band's values, where 0 is transparent.
+    return dataset.read_masks(bands[0]) != 0
+
+
+def band_axis(
+    dataset: rasterio.io.DatasetReader, bands: list[int] | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Wavelengths and FWHM (nm) of a dataset's ``bands`` (1-based; default all), or None
+    where GDAL has none.
 
     Looked for in the GDAL 3.10 ``IMAGERY`` band metadata (``CENTRAL_WAVELENGTH_UM``,
     ``FWHM_UM``), then in ``wavelength`` / ``wavelength_units`` band tags (GDAL's ENVI
     driver, many GeoTIFF exports), then in band descriptions such as "452.3 nm".
     """
-    bands = range(1, dataset.count + 1)
+    if bands is None:
+        bands = list(range(1, dataset.count + 1))
     imagery = [dataset.tags(b, ns="IMAGERY") for b in bands]
     if all("CENTRAL_WAVELENGTH_UM" in tags for tags in imagery):
         fwhm = (
@@ -74,7 +115,8 @@ def band_axis(dataset: rasterio.io.DatasetReader) -> tuple[np.ndarray | None, np
         return band_axis_in_nm(
             [t["wavelength"] for t in tags], fwhm, units=tags[0].get("wavelength_units")
         )
-    found = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in dataset.descriptions]
+    descriptions = [dataset.descriptions[b - 1] for b in bands]
+    found = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in descriptions]
     matches = [m for m in found if m is not None]
     if len(matches) == len(found):
         in_nm = []

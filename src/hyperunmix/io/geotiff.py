@@ -1,5 +1,6 @@
 """GeoTIFF cubes and maps through rasterio: CRS, affine transform, nodata, band names,
-wavelengths and bad bands are read and written.
+wavelengths and bad bands are read and written; GDAL masks and alpha bands (into the
+scene's mask) and band scales and offsets (applied) are read.
 
 Band metadata written: the description (band name), the GDAL ``IMAGERY`` items
 ``CENTRAL_WAVELENGTH_UM`` / ``FWHM_UM``, and a ``bbl`` tag ("0" for a bad band, as ENVI's
@@ -13,42 +14,94 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from ..errors import FileFormatError
 from ._common import CubeData, CubeHeader, library_errors
-from ._raster import band_axis, create_raster, geo_from_dataset, open_quietly
+from ._raster import (
+    band_axis,
+    create_raster,
+    geo_from_dataset,
+    open_quietly,
+    spectral_bands,
+    valid_pixels,
+)
 
 _BAD_BAND_TAG = "bbl"
 
 
+def _scale_and_offset(dataset, bands: list[int], raw: np.ndarray) -> np.ndarray | None:
+    """``raw * scale + offset`` per band with GDAL's band scales and offsets, as float32
+    with NaN at the no-data pixels; None when every band has scale 1 and offset 0.
+
+    No-data pixels (all bands at the nodata value) are found before scaling: the value is
+    one of the stored encoding.
+    """
+    scales = np.array([dataset.scales[b - 1] for b in bands], dtype=np.float32)
+    offsets = np.array([dataset.offsets[b - 1] for b in bands], dtype=np.float32)
+    if np.all(scales == 1) and np.all(offsets == 0):
+        return None
+    cube = raw.astype(np.float32) * scales + offsets
+    nodata = dataset.nodata
+    if nodata is not None and not np.isnan(nodata):
+        cube[np.all(raw == nodata, axis=2)] = np.nan
+    return cube
+
+
+def _bad_bands(dataset, bands: list[int]) -> np.ndarray:
+    """Indices into ``bands`` of those whose ``bbl`` tag is "0"."""
+    flags = [dataset.tags(band).get(_BAD_BAND_TAG) for band in bands]
+    return np.flatnonzero(np.array([flag == "0" for flag in flags], dtype=bool))
+
+
 def read(path: Path) -> CubeData:
-    """The cube (H, W, L) of a GeoTIFF (or any raster GDAL reads) with its metadata."""
+    """The cube (H, W, L) of a GeoTIFF (or any raster GDAL reads) with its metadata.
+
+    Alpha bands are left out of the cube and, with GDAL's per-dataset mask, make the
+    mask. GDAL band scales and offsets are applied (a float32 cube in physical units).
+    """
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        cube = np.moveaxis(dataset.read(), 0, 2)
-        wavelengths, fwhm = band_axis(dataset)
-        bad_bands = [
-            band
-            for band in range(dataset.count)
-            if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"
-        ]
-        descriptions = list(dataset.descriptions)
+        bands = _spectral_bands(dataset, path)
+        cube = np.moveaxis(dataset.read(bands), 0, 2)
+        nodata = dataset.nodata
+        metadata = {"driver": dataset.driver}
+        scaled = _scale_and_offset(dataset, bands, cube)
+        if scaled is not None:
+            cube = scaled
+            # The scaled cube holds NaN at no-data; the stored value means nothing on the
+            # new scale, so the scene is not given it, only told it as metadata.
+            if nodata is not None and not np.isnan(nodata):
+                metadata["nodata"] = nodata
+            nodata = None
+        wavelengths, fwhm = band_axis(dataset, bands)
+        descriptions = [dataset.descriptions[b - 1] for b in bands]
         return CubeData(
             cube=cube,
             wavelengths=wavelengths,
             fwhm=fwhm,
-            bad_bands=np.asarray(bad_bands, dtype=np.intp),
+            bad_bands=_bad_bands(dataset, bands),
             band_names=descriptions if all(descriptions) else None,
             geo=geo_from_dataset(dataset),
-            nodata=dataset.nodata,
-            metadata={"driver": dataset.driver},
+            nodata=nodata,
+            mask=valid_pixels(dataset, bands),
+            metadata=metadata,
         )
 
 
+def _spectral_bands(dataset, path: Path) -> list[int]:
+    bands = spectral_bands(dataset)
+    if not bands:
+        raise FileFormatError(f"{path} holds alpha bands only, no spectral band")
+    return bands
+
+
 def describe(path: Path) -> CubeHeader:
-    """Shape, dtype, wavelengths and georeferencing from the GeoTIFF's header."""
+    """Shape, dtype, wavelengths and georeferencing from the GeoTIFF's header (alpha
+    bands are no bands of the cube)."""
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
+        bands = _spectral_bands(dataset, path)
         return CubeHeader(
-            shape=(dataset.height, dataset.width, dataset.count),
-            dtype=dataset.dtypes[0],
-            wavelengths=band_axis(dataset)[0],
+            shape=(dataset.height, dataset.width, len(bands)),
+            dtype=dataset.dtypes[bands[0] - 1],
+            wavelengths=band_axis(dataset, bands)[0],
             geo=geo_from_dataset(dataset),
         )
 

@@ -21,7 +21,7 @@ from .._atomic import atomic_path
 from ..errors import FileFormatError
 from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
-from ._raster import to_affine
+from ._raster import crs_string, to_affine
 
 _BAND_DIMS = {
     "band",
@@ -108,7 +108,7 @@ def _geo(variable: xr.DataArray, y: Hashable, x: Hashable) -> GeoInfo | None:
     with warnings.catch_warnings():  # rioxarray's own use of a deprecated Affine operator
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         transform = spatial.rio.transform()
-    return GeoInfo(crs=spatial.rio.crs.to_string(), transform=tuple(transform)[:6])
+    return GeoInfo(crs=crs_string(spatial.rio.crs), transform=tuple(transform)[:6])
 
 
 def _band_coord(variable: xr.DataArray, name: str) -> np.ndarray | None:
