@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import spectral.io.envi as spectral_envi
 from rich.console import Console
 from rich.progress import Progress
 from typer.testing import CliRunner
@@ -320,6 +321,31 @@ def test_info_describes_a_file(tmp_path, small_scene):
     assert result.exit_code == 0, result.output
     assert "6 x 5 px, 12 bands" in result.stdout and "float32" in result.stdout
     assert "missing" in _one_line_error(_invoke("info", tmp_path / "missing.tif"))
+
+
+def test_info_refuses_what_open_refuses_and_describes_a_spectral_library(tmp_path):
+    cube = np.ones((3, 4, 5), np.float32)
+    spectral_envi.save_image(str(tmp_path / "cut.hdr"), cube, ext=".img")
+    with open(tmp_path / "cut.img", "r+b") as data:
+        data.truncate(100)
+    line = _one_line_error(_invoke("info", tmp_path / "cut.hdr"))
+    assert "cut.img is truncated" in line
+    unmix = _invoke("unmix", tmp_path / "cut.hdr", "-m", "vca", "-p", 2, "--out", tmp_path / "o")
+    assert _one_line_error(unmix) == line  # the same message as the read's
+    spectral_envi.save_image(
+        str(tmp_path / "zero.hdr"), cube, ext=".img", metadata={"reflectance scale factor": 0}
+    )
+    assert "reflectance scale factor of 0" in _one_line_error(
+        _invoke("info", tmp_path / "zero.hdr")
+    )
+    library = spectral_envi.SpectralLibrary(
+        np.ones((3, 5)), {"wavelength": [400, 500, 600, 700, 800]}, {}
+    )
+    library.save(str(tmp_path / "lib"))
+    described = _invoke("info", tmp_path / "lib.sli")
+    assert described.exit_code == 0, described.output
+    assert "spectral library: 3 spectra, 5 bands" in described.stdout
+    assert "400.0 - 800.0 nm" in described.stdout
 
 
 def test_datasets_lists_presence_and_location(tmp_path, data_dir):

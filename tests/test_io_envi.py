@@ -157,6 +157,45 @@ def test_truncated_data_file(tmp_path):
         data.truncate(100)
     with pytest.raises(FileFormatError, match=r"x\.img is truncated: .*240 bytes.* 100 bytes"):
         hio.open_scene(path)
+    with pytest.raises(FileFormatError, match=r"x\.img is truncated"):  # describe checks too
+        hio.describe(path)
+
+
+@pytest.mark.parametrize("samples", [0, -4])
+def test_sizes_below_one_are_refused(tmp_path, samples):
+    (tmp_path / "x.hdr").write_text(
+        f"ENVI\nsamples = {samples}\nlines = 3\nbands = 5\ndata type = 4\n"
+        "interleave = bsq\nbyte order = 0\n"
+    )
+    (tmp_path / "x.img").write_bytes(b"\0" * 240)
+    message = rf"x\.hdr describes an image of 3 lines x {samples} samples x 5 bands: every size"
+    with pytest.raises(FileFormatError, match=message):
+        hio.open_scene(tmp_path / "x.hdr")
+    with pytest.raises(FileFormatError, match=message):
+        hio.describe(tmp_path / "x.hdr")
+
+
+@pytest.mark.parametrize("factor", ["0", "nan"])
+def test_a_reflectance_scale_factor_of_zero_is_refused(tmp_path, factor):
+    path = write_envi(tmp_path / "x.hdr", known_cube(), **{"reflectance scale factor": factor})
+    message = r"x\.hdr has a reflectance scale factor of (0|nan): it must be a finite, nonzero"
+    with pytest.raises(FileFormatError, match=message):
+        hio.open_scene(path)
+    with pytest.raises(FileFormatError, match=message):
+        hio.describe(path)
+
+
+def test_a_failed_memory_map_gives_its_reason(tmp_path, monkeypatch):
+    path = write_envi(tmp_path / "x.hdr", known_cube())
+
+    def no_memory(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(np, "memmap", no_memory)
+    with pytest.raises(
+        FileFormatError, match=r"cannot map the ENVI data file .*x\.img: .*Cannot allocate memory"
+    ):
+        hio.open_scene(path)
 
 
 def test_wavelength_count_differs_from_band_count(tmp_path):
@@ -189,3 +228,79 @@ def test_header_without_data_file_and_data_without_header(tmp_path):
     (tmp_path / "orphan.bsq").write_bytes(b"\0" * 16)
     with pytest.raises(FileFormatError, match="cannot tell the format"):
         hio.open_scene(tmp_path / "orphan.bsq")
+
+
+def test_a_data_file_with_the_cal_extension_is_found_from_its_header(tmp_path):
+    spectral_envi.save_image(str(tmp_path / "x.hdr"), known_cube(), ext=".cal")
+    np.testing.assert_array_equal(hio.open_scene(tmp_path / "x.hdr").cube, known_cube())
+
+
+def test_a_header_with_latin1_bytes_is_read(tmp_path):
+    """GDAL reads it; ENVI writes descriptions in the system's encoding."""
+    path = write_envi(tmp_path / "x.hdr", known_cube(), wavelength=[400, 500, 600, 700, 800])
+    text = path.read_bytes().replace(
+        b"ENVI\n", "ENVI\ndescription = {Température}\n".encode("latin-1"), 1
+    )
+    path.write_bytes(text)
+    scene = hio.open_scene(path)
+    np.testing.assert_array_equal(scene.cube, known_cube())
+    np.testing.assert_allclose(scene.wavelengths, [400, 500, 600, 700, 800])
+    assert hio.describe(path)["shape"] == (3, 4, 5)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_gdal_mask_side_car_makes_pixels_invalid(tmp_path):
+    mask = np.full((3, 4), 255, dtype=np.uint8)
+    mask[1, 2] = 0
+    with (
+        rasterio.Env(GDAL_PAM_ENABLED="NO"),
+        rasterio.open(
+            tmp_path / "m.img", "w", driver="ENVI", width=4, height=3, count=5, dtype="float32"
+        ) as dataset,
+    ):
+        dataset.write(np.moveaxis(known_cube(), 2, 0))
+        dataset.write_mask(mask)
+    assert (tmp_path / "m.img.msk").is_file()
+    scene = hio.open_scene(tmp_path / "m.hdr")
+    np.testing.assert_array_equal(scene.mask, mask > 0)
+
+
+# -- spectral libraries ------------------------------------------------------------------
+def write_library(path, spectra, **header):
+    """An ENVI spectral library (``path`` without extension -> .sli + .hdr) by spectral."""
+    spectral_envi.SpectralLibrary(spectra, header, {}).save(str(path))
+    return path.with_suffix(".sli")
+
+
+def test_a_spectral_library_is_refused_as_a_scene_and_read_as_endmembers(tmp_path):
+    spectra = np.random.default_rng(0).random((3, 5)).astype(np.float32)
+    sli = write_library(
+        tmp_path / "lib",
+        spectra,
+        wavelength=[0.4, 0.5, 0.6, 0.7, 0.8],
+        **{"wavelength units": "Micrometers", "spectra names": ["grass", "soil", "water"]},
+    )
+    for path in (sli, sli.with_suffix(".hdr")):
+        with pytest.raises(
+            FileFormatError,
+            match=r"lib\.sli is an ENVI spectral library \(3 spectra of 5 bands\), not an "
+            r"image: read its spectra with hyperunmix\.io\.read_endmembers",
+        ):
+            hio.open_scene(path)
+        info = hio.describe(path)
+        assert info["kind"] == "spectral library" and info["shape"] == (3, 5)
+        assert info["wavelength_range"] == pytest.approx((400, 800))
+        endmembers, wavelengths, names = hio.read_endmembers(path)
+        np.testing.assert_allclose(endmembers, spectra)
+        np.testing.assert_allclose(wavelengths, [400, 500, 600, 700, 800])
+        assert names == ["grass", "soil", "water"]
+    assert hio.describe(write_envi(tmp_path / "image.hdr", known_cube()))["kind"] == "image"
+    with pytest.raises(FileFormatError, match=r"image\.hdr describes an image, not an ENVI"):
+        hio.read_endmembers(tmp_path / "image.hdr")
+
+
+def test_a_library_reflectance_scale_factor_scales_its_spectra(tmp_path):
+    sli = write_library(
+        tmp_path / "lib", np.full((2, 3), 5000, np.int16), **{"reflectance scale factor": 10000}
+    )
+    np.testing.assert_allclose(hio.read_endmembers(sli)[0], np.full((2, 3), 0.5))

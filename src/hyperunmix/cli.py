@@ -389,12 +389,17 @@ def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
     from .io import FAMILIES
 
     fields = dict(description)
-    n_rows, n_cols, n_bands = fields.pop("shape")
+    shape = fields.pop("shape")
+    kind = fields.pop("kind", "image")
+    if kind == "image":
+        size = f"{shape[0]} x {shape[1]} px, {shape[2]} bands"
+    else:  # a spectral library: (N spectra, L bands)
+        size = f"{kind}: {shape[0]} spectra, {shape[1]} bands"
     fmt = fields.pop("format")
     rows = [
         ("path", str(fields.pop("path"))),
         ("format", f"{fmt}: {FAMILIES.get(fmt, fmt)}"),
-        ("size", f"{n_rows} x {n_cols} px, {n_bands} bands"),
+        ("size", size),
         ("dtype", str(fields.pop("dtype"))),
     ]
     wavelengths = fields.pop("wavelength_range")

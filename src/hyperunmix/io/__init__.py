@@ -94,19 +94,23 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     """Shape, dtype, wavelength range, georeferencing and format of an image file, read
     from its header (or a memory map) without loading the cube.
 
-    Returns a dict: ``path``, ``format``, ``shape`` (H, W, L), ``dtype``,
+    Returns a dict: ``path``, ``format``, ``kind`` (``"image"``, or ``"spectral library"``
+    for an ENVI spectral library, which :func:`open_scene` does not read), ``shape``
+    ((H, W, L) of an image, (N, L) of N spectra), ``dtype`` (as stored),
     ``wavelength_range`` ((min, max) nm or None), ``georef`` ({"crs", "transform"} or None).
-    Takes the same format options as :func:`open_scene`.
+    Takes the same format options as :func:`open_scene`. A header its data contradict
+    (a truncated ENVI data file) is a FileFormatError, as :func:`open_scene` reports it.
     """
     path = require_file(path)
     family = FORMATS[format_of(path)]
     _check_options(family.describe, options, path, family)
     header = family.describe(path, **options)
-    wavelengths = check_band_vector(path, "wavelengths", header.wavelengths, header.shape[2])
+    wavelengths = check_band_vector(path, "wavelengths", header.wavelengths, header.shape[-1])
     geo = header.geo
     return {
         "path": str(path),
         "format": family.name,
+        "kind": header.kind,
         "shape": tuple(int(n) for n in header.shape),
         "dtype": header.dtype,
         "wavelength_range": None

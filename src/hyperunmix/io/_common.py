@@ -91,14 +91,33 @@ class CubeData:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+#: :attr:`CubeHeader.kind` of an image.
+IMAGE = "image"
+#: :attr:`CubeHeader.kind` of a file of spectra (an ENVI spectral library), which
+#: :func:`~hyperunmix.io.describe` describes and :func:`~hyperunmix.io.open_scene` refuses.
+SPECTRAL_LIBRARY = "spectral library"
+
+
 @dataclass
 class CubeHeader:
-    """What :func:`hyperunmix.io.describe` learns from a file without loading its cube."""
+    """What :func:`hyperunmix.io.describe` learns from a file without loading its cube.
 
-    shape: tuple[int, int, int]
+    Attributes
+    ----------
+    shape : tuple of int
+        (H, W, L) of an image; (N, L), N spectra of L bands, of a spectral library.
+    dtype : str
+        The stored dtype.
+    wavelengths : (L,) float64 in nm, or None
+    geo : GeoInfo or None
+    kind : {IMAGE, SPECTRAL_LIBRARY}
+    """
+
+    shape: tuple[int, ...]
     dtype: str
     wavelengths: np.ndarray | None = None
     geo: GeoInfo | None = None
+    kind: str = IMAGE
 
 
 # -- files and errors --------------------------------------------------------------------

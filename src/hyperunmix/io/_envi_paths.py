@@ -10,7 +10,10 @@ from pathlib import Path
 
 #: Extensions of ENVI binary data files: ENVI when a header sits beside them, and when
 #: writing (the header is then created beside them).
-ENVI_DATA_EXTENSIONS = (".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".bin")
+ENVI_DATA_EXTENSIONS = (".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".bin", ".cal")
+#: Extension of the data file of an ENVI spectral library: looked for beside a header, never
+#: written (a library is no image).
+ENVI_LIBRARY_EXTENSION = ".sli"
 
 
 def envi_header_of(data_path: Path) -> Path | None:

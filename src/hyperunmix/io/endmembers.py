@@ -1,4 +1,5 @@
-"""Endmember spectra files: CSV (one row per band), .npy, .npz and .mat.
+"""Endmember spectra files: CSV (one row per band), .npy, .npz, .mat and ENVI spectral
+libraries (.sli + .hdr).
 
 The CSV written has a header row, then one row per band: the wavelength in nm (column
 ``wavelength_nm``; ``band``, the 0-based band index, when wavelengths are unknown), then
@@ -178,7 +179,8 @@ def _as_pl(
 
 
 def read_endmembers(path: str | os.PathLike, key: str | None = None) -> Spectra:
-    """Endmember spectra from a CSV, .npy, .npz or .mat file.
+    """Endmember spectra from a CSV, .npy, .npz or .mat file, or an ENVI spectral library
+    (its ``.sli`` data file or its ``.hdr`` header; ``spectra names`` are the names).
 
     Parameters
     ----------
@@ -203,9 +205,14 @@ def read_endmembers(path: str | os.PathLike, key: str | None = None) -> Spectra:
         matrix, wavelengths, names = _read_npy(path, key)
     elif suffix == ".mat":
         matrix, wavelengths, names = _read_mat(path, key)
+    elif suffix in (".sli", ".hdr"):
+        from .envi import read_library  # imports spectral and rasterio: only when needed
+
+        matrix, wavelengths, names = read_library(path)
     else:
         raise FileFormatError(
             f"cannot read endmembers from {path}: unknown extension "
-            f"{suffix or '(none)'!r} (use .csv, .npy, .npz or .mat)"
+            f"{suffix or '(none)'!r} (use .csv, .npy, .npz, .mat, or an ENVI spectral "
+            "library's .sli or .hdr)"
         )
     return _as_pl(matrix, wavelengths, names, path), wavelengths, names

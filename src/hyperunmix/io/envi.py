@@ -11,21 +11,39 @@ georeferencing writer).
 
 from __future__ import annotations
 
+import contextlib
+import locale
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import spectral.io.envi as spectral_envi
+from spectral.io.envi import SpectralLibrary
 from spectral.io.spyfile import SpyFile
 
 from .._atomic import atomic_path
 from ..errors import FileFormatError
 from ..scene import GeoInfo
-from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
-from ._envi_paths import ENVI_DATA_EXTENSIONS, envi_header_of
-from ._raster import create_raster, geo_from_dataset, open_quietly
+from ._common import SPECTRAL_LIBRARY, CubeData, CubeHeader, band_axis_in_nm, library_errors
+from ._envi_paths import ENVI_DATA_EXTENSIONS, ENVI_LIBRARY_EXTENSION, envi_header_of
+from ._raster import (
+    create_raster,
+    geo_from_dataset,
+    open_quietly,
+    spectral_bands,
+    valid_pixels,
+)
 
 #: Header keys whose presence means the image is georeferenced.
 _GEOREFERENCE_KEYS = ("map info", "coordinate system string")
+#: Interleave -> (axes of the data file, r(ows) c(olumns) b(ands); its transpose to bip).
+_INTERLEAVE_AXES = {
+    "bsq": ("brc", (1, 2, 0)),
+    "bil": ("rbc", (0, 2, 1)),
+    "bip": ("rcb", (0, 1, 2)),
+}
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -33,16 +51,15 @@ def _header_and_data(path: Path) -> tuple[Path, Path]:
     """The (header, data file) pair of ``path``, which may name either."""
     if path.suffix.lower() == ".hdr":
         stem = path.with_suffix("")
+        extensions = (*ENVI_DATA_EXTENSIONS, ENVI_LIBRARY_EXTENSION)
         candidates = [stem] + [
-            stem.with_name(stem.name + ext)
-            for base in ENVI_DATA_EXTENSIONS
-            for ext in (base, base.upper())
+            stem.with_name(stem.name + ext) for base in extensions for ext in (base, base.upper())
         ]
         data = next((c for c in candidates if c.is_file()), None)
         if data is None:
             raise FileFormatError(
                 f"no ENVI data file beside {path} (looked for {stem.name} with no "
-                f"extension or one of {', '.join(ENVI_DATA_EXTENSIONS)})"
+                f"extension or one of {', '.join(extensions)})"
             )
         return path, data
     header = envi_header_of(path)
@@ -54,15 +71,63 @@ def _header_and_data(path: Path) -> tuple[Path, Path]:
     return header, path
 
 
-def _open(path: Path) -> tuple[SpyFile, Path, Path]:
+@contextlib.contextmanager
+def _decodable(header: Path) -> Iterator[Path]:
+    """``header``, or a copy of it that ``spectral`` can decode.
+
+    ``spectral`` reads headers in the locale's encoding (UTF-8) and takes any other byte
+    for a binary file, while ENVI and GDAL write descriptions in Latin-1 too: such a
+    header is decoded as Latin-1 (every byte is a character there) into a temporary copy.
+    """
+    encoding = locale.getpreferredencoding(False)
+    raw = header.read_bytes()
+    try:
+        raw.decode(encoding)
+        text = None
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if text is None:
+        yield header
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / header.name
+        copy.write_text(text, encoding=encoding, errors="replace")
+        yield copy
+
+
+def _open(path: Path) -> tuple[SpyFile | SpectralLibrary, Path, Path]:
+    """The image or spectral library ``spectral`` makes of ``path``, its header and data file."""
     header, data = _header_and_data(path)
-    with library_errors(header, "read the ENVI header"):
-        image = spectral_envi.open(str(header), str(data))
+    with library_errors(header, "read the ENVI header"), _decodable(header) as readable:
+        image = spectral_envi.open(str(readable), str(data))
+    return image, header, data
+
+
+def _checked_image(
+    image: SpyFile | SpectralLibrary, header: Path, data: Path
+) -> tuple[SpyFile, Path, Path]:
+    """What :func:`_open` returned, for an image whose header agrees with its data file:
+    anything else is a FileFormatError, a spectral library included."""
+    if isinstance(image, SpectralLibrary):
+        n_spectra, n_bands = image.spectra.shape
+        raise FileFormatError(
+            f"{data} is an ENVI spectral library ({n_spectra} spectra of {n_bands} bands), "
+            "not an image: read its spectra with hyperunmix.io.read_endmembers"
+        )
+    _check_size(image, header, data)
+    _scale(image.metadata, header)  # a broken factor fails describe as it fails read
     return image, header, data
 
 
 def _check_size(image: SpyFile, header: Path, data: Path) -> None:
-    """A data file shorter than its header says would be read past its end."""
+    """Sizes that describe no image, and a data file shorter than its header says (which
+    would be read past its end), are FileFormatErrors."""
+    sizes = (image.nrows, image.ncols, image.nbands)
+    if min(sizes) < 1:
+        raise FileFormatError(
+            f"{header} describes an image of {image.nrows} lines x {image.ncols} samples x "
+            f"{image.nbands} bands: every size must be at least 1"
+        )
     expected = image.offset + image.nrows * image.ncols * image.nbands * image.sample_size
     actual = data.stat().st_size
     if actual < expected:
@@ -73,11 +138,32 @@ def _check_size(image: SpyFile, header: Path, data: Path) -> None:
         )
 
 
-def _band_axis(image: SpyFile, header: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
-    meta = image.metadata
+def _memmap(image: SpyFile, data: Path) -> np.memmap:
+    """A read-only (H, W, L) memory map of the data file.
+
+    Made here rather than by ``spectral``'s ``open_memmap``, which swallows the reason a
+    map fails and then reports "axes don't match array".
+    """
+    interleave = image.metadata.get("interleave", "bsq").lower()
+    stored, to_bip = _INTERLEAVE_AXES.get(interleave, _INTERLEAVE_AXES["bsq"])
+    sizes = {"r": image.nrows, "c": image.ncols, "b": image.nbands}
+    with library_errors(data, "map the ENVI data file"):
+        mapped = np.memmap(
+            data,
+            dtype=image.dtype,
+            mode="r",
+            offset=image.offset,
+            shape=tuple(sizes[axis] for axis in stored),
+        )
+    return mapped.transpose(to_bip)
+
+
+def _band_axis(
+    metadata: dict[str, Any], header: Path
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     with library_errors(header, "parse the wavelengths of"):
         return band_axis_in_nm(
-            meta.get("wavelength"), meta.get("fwhm"), meta.get("wavelength units")
+            metadata.get("wavelength"), metadata.get("fwhm"), metadata.get("wavelength units")
         )
 
 
@@ -86,6 +172,14 @@ def _geo(image: SpyFile, data: Path) -> GeoInfo | None:
         return None
     with library_errors(data, "read the ENVI map info of"), open_quietly(data) as dataset:
         return geo_from_dataset(dataset)
+
+
+def _gdal_mask(data: Path) -> np.ndarray | None:
+    """Valid pixels (H, W) of GDAL's mask side-car of the data file (``x.img.msk``), if any."""
+    if not data.with_name(data.name + ".msk").is_file():
+        return None
+    with library_errors(data, "read the GDAL mask of"), open_quietly(data) as dataset:
+        return valid_pixels(dataset, spectral_bands(dataset))
 
 
 def _bad_bands(image: SpyFile, header: Path) -> np.ndarray:
@@ -100,24 +194,35 @@ def _bad_bands(image: SpyFile, header: Path) -> np.ndarray:
     return np.flatnonzero(good == 0)
 
 
-def _optional_float(image: SpyFile, header: Path, key: str) -> float | None:
-    if key not in image.metadata:
+def _optional_float(metadata: dict[str, Any], header: Path, key: str) -> float | None:
+    if key not in metadata:
         return None
     with library_errors(header, f"parse the {key!r} of"):
-        return float(image.metadata[key])
+        return float(metadata[key])
+
+
+def _scale(metadata: dict[str, Any], header: Path) -> float | None:
+    """The factor to physical units: 1 / ``reflectance scale factor``, None without one."""
+    factor = _optional_float(metadata, header, "reflectance scale factor")
+    if factor is None:
+        return None
+    if factor == 0 or not np.isfinite(factor):
+        raise FileFormatError(
+            f"{header} has a reflectance scale factor of {factor:g}: it must be a finite, "
+            "nonzero number (the stored value of reflectance 1)"
+        )
+    return 1.0 / factor
 
 
 def read(path: Path) -> CubeData:
     """The cube (H, W, L) of an ENVI image (``path`` names the header or the data file).
 
-    The cube is a read-only memory map of the data file, in the file's dtype.
+    The cube is a read-only memory map of the data file, in the file's dtype. The mask is
+    GDAL's side-car mask (``x.img.msk``) when there is one.
     """
-    image, header, data = _open(path)
-    _check_size(image, header, data)
-    with library_errors(data, "map the ENVI data file"):
-        cube = image.open_memmap(interleave="bip")
-    wavelengths, fwhm = _band_axis(image, header)
-    reflectance_factor = _optional_float(image, header, "reflectance scale factor")
+    image, header, data = _checked_image(*_open(path))
+    cube = _memmap(image, data)
+    wavelengths, fwhm = _band_axis(image.metadata, header)
     return CubeData(
         cube=cube,
         wavelengths=wavelengths,
@@ -125,8 +230,9 @@ def read(path: Path) -> CubeData:
         bad_bands=_bad_bands(image, header),
         band_names=image.metadata.get("band names"),
         geo=_geo(image, data),
-        nodata=_optional_float(image, header, "data ignore value"),
-        scale=None if reflectance_factor is None else 1.0 / reflectance_factor,
+        nodata=_optional_float(image.metadata, header, "data ignore value"),
+        scale=_scale(image.metadata, header),
+        mask=_gdal_mask(data),
         metadata={
             "interleave": image.metadata.get("interleave", "bsq").lower(),
             "data_file": str(data),
@@ -135,14 +241,58 @@ def read(path: Path) -> CubeData:
 
 
 def describe(path: Path) -> CubeHeader:
-    """Shape, dtype, wavelengths and georeferencing from the header alone."""
-    image, header, data = _open(path)
+    """Shape, dtype, wavelengths and georeferencing from the header alone; for a spectral
+    library, its (spectra, bands) shape and wavelengths.
+
+    An image's header is checked against its data file as :func:`read` checks it.
+    """
+    opened = _open(path)
+    library = opened[0]
+    if isinstance(library, SpectralLibrary):
+        return CubeHeader(
+            shape=library.spectra.shape,
+            dtype=library.spectra.dtype.name,
+            wavelengths=_library_wavelengths(library, opened[1]),
+            kind=SPECTRAL_LIBRARY,
+        )
+    image, header, data = _checked_image(*opened)
     return CubeHeader(
         shape=(image.nrows, image.ncols, image.nbands),
         dtype=np.dtype(image.dtype).name,
-        wavelengths=_band_axis(image, header)[0],
+        wavelengths=_band_axis(image.metadata, header)[0],
         geo=_geo(image, data),
     )
+
+
+def _library_wavelengths(library: SpectralLibrary, header: Path) -> np.ndarray | None:
+    """The band centres of a library in nm (``spectral`` keeps them apart from its metadata)."""
+    bands = library.bands
+    fields = {"wavelength": bands.centers, "wavelength units": bands.band_unit}
+    return _band_axis(fields, header)[0]
+
+
+def read_library(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The spectra of an ENVI spectral library (``path`` names the header or the ``.sli``).
+
+    Returns
+    -------
+    spectra : (N, L) float64
+        Divided by the ``reflectance scale factor`` when the header has one.
+    wavelengths : (L,) float64 in nm, or None
+    names : list of N str
+        The ``spectra names``, else ``"1"`` ... ``"N"`` (as ``spectral`` numbers them).
+    """
+    library, header, _ = _open(path)
+    if not isinstance(library, SpectralLibrary):
+        raise FileFormatError(
+            f"{header} describes an image, not an ENVI spectral library: open it with "
+            "hyperunmix.open"
+        )
+    scale = _scale(library.metadata, header)
+    spectra = np.asarray(library.spectra, dtype=np.float64)
+    if scale is not None:
+        spectra = spectra * scale
+    return spectra, _library_wavelengths(library, header), [str(n) for n in library.names]
 
 
 # -- writing -----------------------------------------------------------------------------

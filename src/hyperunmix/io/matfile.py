@@ -87,11 +87,16 @@ class MatFile:
         by_lower = {name.lower(): name for name in self.variables}
         return next((by_lower[n.lower()] for n in names if n.lower() in by_lower), None)
 
-    def load(self, name: str) -> np.ndarray:
-        """A numeric variable, in MATLAB's shape."""
+    def require(self, name: str) -> str:
+        """``name``, or a FileFormatError listing the variables when there is none of it."""
         if name not in self.variables:
             listed = ", ".join(self.variables) or "none"
             raise FileFormatError(f"{self.path} has no variable {name!r} (it holds: {listed})")
+        return name
+
+    def load(self, name: str) -> np.ndarray:
+        """A numeric variable, in MATLAB's shape."""
+        self.require(name)
         with library_errors(self.path, f"read variable {name!r} of"):
             if self._h5 is not None:
                 return np.asarray(self._h5[name][()]).T

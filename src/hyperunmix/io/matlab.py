@@ -33,7 +33,7 @@ WAVELENGTH_NAMES = ("wavelengths", "wavelength", "wavlen", "AVIRIS_wavlen", "wav
 def _cube_key(mat: MatFile, key: str | None, path: Path) -> str:
     """``key``, else the largest 2-D or 3-D numeric variable."""
     if key is not None:
-        return key
+        return mat.require(key)
     candidates = mat.numeric((2, 3))
     if not candidates:
         listed = ", ".join(mat.variables) or "none"
