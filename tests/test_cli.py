@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import psutil
 import pytest
 import spectral.io.envi as spectral_envi
 from rich.console import Console
@@ -346,6 +347,16 @@ def test_info_refuses_what_open_refuses_and_describes_a_spectral_library(tmp_pat
     assert described.exit_code == 0, described.output
     assert "spectral library: 3 spectra, 5 bands" in described.stdout
     assert "400.0 - 800.0 nm" in described.stdout
+
+
+def test_a_cube_larger_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    np.save(tmp_path / "cube.npy", np.ones((8, 8, 16), np.float32))
+    memory = psutil.virtual_memory()._replace(available=1000)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    line = _one_line_error(
+        _invoke("unmix", tmp_path / "cube.npy", "-m", "vca", "-p", 2, "--out", tmp_path / "o")
+    )
+    assert "of memory available: unmix it in chunks" in line and "--chunks 512" in line
 
 
 def test_datasets_lists_presence_and_location(tmp_path, data_dir):

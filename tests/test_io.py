@@ -5,6 +5,7 @@ import contextlib
 import os
 
 import numpy as np
+import psutil
 import pytest
 import rasterio
 import scipy.io
@@ -261,6 +262,45 @@ def test_a_crs_is_read_as_epsg_or_wkt_never_another_authority(tmp_path, extensio
     assert CRS.from_wkt(crs) == CRS.from_user_input("IGNF:LAMB93")
     utm = hio.write_scene(tmp_path / f"utm{extension}", make_scene())
     assert hio.open_scene(utm).geo.crs == "EPSG:32610"
+
+
+# -- memory ------------------------------------------------------------------------------
+def _available_memory(monkeypatch, available: int) -> None:
+    """Make ``psutil`` report ``available`` bytes of free memory to the readers."""
+    memory = psutil.virtual_memory()._replace(available=available)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+
+
+def test_a_cube_larger_than_memory_points_to_the_chunked_path(tmp_path, monkeypatch):
+    """The size is read from the header, so the cube is never loaded: the data file here
+    is sparse, 3 GiB of float32 that the scene would copy."""
+    header = tmp_path / "big.hdr"
+    header.write_text(
+        "ENVI\nsamples = 4000\nlines = 1000\nbands = 200\ndata type = 4\n"
+        "interleave = bil\nbyte order = 0\n"
+    )
+    with open(tmp_path / "big.img", "wb") as data:
+        data.truncate(4000 * 1000 * 200 * 4)
+    _available_memory(monkeypatch, 2 * 2**30)
+    with pytest.raises(
+        InputError,
+        match=r"big\.hdr \(1000 x 4000 x 200 float32 values\) takes about 3\.7 GiB to load, "
+        r"more than the 2\.0 GiB of memory available: unmix it in chunks instead: "
+        r"hyperunmix unmix .*big\.hdr \.\.\. --chunks 512 .*docs/scaling\.md",
+    ):
+        hio.open_scene(header)
+    assert hio.describe(header)["shape"] == (1000, 4000, 200)  # describing needs no memory
+
+
+def test_a_memory_error_while_reading_points_to_the_chunked_path(tmp_path, monkeypatch):
+    path = hio.write_scene(tmp_path / "scene.tif", make_scene())
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(geotiff, "read", out_of_memory)
+    with pytest.raises(InputError, match=r"scene\.tif does not fit in the memory .*--chunks"):
+        hio.open_scene(path)
 
 
 # -- atomic writes -----------------------------------------------------------------------

@@ -23,9 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import HyperunmixError, InputError
 from ..scene import GeoInfo, Scene
-from ._common import CubeData, check_band_vector, from_scene, require_file, to_scene
+from ._common import (
+    CHUNKED_PATH,
+    CubeData,
+    check_band_vector,
+    check_memory,
+    from_scene,
+    require_file,
+    to_scene,
+)
 from .endmembers import read_endmembers, write_endmembers_csv
 from .formats import FAMILIES, FORMATS, Format, format_of
 
@@ -86,8 +94,28 @@ def open_scene(
     path = require_file(path)
     family = FORMATS[format_of(path)]
     _check_options(family.read, options, path, family)
-    data = family.read(path, **options)
-    return to_scene(data, path, family.name, wavelengths=wavelengths, scale=scale, name=name)
+    # The size from the header, before reading: past the memory available, a read ends
+    # in a MemoryError at best, in the system killing the process at worst.
+    try:
+        header = family.describe(path, **_describe_options(family, options))
+    except HyperunmixError:
+        header = None  # a broken file: the read below says what is wrong, in its own words
+    if header is not None:
+        check_memory(path, header)
+    try:
+        data = family.read(path, **options)
+        return to_scene(data, path, family.name, wavelengths=wavelengths, scale=scale, name=name)
+    except MemoryError as exc:  # the estimate fell short, or others took the memory since
+        raise InputError(
+            f"{path} does not fit in the memory available: {CHUNKED_PATH.format(path=path)}"
+        ) from exc
+
+
+def _describe_options(family: Format, options: dict[str, Any]) -> dict[str, Any]:
+    """The reader ``options`` that the format's describe takes too (those that locate the
+    cube; ``order=`` only arranges it)."""
+    accepted = inspect.signature(family.describe).parameters
+    return {name: value for name, value in options.items() if name in accepted}
 
 
 def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:

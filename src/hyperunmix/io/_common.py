@@ -6,6 +6,7 @@ turning a library's exception into one clear :class:`~hyperunmix.errors.FileForm
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from ..errors import FileFormatError, HyperunmixError, InputError
 from ..scene import GeoInfo, Scene, Truth
@@ -111,6 +113,8 @@ class CubeHeader:
     wavelengths : (L,) float64 in nm, or None
     geo : GeoInfo or None
     kind : {IMAGE, SPECTRAL_LIBRARY}
+    mapped : bool
+        Whether the reader memory-maps the data (ENVI) rather than loading them.
     """
 
     shape: tuple[int, ...]
@@ -118,6 +122,7 @@ class CubeHeader:
     wavelengths: np.ndarray | None = None
     geo: GeoInfo | None = None
     kind: str = IMAGE
+    mapped: bool = False
 
 
 # -- files and errors --------------------------------------------------------------------
@@ -152,6 +157,42 @@ def _reason(exc: BaseException) -> str:
     while exc.__cause__ is not None and str(exc.__cause__).strip():
         exc = exc.__cause__
     return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
+# -- memory ------------------------------------------------------------------------------
+#: Bytes per value a scene takes besides the array read: its float32 cube, and the
+#: boolean array of the finite-value check made while it is built.
+_SCENE_BYTES_PER_VALUE = 4 + 1
+#: Bytes per value read assumed for a dtype NumPy does not name (GDAL's complex integers).
+_UNKNOWN_ITEMSIZE = 8
+#: Where a cube too large for memory can be unmixed.
+CHUNKED_PATH = (
+    "unmix it in chunks instead: hyperunmix unmix {path} ... --chunks 512 "
+    "(hyperunmix.scale.unmix_large in Python; see docs/scaling.md)"
+)
+
+
+def check_memory(path: Path, header: CubeHeader) -> None:
+    """An InputError, pointing to the chunked path, when loading the cube ``header``
+    describes would take more memory than is available.
+
+    Counted: the array read (unless memory-mapped), the scene's float32 cube and the
+    boolean array of its finite-value check, which all live at once.
+    """
+    try:
+        itemsize = np.dtype(header.dtype).itemsize
+    except TypeError:
+        itemsize = _UNKNOWN_ITEMSIZE
+    if header.mapped:
+        itemsize = 0  # the pages of a memory map are the system's cache, given back at need
+    needed = math.prod(header.shape) * (itemsize + _SCENE_BYTES_PER_VALUE)
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise InputError(
+            f"{path} ({' x '.join(map(str, header.shape))} {header.dtype} values) takes about "
+            f"{needed / 2**30:.1f} GiB to load, more than the {available / 2**30:.1f} GiB of "
+            f"memory available: {CHUNKED_PATH.format(path=path)}"
+        )
 
 
 # -- band metadata -----------------------------------------------------------------------

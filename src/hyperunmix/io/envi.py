@@ -261,6 +261,7 @@ def describe(path: Path) -> CubeHeader:
         dtype=np.dtype(image.dtype).name,
         wavelengths=_band_axis(image.metadata, header)[0],
         geo=_geo(image, data),
+        mapped=True,
     )
 
 
