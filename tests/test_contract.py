@@ -159,3 +159,12 @@ def test_old_parameter_names_still_work_with_a_warning(name, old, new):
     assert getattr(model, new) == 1 and old not in model.get_params()
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
         hu.get_method(name)(epoch=1)
+
+
+@pytest.mark.parametrize("name", ["egunet", "deq", "idnet"])
+def test_a_time_budget_stops_training_with_a_warning(name, scene):
+    model = build(name, epochs=3, max_seconds=1e-9)  # spent by the first epoch
+    with pytest.warns(hu.ConvergenceWarning, match="stopped training after epoch 1 of 3"):
+        model.fit(scene)
+    assert [record["epoch"] for record in model.history_] == [1]
+    assert model.unmix(scene).abundances.shape[:2] == scene.cube.shape[:2]

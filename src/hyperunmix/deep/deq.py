@@ -60,7 +60,7 @@ from ..linear.estimators import (
 from ..linear.hysime import noise_variance
 from ..params import Boolean, Integer, Options, Real
 from ..scene import Scene
-from .estimator import DEVICE_RULES, DeepUnmixer
+from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
 from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
 from .simplex import mirror_step, project_simplex
 
@@ -467,6 +467,9 @@ class DEQUnmix(DeepUnmixer):
         Seeds the extractor, the CNN initialisation and torch.
     device : str, torch.device or None, default=None
         None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
+    max_seconds : float or None, default=None
+        Time budget of the training: after the epoch that spends it, training stops with
+        a ConvergenceWarning and the model is used as it is. None: no budget.
 
     Attributes
     ----------
@@ -547,6 +550,7 @@ class DEQUnmix(DeepUnmixer):
         "recorruption": [Real(0)],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
+        "max_seconds": MAX_SECONDS_RULES,
     }
     _checkpoint_arrays: ClassVar = (
         "fill_spectrum_",
@@ -584,6 +588,7 @@ class DEQUnmix(DeepUnmixer):
         recorruption: float = 0.0,
         seed: int = 0,
         device: str | torch.device | None = None,
+        max_seconds: float | None = None,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
@@ -610,6 +615,7 @@ class DEQUnmix(DeepUnmixer):
         self.recorruption = recorruption
         self.seed = seed
         self.device = device
+        self.max_seconds = max_seconds
         self._take_renamed(renamed)
 
     @property
@@ -696,7 +702,9 @@ class DEQUnmix(DeepUnmixer):
             optimiser.step()
             schedule.step()
             net.constrain_endmembers()
-            self._record_epoch(epoch, self.epochs, loss.detach().item(), **_solve_stats(info))
+            stats = _solve_stats(info)
+            if not self._record_epoch(epoch, self.epochs, loss.detach().item(), **stats):
+                break
         _warn_unconverged(self.history_, forward, backward)
 
     def _noise_std(self, image: torch.Tensor) -> torch.Tensor:

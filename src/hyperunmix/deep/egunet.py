@@ -50,7 +50,7 @@ from .egunet_nets import (
     weight_penalty,
 )
 from .egunet_reference import confident_means
-from .estimator import DEVICE_RULES, DeepUnmixer
+from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
 from .pure_pixels import (
     LABEL_SCALES,
     LabelScale,
@@ -190,6 +190,9 @@ class EGUNet(DeepUnmixer):
         and the batches.
     device : str, torch.device or None, default=None
         None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
+    max_seconds : float or None, default=None
+        Time budget of the training: after the epoch that spends it, training stops with
+        a ConvergenceWarning and the model is used as it is. None: no budget.
 
     Attributes
     ----------
@@ -262,6 +265,7 @@ class EGUNet(DeepUnmixer):
         "endmember_output": [Options(*ENDMEMBER_OUTPUTS)],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
+        "max_seconds": MAX_SECONDS_RULES,
     }
     _checkpoint_arrays: ClassVar = (
         "endmembers_",
@@ -296,6 +300,7 @@ class EGUNet(DeepUnmixer):
         endmember_output: EndmemberOutput = "reference",
         seed: int = 0,
         device: str | torch.device | None = None,
+        max_seconds: float | None = None,
     ):
         self.n_endmembers = n_endmembers
         self.variant = variant
@@ -318,6 +323,7 @@ class EGUNet(DeepUnmixer):
         self.endmember_output = endmember_output
         self.seed = seed
         self.device = device
+        self.max_seconds = max_seconds
 
     @property
     def convention(self) -> str:
@@ -432,7 +438,8 @@ class EGUNet(DeepUnmixer):
             terms = {"cross_entropy": means[1], "reconstruction": means[2]}
             if spatial:
                 terms["spatial"] = means[3]
-            self._record_epoch(epoch, self.epochs, means[0], **terms)
+            if not self._record_epoch(epoch, self.epochs, means[0], **terms):
+                break
 
     def _mixed_batches(self, scene: Scene, pixels: np.ndarray) -> MixedBatches[Any]:
         """The mixed stream's data: batches of ``pixels`` ("pw") or crops of the image."""

@@ -22,6 +22,7 @@ import abc
 import contextlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 from ..base import Unmixer
-from ..params import Rule
+from ..errors import ConvergenceWarning
+from ..params import NoneValue, Real, Rule
 from ..scene import Scene
 from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint
 
@@ -61,8 +63,9 @@ class Device(Rule):
         return "gpu"
 
 
-#: Rules of ``device``, the same for every deep method.
+#: Rules of ``device`` and ``max_seconds``, the same for every deep method.
 DEVICE_RULES: list[Rule] = [Device()]
+MAX_SECONDS_RULES: list[Rule] = [Real(0, closed="neither"), NoneValue()]
 
 
 @contextlib.contextmanager
@@ -79,7 +82,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
 class DeepUnmixer(Unmixer):
     """Base class of EGU-Net, ID-Net and DEQ-Unmix.
 
-    Subclasses take ``epochs``, ``learning_rate``, ``endmembers``, ``seed`` and ``device``
+    Subclasses take ``epochs``, ``learning_rate``, ``endmembers``, ``seed``, ``device`` and
+    ``max_seconds`` (a time budget for the training)
     among their parameters and implement :meth:`_input_scale`, :meth:`_build`,
     :meth:`_network` and :meth:`_train` (and :meth:`_finish` when something follows the
     training).
@@ -107,6 +111,7 @@ class DeepUnmixer(Unmixer):
 
     seed: int
     device: str | torch.device | None
+    max_seconds: float | None
     network_: torch.nn.Module | None
     input_scale_: float
     history_: list[dict[str, float]]
@@ -151,6 +156,7 @@ class DeepUnmixer(Unmixer):
             self.history_ = []
             if self.network_ is not None:
                 self.network_.train()
+                self._training_started = time.perf_counter()
                 self._train(scene, pixels, generator, built)
                 self.network_.eval()
             self._finish(scene, pixels)
@@ -178,9 +184,13 @@ class DeepUnmixer(Unmixer):
     def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
         """What follows the training (endmember estimates, statistics); nothing by default."""
 
-    def _record_epoch(self, epoch: int, total: int, loss: float, **terms: float) -> None:
+    def _record_epoch(self, epoch: int, total: int, loss: float, **terms: float) -> bool:
         """Record epoch ``epoch`` (from 1) of at most ``total`` in ``history_`` and report it;
-        a FloatingPointError when the loss is not finite (training diverged)."""
+        a FloatingPointError when the loss is not finite (training diverged).
+
+        Returns whether training may go on: False, with a ConvergenceWarning, once the time
+        budget ``max_seconds`` is spent before the last epoch (the caller stops there).
+        """
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{type(self).__name__} training diverged at epoch {epoch} (loss {loss}); "
@@ -189,6 +199,17 @@ class DeepUnmixer(Unmixer):
         record = {"epoch": epoch, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
         self.history_.append(record)
         self._report("epoch", epoch, total, **{k: v for k, v in record.items() if k != "epoch"})
+        elapsed = time.perf_counter() - self._training_started
+        if self.max_seconds is None or epoch >= total or elapsed <= self.max_seconds:
+            return True
+        warnings.warn(
+            f"{type(self).__name__} stopped training after epoch {epoch} of {total}: "
+            f"max_seconds={self.max_seconds:g} was spent ({elapsed:.1f} s); the model is "
+            "usable but may not have finished learning",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        return False
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

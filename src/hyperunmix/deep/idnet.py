@@ -48,7 +48,7 @@ from ..errors import InputError
 from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
-from .estimator import DEVICE_RULES, DeepUnmixer
+from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
@@ -209,6 +209,9 @@ class IDNet(DeepUnmixer):
         uncertainty draws.
     device : str, torch.device or None, default=None
         None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
+    max_seconds : float or None, default=None
+        Time budget of the training: after the epoch that spends it, training stops with
+        a ConvergenceWarning and the model is used as it is. None: no budget.
 
     Attributes
     ----------
@@ -299,6 +302,7 @@ class IDNet(DeepUnmixer):
         "return_pixel_endmembers": [Boolean()],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
+        "max_seconds": MAX_SECONDS_RULES,
     }
     _checkpoint_arrays: ClassVar = ("endmembers_",)
     _checkpoint_values: ClassVar = ("n_endmembers_", "weights_", "names_", "n_epochs_")
@@ -339,6 +343,7 @@ class IDNet(DeepUnmixer):
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: str | torch.device | None = None,
+        max_seconds: float | None = None,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
@@ -371,6 +376,7 @@ class IDNet(DeepUnmixer):
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
+        self.max_seconds = max_seconds
         self._take_renamed(renamed)
 
     @property
@@ -487,7 +493,7 @@ class IDNet(DeepUnmixer):
                     [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser]
                 )
             loss, elbo, selfsup, regulariser = totals / n_pixels
-            self._record_epoch(
+            go_on = self._record_epoch(
                 epoch,
                 self.epochs,
                 loss,
@@ -496,6 +502,8 @@ class IDNet(DeepUnmixer):
                 regulariser=regulariser,
                 seconds=time.perf_counter() - start,
             )
+            if not go_on:
+                break
             if epoch <= self.decay_epochs:
                 scheduler.step()
             calm_epochs = calm_epochs + 1 if abs(loss - previous) < self.tol * abs(loss) else 0
