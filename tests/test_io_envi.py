@@ -8,7 +8,7 @@ import spectral.io.envi as spectral_envi
 from rasterio.crs import CRS
 
 import hyperunmix.io as hio
-from hyperunmix import FileFormatError, GeoInfo, ScalingWarning, Scene
+from hyperunmix import FileFormatError, GeoInfo, InputError, ScalingWarning, Scene
 
 
 def known_cube(dtype=np.float32) -> np.ndarray:
@@ -161,17 +161,28 @@ def test_truncated_data_file(tmp_path):
         hio.describe(path)
 
 
-@pytest.mark.parametrize("samples", [0, -4])
-def test_sizes_below_one_are_refused(tmp_path, samples):
+@pytest.mark.parametrize(
+    ("samples", "error", "message"),
+    [
+        (
+            -4,
+            FileFormatError,
+            r"x\.hdr describes an image of 3 lines x -4 samples x 5 bands: a size",
+        ),
+        (0, InputError, r"x\.hdr: a scene cube cannot have an empty axis, got shape \(3, 0, 5\)"),
+    ],
+)
+def test_impossible_and_empty_sizes_are_refused_by_open_and_describe(
+    tmp_path, samples, error, message
+):
     (tmp_path / "x.hdr").write_text(
         f"ENVI\nsamples = {samples}\nlines = 3\nbands = 5\ndata type = 4\n"
         "interleave = bsq\nbyte order = 0\n"
     )
-    (tmp_path / "x.img").write_bytes(b"\0" * 240)
-    message = rf"x\.hdr describes an image of 3 lines x {samples} samples x 5 bands: every size"
-    with pytest.raises(FileFormatError, match=message):
+    (tmp_path / "x.img").write_bytes(b"")
+    with pytest.raises(error, match=message):
         hio.open_scene(tmp_path / "x.hdr")
-    with pytest.raises(FileFormatError, match=message):
+    with pytest.raises(error, match=message):
         hio.describe(tmp_path / "x.hdr")
 
 

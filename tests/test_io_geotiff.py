@@ -100,12 +100,16 @@ def test_descriptions_without_units_give_no_wavelengths(tmp_path):
     assert scene.wavelengths is None
 
 
-def test_truncated_geotiff(tmp_path):
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+def test_truncated_geotiff(tmp_path, interleave):
     bands = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
-    path = write_tiff(tmp_path / "cut.tif", bands)
+    path = write_tiff(tmp_path / "cut.tif", bands, interleave=interleave)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(FileFormatError, match=r"cannot read the raster .*cut\.tif"):
+    message = r"cut\.tif is truncated: its data run to byte \d+ but the file holds \d+ bytes"
+    with pytest.raises(FileFormatError, match=message):
         hio.open_scene(path)
+    with pytest.raises(FileFormatError, match=message):  # `hyperunmix info` as `open`
+        hio.describe(path)
 
 
 def test_garbage_geotiff(tmp_path):

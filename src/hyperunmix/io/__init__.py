@@ -133,6 +133,9 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     family = FORMATS[format_of(path)]
     _check_options(family.describe, options, path, family)
     header = family.describe(path, **options)
+    if min(header.shape) == 0:  # refused as open_scene refuses it, in the scene's words
+        shape = header.shape
+        raise InputError(f"{path}: a scene cube cannot have an empty axis, got shape {shape}")
     wavelengths = check_band_vector(path, "wavelengths", header.wavelengths, header.shape[-1])
     geo = header.geo
     return {

@@ -120,13 +120,14 @@ def _checked_image(
 
 
 def _check_size(image: SpyFile, header: Path, data: Path) -> None:
-    """Sizes that describe no image, and a data file shorter than its header says (which
-    would be read past its end), are FileFormatErrors."""
+    """Negative sizes, and a data file shorter than its header says (which would be read
+    past its end), are FileFormatErrors. An empty image is left to the scene (or the
+    chunked reader) to refuse, in its own words."""
     sizes = (image.nrows, image.ncols, image.nbands)
-    if min(sizes) < 1:
+    if min(sizes) < 0:
         raise FileFormatError(
             f"{header} describes an image of {image.nrows} lines x {image.ncols} samples x "
-            f"{image.nbands} bands: every size must be at least 1"
+            f"{image.nbands} bands: a size cannot be negative"
         )
     expected = image.offset + image.nrows * image.ncols * image.nbands * image.sample_size
     actual = data.stat().st_size
@@ -138,8 +139,9 @@ def _check_size(image: SpyFile, header: Path, data: Path) -> None:
         )
 
 
-def _memmap(image: SpyFile, data: Path) -> np.memmap:
-    """A read-only (H, W, L) memory map of the data file.
+def _memmap(image: SpyFile, data: Path) -> np.ndarray:
+    """A read-only (H, W, L) memory map of the data file (an empty array for an empty
+    image, which the scene refuses).
 
     Made here rather than by ``spectral``'s ``open_memmap``, which swallows the reason a
     map fails and then reports "axes don't match array".
@@ -147,6 +149,8 @@ def _memmap(image: SpyFile, data: Path) -> np.memmap:
     interleave = image.metadata.get("interleave", "bsq").lower()
     stored, to_bip = _INTERLEAVE_AXES.get(interleave, _INTERLEAVE_AXES["bsq"])
     sizes = {"r": image.nrows, "c": image.ncols, "b": image.nbands}
+    if 0 in sizes.values():  # nothing to map, and an empty data file cannot be mapped
+        return np.zeros((image.nrows, image.ncols, image.nbands), dtype=image.dtype)
     with library_errors(data, "map the ENVI data file"):
         mapped = np.memmap(
             data,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rasterio.enums import Interleaving
 
 from .._atomic import atomic_path
 from ..errors import FileFormatError
@@ -87,10 +88,34 @@ def read(path: Path) -> CubeData:
 
 
 def _spectral_bands(dataset, path: Path) -> list[int]:
+    """The bands of the cube (:func:`spectral_bands`), once the file is known whole: both
+    read and describe report a truncated file, in the same words."""
+    _check_not_truncated(dataset, path)
     bands = spectral_bands(dataset)
     if not bands:
         raise FileFormatError(f"{path} holds alpha bands only, no spectral band")
     return bands
+
+
+def _check_not_truncated(dataset, path: Path) -> None:
+    """A GeoTIFF whose last block (strip or tile) of a band ends past the end of the file
+    is truncated. GDAL writes each band's blocks in order, so a file cut short loses the
+    last ones; checking those few keeps describe instant on any size."""
+    if dataset.driver != "GTiff":
+        return
+    size = path.stat().st_size
+    planes = range(1, dataset.count + 1) if dataset.interleaving == Interleaving.band else [1]
+    end = 0
+    for band in planes:
+        *_, ((row, col), _) = dataset.block_windows(band)
+        offset = dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
+        length = dataset.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
+        if offset:  # none for a block never written (a sparse file)
+            end = max(end, int(offset) + int(length or 0))
+    if end > size:
+        raise FileFormatError(
+            f"{path} is truncated: its data run to byte {end} but the file holds {size} bytes"
+        )
 
 
 def describe(path: Path) -> CubeHeader:
