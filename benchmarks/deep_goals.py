@@ -2,7 +2,7 @@
 
     python benchmarks/deep_goals.py
 
-Reads ``benchmarks/results/bench/results.json`` (written by ``hyperunmix bench``; no method
+Reads ``benchmarks/results/bench/results.json.gz`` (written by ``hyperunmix bench``; no method
 is trained here) and writes ``benchmarks/results/deep_goals.md`` and ``.json``: for every
 deep method of the benchmark on Samson and Jasper Ridge, aRMSE, mSAD and training time
 (mean ± std over its seeds) beside the classical baselines of the same run (VCA + FCLS,
@@ -239,8 +239,8 @@ def main() -> int:
             "",
             *limits,
             "",
-            "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's results.json and "
-            "the datasets from $HYPERUNMIX_DATA).",
+            "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's "
+            "results.json.gz and the datasets from $HYPERUNMIX_DATA).",
         ]
     )
     write_text(OUT.with_suffix(".md"), text + "\n")

@@ -4,7 +4,7 @@
 
 Sources, all under ``benchmarks/results/``:
 
-- ``bench/results.json`` and ``bench/figures/``: the method comparison, written by the
+- ``bench/results.json.gz`` and ``bench/figures/``: the method comparison, written by the
   command recorded in that file (``hyperunmix bench ... --out benchmarks/results/bench``).
   Its tables are regenerated here from the records, so they always match the data.
 - ``*.md``: fragments written by the other benchmark scripts (each beside its own JSON,
@@ -24,7 +24,7 @@ from pathlib import Path
 from hyperunmix._atomic import write_text
 from hyperunmix.bench.figures import caption
 from hyperunmix.bench.report import markdown_report
-from hyperunmix.bench.runner import read_results
+from hyperunmix.bench.runner import RESULTS_FILE, read_results
 from hyperunmix.bench.tables import STAT_NOTE, all_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ STALE_ROWS = [
 
 
 def comparison_section(bench_dir: Path, relative_to: Path) -> str:
-    """The methods x scenes comparison from ``bench_dir/results.json``, with figure links
+    """The methods x scenes comparison from ``bench_dir/results.json.gz``, with figure links
     relative to ``relative_to`` (the directory of the Markdown file)."""
     results = read_results(bench_dir)
     records = results["runs"]
@@ -117,7 +117,7 @@ def build(
         "do not edit by hand. Timings depend on the machine (given with each table).",
     ]
     bench_dir = results_dir / "bench"
-    if (bench_dir / "results.json").is_file():
+    if (bench_dir / RESULTS_FILE).is_file():
         parts.append(comparison_section(bench_dir, out.parent))
     others = fragments(results_dir, scripts_dir)
     if others:

@@ -1,14 +1,13 @@
 """``hyperunmix bench`` as a user runs it: planning, a small real run with the classical
 methods on a catalogue scene and on a user scene given by path with its truth file."""
 
-import json
-
 import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from hyperunmix.bench.cli import bench_command
+from hyperunmix.bench.runner import read_results
 from hyperunmix.bench.scenes import read_truth, resolve, user_scene
 from hyperunmix.errors import FileFormatError, InputError
 from hyperunmix.synthetic import make_scene
@@ -68,7 +67,7 @@ def test_bench_runs_catalogue_and_user_scenes(tmp_path, user_files):
         ],
     )
     assert result.exit_code == 0, result.output
-    runs = json.loads((out / "results.json").read_text())["runs"]
+    runs = read_results(out)["runs"]
     assert len(runs) == 2 * 2 * 2 and all(r["status"] == "ok" for r in runs)
     assert {r["dataset"] for r in runs} == {"synthetic_linear_30db", "field"}
     field = [r["metrics"] for r in runs if r["dataset"] == "field" and r["method"] == "vca"]
@@ -198,7 +197,7 @@ def test_exit_status_says_whether_anything_was_measured(
     assert errors == (
         [
             "error: every one of the 2 runs failed (each run's error is in "
-            f"{tmp_path / 'results.json'})"
+            f"{tmp_path / 'results.json.gz'})"
         ]
         if exit_code
         else []

@@ -16,7 +16,7 @@ import pytest
 
 from hyperunmix.base import Result
 from hyperunmix.bench.report import write_report
-from hyperunmix.bench.runner import write_results
+from hyperunmix.bench.runner import read_results, write_results
 from hyperunmix.bench.scenes import SceneSpec
 from hyperunmix.bench.store import RunStore
 from hyperunmix.bench.tables import all_tables
@@ -125,7 +125,7 @@ def test_markdown_cells_are_mean_and_sample_std_of_the_records(report):
         "ImportError: no module x",
     ]
     assert "Reproduce with: hyperunmix bench --quick" in markdown
-    assert json.loads((out / "results.json").read_text())["runs"][-1]["status"] == "failed"
+    assert read_results(out)["runs"][-1]["status"] == "failed"
 
 
 def _run(method, seed, armse, msad=0.1, convention="shares", **parameters):

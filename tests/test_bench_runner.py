@@ -20,6 +20,7 @@ import torch
 
 from hyperunmix.base import Unmixer
 from hyperunmix.bench import plan, run_benchmark
+from hyperunmix.bench.runner import read_results
 from hyperunmix.bench.scenes import SceneSpec
 from hyperunmix.bench.store import RunStore
 from hyperunmix.bench.tables import group
@@ -176,7 +177,7 @@ def test_every_run_is_recorded_with_the_metric_protocol(mixed_run):
     assert all(m["armse"] < 1e-7 and m["msad"] < 1e-6 for m in exact)
     noisy = [r["metrics"]["armse"] for r in ok if r["method"] == "noisy"]
     assert all(0.01 < a < 0.1 for a in noisy) and len(set(noisy)) == len(noisy)
-    stored = json.loads((out / "results.json").read_text())
+    stored = read_results(out)
     assert [r["key"] for r in stored["runs"]] == [r["key"] for r in records]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from ..progress import Timer
-from .runner import plan, run_benchmark
+from .runner import RESULTS_FILE, plan, run_benchmark
 from .scenes import resolve, user_scene
 from .store import RunStore
 
@@ -92,7 +92,7 @@ def bench_command(
         False, "--dry-run", help="List the planned runs and how many are done; run nothing."
     ),
 ) -> None:
-    """Benchmark methods on scenes over several seeds: results.json, tables, figures and a
+    """Benchmark methods on scenes over several seeds: results.json.gz, tables, figures and a
     self-contained report.html in OUT. Interrupted runs resume where they stopped.
 
     Exit status: 0 when at least one run succeeded (the failed ones are counted in the
@@ -126,14 +126,14 @@ def bench_command(
         raise typer.Exit(130) from None
     n_failed = sum(r["status"] != "ok" for r in records)
     print(
-        f"{len(records)} runs ({n_failed} failed): {out / 'results.json'}, "
+        f"{len(records)} runs ({n_failed} failed): {out / RESULTS_FILE}, "
         f"{out / 'results.md'}, {out / 'report.html'}"
     )
     if records and n_failed == len(records):
         # Nothing was measured: a script chaining the benchmark must not take it for a result.
         print(
             f"error: every one of the {n_failed} runs failed (each run's error is in "
-            f"{out / 'results.json'})",
+            f"{out / RESULTS_FILE})",
             file=sys.stderr,
         )
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ holds every method on every scene for the first seeds.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import multiprocessing
 import os
@@ -33,7 +34,9 @@ from .scenes import SceneSpec
 from .store import RunStore, run_key
 from .worker import Job, base_record, describe_exit, now_iso, serve
 
-RESULTS_FILE = "results.json"
+#: The benchmark's results, gzip-compressed JSON: a full run's 1,755 records are 3.5 MB as
+#: text and 0.3 MB compressed, and the file is committed.
+RESULTS_FILE = "results.json.gz"
 #: Seconds a worker gets to exit after being asked to before it is killed.
 _STOP_GRACE_S = 5.0
 #: Time a worker gets to build the scene and import the method before a run's own time
@@ -213,7 +216,7 @@ def run_benchmark(
     report: bool = True,
     command: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Plan, run (resuming), then write ``results.json`` and, with ``report``, the tables,
+    """Plan, run (resuming), then write ``results.json.gz`` and, with ``report``, the tables,
     figures and ``report.html`` (:mod:`hyperunmix.bench.report`; ``command`` is shown there
     as the way to reproduce it). Returns the records."""
     jobs = plan(
@@ -252,8 +255,9 @@ def write_results(
     command: str | None = None,
     workers: dict[str, int] | None = None,
 ) -> Path:
-    """``<out>/results.json``: the command, machine and ``workers`` (count, threads), then
-    one record per run (tracebacks stay in the per-run files)."""
+    """``<out>/results.json.gz``: the command, machine and ``workers`` (count, threads),
+    then one record per run (tracebacks stay in the per-run files). Compressed with no
+    timestamp, so that the same results give the same bytes."""
     from .. import __version__
 
     runs = [{k: v for k, v in r.items() if k != "traceback"} for r in records]
@@ -268,7 +272,7 @@ def write_results(
     }
     path = Path(out) / RESULTS_FILE
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.write_bytes(gzip.compress(json.dumps(payload, indent=1).encode(), mtime=0))
     return path
 
 
@@ -298,13 +302,13 @@ def _environment() -> dict[str, Any]:
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """The content of a ``results.json`` (a file, or the directory holding it)."""
+    """The content of a ``results.json.gz`` (a file, or the directory holding it)."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():
         raise InputError(f"no benchmark results at {path}")
-    return json.loads(path.read_text())
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 # -- worker processes ------------------------------------------------------------------------

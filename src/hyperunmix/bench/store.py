@@ -32,8 +32,8 @@ def run_key(identity: dict[str, Any]) -> str:
 
 
 #: Written into the runs directory: the per-run state is for resuming, not for committing
-#: (results.json, the tables, figures and report beside it are what a repository keeps).
-_GITIGNORE = "# hyperunmix bench: per-run state for resuming; commit results.json instead\n*\n"
+#: (results.json.gz, the tables, figures and report beside it are what a repository keeps).
+_GITIGNORE = "# hyperunmix bench: per-run state for resuming; commit results.json.gz instead\n*\n"
 
 
 class RunStore:
