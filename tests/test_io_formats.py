@@ -25,7 +25,9 @@ TOY = formats.Format(
     magic=(b"# toy",),
     default_suffix=".toy",
 )
-BUILT_IN = ["envi", "gtiff", "netcdf", "mat", "npy"]
+#: As registered on import (the general formats, then the sensor products): the toy is
+#: registered by its fixture only.
+BUILT_IN = list(formats.FORMATS)
 
 
 # -- the toy format: a line "# toy H W L", then one pixel's L values per line ----------------

@@ -46,6 +46,7 @@ from ._guard import (
 from ._json import json_safe
 from .conventions import MEANINGS
 from .errors import InputError
+from .io.formats import FORMATS
 from .metrics import evaluate
 from .plot import plot_abundances, plot_endmembers, save_figure
 from .scene import default_names
@@ -66,7 +67,8 @@ LOCK_FILE = ".hyperunmix.lock"
 
 def map_format(source_format: str | None, fmt: str | None = None) -> str:
     """The format family maps are written in: ``fmt`` when given, else the source's family
-    (GeoTIFF, ENVI, NetCDF), else ``"npz"`` (for .mat, .npy and unknown sources)."""
+    (GeoTIFF, ENVI, NetCDF), GeoTIFF for a sensor product (EMIT, PRISMA, ...: read, not
+    written), else ``"npz"`` (for .mat, .npy and unknown sources)."""
     if fmt is not None:
         key = fmt.lower().lstrip(".")
         if key not in MAP_SUFFIXES:
@@ -74,7 +76,10 @@ def map_format(source_format: str | None, fmt: str | None = None) -> str:
                 f"unknown output format {fmt!r}; choose one of {', '.join(MAP_SUFFIXES)}"
             )
         return key
-    return source_format if source_format in MAP_SUFFIXES else "npz"
+    if source_format in MAP_SUFFIXES:
+        return source_format
+    product = FORMATS.get(source_format or "")
+    return "gtiff" if product is not None and product.refines is not None else "npz"
 
 
 def save_result(

@@ -125,7 +125,8 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     Returns a dict: ``path``, ``format``, ``kind`` (``"image"``, or ``"spectral library"``
     for an ENVI spectral library, which :func:`open_scene` does not read), ``shape``
     ((H, W, L) of an image, (N, L) of N spectra), ``dtype`` (as stored),
-    ``wavelength_range`` ((min, max) nm or None), ``georef`` ({"crs", "transform"} or None).
+    ``wavelength_range`` ((min, max) nm or None), ``georef`` ({"crs", "transform"} or None),
+    then what else the format reports (a sensor product's bad bands, scale, no-data, ...).
     Takes the same format options as :func:`open_scene`. A header its data contradict
     (a truncated ENVI data file) is a FileFormatError, as :func:`open_scene` reports it.
     """
@@ -148,6 +149,7 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
         if wavelengths is None
         else (float(wavelengths.min()), float(wavelengths.max())),
         "georef": None if geo is None else {"crs": geo.crs, "transform": list(geo.transform)},
+        **header.details,
     }
 
 

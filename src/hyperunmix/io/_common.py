@@ -115,6 +115,9 @@ class CubeHeader:
     kind : {IMAGE, SPECTRAL_LIBRARY}
     mapped : bool
         Whether the reader memory-maps the data (ENVI) rather than loading them.
+    details : dict
+        What else ``hyperunmix info`` lists, name -> printable value: a sensor product's
+        FWHM, bad bands, scale to reflectance, no-data value, ...
     """
 
     shape: tuple[int, ...]
@@ -123,6 +126,7 @@ class CubeHeader:
     geo: GeoInfo | None = None
     kind: str = IMAGE
     mapped: bool = False
+    details: dict[str, str] = field(default_factory=dict)
 
 
 # -- files and errors --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FileFormatError
 from ._envi_paths import is_envi_data
+from ._products import is_emit
 
 if TYPE_CHECKING:
     from ._common import CubeData, CubeHeader
@@ -56,6 +57,11 @@ class Format:
         ``sniff(path) -> bool``, for formats whose files the other fields cannot tell:
         asked after the extensions and before the signatures, also for paths still to be
         written (ENVI: a data file with its header beside it).
+    refines : str, optional
+        For a sensor product stored in a general format (EMIT L2A: NetCDF), the name of
+        that format: an existing file found to be of it is this product when ``sniff``
+        says so, which tells the product by its structure rather than its name. Asked in
+        registration order, before the file is taken for the general format.
     """
 
     name: str
@@ -65,6 +71,7 @@ class Format:
     magic: tuple[bytes, ...] = ()
     default_suffix: str = ""
     sniff: Callable[[Path], bool] | None = None
+    refines: str | None = None
 
     @property
     def read(self) -> Callable[..., CubeData]:
@@ -79,8 +86,15 @@ class Format:
 
     @property
     def write(self) -> Callable[[Path, CubeData], None]:
-        """``write(path, data)``: a cube and its metadata to ``path``, atomically."""
-        return self._function("write")
+        """``write(path, data)``: a cube and its metadata to ``path``, atomically; a
+        FileFormatError for a format read only (a sensor product)."""
+        module = importlib.import_module(self.module)
+        if not hasattr(module, "write"):
+            raise FileFormatError(
+                f"{self.description} is read, not written: write the scene or its maps as "
+                "GeoTIFF, ENVI or NetCDF"
+            )
+        return module.write
 
     def _function(self, name: str) -> Any:
         # import_module imports once, then returns the module from sys.modules.
@@ -134,15 +148,27 @@ def format_of(path: str | os.PathLike) -> str:
     The extension decides when a format claims it. Otherwise a format's ``sniff`` hook may
     claim the path (ENVI: an existing file with a header beside it, or a path still to be
     written with an ENVI data extension, ``.img``, ``.dat``, ...); else an existing file is
-    identified by its first bytes.
+    identified by its first bytes. An existing file of a general format is then offered to
+    the sensor products that refine it (:attr:`Format.refines`), whose ``sniff`` looks at
+    its structure.
     """
     path = Path(path)
+    family = _family_of(path)
+    if path.is_file():
+        for fmt in FORMATS.values():
+            if fmt.refines == family and fmt.sniff is not None and fmt.sniff(path):
+                return fmt.name
+    return family
+
+
+def _family_of(path: Path) -> str:
+    """The format :func:`format_of` finds before asking the sensor products."""
     suffix = path.suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.extensions:
             return fmt.name
     for fmt in FORMATS.values():
-        if fmt.sniff is not None and fmt.sniff(path):
+        if fmt.refines is None and fmt.sniff is not None and fmt.sniff(path):
             return fmt.name
     if path.is_file():
         head = _head(path)
@@ -216,5 +242,17 @@ register(
         extensions=(".npy", ".npz"),
         magic=(b"\x93NUMPY", b"PK\x03\x04"),  # .npy, and .npz (a zip)
         default_suffix=".npz",
+    )
+)
+
+
+# -- sensor products, told by their structure within the general formats above -------------
+register(
+    Format(
+        name="emit",
+        description="NASA EMIT L2A RFL / L1B RDN granule (NetCDF-4)",
+        module="hyperunmix.io.emit",
+        refines="netcdf",
+        sniff=is_emit,
     )
 )
