@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FileFormatError
 from ._envi_paths import is_envi_data
-from ._products import is_emit
+from ._products import is_emit, is_prisma_l2d
 
 if TYPE_CHECKING:
     from ._common import CubeData, CubeHeader
@@ -254,5 +254,15 @@ register(
         module="hyperunmix.io.emit",
         refines="netcdf",
         sniff=is_emit,
+    )
+)
+register(
+    Format(
+        name="prisma",
+        description="ASI PRISMA L2D product (HDF-EOS5, .he5)",
+        module="hyperunmix.io.prisma",
+        extensions=(".he5",),
+        refines="netcdf",
+        sniff=is_prisma_l2d,
     )
 )
