@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import FileFormatError
 from ._envi_paths import is_envi_data
 from ._products import is_emit, is_prisma_l2d
+from .desis import is_desis_l2a
+from .enmap import is_enmap_l2a
 
 if TYPE_CHECKING:
     from ._common import CubeData, CubeHeader
@@ -254,6 +256,24 @@ register(
         module="hyperunmix.io.emit",
         refines="netcdf",
         sniff=is_emit,
+    )
+)
+register(
+    Format(
+        name="enmap",
+        description="DLR EnMAP L2A product (*-SPECTRAL_IMAGE.TIF with its METADATA.XML)",
+        module="hyperunmix.io.enmap",
+        refines="gtiff",
+        sniff=is_enmap_l2a,
+    )
+)
+register(
+    Format(
+        name="desis",
+        description="DLR DESIS L2A product (*-SPECTRAL_IMAGE.tif with its METADATA.xml)",
+        module="hyperunmix.io.desis",
+        refines="gtiff",
+        sniff=is_desis_l2a,
     )
 )
 register(
