@@ -151,6 +151,7 @@ def test_an_array_start_survives_a_checkpoint(scene, tmp_path):
         ("idnet", "max_epochs", "epochs"),
         ("idnet", "reference", "endmembers"),
         ("deq", "lr", "learning_rate"),
+        ("idnet", "tol", "min_delta"),
     ],
 )
 def test_old_parameter_names_still_work_with_a_warning(name, old, new):
@@ -168,3 +169,26 @@ def test_a_time_budget_stops_training_with_a_warning(name, scene):
         model.fit(scene)
     assert [record["epoch"] for record in model.history_] == [1]
     assert model.unmix(scene).abundances.shape[:2] == scene.cube.shape[:2]
+
+
+@pytest.mark.parametrize("name", ["egunet", "deq", "idnet"])
+def test_a_loss_plateau_stops_training_and_the_model_says_when_and_why(name, scene, tmp_path):
+    reports: list = []
+    # A huge min_delta: any two windows of one epoch are a plateau, found at epoch 2.
+    model = build(name, epochs=5, patience=1, min_delta=1e9)
+    model.set_progress(lambda *report: reports.append(report))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny budgets miss solver tolerances
+        model.fit(scene)
+    assert (model.n_epochs_, model.stop_reason_) == (2, "plateau")
+    assert [record["epoch"] for record in model.history_] == [1, 2]
+    epochs = [(done, total, info) for stage, done, total, info in reports if stage == "epoch"]
+    assert [(done, total) for done, total, _ in epochs] == [(1, 5), (2, 5)]
+    assert epochs[-1][2]["stop"] == "plateau" and "stop" not in epochs[0][2]
+    loaded = type(model).load(model.save(tmp_path / "model.pt"))
+    assert (loaded.n_epochs_, loaded.stop_reason_) == (2, "plateau")
+    full = build(name, epochs=3, patience=1, min_delta=1e9, early_stopping=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full.fit(scene)
+    assert (full.n_epochs_, full.stop_reason_) == (3, "epochs")

@@ -60,7 +60,14 @@ from ..linear.estimators import (
 from ..linear.hysime import noise_variance
 from ..params import Boolean, Integer, Options, Real
 from ..scene import Scene
-from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
+from .estimator import (
+    DEVICE_RULES,
+    EARLY_STOPPING_RULES,
+    MAX_SECONDS_RULES,
+    MIN_DELTA_RULES,
+    PATIENCE_RULES,
+    DeepUnmixer,
+)
 from .fixed_point import EquilibriumInfo, SolverOptions, equilibrium
 from .simplex import mirror_step, project_simplex
 
@@ -470,6 +477,16 @@ class DEQUnmix(DeepUnmixer):
     max_seconds : float or None, default=None
         Time budget of the training: after the epoch that spends it, training stops with
         a ConvergenceWarning and the model is used as it is. None: no budget.
+    early_stopping : bool, default=True
+        Stop training once the loss has plateaued: when the mean loss of the last
+        ``patience`` epochs is less than ``min_delta`` (relative) below the mean of the
+        ``patience`` epochs before them, never before ``2 * patience`` epochs
+        (:func:`~hyperunmix.deep.estimator.plateau_reached`). ``n_epochs_`` and
+        ``stop_reason_`` say when and why training ended. False: ``epochs`` epochs.
+    patience : int, default=10
+        See ``early_stopping``.
+    min_delta : float, default=0.005
+        See ``early_stopping``.
 
     Attributes
     ----------
@@ -551,6 +568,9 @@ class DEQUnmix(DeepUnmixer):
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
         "max_seconds": MAX_SECONDS_RULES,
+        "early_stopping": EARLY_STOPPING_RULES,
+        "patience": PATIENCE_RULES,
+        "min_delta": MIN_DELTA_RULES,
     }
     _checkpoint_arrays: ClassVar = (
         "fill_spectrum_",
@@ -589,6 +609,9 @@ class DEQUnmix(DeepUnmixer):
         seed: int = 0,
         device: str | torch.device | None = None,
         max_seconds: float | None = None,
+        early_stopping: bool = True,
+        patience: int = 10,
+        min_delta: float = 0.005,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
@@ -616,6 +639,9 @@ class DEQUnmix(DeepUnmixer):
         self.seed = seed
         self.device = device
         self.max_seconds = max_seconds
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.min_delta = min_delta
         self._take_renamed(renamed)
 
     @property

@@ -50,7 +50,14 @@ from .egunet_nets import (
     weight_penalty,
 )
 from .egunet_reference import confident_means
-from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
+from .estimator import (
+    DEVICE_RULES,
+    EARLY_STOPPING_RULES,
+    MAX_SECONDS_RULES,
+    MIN_DELTA_RULES,
+    PATIENCE_RULES,
+    DeepUnmixer,
+)
 from .pure_pixels import (
     LABEL_SCALES,
     LabelScale,
@@ -196,6 +203,16 @@ class EGUNet(DeepUnmixer):
     max_seconds : float or None, default=None
         Time budget of the training: after the epoch that spends it, training stops with
         a ConvergenceWarning and the model is used as it is. None: no budget.
+    early_stopping : bool, default=True
+        Stop training once the loss has plateaued: when the mean loss of the last
+        ``patience`` epochs is less than ``min_delta`` (relative) below the mean of the
+        ``patience`` epochs before them, never before ``2 * patience`` epochs
+        (:func:`~hyperunmix.deep.estimator.plateau_reached`). ``n_epochs_`` and
+        ``stop_reason_`` say when and why training ended. False: ``epochs`` epochs.
+    patience : int, default=10
+        See ``early_stopping``.
+    min_delta : float, default=0.01
+        See ``early_stopping``.
 
     Attributes
     ----------
@@ -269,6 +286,9 @@ class EGUNet(DeepUnmixer):
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
         "max_seconds": MAX_SECONDS_RULES,
+        "early_stopping": EARLY_STOPPING_RULES,
+        "patience": PATIENCE_RULES,
+        "min_delta": MIN_DELTA_RULES,
     }
     _checkpoint_arrays: ClassVar = (
         "endmembers_",
@@ -304,6 +324,9 @@ class EGUNet(DeepUnmixer):
         seed: int = 0,
         device: str | torch.device | None = None,
         max_seconds: float | None = None,
+        early_stopping: bool = True,
+        patience: int = 10,
+        min_delta: float = 0.01,
     ):
         self.n_endmembers = n_endmembers
         self.variant = variant
@@ -327,6 +350,9 @@ class EGUNet(DeepUnmixer):
         self.seed = seed
         self.device = device
         self.max_seconds = max_seconds
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.min_delta = min_delta
 
     @property
     def convention(self) -> str:

@@ -7,7 +7,8 @@ that the caller's random state is left as it was), the input scale
 the training needs from the scene: references, pseudo-pure sets, bundles), the network
 (:meth:`~DeepUnmixer._network`, built from fitted attributes only, so that :meth:`load`
 rebuilds it the same way), :meth:`~DeepUnmixer._train` (which reports every epoch through
-:meth:`~DeepUnmixer._record_epoch`: history, the non-finite-loss guard and progress) and
+:meth:`~DeepUnmixer._record_epoch`: history, the non-finite-loss guard, progress and the
+decision to stop: a loss plateau, see :func:`plateau_reached`, or the time budget) and
 :meth:`~DeepUnmixer._finish`.
 
 A checkpoint holds the network's weights, the fitted attributes the class declares
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import math
 import os
 import time
@@ -33,12 +35,16 @@ import torch
 
 from ..base import Unmixer
 from ..errors import ConvergenceWarning
-from ..params import NoneValue, Real, Rule
+from ..params import Boolean, Integer, NoneValue, Real, Rule
 from ..scene import Scene
 from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from typing_extensions import Self
+
+log = logging.getLogger("hyperunmix")
 
 #: Version of the checkpoint layout; a file of another version is refused with a clear error.
 CHECKPOINT_VERSION = 2
@@ -63,9 +69,34 @@ class Device(Rule):
         return "gpu"
 
 
-#: Rules of ``device`` and ``max_seconds``, the same for every deep method.
+#: Rules of ``device``, ``max_seconds`` and the early-stopping parameters, the same for every
+#: deep method.
 DEVICE_RULES: list[Rule] = [Device()]
 MAX_SECONDS_RULES: list[Rule] = [Real(0, closed="neither"), NoneValue()]
+EARLY_STOPPING_RULES: list[Rule] = [Boolean()]
+PATIENCE_RULES: list[Rule] = [Integer(1)]
+MIN_DELTA_RULES: list[Rule] = [Real(0)]
+
+
+def plateau_reached(losses: Sequence[float], patience: int, min_delta: float) -> bool:
+    """Whether a training loss has stopped falling: the mean of its last ``patience``
+    values is less than ``min_delta`` (relative) below the mean of the ``patience`` values
+    before them. Never before ``2 * patience`` values.
+
+    The means smooth a noisy loss (mini-batches, dropout, sampled terms); a rise counts as
+    no fall. With ``patience`` 3 and ``min_delta`` 0.01, a loss that falls by less than
+    1 % from epochs 4-6 to epochs 7-9 has plateaued at epoch 9:
+
+    >>> plateau_reached([5.0, 4.0, 3.0, 2.5, 2.4, 2.3, 2.29, 2.28, 2.27], 3, 0.01)
+    True
+    >>> plateau_reached([5.0, 4.0, 3.0, 2.5, 2.4, 2.3, 2.2, 2.1, 2.0], 3, 0.01)
+    False
+    """
+    if len(losses) < 2 * patience:
+        return False
+    recent = math.fsum(losses[-patience:]) / patience
+    before = math.fsum(losses[-2 * patience : -patience]) / patience
+    return before - recent < min_delta * abs(before)
 
 
 @contextlib.contextmanager
@@ -82,11 +113,12 @@ def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
 class DeepUnmixer(Unmixer):
     """Base class of EGU-Net, ID-Net and DEQ-Unmix.
 
-    Subclasses take ``epochs``, ``learning_rate``, ``endmembers``, ``seed``, ``device`` and
-    ``max_seconds`` (a time budget for the training)
-    among their parameters and implement :meth:`_input_scale`, :meth:`_build`,
-    :meth:`_network` and :meth:`_train` (and :meth:`_finish` when something follows the
-    training).
+    Subclasses take ``epochs``, ``learning_rate``, ``endmembers``, ``seed``, ``device``,
+    ``max_seconds`` (a time budget for the training) and ``early_stopping``, ``patience``
+    and ``min_delta`` (stop on a loss plateau, :func:`plateau_reached`) among their
+    parameters and implement :meth:`_input_scale`, :meth:`_build`, :meth:`_network` and
+    :meth:`_train` (and :meth:`_finish` when something follows the training).
+
 
     Attributes
     ----------
@@ -96,13 +128,18 @@ class DeepUnmixer(Unmixer):
         The scene's values are multiplied by it before they enter the network.
     history_ : list of dict
         One record per epoch: ``epoch`` (from 1), ``loss`` and the method's own terms.
+    n_epochs_ : int
+        Epochs trained (0 for a method variant without a network).
+    stop_reason_ : {"epochs", "plateau", "max_seconds"} or None
+        Why training ended: all ``epochs`` run, the loss plateau (early stopping), the
+        time budget; None without a network.
     n_bands_ : int
     """
 
     #: Fitted attributes held as tensors in a checkpoint (NumPy arrays).
     _checkpoint_arrays: ClassVar[tuple[str, ...]] = ()
-    #: Fitted attributes held as JSON in a checkpoint (besides n_bands_, input_scale_ and
-    #: history_, which every deep method has).
+    #: Fitted attributes held as JSON in a checkpoint (besides n_bands_, input_scale_,
+    #: history_, n_epochs_ and stop_reason_, which every deep method has).
     _checkpoint_values: ClassVar[tuple[str, ...]] = ()
     #: Old parameter name -> new one, accepted with a DeprecationWarning for one release.
     _renamed_params: ClassVar[dict[str, str]] = {}
@@ -112,9 +149,14 @@ class DeepUnmixer(Unmixer):
     seed: int
     device: str | torch.device | None
     max_seconds: float | None
+    early_stopping: bool
+    patience: int
+    min_delta: float
     network_: torch.nn.Module | None
     input_scale_: float
     history_: list[dict[str, float]]
+    n_epochs_: int
+    stop_reason_: str | None
 
     # -- renamed parameters and attributes -------------------------------------------------
     def _take_renamed(self, renamed: dict[str, Any]) -> None:
@@ -154,11 +196,14 @@ class DeepUnmixer(Unmixer):
             network = self._network()
             self.network_ = None if network is None else network.to(device)
             self.history_ = []
+            self.stop_reason_ = None
             if self.network_ is not None:
                 self.network_.train()
                 self._training_started = time.perf_counter()
+                self.stop_reason_ = "epochs"
                 self._train(scene, pixels, generator, built)
                 self.network_.eval()
+            self.n_epochs_ = len(self.history_)
             self._finish(scene, pixels)
 
     @abc.abstractmethod
@@ -188,8 +233,11 @@ class DeepUnmixer(Unmixer):
         """Record epoch ``epoch`` (from 1) of at most ``total`` in ``history_`` and report it;
         a FloatingPointError when the loss is not finite (training diverged).
 
-        Returns whether training may go on: False, with a ConvergenceWarning, once the time
-        budget ``max_seconds`` is spent before the last epoch (the caller stops there).
+        Returns whether training may go on (the caller stops when it is False): False
+        before the last epoch once the loss has plateaued (``early_stopping``, see
+        :func:`plateau_reached`), logged, or once the time budget ``max_seconds`` is spent,
+        with a ConvergenceWarning. ``stop_reason_`` says which; the progress report of the
+        last epoch says it too (``stop=...``).
         """
         if not math.isfinite(loss):
             raise FloatingPointError(
@@ -198,18 +246,42 @@ class DeepUnmixer(Unmixer):
             )
         record = {"epoch": epoch, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
         self.history_.append(record)
-        self._report("epoch", epoch, total, **{k: v for k, v in record.items() if k != "epoch"})
-        elapsed = time.perf_counter() - self._training_started
-        if self.max_seconds is None or epoch >= total or elapsed <= self.max_seconds:
+        stop = None if epoch >= total else self._stop_reason()
+        info = {k: v for k, v in record.items() if k != "epoch"}
+        self._report("epoch", epoch, total, **info, **({"stop": stop} if stop else {}))
+        if stop is None:
             return True
-        warnings.warn(
-            f"{type(self).__name__} stopped training after epoch {epoch} of {total}: "
-            f"max_seconds={self.max_seconds:g} was spent ({elapsed:.1f} s); the model is "
-            "usable but may not have finished learning",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        self.stop_reason_ = stop
+        if stop == "plateau":
+            log.info(
+                "%s stopped training after epoch %d of %d: the loss fell by less than %g "
+                "(relative) over the last %d epochs",
+                type(self).__name__,
+                epoch,
+                total,
+                self.min_delta,
+                self.patience,
+            )
+        else:
+            warnings.warn(
+                f"{type(self).__name__} stopped training after epoch {epoch} of {total}: "
+                f"max_seconds={self.max_seconds:g} was spent "
+                f"({time.perf_counter() - self._training_started:.1f} s); the model is usable "
+                "but may not have finished learning",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return False
+
+    def _stop_reason(self) -> str | None:
+        """``"plateau"``, ``"max_seconds"`` or None (go on), after an epoch before the last."""
+        losses = [record["loss"] for record in self.history_]
+        if self.early_stopping and plateau_reached(losses, self.patience, self.min_delta):
+            return "plateau"
+        elapsed = time.perf_counter() - self._training_started
+        if self.max_seconds is not None and elapsed > self.max_seconds:
+            return "max_seconds"
+        return None
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -232,7 +304,14 @@ class DeepUnmixer(Unmixer):
             else:  # a library object: it served the fit, and has no JSON form
                 params[name] = None
                 unsaved.append(name)
-        values = ("n_bands_", "input_scale_", "history_", *self._checkpoint_values)
+        values = (
+            "n_bands_",
+            "input_scale_",
+            "history_",
+            "n_epochs_",
+            "stop_reason_",
+            *self._checkpoint_values,
+        )
         config = {
             "method": self.name,
             "version": CHECKPOINT_VERSION,

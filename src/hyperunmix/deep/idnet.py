@@ -22,7 +22,8 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
   (``endmember_scale="peak"``), so abundances are shares of unit-peak spectra, the
   convention of the Samson and Jasper Ridge reference maps; bundles are extracted around
   N-FINDR endmembers (the paper uses library bundles);
-* early stopping waits for ``patience`` calm epochs;
+* early stopping on a plateau of the epoch loss averaged over ``patience`` epochs (the
+  paper stops at the first epoch whose loss changed by less than 1 %);
 * the data are scaled so that their 99.9th percentile is 0.9 (the endmember decoders end in
   a sigmoid); every output is returned in the scene's units;
 * outputs use the posterior mean of the endmember codes (deterministic), not a random draw.
@@ -35,7 +36,6 @@ every pixel); see :class:`IDNet`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from typing import Any, ClassVar, Literal, get_args
@@ -48,12 +48,17 @@ from ..errors import InputError
 from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
-from .estimator import DEVICE_RULES, MAX_SECONDS_RULES, DeepUnmixer
+from .estimator import (
+    DEVICE_RULES,
+    EARLY_STOPPING_RULES,
+    MAX_SECONDS_RULES,
+    MIN_DELTA_RULES,
+    PATIENCE_RULES,
+    DeepUnmixer,
+)
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
-
-log = logging.getLogger("hyperunmix")
 
 Preset = Literal["samson", "jasper_ridge", "cuprite"]
 #: The paper's per-dataset weights: lambda (self-supervised), tau (l_1/2 sparsity),
@@ -194,12 +199,6 @@ class IDNet(DeepUnmixer):
         ``decay_epochs`` epochs.
     decay_epochs : int, default=10
         See ``lr_decay``.
-    tol : float, default=0.01
-        Stop when the relative change of the epoch loss stays below ``tol`` for
-        ``patience`` consecutive epochs.
-    patience : int, default=2
-        See ``tol`` (the paper stops at the first such epoch, which ended a Samson run at
-        epoch 3 on a one-epoch plateau, aRMSE 0.31).
     n_uncertainty_samples : int, default=16
         Draws of (Z, M) for the posterior standard deviation of the abundances.
     return_pixel_endmembers : bool, default=True
@@ -212,6 +211,16 @@ class IDNet(DeepUnmixer):
     max_seconds : float or None, default=None
         Time budget of the training: after the epoch that spends it, training stops with
         a ConvergenceWarning and the model is used as it is. None: no budget.
+    early_stopping : bool, default=True
+        Stop training once the loss has plateaued: when the mean loss of the last
+        ``patience`` epochs is less than ``min_delta`` (relative) below the mean of the
+        ``patience`` epochs before them, never before ``2 * patience`` epochs
+        (:func:`~hyperunmix.deep.estimator.plateau_reached`). ``n_epochs_`` and
+        ``stop_reason_`` say when and why training ended. False: ``epochs`` epochs.
+    patience : int, default=2
+        See ``early_stopping``.
+    min_delta : float, default=0.01
+        See ``early_stopping``.
 
     Attributes
     ----------
@@ -296,17 +305,22 @@ class IDNet(DeepUnmixer):
         "learning_rate": [Real(0, closed="neither"), NoneValue()],
         "lr_decay": [Real(0, 1, closed="right")],
         "decay_epochs": [Integer(0)],
-        "tol": [Real(0)],
-        "patience": [Integer(1)],
         "n_uncertainty_samples": [Integer(1)],
         "return_pixel_endmembers": [Boolean()],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
         "max_seconds": MAX_SECONDS_RULES,
+        "early_stopping": EARLY_STOPPING_RULES,
+        "patience": PATIENCE_RULES,
+        "min_delta": MIN_DELTA_RULES,
     }
     _checkpoint_arrays: ClassVar = ("endmembers_",)
-    _checkpoint_values: ClassVar = ("n_endmembers_", "weights_", "names_", "n_epochs_")
-    _renamed_params: ClassVar = {"max_epochs": "epochs", "reference": "endmembers"}
+    _checkpoint_values: ClassVar = ("n_endmembers_", "weights_", "names_")
+    _renamed_params: ClassVar = {
+        "max_epochs": "epochs",
+        "reference": "endmembers",
+        "tol": "min_delta",
+    }
     _renamed_attributes: ClassVar = {"model_": "network_", "data_scale_": "input_scale_"}
     network_: IDNetModel
 
@@ -337,13 +351,14 @@ class IDNet(DeepUnmixer):
         learning_rate: float | None = None,
         lr_decay: float = 0.9,
         decay_epochs: int = 10,
-        tol: float = 1e-2,
-        patience: int = 2,
         n_uncertainty_samples: int = 16,
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: str | torch.device | None = None,
         max_seconds: float | None = None,
+        early_stopping: bool = True,
+        patience: int = 2,
+        min_delta: float = 0.01,
         **renamed: Any,
     ):
         self.n_endmembers = n_endmembers
@@ -370,13 +385,14 @@ class IDNet(DeepUnmixer):
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.decay_epochs = decay_epochs
-        self.tol = tol
-        self.patience = patience
         self.n_uncertainty_samples = n_uncertainty_samples
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
         self.max_seconds = max_seconds
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.min_delta = min_delta
         self._take_renamed(renamed)
 
     @property
@@ -453,7 +469,7 @@ class IDNet(DeepUnmixer):
         self, scene: Scene, pixels: np.ndarray, generator: torch.Generator, built: Bundles
     ) -> None:
         """Train on the image ``pixels`` (ELBO) and triplets drawn from the bundles
-        ``built``, stopping early after ``patience`` calm epochs."""
+        ``built``."""
         model = self.network_
         device = next(model.parameters()).device
         scaled = dataclasses.replace(built, spectra=built.spectra * self.input_scale_)
@@ -478,8 +494,6 @@ class IDNet(DeepUnmixer):
         )
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.lr_decay)
-        previous = math.inf
-        calm_epochs = 0  # consecutive epochs whose loss changed by less than tol
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             totals = np.zeros(4)
@@ -506,19 +520,8 @@ class IDNet(DeepUnmixer):
                 break
             if epoch <= self.decay_epochs:
                 scheduler.step()
-            calm_epochs = calm_epochs + 1 if abs(loss - previous) < self.tol * abs(loss) else 0
-            if calm_epochs >= self.patience:
-                log.info(
-                    "IDNet converged after %d epochs (relative loss change < %g for %d epochs)",
-                    epoch,
-                    self.tol,
-                    self.patience,
-                )
-                break
-            previous = loss
 
     def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
-        self.n_epochs_ = len(self.history_)
         self.endmembers_ = self._reference_endmembers()
 
     # -- inference -----------------------------------------------------------------------
