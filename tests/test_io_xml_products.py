@@ -193,6 +193,8 @@ def test_info_describes_the_products(enmap, desis):
     description = hio.describe(desis)
     assert description["format"] == "desis" and description["dtype"] == "int16"
     assert description["fwhm"] == "6.50 - 10.20 nm"
+    scale = "DN x gain + offset by band (gains 5e-05 - 0.0002, offsets -0.005 - 0.01)"
+    assert description["scale to reflectance"] == scale
     assert description["quality layers"] == "shadow, snow, haze, cloud"
 
 

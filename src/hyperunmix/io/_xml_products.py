@@ -320,11 +320,13 @@ def describe_product(path: Path, layout: Layout) -> CubeHeader:
 
 
 def _scale_text(table: BandTable) -> str:
-    gains = np.unique(table.gains)
-    offsets = np.unique(table.offsets)
-    gain = f"{gains[0]:g}" if gains.size == 1 else f"{gains.min():g} - {gains.max():g} by band"
-    offset = f"{offsets[0]:g}" if offsets.size == 1 else "by band"
-    return f"DN x {gain} + {offset}"
+    """``DN x gain + offset``, with the values when every band shares them."""
+    if np.ptp(table.gains) == 0 and np.ptp(table.offsets) == 0:
+        return f"DN x {table.gains[0]:g} + {table.offsets[0]:g}"
+    return (
+        f"DN x gain + offset by band (gains {table.gains.min():g} - {table.gains.max():g}, "
+        f"offsets {table.offsets.min():g} - {table.offsets.max():g})"
+    )
 
 
 def read_product(path: Path, layout: Layout, quality: Any = None) -> CubeData:
