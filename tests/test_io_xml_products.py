@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from rasterio.crs import CRS
 from test_io_geotiff import TRANSFORM, write_tiff
 from typer.testing import CliRunner
@@ -228,3 +229,16 @@ def test_the_chunked_reader_refuses_them_with_the_way_round(enmap):
 
     with pytest.raises(FileFormatError, match=r"\(enmap\) cannot be read chunk by chunk"):
         open_cube(enmap)
+
+
+def test_unmix_writes_georeferenced_maps_without_the_masked_pixels(tmp_path, enmap):
+    out = tmp_path / "out"
+    args = ["unmix", enmap, "-m", "fcls", "-p", 2, "--out", out, "--no-figures"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "abundances.tif") as maps:  # GeoTIFF: the product is read only
+        assert maps.crs == CRS.from_epsg(32633) and maps.transform == TRANSFORM
+        first = maps.read(1)
+    masked = [EMPTY, *CLOUD, (1, 4), (0, 4)]
+    assert all(np.isnan(first[cell]) for cell in masked)
+    assert np.isfinite(first).sum() == ROWS * COLS - len(masked)
