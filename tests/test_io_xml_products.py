@@ -222,6 +222,11 @@ def test_broken_metadata_is_a_clear_error(enmap, desis):
     write_tiff(cloud, np.zeros((10, ROWS + 1, COLS), dtype=np.uint8))
     with pytest.raises(FileFormatError, match=r"is 5 x 5 px, but the image .* is 4 x 5"):
         hu.open(desis)
+    assert hu.open(desis, quality="none").n_pixels == ROWS * COLS - 1
+    with rasterio.open(desis, "r+") as dataset:  # scales of its own: which ones hold?
+        dataset.scales = [1e-4] * BANDS
+    with pytest.raises(FileFormatError, match="declares GDAL band scales or offsets besides"):
+        hu.open(desis, quality="none")
 
 
 def test_the_chunked_reader_refuses_them_with_the_way_round(enmap):

@@ -180,15 +180,16 @@ def _has_structure(xml: Path, layout: Layout) -> bool:
     want = layout.bands.split("/")
     path: list[str] = []
     try:
-        for event, element in ElementTree.iterparse(xml, events=("start", "end")):
-            if event == "end":
-                path.pop()
-                continue
-            if not path and element.tag != layout.root:
-                return False
-            path.append(element.tag)
-            if path[1:] == want:
-                return True
+        with open(xml, "rb") as stream:
+            for event, element in ElementTree.iterparse(stream, events=("start", "end")):
+                if event == "end":
+                    path.pop()
+                    continue
+                if not path and element.tag != layout.root:
+                    return False
+                path.append(element.tag)
+                if path[1:] == want:
+                    return True
     except (ElementTree.ParseError, OSError):
         return False
     return False
