@@ -62,12 +62,12 @@ def enmap_xml(path, n_bands=BANDS, level="L2A"):
     return path
 
 
-def desis_xml(path, n_bands=BANDS):
+def desis_xml(path, n_bands=BANDS, background=NODATA):
     """METADATA.xml after the DESIS layout: hsi_doc / specific / bandCharacterisation /
     band with bandNumber; a geometric <band> table elsewhere, as in the real files."""
     root = ElementTree.Element("hsi_doc")
     specific = ElementTree.SubElement(root, "specific")
-    ElementTree.SubElement(specific, "backgroundValue").text = str(NODATA)
+    ElementTree.SubElement(specific, "backgroundValue").text = str(background)
     interior = ElementTree.SubElement(specific, "interiorOrientation")
     ElementTree.SubElement(ElementTree.SubElement(interior, "band"), "bandNumber").text = "1"
     table = ElementTree.SubElement(specific, "bandCharacterisation")
@@ -106,11 +106,13 @@ def enmap(tmp_path):
 
 @pytest.fixture
 def desis(tmp_path):
-    """A DESIS L2A product: image, XML and the ten-band QL_QUALITY-2 with cloud over
-    water (band 7) at CLOUD and the water flag (band 8, not a mask) elsewhere."""
+    """A DESIS L2A product: image (with the no-data value as its GDAL nodata, which
+    overrides the XML's other background value), XML and the ten-band QL_QUALITY-2 with
+    cloud over water (band 7) at CLOUD and the water flag (band 8, not a mask) elsewhere."""
     prefix = tmp_path / "DESIS-HSI-L2A-DT0483531728_001-20200627T144624-V0210"
-    image = write_tiff(f"{prefix}-SPECTRAL_IMAGE.tif", digital_numbers(), crs="EPSG:32611")
-    desis_xml(f"{prefix}-METADATA.xml")
+    dn = digital_numbers()
+    image = write_tiff(f"{prefix}-SPECTRAL_IMAGE.tif", dn, crs="EPSG:32611", nodata=NODATA)
+    desis_xml(f"{prefix}-METADATA.xml", background=-9999)
     quality = np.zeros((10, ROWS, COLS), dtype=np.uint8)
     quality[6] = flags(CLOUD)[0]
     quality[7, 3, 3] = 1  # water: no reason to mask
@@ -197,6 +199,7 @@ def test_info_describes_the_products(enmap, desis):
     scale = "DN x gain + offset by band (gains 5e-05 - 0.0002, offsets -0.005 - 0.01)"
     assert description["scale to reflectance"] == scale
     assert description["quality layers"] == "shadow, snow, haze, cloud"
+    assert description["no-data"] == str(NODATA)  # the GeoTIFF's, over the XML's -9999
 
 
 def test_broken_metadata_is_a_clear_error(enmap, desis):

@@ -305,8 +305,10 @@ def describe_product(path: Path, layout: Layout) -> CubeHeader:
     from . import geotiff  # imports rasterio, which recognising a product does not need
 
     xml = _files(path, layout)
+    gdal_nodata = _unscaled_nodata(path)
     header = geotiff.describe(path)
     table = _checked_table(path, xml, layout, header.shape[2])
+    nodata = table.nodata if gdal_nodata is None else gdal_nodata
     present = [layer.name for layer in layout.quality if quality_file(path, layer)]
     header.wavelengths = table.wavelengths
     header.details = {
@@ -314,7 +316,7 @@ def describe_product(path: Path, layout: Layout) -> CubeHeader:
         "metadata": xml.name,
         "fwhm": f"{table.fwhm.min():.2f} - {table.fwhm.max():.2f} nm",
         "scale to reflectance": _scale_text(table),
-        "no-data": "none given" if table.nodata is None else f"{table.nodata:g}",
+        "no-data": "none given" if nodata is None else f"{nodata:g}",
         "quality layers": ", ".join(present) or "none beside the image",
     }
     return header
@@ -339,11 +341,11 @@ def read_product(path: Path, layout: Layout, quality: Any = None) -> CubeData:
 
     xml = _files(path, layout)
     selected = quality_names(quality, layout)
-    _refuse_gdal_scales(path)
+    gdal_nodata = _unscaled_nodata(path)
     data = geotiff.read(path)
     raw = data.cube
     table = _checked_table(path, xml, layout, raw.shape[2])
-    nodata = data.nodata if data.nodata is not None else table.nodata
+    nodata = table.nodata if gdal_nodata is None else gdal_nodata
     cube, bad, incomplete = _reflectance(raw, table, nodata)
     valid = ~incomplete if data.mask is None else data.mask & ~incomplete
     flagged_counts = {}
@@ -374,9 +376,10 @@ def read_product(path: Path, layout: Layout, quality: Any = None) -> CubeData:
     )
 
 
-def _refuse_gdal_scales(path: Path) -> None:
-    """A FileFormatError when the GeoTIFF declares GDAL band scales or offsets: the GeoTIFF
-    reader applies them, and the XML's gains on top would scale the cube twice."""
+def _unscaled_nodata(path: Path) -> float | None:
+    """The GeoTIFF's own no-data value (None for none, or NaN); a FileFormatError when it
+    declares GDAL band scales or offsets: the GeoTIFF reader applies them, and the XML's
+    gains on top would scale the cube twice."""
     from ._raster import open_quietly
 
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
@@ -386,6 +389,8 @@ def _refuse_gdal_scales(path: Path) -> None:
                 "metadata file, so which scaling holds is unclear (a delivered product "
                 "declares none)"
             )
+        nodata = dataset.nodata
+    return None if nodata is None or math.isnan(nodata) else float(nodata)
 
 
 def quality_names(quality: Any, layout: Layout) -> set[str]:
