@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -400,6 +401,19 @@ def test_progress_bars_follow_the_estimator_reports():
     assert result.abundances.shape == (2, 2, 1)
 
 
+class _Elapsed:
+    """Equal to the ``elapsed H:MM:SS`` of any progress line."""
+
+    def __eq__(self, other):
+        return isinstance(other, str) and re.fullmatch(r"elapsed \d+:\d\d:\d\d", other) is not None
+
+    def __repr__(self):
+        return "elapsed H:MM:SS"
+
+
+ANY_ELAPSED = _Elapsed()
+
+
 def test_progress_is_written_in_lines_when_stderr_is_not_a_terminal(tmp_path, small_scene):
     # CliRunner's stderr is not a terminal: plain lines, and nothing else (no blank line)
     cube_path, csv_path, _ = small_scene
@@ -414,7 +428,14 @@ def test_progress_is_written_in_lines_when_stderr_is_not_a_terminal(tmp_path, sm
         tmp_path / "fcls",
         "--no-figures",
     )
-    assert quiet.exit_code == 0 and quiet.stderr == ""  # nothing to report
+    assert quiet.exit_code == 0, quiet.output
+    # a line as each stage starts and one as it ends, with the time it took
+    assert [line.split("  ") for line in quiet.stderr.splitlines()] == [
+        ["fit 0/1 method=fcls"],
+        ["fit 1/1 method=fcls", ANY_ELAPSED, "done"],
+        ["unmix 0/1 method=fcls"],
+        ["unmix 1/1 method=fcls", ANY_ELAPSED, "done"],
+    ]
     deep = _invoke(
         "unmix",
         cube_path,
@@ -429,9 +450,28 @@ def test_progress_is_written_in_lines_when_stderr_is_not_a_terminal(tmp_path, sm
         "--no-figures",
     )
     assert deep.exit_code == 0, deep.output
-    epochs = [line for line in deep.stderr.splitlines() if line.startswith("epoch")]
+    lines = deep.stderr.splitlines()
+    assert lines[0] == "fit 0/1 method=egunet" and lines[-1].startswith("unmix 1/1")
+    epochs = [line for line in lines if line.startswith("epoch")]
     assert epochs[0].startswith("epoch 1/2 loss=")
     assert epochs[-1].startswith("epoch 2/2 loss=") and epochs[-1].endswith("  done")
+    # stopped early on a plateau (any two epochs are one at this min_delta): said once
+    stopped = _invoke(
+        "unmix",
+        cube_path,
+        "-m",
+        "egunet",
+        "-p",
+        3,
+        *("--param", "epochs=50", "--param", "patience=1", "--param", "min_delta=1e9"),
+        "--out",
+        tmp_path / "stopped",
+        "--no-figures",
+    )
+    assert stopped.exit_code == 0, stopped.output
+    epochs = [line for line in stopped.stderr.splitlines() if line.startswith("epoch")]
+    assert epochs[0].startswith("epoch 1/50 loss=") and len(epochs) == 2
+    assert re.fullmatch(r"epoch 2/50 loss=\S+ .*stop=plateau  elapsed \S+  stopped", epochs[1])
     chunked = _invoke(
         "unmix",
         _chunked_scene(tmp_path),
@@ -451,7 +491,7 @@ def test_progress_is_written_in_lines_when_stderr_is_not_a_terminal(tmp_path, sm
     assert lines[0] == "sample 0/1 pixels=200000"
     ends = [line.split()[:2] for line in lines if line.endswith("  done")]
     assert ends == [["sample", "1/1"], ["unmix", "6/6"], ["export", "1/1"]]
-    for result in (deep, chunked):
+    for result in (quiet, deep, stopped, chunked):
         assert "" not in result.stderr.splitlines()
 
 

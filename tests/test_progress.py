@@ -3,11 +3,12 @@
 import io
 import re
 
+import pytest
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
 from hyperunmix.bench.cli import RunLines
-from hyperunmix.progress import ProgressBars, ProgressLog, progress_display
+from hyperunmix.progress import ProgressBars, ProgressLog, progress_display, stage
 
 
 class Clock:
@@ -119,3 +120,43 @@ def test_benchmark_lines_show_the_runs_done_the_time_elapsed_and_left(capsys):
         "[ 6/10] failed deq on samson seed 1  TimeoutError: over 60 s  elapsed 0:00:30  "
         "left 0:01:00",
     ]
+
+
+def test_a_stage_that_reports_a_stop_ends_there_with_one_line():
+    clock, out = Clock(), io.StringIO()
+    log = ProgressLog(out, interval=5.0, clock=clock)
+    log("epoch", 1, 200, {"loss": 0.5})
+    clock.now = 2.0
+    log("epoch", 2, 200, {"loss": 0.25, "stop": "plateau"})  # early stopping
+    log("epoch", 3, 200, {"loss": 0.2})  # nothing after the stop
+    log("budget", 1, 9, {"stop": "max_seconds"})  # a stop at the first report
+    log.close()
+    assert out.getvalue().splitlines() == [
+        "epoch 1/200 loss=0.5",
+        "epoch 2/200 loss=0.25 stop=plateau  elapsed 0:00:02  stopped",
+        "budget 1/9 stop=max_seconds  stopped",
+    ]
+
+
+def test_a_bar_stopped_early_or_left_open_leaves_a_line():
+    screen = io.StringIO()
+    with progress_display(Console(file=screen, force_terminal=True, width=100)) as report:
+        report("epoch", 1, 200, {"loss": 0.5})
+        report("epoch", 2, 200, {"loss": 0.25, "stop": "plateau"})
+        assert [task.description for task in report.progress.tasks] == []
+        report("fit", 0, 1, {"method": "deq"})  # a stage the run left unfinished
+    text = screen.getvalue()
+    assert "epoch 2/200 loss=0.25 stop=plateau  stopped" in text
+    assert "fit 0/1 method=deq  stopped" in text
+
+
+def test_a_stage_reports_its_start_and_its_end_but_not_a_failure():
+    reports = []
+    with stage(lambda *report: reports.append(report), "fit", method="vca"):
+        assert reports == [("fit", 0, 1, {"method": "vca"})]
+    assert reports[-1] == ("fit", 1, 1, {"method": "vca"})
+    with pytest.raises(ValueError), stage(lambda *report: reports.append(report), "unmix"):
+        raise ValueError
+    assert reports[-1] == ("unmix", 0, 1, {})
+    with stage(None, "fit"):  # no display: nothing to report to
+        pass

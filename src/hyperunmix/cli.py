@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from .base import Result, Unmixer
 from .bench.cli import bench_command
 from .conventions import MEANINGS, check_convention
 from .errors import HyperunmixError, InputError
-from .progress import progress_display
+from .progress import progress_display, stage
 from .registry import available_methods, get_method
 from .scene import Scene
 
@@ -127,12 +128,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 # -- progress ------------------------------------------------------------------------------
 def run_with_progress(model: Unmixer, scene: Scene) -> Result:
-    """``model.fit_unmix(scene)`` with its progress reports shown on stderr
-    (:func:`hyperunmix.progress.progress_display`)."""
+    """``model.fit_unmix(scene)`` with its progress shown on stderr
+    (:func:`hyperunmix.progress.progress_display`): a ``fit`` and an ``unmix`` stage, and
+    the method's own reports between them (a deep method's epochs)."""
     with progress_display() as report:
         model.set_progress(report)
         try:
-            return model.fit_unmix(scene)
+            with stage(report, "fit", method=model.name):
+                start = time.perf_counter()
+                model.fit(scene)
+                model.fit_seconds_ = time.perf_counter() - start
+            with stage(report, "unmix", method=model.name):
+                return model.unmix(scene)
         finally:
             model.set_progress(None)
 

@@ -7,14 +7,22 @@ loss and its terms), a chunked run's ``"sample"``, ``"unmix"`` (chunks) and ``"e
 fetches. :func:`progress_display` gives the callback that shows them:
 
 * on a terminal, one rich progress bar per stage with its count, the latest ``info``, the
-  time elapsed and an estimate of the time left, erased when the command ends;
+  time elapsed and an estimate of the time left, erased when the command ends; a stage
+  that ended before its total (a training stopped early) leaves one line behind;
 * elsewhere (a log file, a pipe, a batch job), where a live display can only leave stray
   characters behind, plain lines (:class:`ProgressLog`)::
 
+      fit 0/1 method=egunet
       epoch 1/200 loss=0.8123
       epoch 38/200 loss=0.2311  elapsed 0:00:05  left 0:00:21
       ...
-      epoch 200/200 loss=0.0912  elapsed 0:00:26  done
+      epoch 57/200 loss=0.0912 stop=plateau  elapsed 0:00:08  stopped
+      fit 1/1 method=egunet  elapsed 0:00:09  done
+
+A report whose ``info`` has a ``stop`` entry (why) is the last of its stage, which ends
+before its total: a training stopped early (``stop=plateau``), whose time left was
+therefore an upper bound. Steps without counts of their own (fitting, unmixing) report
+themselves as a one-step :func:`stage`.
 """
 
 from __future__ import annotations
@@ -80,6 +88,11 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _line(stage: str, done: int, total: int, info: dict[str, Any]) -> str:
+    """A report as one line: ``epoch 38/200 loss=0.2311``."""
+    return f"{stage} {done}/{total} {_details(info)}".strip()
+
+
 # -- on a terminal -------------------------------------------------------------------------
 def _bar_columns() -> tuple[ProgressColumn, ...]:
     """A stage's bar: ``epoch loss=0.2311 ━━━━━━━ 38/200 elapsed 0:00:05 left 0:00:21``."""
@@ -96,13 +109,19 @@ def _bar_columns() -> tuple[ProgressColumn, ...]:
 
 class ProgressBars:
     """A progress callback drawing one bar of ``progress`` per stage, its description the
-    stage and the latest ``info``."""
+    stage and the latest ``info``.
+
+    A stage that ends before its total (a report with ``stop`` in its ``info``, or one
+    still open at :meth:`close`) leaves a line above the bars, which are erased at the end.
+    """
 
     def __init__(self, progress: Progress):
         self.progress = progress
         self.tasks: dict[str, Any] = {}
+        self.reports: dict[str, tuple[int, int, dict]] = {}
 
     def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
+        self.reports[stage] = (done, total, info)
         description = f"{stage} {_details(info)}".strip()
         if stage in self.tasks:
             self.progress.update(
@@ -110,6 +129,20 @@ class ProgressBars:
             )
         else:
             self.tasks[stage] = self.progress.add_task(description, total=total, completed=done)
+        if "stop" in info:
+            self._stopped(stage)
+
+    def close(self) -> None:
+        """Print a line for each stage left unfinished (a run that failed)."""
+        for stage, (done, total, _) in list(self.reports.items()):
+            if done < total:
+                self._stopped(stage)
+
+    def _stopped(self, stage: str) -> None:
+        """The stage's last report as a line above the bars, its bar removed."""
+        line = f"{_line(stage, *self.reports.pop(stage))}  stopped"
+        self.progress.console.print(line, markup=False, highlight=False)
+        self.progress.remove_task(self.tasks.pop(stage))
 
 
 # -- elsewhere -----------------------------------------------------------------------------
@@ -122,20 +155,21 @@ class _Stage:
     last_line: float
 
     @property
-    def finished(self) -> bool:
-        done, total, _ = self.report
-        return done >= total
+    def end(self) -> str:
+        """``"done"`` (complete), ``"stopped"`` (ended before its total: ``stop``) or ``""``."""
+        done, total, info = self.report
+        return "done" if done >= total else "stopped" if "stop" in info else ""
 
 
 class ProgressLog:
     """A progress callback writing plain lines to ``file`` (default: stderr at each line):
-    a stage's first report, the report that completes it (marked ``done``) and, in between,
-    a line every ``interval`` seconds at most with the time elapsed since the stage's first
-    report and the time left at the rate seen since.
+    a stage's first report, the report that completes it (marked ``done``) or ends it
+    early (``stop`` in its ``info``: marked ``stopped``) and, in between, a line every
+    ``interval`` seconds at most with the time elapsed since the stage's first report and
+    the time left at the rate seen since.
 
-    :meth:`close` ends the stages left unfinished (a training that converged early, a run
-    that failed) with their last report, marked ``stopped``. ``clock`` gives the time in
-    seconds.
+    :meth:`close` ends the stages left unfinished (a run that failed) with their last
+    report, marked ``stopped``. ``clock`` gives the time in seconds.
     """
 
     def __init__(
@@ -154,13 +188,13 @@ class ProgressLog:
         state = self.stages.get(stage)
         if state is None or done < state.report[0]:  # a new stage, or one starting over
             state = self.stages[stage] = _Stage((done, total, info), Timer(now, done), now)
-            self._write(stage, state, now, "done" if state.finished else "")
+            self._write(stage, state, now, state.end)
             return
-        if state.finished:
+        if state.end:
             return
         state.report = (done, total, info)
-        if state.finished:
-            self._write(stage, state, now, f"{state.timer.elapsed(now)}  done")
+        if state.end:
+            self._write(stage, state, now, f"{state.timer.elapsed(now)}  {state.end}")
         elif now - state.last_line >= self.interval:
             self._write(stage, state, now, state.timer.summary(done, total, now))
 
@@ -168,13 +202,12 @@ class ProgressLog:
         """End the unfinished stages with a line each."""
         now = self.clock()
         for stage, state in self.stages.items():
-            if not state.finished:
+            if not state.end:
                 self._write(stage, state, now, f"{state.timer.elapsed(now)}  stopped")
 
     def _write(self, stage: str, state: _Stage, now: float, times: str) -> None:
         """One line: the stage's latest report, then ``times`` (the timing and how it ends)."""
-        done, total, info = state.report
-        line = f"{stage} {done}/{total} {_details(info)}".strip()
+        line = _line(stage, *state.report)
         print(f"{line}  {times}" if times else line, file=self.file or sys.stderr, flush=True)
         state.last_line = now
 
@@ -191,7 +224,11 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressCallbac
         with Progress(
             *_bar_columns(), console=console, transient=True, speed_estimate_period=math.inf
         ) as progress:
-            yield ProgressBars(progress)
+            bars = ProgressBars(progress)
+            try:
+                yield bars
+            finally:
+                bars.close()
     else:
         # Not a rich display: a transient one ends by writing a blank line where it cannot
         # erase itself.
@@ -202,4 +239,22 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressCallbac
             log.close()
 
 
-__all__ = ["LOG_INTERVAL_S", "ProgressBars", "ProgressLog", "Timer", "progress_display"]
+@contextlib.contextmanager
+def stage(report: ProgressCallback | None, name: str, **info: Any) -> Iterator[None]:
+    """Report the ``with`` block as the one-step stage ``name``: ``0/1`` when it starts,
+    ``1/1`` when it ends (not when it fails); nothing when ``report`` is None."""
+    if report is not None:
+        report(name, 0, 1, info)
+    yield
+    if report is not None:
+        report(name, 1, 1, info)
+
+
+__all__ = [
+    "LOG_INTERVAL_S",
+    "ProgressBars",
+    "ProgressLog",
+    "Timer",
+    "progress_display",
+    "stage",
+]
