@@ -16,6 +16,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from ..scene import GeoInfo
 from ._common import CubeData, band_axis_in_nm
@@ -72,9 +73,12 @@ def spectral_bands(dataset: rasterio.io.DatasetReader) -> list[int]:
     ]
 
 
-def valid_pixels(dataset: rasterio.io.DatasetReader, bands: list[int]) -> np.ndarray | None:
-    """(H, W) bool, False where GDAL's per-dataset mask (internal, or a ``.msk`` side-car)
-    or an alpha band marks a pixel invalid; None when the dataset has neither.
+def valid_pixels(
+    dataset: rasterio.io.DatasetReader, bands: list[int], window: Window | None = None
+) -> np.ndarray | None:
+    """(H, W) bool (of ``window``, or the whole raster), False where GDAL's per-dataset mask
+    (internal, or a ``.msk`` side-car) or an alpha band marks a pixel invalid; None when
+    the dataset has neither.
 
     A nodata value is left out: the scene compares the cube with it.
     """
@@ -84,7 +88,7 @@ def valid_pixels(dataset: rasterio.io.DatasetReader, bands: list[int]) -> np.nda
     if MaskFlags.per_dataset not in flags and MaskFlags.alpha not in flags:
         return None
     # One mask for all bands (per dataset); an alpha band's values, where 0 is transparent.
-    return dataset.read_masks(bands[0]) != 0
+    return dataset.read_masks(bands[0], window=window) != 0
 
 
 def band_axis(

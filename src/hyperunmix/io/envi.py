@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import spectral.io.envi as spectral_envi
+from rasterio.windows import Window
 from spectral.io.envi import SpectralLibrary
 from spectral.io.spyfile import SpyFile
 
@@ -95,12 +96,16 @@ def _decodable(header: Path) -> Iterator[Path]:
         yield copy
 
 
+def open_spectral(header: Path, data: Path) -> SpyFile | SpectralLibrary:
+    """The image or spectral library ``spectral`` makes of a header and its data file."""
+    with library_errors(header, "read the ENVI header"), _decodable(header) as readable:
+        return spectral_envi.open(str(readable), str(data))
+
+
 def _open(path: Path) -> tuple[SpyFile | SpectralLibrary, Path, Path]:
     """The image or spectral library ``spectral`` makes of ``path``, its header and data file."""
     header, data = _header_and_data(path)
-    with library_errors(header, "read the ENVI header"), _decodable(header) as readable:
-        image = spectral_envi.open(str(readable), str(data))
-    return image, header, data
+    return open_spectral(header, data), header, data
 
 
 def _checked_image(
@@ -178,12 +183,18 @@ def _geo(image: SpyFile, data: Path) -> GeoInfo | None:
         return geo_from_dataset(dataset)
 
 
-def _gdal_mask(data: Path) -> np.ndarray | None:
-    """Valid pixels (H, W) of GDAL's mask side-car of the data file (``x.img.msk``), if any."""
-    if not data.with_name(data.name + ".msk").is_file():
+def has_gdal_mask(data: Path) -> bool:
+    """Whether GDAL's mask side-car of the data file (``x.img.msk``) is there."""
+    return data.with_name(data.name + ".msk").is_file()
+
+
+def gdal_mask(data: Path, window: Window | None = None) -> np.ndarray | None:
+    """Valid pixels (H, W) of GDAL's mask side-car of the data file (``x.img.msk``), if
+    any, over ``window`` (default: the whole image)."""
+    if not has_gdal_mask(data):
         return None
     with library_errors(data, "read the GDAL mask of"), open_quietly(data) as dataset:
-        return valid_pixels(dataset, spectral_bands(dataset))
+        return valid_pixels(dataset, spectral_bands(dataset), window)
 
 
 def _bad_bands(image: SpyFile, header: Path) -> np.ndarray:
@@ -236,7 +247,7 @@ def read(path: Path) -> CubeData:
         geo=_geo(image, data),
         nodata=_optional_float(image.metadata, header, "data ignore value"),
         scale=_scale(image.metadata, header),
-        mask=_gdal_mask(data),
+        mask=gdal_mask(data),
         metadata={
             "interleave": image.metadata.get("interleave", "bsq").lower(),
             "data_file": str(data),

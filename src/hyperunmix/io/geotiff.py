@@ -29,25 +29,32 @@ from ._raster import (
 _BAD_BAND_TAG = "bbl"
 
 
-def _scale_and_offset(dataset, bands: list[int], raw: np.ndarray) -> np.ndarray | None:
-    """``raw * scale + offset`` per band with GDAL's band scales and offsets, as float32
-    with NaN at the no-data pixels; None when every band has scale 1 and offset 0.
-
-    No-data pixels (all bands at the nodata value) are found before scaling: the value is
-    one of the stored encoding.
-    """
+def band_scaling(dataset, bands: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """GDAL's scales and offsets of ``bands`` (float32 vectors); None when every band has
+    scale 1 and offset 0."""
     scales = np.array([dataset.scales[b - 1] for b in bands], dtype=np.float32)
     offsets = np.array([dataset.offsets[b - 1] for b in bands], dtype=np.float32)
     if np.all(scales == 1) and np.all(offsets == 0):
         return None
+    return scales, offsets
+
+
+def apply_scaling(
+    raw: np.ndarray, scales: np.ndarray, offsets: np.ndarray, nodata: float | None
+) -> np.ndarray:
+    """``raw * scales + offsets`` per band (raw (..., L)), as float32 with NaN at the no-data
+    pixels.
+
+    No-data pixels (all bands at the nodata value) are found before scaling: the value is
+    one of the stored encoding.
+    """
     cube = raw.astype(np.float32) * scales + offsets
-    nodata = dataset.nodata
     if nodata is not None and not np.isnan(nodata):
-        cube[np.all(raw == nodata, axis=2)] = np.nan
+        cube[np.all(raw == nodata, axis=-1)] = np.nan
     return cube
 
 
-def _bad_bands(dataset, bands: list[int]) -> np.ndarray:
+def bad_bands(dataset, bands: list[int]) -> np.ndarray:
     """Indices into ``bands`` of those whose ``bbl`` tag is "0"."""
     flags = [dataset.tags(band).get(_BAD_BAND_TAG) for band in bands]
     return np.flatnonzero(np.array([flag == "0" for flag in flags], dtype=bool))
@@ -60,13 +67,13 @@ def read(path: Path) -> CubeData:
     mask. GDAL band scales and offsets are applied (a float32 cube in physical units).
     """
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        bands = _spectral_bands(dataset, path)
+        bands = checked_bands(dataset, path)
         cube = np.moveaxis(dataset.read(bands), 0, 2)
         nodata = dataset.nodata
         metadata = {"driver": dataset.driver}
-        scaled = _scale_and_offset(dataset, bands, cube)
-        if scaled is not None:
-            cube = scaled
+        scaling = band_scaling(dataset, bands)
+        if scaling is not None:
+            cube = apply_scaling(cube, *scaling, nodata)
             # The scaled cube holds NaN at no-data; the stored value means nothing on the
             # new scale, so the scene is not given it, only told it as metadata.
             if nodata is not None and not np.isnan(nodata):
@@ -78,7 +85,7 @@ def read(path: Path) -> CubeData:
             cube=cube,
             wavelengths=wavelengths,
             fwhm=fwhm,
-            bad_bands=_bad_bands(dataset, bands),
+            bad_bands=bad_bands(dataset, bands),
             band_names=descriptions if all(descriptions) else None,
             geo=geo_from_dataset(dataset),
             nodata=nodata,
@@ -87,7 +94,7 @@ def read(path: Path) -> CubeData:
         )
 
 
-def _spectral_bands(dataset, path: Path) -> list[int]:
+def checked_bands(dataset, path: Path) -> list[int]:
     """The bands of the cube (:func:`spectral_bands`), once the file is known whole: both
     read and describe report a truncated file, in the same words."""
     _check_not_truncated(dataset, path)
@@ -122,7 +129,7 @@ def describe(path: Path) -> CubeHeader:
     """Shape, dtype, wavelengths and georeferencing from the GeoTIFF's header (alpha
     bands are no bands of the cube)."""
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        bands = _spectral_bands(dataset, path)
+        bands = checked_bands(dataset, path)
         return CubeHeader(
             shape=(dataset.height, dataset.width, len(bands)),
             dtype=dataset.dtypes[bands[0] - 1],

@@ -1,15 +1,18 @@
 """Cubes larger than memory as lazy, chunked xarray DataArrays with dims (y, x, band).
 
 :func:`open_cube` opens a file without reading its pixels: ENVI through a memory map per
-chunk (:class:`~hyperunmix.scale._windows.EnviWindows`), GeoTIFF through rioxarray, Zarr and
-NetCDF through xarray. :func:`as_cube` also wraps an in-memory Scene, array or DataArray.
+chunk (:class:`~hyperunmix.scale._windows.EnviWindows`), GeoTIFF through rasterio windows
+(:class:`~hyperunmix.scale._windows.RasterWindows`), Zarr and NetCDF through xarray.
+:func:`as_cube` also wraps an in-memory Scene, array or DataArray. A chunk holds what
+:func:`hyperunmix.open` reads at its pixels: the readers share their code.
 
 Every cube follows one convention, so a chunk carries all a worker needs:
 
-- float32 in physical units (the file's scale factor, or ``scale=``, applied the way
-  :class:`~hyperunmix.scene.Scene` applies it);
-- NaN at invalid pixels (non-finite, or every band equal to the file's no-data value), so a
-  chunk's validity mask is ``np.all(np.isfinite(chunk), axis=-1)``;
+- float32 in physical units (GDAL band scales and offsets, the file's scale factor, or
+  ``scale=``, applied the way :class:`~hyperunmix.scene.Scene` applies it);
+- NaN at invalid pixels (non-finite, every band equal to the file's no-data value, or
+  masked by a GDAL mask or alpha band), so a chunk's validity mask is
+  ``np.all(np.isfinite(chunk), axis=-1)``; alpha bands are no bands of the cube;
 - the band axis in one chunk; rows and columns in chunks of ``chunks`` pixels;
 - coordinates ``band`` (index), and ``wavelength`` / ``fwhm`` (nm) when known;
 - attributes ``name``, ``format``, ``path``, ``bad_bands`` (list of band indices), and, when
@@ -27,18 +30,15 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import rioxarray
 import xarray as xr
-from rasterio.errors import NotGeoreferencedWarning
 
 from ..errors import FileFormatError, InputError, ScalingWarning
-from ..io import envi, format_of
+from ..io import envi, format_of, geotiff
 from ..io._common import check_band_vector, library_errors, require_file
 from ..io._raster import band_axis, geo_from_dataset, open_quietly
-from ..io.geotiff import _BAD_BAND_TAG
 from ..io.netcdf import _band_axis, _band_coord, _dims, _geo, _variable
 from ..scene import GeoInfo, Scene
-from ._windows import EnviWindows, to_physical
+from ._windows import EnviWindows, RasterWindows, to_physical
 
 DIMS = ("y", "x", "band")
 #: Input bytes per chunk aimed at when ``chunks`` is not given (see :func:`chunk_shape`).
@@ -185,15 +185,8 @@ def _open_envi(path: Path, chunks, scale: float | None) -> xr.DataArray:
     scale = data.scale if scale is None else scale
     windows = EnviWindows(header, data_file, scale=scale, nodata=_finite_or_none(data.nodata))
     _warn_if_unscaled(windows.stored_dtype, scale, path)
-    # meta= lets dask read a window (a chunk and its halo) without reading whole chunks.
-    array = da.from_array(
-        windows,
-        chunks=chunk_shape(chunks, windows.shape[2]) + (-1,),
-        asarray=False,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-    )
     return _cube_array(
-        array,
+        _lazy(windows, chunks),
         name=path.stem,
         fmt="envi",
         path=path,
@@ -207,25 +200,24 @@ def _open_envi(path: Path, chunks, scale: float | None) -> xr.DataArray:
 
 def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        wavelengths, fwhm = band_axis(dataset)
-        geo = geo_from_dataset(dataset)
-        nodata = dataset.nodata
-        bad_bands = [
-            band
-            for band in range(dataset.count)
-            if dataset.tags(band + 1).get(_BAD_BAND_TAG) == "0"
-        ]
-        rows, cols = chunk_shape(chunks, dataset.count)
-    with library_errors(path, "read the raster"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        raster = rioxarray.open_rasterio(
-            path, chunks={"band": -1, "y": rows, "x": cols}, mask_and_scale=False, cache=False
+        bands = geotiff.checked_bands(dataset, path)  # alpha bands are no spectral bands
+        wavelengths, fwhm = band_axis(dataset, bands)
+        scaling = geotiff.band_scaling(dataset, bands)
+        windows = RasterWindows(
+            path,
+            bands,
+            (dataset.height, dataset.width),
+            scaling=scaling,
+            nodata=_finite_or_none(dataset.nodata),
+            scale=scale,
         )
-    if not isinstance(raster, xr.DataArray):  # several subdatasets
-        raise FileFormatError(f"{path} holds several rasters; a cube is a single one")
-    raw = raster.data.transpose(1, 2, 0)
+        bad_bands = geotiff.bad_bands(dataset, bands)
+        geo = geo_from_dataset(dataset)
+        stored = np.dtype(dataset.dtypes[bands[0] - 1])
+    if scaling is None:  # GDAL's scales put integers in physical units
+        _warn_if_unscaled(stored, scale, path)
     return _cube_array(
-        _converted(raw, scale, nodata, path),
+        _lazy(windows, chunks),
         name=path.stem,
         fmt="gtiff",
         path=path,
@@ -261,6 +253,17 @@ def _open_xarray(
         bad_bands=None if good is None else np.flatnonzero(good == 0),
         geo=geo,
         chunks=chunks,
+    )
+
+
+def _lazy(windows: EnviWindows | RasterWindows, chunks) -> da.Array:
+    """The dask array of a window reader, with the band axis in one chunk."""
+    # meta= lets dask read a window (a chunk and its halo) without reading whole chunks.
+    return da.from_array(
+        windows,
+        chunks=chunk_shape(chunks, windows.shape[2]) + (-1,),
+        asarray=False,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
     )
 
 

@@ -1,0 +1,106 @@
+"""The chunked reader (hyperunmix.scale.open_cube) reads what hyperunmix.open reads: GDAL
+masks and alpha bands, GDAL band scales and offsets, ENVI mask side-cars, Latin-1 headers,
+and refuses what it refuses, in the same words. Each file is read both ways in chunks
+smaller than the image, so windows are cut across the masks."""
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from test_io_envi import known_cube, write_envi, write_library
+from test_io_geotiff import INVALID, write_tiff
+
+import hyperunmix.io as hio
+from hyperunmix import FileFormatError, ScalingWarning
+from hyperunmix.scale import open_cube
+
+
+def _in_memory(path, **options) -> np.ndarray:
+    """The cube hyperunmix.open reads, NaN at its invalid pixels (the chunked convention)."""
+    scene = hio.open_scene(path, **options)
+    return np.where(scene.mask[..., None], scene.cube, np.float32(np.nan))
+
+
+def _assert_same(path, chunks=(2, 1), **options):
+    lazy = open_cube(path, chunks=chunks, **options)
+    assert lazy.dtype == np.float32
+    np.testing.assert_array_equal(lazy.values, _in_memory(path, **options))
+    return lazy
+
+
+@pytest.mark.parametrize("internal", [True, False], ids=["internal", "msk-side-car"])
+def test_gdal_per_dataset_mask(tmp_path, internal):
+    path = tmp_path / "m.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=internal):
+        write_tiff(path, np.ones((3, 3, 2), np.float32), mask=np.where(INVALID, 255, 0))
+    lazy = _assert_same(path)
+    np.testing.assert_array_equal(np.isfinite(lazy.values).all(axis=2), INVALID)
+
+
+def test_alpha_band_is_a_mask_not_a_band(tmp_path):
+    rgb = np.arange(3 * 3 * 2, dtype=np.uint8).reshape(3, 3, 2) + 1
+    alpha = np.where(INVALID, 255, 0).astype(np.uint8)[None]
+    path = write_tiff(
+        tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES"
+    )
+    lazy = _assert_same(path, scale=1 / 255)
+    assert lazy.sizes["band"] == 3
+    np.testing.assert_array_equal(np.isfinite(lazy.values).all(axis=2), INVALID)
+
+
+def test_band_scale_and_offset_are_applied_without_a_scaling_warning(tmp_path):
+    stored = np.full((3, 3, 2), 7432, dtype=np.int16)
+    stored[:, 0, 1] = -32768
+    path = write_tiff(tmp_path / "enmap.tif", stored, nodata=-32768)
+    with rasterio.open(path, "r+") as dataset:
+        dataset.scales = (1e-4, 1e-4, 1e-4)
+        dataset.offsets = (0.0, 0.0, 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScalingWarning)  # GDAL's scales are the scale
+        lazy = _assert_same(path)
+    np.testing.assert_allclose(lazy.values[2, 1], [0.7432, 0.7432, 0.7532], rtol=1e-6)
+    assert np.isnan(lazy.values[0, 1]).all()  # no-data, found before scaling
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_envi_gdal_mask_side_car(tmp_path):
+    mask = np.full((3, 4), 255, dtype=np.uint8)
+    mask[1, 2] = 0
+    with (
+        rasterio.Env(GDAL_PAM_ENABLED="NO"),
+        rasterio.open(
+            tmp_path / "m.img", "w", driver="ENVI", width=4, height=3, count=5, dtype="float32"
+        ) as dataset,
+    ):
+        dataset.write(np.moveaxis(known_cube(), 2, 0))
+        dataset.write_mask(mask)
+    lazy = _assert_same(tmp_path / "m.hdr")
+    np.testing.assert_array_equal(np.isfinite(lazy.values).all(axis=2), mask > 0)
+
+
+def test_envi_header_with_latin1_bytes(tmp_path):
+    path = write_envi(tmp_path / "x.hdr", known_cube(), wavelength=[400, 500, 600, 700, 800])
+    path.write_bytes(
+        path.read_bytes().replace(
+            b"ENVI\n", "ENVI\ndescription = {Température}\n".encode("latin-1"), 1
+        )
+    )
+    lazy = _assert_same(path)
+    np.testing.assert_allclose(lazy["wavelength"].values, [400, 500, 600, 700, 800])
+
+
+@pytest.mark.parametrize("factor", ["0", "nan"])
+def test_a_reflectance_scale_factor_of_zero_is_refused(tmp_path, factor):
+    path = write_envi(tmp_path / "x.hdr", known_cube(), **{"reflectance scale factor": factor})
+    with pytest.raises(FileFormatError, match=r"reflectance scale factor of (0|nan): it must be"):
+        open_cube(path)
+
+
+def test_an_envi_spectral_library_is_refused_with_the_reader_to_use(tmp_path):
+    sli = write_library(tmp_path / "lib", np.random.default_rng(0).random((3, 5)))
+    for path in (sli, sli.with_suffix(".hdr")):
+        with pytest.raises(
+            FileFormatError, match=r"is an ENVI spectral library .* hyperunmix\.io\.read_endmembers"
+        ):
+            open_cube(path)
