@@ -33,6 +33,7 @@ _LAZY = {
     "evaluate": ("hyperunmix.metrics", "evaluate"),
     "open": ("hyperunmix.io", "open_scene"),
     "estimate_n_endmembers": ("hyperunmix.linear", "estimate_n_endmembers"),
+    "identify": ("hyperunmix.identify", "identify"),
 }
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "estimate_n_endmembers",
     "evaluate",
     "get_method",
+    "identify",
     "io",
     "linear",
     "make_method",

@@ -30,6 +30,7 @@ from .base import Result, Unmixer
 from .bench.cli import bench_command
 from .conventions import MEANINGS, check_convention
 from .errors import HyperunmixError, InputError
+from .identify import MAX_ANGLE_DEG, Identification, identify_result, reference_library
 from .progress import progress_display, stage
 from .registry import available_methods, get_method
 from .scene import Scene
@@ -251,6 +252,19 @@ def unmix(
         "spectra, as FCLS) | shares (shares of unit-peak spectra whatever the "
         "brightness, as normalised NNLS); default: the method's own.",
     ),
+    identify: str | None = typer.Option(
+        None,
+        "--identify",
+        help="Name the endmembers after the spectral library materials they match: a "
+        "library file or folder (ENVI .sli, USGS splib07, ECOSTRESS / ASTER, CSV) or a "
+        "built-in library (usgs, samson, jasper_ridge). Maps, CSV columns and figures take "
+        "the names, run.json the angles; an endmember matching nothing stays endmember_k.",
+    ),
+    identify_max_angle: float = typer.Option(
+        MAX_ANGLE_DEG,
+        "--identify-max-angle",
+        help="Largest spectral angle (degrees) at which --identify names an endmember.",
+    ),
 ) -> None:
     """Unmix a file or a named dataset; write maps, spectra, figures (and metrics with truth).
 
@@ -266,7 +280,12 @@ def unmix(
     options = {"seed": seed, "device": device, "endmembers": endmembers, **parse_params(param)}
     params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
     estimator(**params).validate_params()  # a bad --param fails now, before any data are read
-    if chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr":
+    chunked = chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr"
+    if identify is not None and chunked:
+        raise InputError("--identify applies to in-memory runs, not to chunked ones")
+    if not identify_max_angle > 0:
+        raise InputError(f"--identify-max-angle must be positive, got {identify_max_angle}")
+    if chunked:
         unmix_chunked(
             source,
             method,
@@ -290,16 +309,35 @@ def unmix(
     if n_endmembers is None and scene.truth is not None:
         n_endmembers = scene.truth.n_endmembers
     model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
+    library = None if identify is None else reference_library(identify, data_dir)
     # Created and tried once the input and the options are known good, before the fit: an
     # output that cannot be written is not found out after a long fit.
     writable_directory(out)
     result = run_with_progress(model, scene)
     if convention is not None:
         result = result.in_convention(convention)
+    identification = None
+    if library is not None:
+        result, identification = identify_result(
+            result,
+            library,
+            fwhm=scene.fwhm,
+            max_angle_deg=identify_max_angle,
+            library_name=identify,
+        )
     written = save_result(
-        result, out, truth=scene.truth, scene=scene, fmt=fmt, figures=figures, overwrite=overwrite
+        result,
+        out,
+        truth=scene.truth,
+        scene=scene,
+        fmt=fmt,
+        figures=figures,
+        overwrite=overwrite,
+        identification=identification,
     )
     _print_summary(scene, result, written)
+    if identification is not None:
+        _print_identification(identification)
 
 
 datasets_app = typer.Typer()
@@ -552,6 +590,24 @@ def _scoring_line(metrics: dict[str, Any]) -> str:
         f"against the truth, in its {scored} convention: the {own} maps were converted "
         f"through their endmembers for scoring (write them so with --convention {scored})"
     )
+
+
+def _print_identification(identification: Identification) -> None:
+    """Each endmember's name, best material, angles and margin over the next material."""
+    table = Table(title=f"identified in {identification.library}")
+    for column in ("endmember", "named", "best match", "angle", "continuum angle", "margin"):
+        table.add_column(column)
+    for k, matches in enumerate(identification.matches):
+        best = matches[0] if matches else None
+        table.add_row(
+            str(k + 1),
+            identification.labels[k],
+            "-" if best is None else best.material,
+            "-" if best is None else f"{best.angle_deg:.2f} deg",
+            "-" if best is None else f"{best.continuum_angle_deg:.2f} deg",
+            f"{identification.margins_deg[k]:.2f} deg",
+        )
+    Console().print(table)
 
 
 def _print_summary(scene: Scene, result: Result, written: dict[str, Path]) -> None:

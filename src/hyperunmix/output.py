@@ -11,10 +11,13 @@ half-written file under its final name)::
     metrics.json                 evaluate(result, truth), when a truth is given
     abundances.png, endmembers.png   figures (truth beside estimate, in matched order)
     run.json                     method, parameters, abundance convention, timings, versions,
-                                 files (every file above), complete (false while writing)
+                                 files (every file above), complete (false while writing),
+                                 identification (the library matches, when identified)
 
 Maps keep the estimator's band order; with a truth, each band is named after the true
-material it was matched to, and the figures are drawn in truth order.
+material it was matched to, and the figures are drawn in truth order. With an
+identification (:func:`hyperunmix.identify.identify_result`), the bands, the CSV columns and
+the figures are named after the library materials matched instead.
 
 A directory is written by one run at a time (a lock file ``.hyperunmix.lock`` in it while
 the files are written). Rewriting it replaces the files its run.json lists and removes
@@ -53,6 +56,7 @@ from .scene import default_names
 
 if TYPE_CHECKING:
     from .base import Result
+    from .identify import Identification
     from .scene import Scene, Truth
 
 #: Output format -> suffix of the map files (an ENVI header gets its .img data file beside).
@@ -91,6 +95,7 @@ def save_result(
     fmt: str | None = None,
     figures: bool = True,
     overwrite: bool = False,
+    identification: Identification | None = None,
 ) -> dict[str, Path]:
     """Write ``result`` to ``directory`` (created if needed).
 
@@ -112,6 +117,9 @@ def save_result(
         Write the PNG figures.
     overwrite : bool
         Replace existing files that no run.json in ``directory`` lists, instead of refusing.
+    identification : Identification, optional
+        Names the bands after its labels (the matched materials, over the truth's names)
+        and goes into run.json.
 
     Returns
     -------
@@ -130,7 +138,7 @@ def save_result(
 
     metrics = None if truth is None else evaluate(result, truth, scene)
     order = None if metrics is None else metrics["matching"]["permutation"]
-    names = _band_names(result, metrics)
+    names = _band_names(result, metrics) if identification is None else identification.labels
     paths = _output_paths(directory, result, family, metrics is not None, figures)
     record = directory / RUN_FILE
     files = sorted(path.name for path in with_companions(paths.values()))
@@ -142,7 +150,7 @@ def save_result(
         remove_stale(previous, planned)
         # Incomplete until the last file is written: a directory left by an interrupted
         # write says so, and still lists every file the next run may replace.
-        _write_json(record, _run_record(result, family, files, complete=False))
+        _write_json(record, _run_record(result, family, files, identification, complete=False))
         _write_maps(paths["abundances"], result.abundances, result, names, family)
         _write_npy(paths["abundances_npy"], result.abundances.astype(np.float32, copy=False))
         if "endmembers" in paths:
@@ -155,7 +163,7 @@ def save_result(
             _write_json(paths["metrics"], metrics)
         if figures:
             _write_figures(paths, result, truth, order, names)
-        _write_json(record, _run_record(result, family, files, complete=True))
+        _write_json(record, _run_record(result, family, files, identification, complete=True))
     return {**paths, "run": record}
 
 
@@ -263,9 +271,16 @@ def _write_figures(
         )
 
 
-def _run_record(result: Result, family: str, files: list[str], complete: bool) -> dict[str, Any]:
+def _run_record(
+    result: Result,
+    family: str,
+    files: list[str],
+    identification: Identification | None,
+    complete: bool,
+) -> dict[str, Any]:
     from . import __version__  # at call time: the package may still be initialising at import
 
+    extra = {} if identification is None else {"identification": identification.record()}
     return {
         "method": result.method,
         "params": result.params,
@@ -285,5 +300,6 @@ def _run_record(result: Result, family: str, files: list[str], complete: bool) -
             "numpy": np.__version__,
         },
         "files": files,
+        **extra,
         "complete": complete,
     }

@@ -36,6 +36,7 @@ from ._common import (
 )
 from .endmembers import read_endmembers, write_endmembers_csv
 from .formats import FAMILIES, FORMATS, Format, format_of
+from .libraries import read_library, resample_library, write_library
 
 __all__ = [
     "FAMILIES",
@@ -43,7 +44,10 @@ __all__ = [
     "format_of",
     "open_scene",
     "read_endmembers",
+    "read_library",
+    "resample_library",
     "write_endmembers_csv",
+    "write_library",
     "write_maps",
     "write_scene",
 ]
