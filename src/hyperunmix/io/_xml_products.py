@@ -413,35 +413,47 @@ def quality_names(quality: Any, layout: Layout) -> set[str]:
     return names
 
 
+#: Values per block of rows that the reflectance and the quality flags are computed in.
+_BLOCK_VALUES = 1 << 22
+
+
+def _row_blocks(n_rows: int, values_per_row: int) -> list[slice]:
+    """Slices of rows holding about :data:`_BLOCK_VALUES` values each."""
+    step = max(1, _BLOCK_VALUES // max(values_per_row, 1))
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
 def _reflectance(
     raw: np.ndarray, table: BandTable, nodata: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``raw * gain + offset`` per band as float32, the (L,) bad-band flags (no-data at
     every pixel; those bands read 0) and the (H, W) pixels missing a good band.
 
-    Band by band, so that no full-size boolean array is held besides the cube.
+    By blocks of rows, so that no full-size boolean array is held besides the cube.
     """
     n_rows, n_cols, n_bands = raw.shape
+    gains = table.gains.astype(np.float32)
+    offsets = table.offsets.astype(np.float32)
     cube = np.empty(raw.shape, dtype=np.float32)
-    bad = np.zeros(n_bands, dtype=bool)
+    bad = np.full(n_bands, nodata is not None)
     missing = np.zeros((n_rows, n_cols), dtype=np.int32)
-    for band in range(n_bands):
-        values = raw[:, :, band]
+    for rows in _row_blocks(n_rows, n_cols * n_bands):
+        block = raw[rows]
+        np.multiply(block, gains, out=cube[rows])
+        cube[rows] += offsets
         if nodata is not None:
-            absent = values == nodata
-            bad[band] = bool(absent.all())
-            missing += absent
-        if bad[band]:
-            cube[:, :, band] = 0.0
-        else:
-            gain, offset = np.float32(table.gains[band]), np.float32(table.offsets[band])
-            cube[:, :, band] = values.astype(np.float32) * gain + offset
+            absent = block == nodata
+            bad &= absent.all(axis=(0, 1))
+            missing[rows] = absent.sum(axis=2)
+    cube[:, :, bad] = 0.0
     # A bad band misses every pixel; a pixel missing more than those misses a good band.
     return cube, bad, missing > np.count_nonzero(bad)
 
 
 def _quality_flags(path: Path, layer: QualityLayer, shape: tuple[int, int]) -> np.ndarray | None:
     """(H, W) bool, True where ``layer`` (when beside ``path``) flags a pixel."""
+    from rasterio.windows import Window
+
     from ._raster import open_quietly
 
     source = quality_file(path, layer)
@@ -462,6 +474,7 @@ def _quality_flags(path: Path, layer: QualityLayer, shape: tuple[int, int]) -> n
         if not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
             raise FileFormatError(f"{source.name} holds {dataset.dtypes[0]} values, not flags")
         flagged = np.zeros(shape, dtype=bool)
-        for band in bands:
-            flagged |= layer.flags(dataset.read(band))
+        for rows in _row_blocks(shape[0], shape[1] * len(bands)):
+            window = Window(0, rows.start, shape[1], rows.stop - rows.start)
+            flagged[rows] = layer.flags(dataset.read(list(bands), window=window)).any(axis=0)
     return flagged
