@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from sensor_products import EMIT_WAVELENGTHS, write_emit
 from typer.testing import CliRunner
 
 import hyperunmix as hu
@@ -273,3 +274,48 @@ def test_real_endmembers_are_named_as_the_truth_names_them(dataset, n_unnamed, r
     named = [k for k in range(P) if found.matched[order[k]]]
     assert len(named) == P - n_unnamed
     assert [found.labels[order[k]] for k in named] == [scene.truth.names[k] for k in named]
+
+
+def test_unmix_an_emit_granule_names_the_maps_after_usgs_materials(tmp_path, require_data):
+    """The issue's command, ``hyperunmix unmix emit.nc --method fcls -p 5 --identify usgs``,
+    on an EMIT-layout granule mixing 5 USGS spectra (with pure pixels, 0.002 noise)."""
+    root = require_data("library:usgs")
+    usgs = hu.datasets.load_library("usgs", data_dir=root)
+    materials = [
+        "Alunite GDS84 Na03",
+        "Kaolinite CM9",
+        "Calcite WS272",
+        "Hematite GDS27",
+        "Lawn_Grass GDS91 (Green)",
+    ]
+    on_emit = hu.io.resample_library(usgs, EMIT_WAVELENGTHS, 8.5).spectra
+    spectra = on_emit[[usgs.names.index(name) for name in materials]]
+    spectra[:, 0] = spectra[:, 1]  # 381 nm lies below the library's 383 nm
+    rng = np.random.default_rng(0)
+    abundances = rng.dirichlet(np.full(5, 0.5), size=(30, 20))
+    abundances[0, :5] = np.eye(5)
+    swath = abundances @ spectra + rng.normal(0, 0.002, (30, 20, len(EMIT_WAVELENGTHS)))
+    granule = write_emit(tmp_path / "EMIT_L2A_RFL_001.nc", swath)
+    out = tmp_path / "out"
+    args = [
+        "unmix",
+        granule,
+        "--method",
+        "fcls",
+        "-p",
+        "5",
+        "--identify",
+        "usgs",
+        "--out",
+        out,
+        "--data-dir",
+        root,
+        "--no-figures",
+    ]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    labels = [entry["label"] for entry in record["identification"]["endmembers"]]
+    assert sorted(labels) == sorted(materials)
+    with rasterio.open(out / "abundances.tif") as maps:
+        assert list(maps.descriptions) == labels and maps.crs.to_epsg() == 4326
