@@ -218,6 +218,9 @@ def test_broken_metadata_is_a_clear_error(enmap, desis):
     xml.write_text(xml.read_text().replace("<GainOfBand>n/a</GainOfBand>", "", 1))
     with pytest.raises(FileFormatError, match="a band element has no <GainOfBand>"):
         hu.open(enmap)
+    xml.write_text("<catalogue><item/></catalogue>")  # named as EnMAP names its images
+    with pytest.raises(FileFormatError, match="root element is <catalogue>, not <level_X>"):
+        hu.open(enmap)
     xml.unlink()  # named as EnMAP names its images, without its XML: not a plain GeoTIFF
     with pytest.raises(FileFormatError, match=r"without its metadata: .*-METADATA\.XML is not"):
         hu.open(enmap)

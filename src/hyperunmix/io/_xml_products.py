@@ -77,9 +77,9 @@ class Layout:
     sensor : str
         ``"EnMAP"``, ``"DESIS"``.
     name_pattern : str
-        Regular expression the spectral image of a delivered product is named by; with the
-        file's structure unverifiable without its XML, a file so named whose XML is
-        missing is reported as such instead of read as a plain GeoTIFF.
+        Regular expression the spectral image of a delivered product is named by: a file
+        so named is taken for the product, so that a missing or broken XML is reported
+        instead of the file read as a plain GeoTIFF (other names need the XML's structure).
     metadata_suffix : str
         ``<prefix>-<metadata_suffix>`` is the XML file (matched case-insensitively).
     root : str
@@ -163,15 +163,16 @@ def _sibling(path: Path, wanted) -> Path | None:
 
 
 def is_product(path: Path, layout: Layout) -> bool:
-    """Whether ``path`` is the spectral image of a ``layout`` product: its XML, beside it,
-    has the layout's root element and band table; or, without that XML, it is named as the
-    product names it (reading then says that the XML is missing). Never raises."""
+    """Whether ``path`` is the spectral image of a ``layout`` product: named as the product
+    names it (reading then reports what is wrong with its files, rather than taking it for a
+    plain GeoTIFF), or, under any other name, with an XML beside it that has the layout's
+    root element and band table. Never raises."""
     if not path.is_file():
         return False
+    if re.match(layout.name_pattern, path.name, re.IGNORECASE):
+        return True
     xml = metadata_file(path, layout)
-    if xml is None:
-        return re.match(layout.name_pattern, path.name, re.IGNORECASE) is not None
-    return _has_structure(xml, layout)
+    return xml is not None and _has_structure(xml, layout)
 
 
 def _has_structure(xml: Path, layout: Layout) -> bool:
