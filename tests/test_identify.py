@@ -69,17 +69,17 @@ def test_library_on_other_bands_is_resampled_with_the_band_widths():
 
 def test_bands_a_library_spectrum_lacks_are_left_out_of_its_comparison():
     spectra = LIBRARY.spectra.copy()
-    spectra[0, :40] = np.nan  # covers 80 % of the bands
-    spectra[1, :150] = np.nan  # covers 25 %: below min_coverage, not compared
+    spectra[0, :10] = np.nan  # covers 95 % of the bands
+    spectra[1, :40] = np.nan  # covers 80 %: below min_coverage, not compared
     library = SpectralLibrary(spectra, LIBRARY.labels, LIBRARY.names, LIBRARY.wavelengths)
     endmember = LIBRARY.spectra[2] + 0.05
     found = identify(endmember, library, LIBRARY.wavelengths)
     assert found.angles_deg[0, 0] == pytest.approx(
-        _angle_deg(endmember[40:], LIBRARY.spectra[0, 40:]), abs=ZERO_ANGLE_DEG
+        _angle_deg(endmember[10:], LIBRARY.spectra[0, 10:]), abs=ZERO_ANGLE_DEG
     )
     assert np.isnan(found.angles_deg[0, 1])
     assert "Dry vegetation" not in [m.material for m in found.matches[0]]
-    lenient = identify(endmember, library, LIBRARY.wavelengths, min_coverage=0.2)
+    lenient = identify(endmember, library, LIBRARY.wavelengths, min_coverage=0.8)
     assert np.isfinite(lenient.angles_deg[0, 1])
 
 
@@ -319,3 +319,48 @@ def test_unmix_an_emit_granule_names_the_maps_after_usgs_materials(tmp_path, req
     assert sorted(labels) == sorted(materials)
     with rasterio.open(out / "abundances.tif") as maps:
         assert list(maps.descriptions) == labels and maps.crs.to_epsg() == 4326
+
+
+def test_unmix_identify_reads_a_usgs_folder_of_two_band_sets_on_the_scene_bands(tmp_path):
+    """splib07a spectra come on several instruments' bands: the folder is read resampled to
+    the scene's bands (with its FWHM), so it takes no wavelengths of its own."""
+    grids = {"ASD": np.arange(350.0, 2501.0, 5.0), "BECK": np.arange(200.0, 3001.0, 10.0)}
+    folder = tmp_path / "ASCIIdata_splib07a"
+    (folder / "ChapterM").mkdir(parents=True)
+    for record, (instrument, grid) in enumerate(grids.items()):
+        values = "\n".join(f"{w / 1000:.6e}" for w in grid)
+        title = f"splib07a Record={record}: Wavelengths {instrument} microns"
+        (folder / f"splib07a_Wavelengths_{instrument}.txt").write_text(f" {title}\n{values}\n")
+    for record, (name, instrument) in enumerate(
+        [("Vegetation", "ASDFRa"), ("Water", "ASDFRa"), ("Snow", "BECKa")], start=10
+    ):
+        grid = grids["ASD" if instrument.startswith("ASD") else "BECK"]
+        values = "\n".join(f"{v:.7e}" for v in analytic_library(grid).material(name)[0])
+        title = f"splib07a Record={record}: {name} X1        {instrument} AREF"
+        (folder / "ChapterM" / f"splib07a_{name}_{instrument}_AREF.txt").write_text(
+            f" {title}\n{values}\n"
+        )
+    scene = _scene_of(["Vegetation", "Water", "Snow"], tmp_path)
+    out = tmp_path / "out"
+    args = [
+        "unmix",
+        scene,
+        "--method",
+        "fcls",
+        "--endmembers",
+        "vca",
+        "-p",
+        "3",
+        "--seed",
+        "0",
+        "--identify",
+        folder,
+        "--out",
+        out,
+        "--no-figures",
+    ]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())["identification"]
+    labels = sorted(entry["label"] for entry in record["endmembers"])
+    assert labels == ["Snow X1", "Vegetation X1", "Water X1"]

@@ -2,6 +2,8 @@
 layouts), ECOSTRESS / ASTER text spectra, the package's CSV; units, deleted values and
 resampling to a scene's bands."""
 
+import zipfile
+
 import numpy as np
 import pytest
 import spectral.io.envi as spy_envi
@@ -79,6 +81,21 @@ def test_usgs_splib07_archive_folder(tmp_path):
     one = hio.read_library(root / "ChapterM_Minerals" / "splib07a_Kaolinite_CM9_ASDFRb_AREF.txt")
     assert one.names == ["Kaolinite CM9"]
     np.testing.assert_allclose(one.spectra[0], SPECTRA[1], rtol=1e-6)
+
+
+def test_usgs_zip_archive_reads_as_its_folder(tmp_path):
+    root = _usgs_archive(tmp_path / "ASCIIdata_splib07a", deleted=(3,))
+    archive = tmp_path / "ASCIIdata_splib07a.zip"
+    with zipfile.ZipFile(archive, "w") as stream:
+        for file in sorted(root.rglob("*.txt")):
+            stream.write(file, file.relative_to(tmp_path))
+    from_zip, from_folder = hio.read_library(archive), hio.read_library(root)
+    assert from_zip.names == from_folder.names
+    np.testing.assert_array_equal(from_zip.spectra, from_folder.spectra)
+    np.testing.assert_array_equal(from_zip.wavelengths, from_folder.wavelengths)
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(FileFormatError, match="cannot extract the zip archive"):
+        hio.read_library(tmp_path / "broken.zip")
 
 
 def test_usgs_deleted_values_are_skipped_when_resampling(tmp_path):

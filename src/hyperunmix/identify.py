@@ -158,7 +158,7 @@ def identify(
     n_matches: int = 3,
     max_angle_deg: float = MAX_ANGLE_DEG,
     rank_by: RankBy = "angle",
-    min_coverage: float = 0.5,
+    min_coverage: float = 0.9,
 ) -> Identification:
     """Match each endmember to the library materials it resembles most.
 
@@ -182,8 +182,9 @@ def identify(
     rank_by : {"angle", "continuum"}, default="angle"
         Rank by the spectral angle, or by the continuum-removed angle (for minerals,
         whose absorption features tell them apart).
-    min_coverage : float, default=0.5
-        Fraction of the L bands a library spectrum must cover to be compared.
+    min_coverage : float, default=0.9
+        Fraction of the L bands a library spectrum must cover to be compared: one compared
+        on a part of the range only can win by leaving out where it differs.
 
     Returns
     -------
@@ -259,16 +260,22 @@ def continuum_removed(spectra: Any, wavelengths: Any) -> np.ndarray:
 
 
 def reference_library(
-    source: str | os.PathLike, data_dir: str | os.PathLike | None = None
+    source: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    wavelengths: Any = None,
+    fwhm: Any = None,
 ) -> SpectralLibrary:
     """The library ``source`` names: a file or folder :func:`hyperunmix.io.read_library`
-    reads, else a built-in library of :func:`hyperunmix.datasets.load_library` (``usgs``,
-    ``samson``, ``jasper_ridge``), read from ``data_dir``."""
+    reads (resampled to ``wavelengths`` with ``fwhm`` when given, so that spectra on
+    different band sets can share it), else a built-in library of
+    :func:`hyperunmix.datasets.load_library` (``usgs``, ``samson``, ``jasper_ridge``), read
+    from ``data_dir`` (:func:`identify` resamples it)."""
     from . import datasets
     from .io.libraries import read_library
 
     if Path(source).exists():
-        return read_library(source)
+        return read_library(source, wavelengths=wavelengths, fwhm=fwhm)
     name = str(source)
     if name.lower().replace("-", "_") in datasets.LIBRARY_FILES:
         return datasets.load_library(name, data_dir)

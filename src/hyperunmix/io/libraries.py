@@ -17,7 +17,8 @@ Layouts read (``spectral``'s readers parse the USGS, ECOSTRESS and ASTER files):
   ``ASCIIdata_splib07b_cvAVIRISc2014``), in micrometres unless the title says ``nm``. A
   spectrum goes with the wavelength file of as many values, of its spectrometer when
   several have that count. Give the archive's folder (chapter folders ``Chapter*`` below
-  it; ``errorbars`` is skipped), one chapter folder, or one spectrum file. Transmittance
+  it; ``errorbars`` is skipped), its ``.zip`` archive, one chapter folder, or one spectrum
+  file. Transmittance
   spectra (``TRAN``) are left out: they are no reflectance.
 - **ECOSTRESS (v1) and ASTER (2.x)** ``*.spectrum.txt``: ``key: value`` metadata lines
   (``Name``, ``X Units: Wavelength (micrometers)``, ``Y Units: Reflectance (percent)``, ...),
@@ -38,6 +39,8 @@ import contextlib
 import io
 import os
 import re
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,8 +78,9 @@ def read_library(
     ----------
     path : path
         An ENVI library (``.sli`` or ``.hdr``), a USGS splib07 folder or spectrum file, an
-        ECOSTRESS / ASTER ``.spectrum.txt`` file or a folder of them, a CSV, .npy, .npz or
-        .mat file of spectra.
+        ECOSTRESS / ASTER ``.spectrum.txt`` file or a folder of them (either folder also
+        as a ``.zip`` archive, as the USGS distributes splib07), a CSV, .npy, .npz or .mat
+        file of spectra.
     wavelengths : (L,) array in nm, optional
         Resample every spectrum to these band centres (:func:`resample_library`); needed
         when the spectra come on different band sets.
@@ -202,6 +206,8 @@ def _read_file(path: Path, key: str | None) -> list[_Spectrum]:
         values, wavelengths, found = read_endmembers(path, key)
         names = found or [f"spectrum_{k + 1}" for k in range(len(values))]
         return [_Spectrum(n, v, wavelengths) for n, v in zip(names, values)]
+    if suffix == ".zip":
+        return _read_zip(path)
     if suffix == ".txt":
         title = _first_line(path)
         if _USGS_TITLE.match(title):
@@ -214,7 +220,8 @@ def _read_file(path: Path, key: str | None) -> list[_Spectrum]:
         )
     raise FileFormatError(
         f"cannot read a spectral library from {path}: unknown extension {suffix or '(none)'!r} "
-        "(use an ENVI .sli / .hdr, a USGS or ECOSTRESS .txt, or .csv, .npy, .npz, .mat)"
+        "(use an ENVI .sli / .hdr, a USGS or ECOSTRESS .txt, a .zip of them, or .csv, "
+        ".npy, .npz, .mat)"
     )
 
 
@@ -241,6 +248,20 @@ def _read_folder(path: Path) -> list[_Spectrum]:
             "in chapter folders) and no ECOSTRESS / ASTER *.spectrum.txt file"
         )
     return spectra
+
+
+def _read_zip(path: Path) -> list[_Spectrum]:
+    """The library in a zip archive (as the USGS distributes splib07: its folder inside),
+    read as :func:`_read_folder` reads the folder it holds."""
+    with tempfile.TemporaryDirectory() as folder:
+        with library_errors(path, "extract the zip archive"), zipfile.ZipFile(path) as archive:
+            archive.extractall(folder)  # zipfile keeps members inside the folder
+        root = Path(folder)
+        while True:  # down through wrapping folders, to the one the library is in
+            entries = [e for e in root.iterdir() if not e.name.startswith((".", "__MACOSX"))]
+            if len(entries) != 1 or not entries[0].is_dir():
+                return _read_folder(root)
+            root = entries[0]
 
 
 def _first_line(path: Path) -> str:
