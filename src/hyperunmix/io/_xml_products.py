@@ -381,10 +381,11 @@ def _unscaled_nodata(path: Path) -> float | None:
     """The GeoTIFF's own no-data value (None for none, or NaN); a FileFormatError when it
     declares GDAL band scales or offsets: the GeoTIFF reader applies them, and the XML's
     gains on top would scale the cube twice."""
-    from ._raster import open_quietly
+    from . import geotiff
+    from ._raster import open_quietly, spectral_bands
 
     with library_errors(path, "read the raster"), open_quietly(path) as dataset:
-        if any(s != 1 for s in dataset.scales) or any(o != 0 for o in dataset.offsets):
+        if geotiff.band_scaling(dataset, spectral_bands(dataset)) is not None:
             raise FileFormatError(
                 f"{path} declares GDAL band scales or offsets besides the gains of its "
                 "metadata file, so which scaling holds is unclear (a delivered product "
