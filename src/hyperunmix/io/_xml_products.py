@@ -8,11 +8,11 @@ and parse files use the standard library only, so that recognising a product in
 :func:`~hyperunmix.io.format_of` does not import rasterio; the pixels are read through the
 GeoTIFF reader (:func:`hyperunmix.io.geotiff.read`), imported when a product is read.
 
-Reading applies, band by band, ``reflectance = DN * gain + offset`` from the XML. A pixel
-is invalid when one of its bands holds the no-data value (the XML's, or the GeoTIFF's own),
-when GDAL masks it, or when a selected quality layer flags it; a band that holds the
-no-data value at every pixel (how EnMAP fills the bands it does not deliver) is a bad band
-and reads as 0.
+Reading applies ``reflectance = DN * gain + offset`` with each band's gain and offset from
+the XML. A band that holds the no-data value (the GeoTIFF's own, else the XML's) at every
+pixel is a bad band and reads as 0: EnMAP fills the bands it does not deliver so. A pixel is
+invalid when another of its bands holds the no-data value, when GDAL masks it, or when a
+selected quality layer flags it.
 """
 
 from __future__ import annotations
