@@ -1,18 +1,19 @@
 """The chunked reader (hyperunmix.scale.open_cube) reads what hyperunmix.open reads: GDAL
 masks and alpha bands, GDAL band scales and offsets, ENVI mask side-cars, Latin-1 headers,
-and refuses what it refuses, in the same words. Each file is read both ways in chunks
-smaller than the image, so windows are cut across the masks."""
+EMIT granules (grid and swath), and refuses what it refuses, in the same words. Each file
+is read both ways in chunks smaller than the image, so windows are cut across the masks."""
 
 import warnings
 
 import numpy as np
 import pytest
 import rasterio
+from sensor_products import write_emit, write_prisma
 from test_io_envi import known_cube, write_envi, write_library
 from test_io_geotiff import INVALID, write_tiff
 
 import hyperunmix.io as hio
-from hyperunmix import FileFormatError, ScalingWarning
+from hyperunmix import FileFormatError, InputError, ScalingWarning
 from hyperunmix.scale import open_cube
 
 
@@ -104,3 +105,58 @@ def test_an_envi_spectral_library_is_refused_with_the_reader_to_use(tmp_path):
             FileFormatError, match=r"is an ENVI spectral library .* hyperunmix\.io\.read_endmembers"
         ):
             open_cube(path)
+
+
+# -- sensor products ---------------------------------------------------------------------
+@pytest.fixture
+def granule(tmp_path):
+    swath = np.random.default_rng(1).uniform(0.01, 0.6, (5, 4, 12)).astype(np.float32)
+    swath[3, 2] = np.nan  # written as the fill value
+    return write_emit(tmp_path / "emit.nc", swath), swath
+
+
+@pytest.mark.parametrize("ortho", [True, False])
+def test_emit_granule_in_chunks_equals_the_in_memory_read(granule, ortho):
+    path, swath = granule
+    lazy = _assert_same(path, chunks=(2, 3), ortho=ortho)
+    assert lazy.attrs["format"] == "emit"
+    assert lazy.attrs["bad_bands"] == [int(b) for b in hio.open_scene(path).bad_bands]
+    if ortho:
+        assert lazy.shape == (6, 9, 12) and lazy.attrs["crs"] == "EPSG:4326"
+    else:
+        assert lazy.shape == swath.shape and "crs" not in lazy.attrs
+
+
+def test_ortho_applies_to_emit_only_and_prisma_is_refused_with_the_way_round(tmp_path):
+    tif = write_tiff(tmp_path / "x.tif", np.ones((2, 3, 3), np.float32))
+    with pytest.raises(InputError, match="ortho= applies to EMIT granules"):
+        open_cube(tif, ortho=False)
+    cw = np.array([500.0, 400.0])
+    dn = np.ones((2, 2, 2), np.uint16)
+    prisma = write_prisma(tmp_path / "p.he5", dn, dn, vnir_cw=cw, swir_cw=cw + 1500)
+    with pytest.raises(FileFormatError, match=r"\(prisma\) cannot be read chunk by chunk.*Zarr"):
+        open_cube(prisma)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # swath maps
+def test_chunked_unmix_of_an_emit_granule_writes_georeferenced_maps(tmp_path):
+    from typer.testing import CliRunner
+
+    from hyperunmix.cli import app
+
+    swath = np.random.default_rng(2).uniform(0.01, 0.6, (20, 18, 12)).astype(np.float32)
+    path = write_emit(tmp_path / "emit.nc", swath)  # a 21 x 38 grid: 2 x 3 chunks of 16
+    out = tmp_path / "maps.tif"
+    args = ["unmix", str(path), "-m", "fcls", "--endmembers", "vca", "-p", "3"]
+    run = CliRunner().invoke(app, [*args, "--chunks", "16", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    with rasterio.open(out) as maps:
+        assert maps.crs.to_epsg() == 4326 and maps.shape == (21, 38) and maps.count == 3
+        assert tuple(maps.transform)[:6] == pytest.approx(hio.describe(path)["georef"]["transform"])
+    swath_out = tmp_path / "swath.tif"
+    run = CliRunner().invoke(
+        app, [*args, "--chunks", "16", "--read", "ortho=false", "--out", str(swath_out)]
+    )
+    assert run.exit_code == 0, run.output
+    with rasterio.open(swath_out) as maps:
+        assert maps.shape == (20, 18) and maps.crs is None

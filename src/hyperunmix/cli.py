@@ -309,11 +309,7 @@ def unmix(
     if n_endmembers is None and scene.truth is not None:
         n_endmembers = scene.truth.n_endmembers
     model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
-    library = None
-    if identify is not None:
-        library = reference_library(
-            identify, data_dir, wavelengths=scene.wavelengths, fwhm=scene.fwhm
-        )
+    library = None if identify is None else reference_library(identify, data_dir)
     # Created and tried once the input and the options are known good, before the fit: an
     # output that cannot be written is not found out after a long fit.
     writable_directory(out)
@@ -470,7 +466,7 @@ def describe_rows(description: dict[str, Any]) -> list[tuple[str, str]]:
 
 # -- unmix helpers -------------------------------------------------------------------------
 #: Reader options a chunked (lazy) read takes; the others apply to in-memory reads.
-LAZY_READ_OPTIONS = ("key", "scale")
+LAZY_READ_OPTIONS = ("key", "scale", "ortho")
 
 
 def unmix_chunked(

@@ -26,6 +26,7 @@ ScalingWarning: the unmixing models expect reflectance.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,6 @@ def _cube(file: h5py.File, path: Path) -> h5py.Dataset:
         f"{path} holds no 3-D root variable {' or '.join(EMIT_CUBES)}: not an EMIT L2A RFL "
         "or L1B RDN granule"
     )
-
-
-def _product(cube: h5py.Dataset) -> str:
-    return _PRODUCTS[cube.name.lstrip("/")]
 
 
 def _fill_value(cube: h5py.Dataset) -> float | None:
@@ -168,6 +165,86 @@ def _open(path: Path) -> h5py.File:
         return h5py.File(path, "r")
 
 
+@dataclass(frozen=True)
+class Granule:
+    """What an EMIT granule says about its cube, read without its pixels.
+
+    Attributes
+    ----------
+    variable : {"reflectance", "radiance"}
+    swath_shape : (downtrack, crosstrack, bands)
+    shape : (H, W, L)
+        Of the cube read: the GLT grid's rows and columns with ``ortho=True``, else the swath.
+    ortho : bool
+    wavelengths, fwhm : (L,) float64 in nm (FWHM may be None)
+    bad_bands : (k,) int
+    fill : float or None
+        The cube's ``_FillValue``.
+    geo : GeoInfo or None
+        Of the GLT grid with ``ortho=True``.
+    """
+
+    variable: str
+    swath_shape: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    ortho: bool
+    wavelengths: np.ndarray
+    fwhm: np.ndarray | None
+    bad_bands: np.ndarray
+    fill: float | None
+    geo: GeoInfo | None
+
+    @property
+    def product(self) -> str:
+        return _PRODUCTS[self.variable]
+
+
+def _granule(file: h5py.File, path: Path, ortho: bool) -> Granule:
+    cube = _cube(file, path)
+    down, cross, n_bands = (int(n) for n in cube.shape)
+    wavelengths, fwhm = _band_axis(file, n_bands, path)
+    return Granule(
+        variable=cube.name.lstrip("/"),
+        swath_shape=(down, cross, n_bands),
+        shape=(*_glt_shape(file, path), n_bands) if ortho else (down, cross, n_bands),
+        ortho=ortho,
+        wavelengths=wavelengths,
+        fwhm=fwhm,
+        bad_bands=_bad_bands(file, n_bands, path),
+        fill=_fill_value(cube),
+        geo=_geo(file, path) if ortho else None,
+    )
+
+
+def granule(path: Path, ortho: bool = True) -> Granule:
+    """The :class:`Granule` of the file ``path``."""
+    with _open(path) as file, library_errors(path, "read the EMIT granule"):
+        return _granule(file, path, ortho)
+
+
+def read_window(file: h5py.File, path: Path, meta: Granule, rows: slice, cols: slice) -> np.ndarray:
+    """(h, w, L) float32 of the cube in ``rows`` x ``cols`` (of the GLT grid, or of the
+    swath), NaN at fill values and empty cells. With ``ortho=True`` only the swath rows and
+    columns the window's cells point to are read."""
+    variable = file[meta.variable]
+    if meta.ortho:
+        down, cross, valid = glt_indices(file, path, meta.swath_shape[:2], rows, cols)
+        if valid.any():
+            top, left = down[valid].min(), cross[valid].min()
+            swath = np.asarray(
+                variable[top : down[valid].max() + 1, left : cross[valid].max() + 1],
+                dtype=np.float32,
+            )
+            block = orthorectify(swath, down - top, cross - left, valid)
+        else:
+            block = np.full((*valid.shape, meta.shape[2]), np.nan, dtype=np.float32)
+    else:
+        block = np.asarray(variable[rows, cols], dtype=np.float32)
+    if meta.fill is not None:
+        block[block == np.float32(meta.fill)] = np.nan
+    return block
+
+
 def read(path: Path, ortho: bool = True) -> CubeData:
     """The cube of an EMIT granule: (rows, cols, bands) of the north-up GLT grid with
     ``ortho=True``, (downtrack, crosstrack, bands) of the swath with ``ortho=False``.
@@ -176,32 +253,22 @@ def read(path: Path, ortho: bool = True) -> CubeData:
     (``good_wavelengths`` 0) from ``sensor_band_parameters``.
     """
     with _open(path) as file, library_errors(path, "read the EMIT granule"):
-        cube = _cube(file, path)
-        product = _product(cube)
-        n_bands = cube.shape[2]
-        wavelengths, fwhm = _band_axis(file, n_bands, path)
-        bad_bands = _bad_bands(file, n_bands, path)
-        fill = _fill_value(cube)
-        geo = _geo(file, path) if ortho else None
-        glt = glt_indices(file, path, cube.shape[:2]) if ortho else None
-        swath = np.asarray(cube[()], dtype=np.float32)
-    if fill is not None:
-        swath[swath == np.float32(fill)] = np.nan
-    if glt is not None:
-        swath = orthorectify(swath, *glt)
-    if product == _PRODUCTS["radiance"]:
+        meta = _granule(file, path, ortho)
+        cube = read_window(file, path, meta, slice(None), slice(None))
+    if meta.variable == "radiance":
         warn_radiance(path)
     return CubeData(
-        cube=swath,
-        wavelengths=wavelengths,
-        fwhm=fwhm,
-        bad_bands=bad_bands,
-        geo=geo,
-        metadata={"product": product, "ortho": ortho, "fill_value": fill},
+        cube=cube,
+        wavelengths=meta.wavelengths,
+        fwhm=meta.fwhm,
+        bad_bands=meta.bad_bands,
+        geo=meta.geo,
+        metadata={"product": meta.product, "ortho": ortho, "fill_value": meta.fill},
     )
 
 
 def warn_radiance(path: Path) -> None:
+    """The ScalingWarning of a radiance granule: unmixing expects reflectance."""
     warnings.warn(
         f"{path} is an EMIT L1B radiance granule, read as radiance: the unmixing models "
         "expect reflectance (EMIT L2A RFL)",
@@ -214,33 +281,24 @@ def describe(path: Path, ortho: bool = True) -> CubeHeader:
     """Shape (of the GLT grid with ``ortho=True``, else of the swath), wavelengths,
     georeferencing, and the product's FWHM, bad bands, fill value and geometry."""
     with _open(path) as file, library_errors(path, "read the EMIT granule"):
-        cube = _cube(file, path)
-        n_bands = cube.shape[2]
-        wavelengths, fwhm = _band_axis(file, n_bands, path)
-        fill = _fill_value(cube)
-        details = {
-            "product": _product(cube),
-            **band_details(fwhm, _bad_bands(file, n_bands, path), n_bands),
+        meta = _granule(file, path, ortho)
+        dtype = file[meta.variable].dtype.name
+    down, cross, n_bands = meta.swath_shape
+    return CubeHeader(
+        shape=meta.shape,
+        dtype=dtype,
+        wavelengths=meta.wavelengths,
+        geo=meta.geo,
+        details={
+            "product": meta.product,
+            **band_details(meta.fwhm, meta.bad_bands, n_bands),
             "scale": "none: reflectance as stored"
-            if cube.name == "/reflectance"
+            if meta.variable == "reflectance"
             else "none: radiance (not reflectance; unmixing expects reflectance)",
-            "no-data": f"_FillValue {fill:g}" if fill is not None else "none",
-        }
-        if ortho:
-            shape = (*_glt_shape(file, path), n_bands)
-            details["geometry"] = (
-                f"north-up grid of the geometry lookup table; swath "
-                f"{cube.shape[0]} x {cube.shape[1]} (ortho=False reads it)"
-            )
-            geo = _geo(file, path)
-        else:
-            shape = cube.shape
-            details["geometry"] = "swath (downtrack x crosstrack), not georeferenced"
-            geo = None
-        return CubeHeader(
-            shape=tuple(int(n) for n in shape),
-            dtype=cube.dtype.name,
-            wavelengths=wavelengths,
-            geo=geo,
-            details=details,
-        )
+            "no-data": "none" if meta.fill is None else f"_FillValue {meta.fill:g}",
+            "geometry": f"north-up grid of the geometry lookup table; swath {down} x {cross} "
+            "(ortho=False reads it)"
+            if ortho
+            else "swath (downtrack x crosstrack), not georeferenced",
+        },
+    )

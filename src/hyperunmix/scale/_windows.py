@@ -1,6 +1,6 @@
 """Reading windows of a file in physical units: the conversion every chunk goes through,
-ENVI windows read through a memory map that lives for one read only, and GDAL raster
-(GeoTIFF) windows read through rasterio.
+ENVI windows read through a memory map that lives for one read only, GDAL raster
+(GeoTIFF) windows read through rasterio, and EMIT granules through h5py.
 
 Both readers apply what the in-memory readers (:mod:`hyperunmix.io.envi`,
 :mod:`hyperunmix.io.geotiff`) apply, with the same functions: GDAL masks and alpha bands,
@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from rasterio.windows import Window
 
+from ..io import emit
 from ..io._raster import open_quietly, valid_pixels
 from ..io.envi import gdal_mask, has_gdal_mask, open_spectral
 from ..io.geotiff import apply_scaling
@@ -218,3 +220,56 @@ class RasterWindows:
 
     def __repr__(self) -> str:
         return f"RasterWindows({self.path!r}, shape={self.shape})"
+
+
+class EmitWindows:
+    """Array-like view of an EMIT granule as (rows, cols, bands) float32, for
+    ``dask.array.from_array``: the north-up grid of its geometry lookup table, or its swath.
+
+    Each read opens the file and reads the window with
+    :func:`hyperunmix.io.emit.read_window` (on the grid: the GLT window, then the block of
+    swath rows and columns it points to), so a window holds what ``hyperunmix.open`` reads
+    there; then ``scale``. The object pickles as its path and the granule's metadata.
+
+    Parameters
+    ----------
+    path : path
+        The granule.
+    granule : hyperunmix.io.emit.Granule
+        Its metadata, with the geometry chosen (``ortho``).
+    scale : float, optional
+        Factor to physical units.
+    """
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path: str | os.PathLike, granule: emit.Granule, scale: float | None = None):
+        self.path = Path(path)
+        self.granule = granule
+        self.shape = granule.shape
+        self.scale = scale
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        window, inside = bounding_window(key, self.shape)
+        rows, cols = window.toslices()
+        with h5py.File(self.path, "r") as file:
+            block = emit.read_window(file, self.path, self.granule, rows, cols)
+        if self.scale is not None:
+            block *= np.float32(self.scale)
+        bands = key[2:3] if isinstance(key, tuple) else ()
+        return block[inside + bands]
+
+    def __dask_tokenize__(self) -> tuple:
+        stat = self.path.stat()
+        return (
+            type(self).__name__,
+            str(self.path),
+            stat.st_size,
+            stat.st_mtime_ns,
+            self.granule.ortho,
+            self.scale,
+        )
+
+    def __repr__(self) -> str:
+        return f"EmitWindows({str(self.path)!r}, shape={self.shape}, ortho={self.granule.ortho})"

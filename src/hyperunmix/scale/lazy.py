@@ -2,7 +2,9 @@
 
 :func:`open_cube` opens a file without reading its pixels: ENVI through a memory map per
 chunk (:class:`~hyperunmix.scale._windows.EnviWindows`), GeoTIFF through rasterio windows
-(:class:`~hyperunmix.scale._windows.RasterWindows`), Zarr and NetCDF through xarray.
+(:class:`~hyperunmix.scale._windows.RasterWindows`), EMIT granules through h5py
+(:class:`~hyperunmix.scale._windows.EmitWindows`, the lookup table applied window by
+window), Zarr and NetCDF through xarray.
 :func:`as_cube` also wraps an in-memory Scene, array or DataArray. A chunk holds what
 :func:`hyperunmix.open` reads at its pixels: the readers share their code.
 
@@ -33,12 +35,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FileFormatError, InputError, ScalingWarning
-from ..io import envi, format_of, geotiff
+from ..io import emit, envi, format_of, geotiff
 from ..io._common import check_band_vector, library_errors, require_file
 from ..io._raster import band_axis, geo_from_dataset, open_quietly
 from ..io.netcdf import _band_axis, _band_coord, _dims, _geo, _variable
 from ..scene import GeoInfo, Scene
-from ._windows import EnviWindows, RasterWindows, to_physical
+from ._windows import EmitWindows, EnviWindows, RasterWindows, to_physical
 
 DIMS = ("y", "x", "band")
 #: Input bytes per chunk aimed at when ``chunks`` is not given (see :func:`chunk_shape`).
@@ -69,19 +71,24 @@ def open_cube(
     chunks: int | tuple[int, int] | None = None,
     key: str | None = None,
     scale: float | None = None,
+    ortho: bool | None = None,
 ) -> xr.DataArray:
     """Open an image file as a lazy (y, x, band) cube; no pixel is read.
 
     Parameters
     ----------
     path : path
-        ENVI header or data file, GeoTIFF, Zarr store (directory) or NetCDF file.
+        ENVI header or data file, GeoTIFF, Zarr store (directory), NetCDF file or EMIT
+        granule.
     chunks : int or (int, int), optional
         Rows and columns per chunk; see :func:`chunk_shape` for the default.
     key : str, optional
         Zarr / NetCDF: the cube variable (default: ``cube`` or the only 3-D variable).
     scale : float, optional
         Factor to physical units, overriding the file's (ENVI ``reflectance scale factor``).
+    ortho : bool, optional
+        EMIT: the north-up grid of the geometry lookup table (True, the default, as
+        ``hyperunmix.open``) or the swath (False).
 
     Returns
     -------
@@ -96,12 +103,16 @@ def open_cube(
     fmt = format_of(path)
     if key is not None and fmt not in ("netcdf",):
         raise InputError(f"key= selects a variable of a Zarr or NetCDF cube; {path} is {fmt}")
+    if ortho is not None and fmt != "emit":
+        raise InputError(f"ortho= applies to EMIT granules; {path} is {fmt}")
     if fmt == "envi":
         return _open_envi(path, chunks, scale)
     if fmt == "gtiff":
         return _open_gtiff(path, chunks, scale)
     if fmt == "netcdf":
         return _open_xarray(path, "h5netcdf", key, chunks, scale)
+    if fmt == "emit":
+        return _open_emit(path, chunks, scale, ortho=True if ortho is None else ortho)
     raise FileFormatError(
         f"{path} ({fmt}) cannot be read chunk by chunk: its format has no windowed access. "
         "Convert it once to Zarr, e.g. hyperunmix.scale.as_cube(hyperunmix.open(path))"
@@ -229,6 +240,23 @@ def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
     )
 
 
+def _open_emit(path: Path, chunks, scale: float | None, ortho: bool) -> xr.DataArray:
+    meta = emit.granule(path, ortho)
+    if meta.variable == "radiance":
+        emit.warn_radiance(path)
+    return _cube_array(
+        _lazy(EmitWindows(path, meta, scale), chunks),
+        name=path.stem,
+        fmt="emit",
+        path=path,
+        wavelengths=meta.wavelengths,
+        fwhm=meta.fwhm,
+        bad_bands=meta.bad_bands,
+        geo=meta.geo,
+        chunks=chunks,
+    )
+
+
 def _open_xarray(
     path: Path, engine: str, key: str | None, chunks, scale: float | None
 ) -> xr.DataArray:
@@ -256,7 +284,7 @@ def _open_xarray(
     )
 
 
-def _lazy(windows: EnviWindows | RasterWindows, chunks) -> da.Array:
+def _lazy(windows: EnviWindows | RasterWindows | EmitWindows, chunks) -> da.Array:
     """The dask array of a window reader, with the band axis in one chunk."""
     # meta= lets dask read a window (a chunk and its halo) without reading whole chunks.
     return da.from_array(
