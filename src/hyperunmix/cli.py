@@ -309,7 +309,11 @@ def unmix(
     if n_endmembers is None and scene.truth is not None:
         n_endmembers = scene.truth.n_endmembers
     model = estimator(**method_kwargs(estimator, {**options, "n_endmembers": n_endmembers}))
-    library = None if identify is None else reference_library(identify, data_dir)
+    library = None
+    if identify is not None:
+        library = reference_library(
+            identify, data_dir, wavelengths=scene.wavelengths, fwhm=scene.fwhm
+        )
     # Created and tried once the input and the options are known good, before the fit: an
     # output that cannot be written is not found out after a long fit.
     writable_directory(out)
