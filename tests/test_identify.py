@@ -83,6 +83,19 @@ def test_bands_a_library_spectrum_lacks_are_left_out_of_its_comparison():
     assert np.isfinite(lenient.angles_deg[0, 1])
 
 
+def test_continuum_score_is_the_correlation_of_the_depths_over_the_common_bands():
+    spectra = LIBRARY.spectra[[4, 5]].copy()  # Clay and Carbonate
+    spectra[0, :12] = np.nan
+    library = SpectralLibrary(spectra, [0, 1], ["Clay", "Carbonate"], LIBRARY.wavelengths)
+    endmember = LIBRARY.spectra[9] * 1.3  # Gypsum
+    found = identify(endmember, library, LIBRARY.wavelengths)
+    depths = 1 - continuum_removed(np.vstack([endmember, spectra]), LIBRARY.wavelengths)
+    for k, bands in enumerate([slice(12, None), slice(None)]):
+        correlation = np.corrcoef(depths[0, bands], depths[k + 1, bands])[0, 1]
+        expected = np.degrees(np.arccos(correlation))
+        assert found.continuum_angles_deg[0, k] == pytest.approx(expected, abs=ZERO_ANGLE_DEG)
+
+
 def test_continuum_removal_of_an_analytic_absorption_feature():
     wavelengths = np.linspace(1000.0, 2500.0, 301)
     depth, centre, width = 0.4, 1900.0, 60.0

@@ -4,11 +4,15 @@ Two scores compare an endmember with each library spectrum, both in degrees and 
 to brightness (an endmember's scale is not its material's):
 
 - the **spectral angle** between the spectra;
-- the **continuum-removed angle**: the angle between their absorption-depth spectra
-  ``1 - r / c``, with ``c`` the convex-hull continuum of ``r`` (Clark & Roush 1984; computed
-  by ``spectral.remove_continuum``). It compares the absorption features alone, the
-  diagnostic part of mineral spectra, and is also blind to a featureless material mixed in
-  (which scales the depths); it is undefined (NaN) for a spectrum without features.
+- the **continuum-removed angle**: the angle between their mean-centred absorption-depth
+  spectra ``1 - r / c``, with ``c`` the convex-hull continuum of ``r`` (Clark & Roush 1984;
+  computed by ``spectral.remove_continuum``), i.e. the arccosine of the correlation of the
+  depths, the fit measure of feature-matching codes such as Tetracorder. It compares the
+  absorption features alone, the diagnostic part of mineral spectra, and is also blind to a
+  featureless material mixed in (which scales the depths); it is undefined (NaN) for a
+  spectrum without features. Centring was chosen over the plain angle between the depths
+  on tuning scenes of USGS spectra (scene seeds 100-105, VCA endmembers): top-1 53 % against
+  27 % at 20 dB, 83 % against 53 % at 30 dB.
 
 Library spectra are resampled to the endmembers' bands first (Gaussian band responses of the
 given FWHM, :func:`hyperunmix.io.libraries.resample_library`); bands outside a library
@@ -73,8 +77,8 @@ class Match:
     angle_deg : float
         Spectral angle to it, degrees.
     continuum_angle_deg : float
-        Angle between the continuum-removed absorption depths, degrees; NaN when either
-        spectrum has no absorption feature.
+        Angle between the mean-centred continuum-removed absorption depths (arccos of
+        their correlation), degrees; NaN when either spectrum has no absorption feature.
     """
 
     material: str
@@ -206,7 +210,7 @@ def identify(
     angles = _angles(spectra, reference, covered)
     depths = 1.0 - continuum_removed(spectra, bands)
     library_depths = 1.0 - continuum_removed(reference, bands)
-    continuum_angles = _angles(depths, library_depths, covered)
+    continuum_angles = _angles(depths, library_depths, covered, centred=True)
     scores = angles if rank_by == "angle" else continuum_angles
     matches = [
         _best_materials(library, scores[k], angles[k], continuum_angles[k], n_matches)
@@ -346,15 +350,26 @@ def _on_bands(
     return library.spectra, bands
 
 
-def _angles(spectra: np.ndarray, reference: np.ndarray, compared: np.ndarray) -> np.ndarray:
+def _angles(
+    spectra: np.ndarray, reference: np.ndarray, compared: np.ndarray, centred: bool = False
+) -> np.ndarray:
     """(P, K) angles in degrees between ``spectra`` (P, L) and ``reference`` (K, L), each
-    pair over the bands where both are finite; NaN for references not ``compared`` and
-    where either is zero over those bands."""
+    pair over the bands where both are finite (``centred``: each vector minus its mean over
+    those bands, so the cosine is their correlation); NaN for references not ``compared``
+    and where either is constant (centred) or zero over those bands."""
     valid_e, valid_r = np.isfinite(spectra), np.isfinite(reference)
     e, r = np.where(valid_e, spectra, 0.0), np.where(valid_r, reference, 0.0)
     vr, ve = valid_r.astype(float), valid_e.astype(float)
-    dot = e @ r.T
-    norms = np.sqrt(((e**2) @ vr.T) * (ve @ (r**2).T))
+    # Sums over each pair's common bands, as products with the other side's validity.
+    dot, e_squares, r_squares = e @ r.T, (e**2) @ vr.T, ve @ (r**2).T
+    if centred:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n = ve @ vr.T
+            e_sums, r_sums = e @ vr.T, ve @ r.T
+            dot = dot - e_sums * r_sums / n
+            e_squares = e_squares - e_sums**2 / n
+            r_squares = r_squares - r_sums**2 / n
+    norms = np.sqrt(np.maximum(e_squares, 0.0) * np.maximum(r_squares, 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         cosine = np.clip(dot / norms, -1.0, 1.0)
     angles = np.degrees(np.arccos(cosine))
