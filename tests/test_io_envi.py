@@ -259,18 +259,25 @@ def test_a_header_with_latin1_bytes_is_read(tmp_path):
     assert hio.describe(path)["shape"] == (3, 4, 5)
 
 
-@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_gdal_mask_side_car_makes_pixels_invalid(tmp_path):
+def write_masked_envi(directory):
+    """``known_cube`` as ENVI ``m.img`` / ``m.hdr`` written by GDAL, with its mask side-car
+    ``m.img.msk`` marking pixel (1, 2) invalid; returns the mask (255 = valid)."""
     mask = np.full((3, 4), 255, dtype=np.uint8)
     mask[1, 2] = 0
     with (
         rasterio.Env(GDAL_PAM_ENABLED="NO"),
         rasterio.open(
-            tmp_path / "m.img", "w", driver="ENVI", width=4, height=3, count=5, dtype="float32"
+            directory / "m.img", "w", driver="ENVI", width=4, height=3, count=5, dtype="float32"
         ) as dataset,
     ):
         dataset.write(np.moveaxis(known_cube(), 2, 0))
         dataset.write_mask(mask)
+    return mask
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_gdal_mask_side_car_makes_pixels_invalid(tmp_path):
+    mask = write_masked_envi(tmp_path)
     assert (tmp_path / "m.img.msk").is_file()
     scene = hio.open_scene(tmp_path / "m.hdr")
     np.testing.assert_array_equal(scene.mask, mask > 0)

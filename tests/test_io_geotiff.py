@@ -148,15 +148,21 @@ def test_alpha_band_is_a_mask_not_a_band(tmp_path):
     np.testing.assert_allclose(scene.cube[scene.mask], np.moveaxis(rgb, 0, 2)[INVALID] / 255)
 
 
-def test_band_scale_and_offset_are_applied(tmp_path):
-    """An EnMAP-like tile: int16 reflectance x 10000 with GDAL scale 1e-4; nodata -32768
-    is found before scaling, and a per-band offset is added."""
+def write_scaled_tiff(path):
+    """An EnMAP-like tile (3 bands of 3 x 2 px): int16 reflectance x 10000 with GDAL scale
+    1e-4, an offset of 0.01 on the last band, nodata -32768 at pixel (0, 1)."""
     stored = np.full((3, 3, 2), 7432, dtype=np.int16)
     stored[:, 0, 1] = -32768
-    path = write_tiff(tmp_path / "enmap.tif", stored, nodata=-32768)
+    write_tiff(path, stored, nodata=-32768)
     with rasterio.open(path, "r+") as dataset:
         dataset.scales = (1e-4, 1e-4, 1e-4)
         dataset.offsets = (0.0, 0.0, 0.01)
+    return path
+
+
+def test_band_scale_and_offset_are_applied(tmp_path):
+    """Nodata -32768 is found before scaling, and a per-band offset is added."""
+    path = write_scaled_tiff(tmp_path / "enmap.tif")
     scene = hio.open_scene(path)
     np.testing.assert_array_equal(scene.mask, [[True, False], [True, True], [True, True]])
     np.testing.assert_allclose(scene.cube[scene.mask], [[0.7432, 0.7432, 0.7532]] * 5, rtol=1e-6)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 from sensor_products import write_emit, write_prisma
-from test_io_envi import known_cube, write_envi, write_library
-from test_io_geotiff import INVALID, write_tiff
+from test_io_envi import known_cube, write_envi, write_library, write_masked_envi
+from test_io_geotiff import INVALID, write_scaled_tiff, write_tiff
 
 import hyperunmix.io as hio
 from hyperunmix import FileFormatError, InputError, ScalingWarning
@@ -51,12 +51,7 @@ def test_alpha_band_is_a_mask_not_a_band(tmp_path):
 
 
 def test_band_scale_and_offset_are_applied_without_a_scaling_warning(tmp_path):
-    stored = np.full((3, 3, 2), 7432, dtype=np.int16)
-    stored[:, 0, 1] = -32768
-    path = write_tiff(tmp_path / "enmap.tif", stored, nodata=-32768)
-    with rasterio.open(path, "r+") as dataset:
-        dataset.scales = (1e-4, 1e-4, 1e-4)
-        dataset.offsets = (0.0, 0.0, 0.01)
+    path = write_scaled_tiff(tmp_path / "enmap.tif")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScalingWarning)  # GDAL's scales are the scale
         lazy = _assert_same(path)
@@ -66,16 +61,7 @@ def test_band_scale_and_offset_are_applied_without_a_scaling_warning(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_envi_gdal_mask_side_car(tmp_path):
-    mask = np.full((3, 4), 255, dtype=np.uint8)
-    mask[1, 2] = 0
-    with (
-        rasterio.Env(GDAL_PAM_ENABLED="NO"),
-        rasterio.open(
-            tmp_path / "m.img", "w", driver="ENVI", width=4, height=3, count=5, dtype="float32"
-        ) as dataset,
-    ):
-        dataset.write(np.moveaxis(known_cube(), 2, 0))
-        dataset.write_mask(mask)
+    mask = write_masked_envi(tmp_path)
     lazy = _assert_same(tmp_path / "m.hdr")
     np.testing.assert_array_equal(np.isfinite(lazy.values).all(axis=2), mask > 0)
 
