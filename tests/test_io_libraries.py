@@ -152,6 +152,20 @@ def test_usgs_spectra_on_different_grids_need_target_bands(tmp_path):
     )
 
 
+def test_usgs_folder_leaves_out_a_spectrum_it_cannot_place_and_says_so(tmp_path):
+    root = _usgs_archive(tmp_path / "lib")
+    odd = _write_lines(
+        root / "ChapterM_Minerals" / "splib07a_Odd_X_ASDFRb_AREF.txt",
+        "splib07a Record=900: Odd X        ASDFRb AREF",
+        np.full(9, 0.3),
+    )
+    with pytest.warns(UserWarning, match=r"1 USGS spectra of .* left out, e\.g\. .*Odd_X"):
+        library = hio.read_library(root)
+    assert "Odd X" not in library.names and len(library.names) == 3
+    with pytest.raises(FileFormatError, match="9 values"):
+        hio.read_library(odd)
+
+
 def test_usgs_spectrum_without_its_wavelength_file(tmp_path):
     path = _write_lines(
         tmp_path / "ChapterM" / "splib07a_X_ASDFRb_AREF.txt",

@@ -18,8 +18,9 @@ Layouts read (``spectral``'s readers parse the USGS, ECOSTRESS and ASTER files):
   spectrum goes with the wavelength file of as many values, of its spectrometer when
   several have that count. Give the archive's folder (chapter folders ``Chapter*`` below
   it; ``errorbars`` is skipped), its ``.zip`` archive, one chapter folder, or one spectrum
-  file. Transmittance
-  spectra (``TRAN``) are left out: they are no reflectance.
+  file. Transmittance spectra (``TRAN``) are left out: they are no reflectance. In a
+  folder, a spectrum that cannot be read or placed (no wavelength file of its size and
+  spectrometer, or several) is left out with a warning; read alone, it is an error.
 - **ECOSTRESS (v1) and ASTER (2.x)** ``*.spectrum.txt``: ``key: value`` metadata lines
   (``Name``, ``X Units: Wavelength (micrometers)``, ``Y Units: Reflectance (percent)``, ...),
   then (wavelength, value) pairs; percent is divided by 100, micrometres become nm.
@@ -40,6 +41,7 @@ import io
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -232,7 +234,7 @@ def _read_folder(path: Path) -> list[_Spectrum]:
     if ecostress:
         return [_read_ecostress(file) for file in ecostress]
     axes = _usgs_axes(path)
-    spectra = []
+    spectra, skipped = [], []
     for file in sorted(path.rglob("*.txt")):
         if _USGS_SKIPPED_FOLDERS & {part.lower() for part in file.relative_to(path).parts}:
             continue
@@ -241,11 +243,20 @@ def _read_folder(path: Path) -> list[_Spectrum]:
             continue
         if title.split()[-1].upper() == _USGS_TRANSMITTANCE:
             continue
-        spectra.append(_read_usgs_spectrum(file, axes))
+        try:
+            spectra.append(_read_usgs_spectrum(file, axes))
+        except FileFormatError as exc:  # one odd file of thousands: said, not fatal
+            skipped.append(str(exc))
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} USGS spectra of {path} left out, e.g. {skipped[0]}",
+            UserWarning,
+            stacklevel=3,
+        )
     if not spectra:
         raise FileFormatError(
-            f"{path} holds no USGS splib07 spectrum (.txt files titled 'LIB Record=N: ...' "
-            "in chapter folders) and no ECOSTRESS / ASTER *.spectrum.txt file"
+            f"{path} holds no readable USGS splib07 spectrum (.txt files titled 'LIB "
+            "Record=N: ...' in chapter folders) and no ECOSTRESS / ASTER *.spectrum.txt file"
         )
     return spectra
 
