@@ -295,6 +295,14 @@ def test_resample_library_matches_resample_inside_the_range():
     np.testing.assert_allclose(out.spectra[:, 1:4], library.resample(target[1:4], 15.0).spectra)
 
 
+def test_resample_library_refuses_bad_bands():
+    library = SpectralLibrary(SPECTRA, [0, 1, 2], NAMES, WAVELENGTHS_UM * 1000)
+    with pytest.raises(InputError, match="fwhm has 2 values for 3 bands"):
+        hio.resample_library(library, [500.0, 600.0, 700.0], fwhm=[10.0, 10.0])
+    with pytest.raises(InputError, match="positive finite"):
+        hio.resample_library(library, [500.0, np.nan])
+
+
 @pytest.mark.parametrize(
     "name,content,message",
     [

@@ -102,8 +102,8 @@ def read_library(
         raise FileFormatError(f"{path} does not exist")
     spectra = _read_folder(path) if path.is_dir() else _read_file(path, key)
     if wavelengths is not None:
-        target = np.asarray(wavelengths, dtype=np.float64).ravel()
-        values = np.stack([_resample_one(s.values, s.wavelengths, target, fwhm) for s in spectra])
+        target, widths = _bands(wavelengths, fwhm)
+        values = np.stack([_resample_one(s.values, s.wavelengths, target, widths) for s in spectra])
         return _library(values, [s.name for s in spectra], target)
     grids = {s.wavelengths.tobytes() if s.wavelengths is not None else b"" for s in spectra}
     if len(grids) > 1:
@@ -145,17 +145,31 @@ def resample_library(
     """
     if library.wavelengths is None:
         raise InputError("the library has no wavelengths, so it cannot be resampled")
-    target = np.asarray(wavelengths, dtype=np.float64).ravel()
+    target, widths = _bands(wavelengths, fwhm)
     spectra = np.stack(
-        [_resample_one(s, library.wavelengths, target, fwhm) for s in library.spectra]
+        [_resample_one(s, library.wavelengths, target, widths) for s in library.spectra]
     )
     return SpectralLibrary(spectra, library.labels, library.names, target)
 
 
+def _bands(wavelengths: Any, fwhm: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Target band centres (L,) and widths (L,) or None, checked."""
+    target = np.asarray(wavelengths, dtype=np.float64).ravel()
+    if target.size == 0 or not np.all(np.isfinite(target) & (target > 0)):
+        raise InputError("wavelengths must be a non-empty vector of positive finite values (nm)")
+    if fwhm is None:
+        return target, None
+    widths = np.asarray(fwhm, dtype=np.float64).ravel()
+    if widths.size not in (1, target.size):
+        raise InputError(f"fwhm has {widths.size} values for {target.size} bands")
+    return target, np.broadcast_to(widths, target.shape)
+
+
 def _resample_one(
-    values: np.ndarray, source: np.ndarray | None, target: np.ndarray, fwhm: Any
+    values: np.ndarray, source: np.ndarray | None, target: np.ndarray, widths: np.ndarray | None
 ) -> np.ndarray:
-    """One spectrum at ``target`` (L,), NaN where its finite channels do not reach."""
+    """One spectrum at ``target`` (L,) (band widths (L,) or None), NaN where its finite
+    channels do not reach."""
     if source is None:
         raise InputError("a spectrum without wavelengths cannot be resampled")
     good = np.isfinite(values) & np.isfinite(source)
@@ -165,10 +179,8 @@ def _resample_one(
     lo, hi = source[good].min(), source[good].max()
     inside = (target >= lo) & (target <= hi)
     if inside.any():
-        widths = fwhm
-        if fwhm is not None and np.size(fwhm) == target.size:
-            widths = np.asarray(fwhm, dtype=np.float64).ravel()[inside]
-        out[inside] = resample(values[good], source[good], target[inside], widths)[0]
+        inside_widths = None if widths is None else widths[inside]
+        out[inside] = resample(values[good], source[good], target[inside], inside_widths)[0]
     return out
 
 
@@ -184,7 +196,7 @@ class _Spectrum:
 
     def __init__(self, name: str, values: Any, wavelengths: np.ndarray | None):
         self.name = name
-        self.values = np.asarray(values, dtype=np.float64).ravel()
+        self.values = np.array(values, dtype=np.float64).ravel()  # a copy: NaN set below
         self.values[self.values < _DELETED_BELOW] = np.nan
         self.wavelengths = wavelengths
         if wavelengths is not None and wavelengths.size != self.values.size:
