@@ -209,6 +209,22 @@ def _scene_of(materials, tmp_path):
     return write_scene(tmp_path / "scene.hdr", scene)
 
 
+#: Options of the CLI tests: VCA endmembers (seed 0) and FCLS abundances, 3 materials.
+VCA_FCLS = ["--method", "fcls", "--endmembers", "vca", "--seed", "0", "-p", "3"]
+
+
+def _unmix(source, *options, out):
+    """``hyperunmix unmix SOURCE OPTIONS --out OUT --no-figures``: the CliRunner result."""
+    args = ["unmix", source, *options, "--out", out, "--no-figures"]
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _identification(result, out) -> dict:
+    """The identification record of a successful run into ``out``."""
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "run.json").read_text())["identification"]
+
+
 def test_unmix_identify_names_maps_columns_and_run_record(tmp_path):
     scene = _scene_of(["Vegetation", "Water", "Snow"], tmp_path)
     without_snow = SpectralLibrary(
@@ -216,28 +232,8 @@ def test_unmix_identify_names_maps_columns_and_run_record(tmp_path):
     )
     library = write_library(tmp_path / "library.csv", without_snow)
     out = tmp_path / "out"
-    args = [
-        "unmix",
-        scene,
-        "--method",
-        "fcls",
-        "--endmembers",
-        "vca",
-        "-p",
-        "3",
-        "--seed",
-        "0",
-        "--format",
-        "gtiff",
-        "--identify",
-        library,
-        "--out",
-        out,
-        "--no-figures",
-    ]
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    record = json.loads((out / "run.json").read_text())["identification"]
+    result = _unmix(scene, *VCA_FCLS, "--format", "gtiff", "--identify", library, out=out)
+    record = _identification(result, out)
     labels = [e["label"] for e in record["endmembers"]]
     unnamed = [k for k, label in enumerate(labels) if label.startswith("endmember_")]
     assert len(unnamed) == 1 and labels[unnamed[0]] == f"endmember_{unnamed[0] + 1}"
@@ -254,19 +250,9 @@ def test_unmix_identify_names_maps_columns_and_run_record(tmp_path):
 
 def test_unmix_identify_refuses_an_unknown_library_before_the_fit(tmp_path):
     scene = _scene_of(["Vegetation", "Water"], tmp_path)
-    args = [
-        "unmix",
-        scene,
-        "--method",
-        "fcls",
-        "-p",
-        "2",
-        "--identify",
-        "nowhere",
-        "--out",
-        tmp_path / "out",
-    ]
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = _unmix(
+        scene, "--method", "fcls", "-p", "2", "--identify", "nowhere", out=tmp_path / "out"
+    )
     assert result.exit_code == 2
     assert "nowhere: no such library file or folder" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -310,25 +296,9 @@ def test_unmix_an_emit_granule_names_the_maps_after_usgs_materials(tmp_path, req
     swath = abundances @ spectra + rng.normal(0, 0.002, (30, 20, len(EMIT_WAVELENGTHS)))
     granule = write_emit(tmp_path / "EMIT_L2A_RFL_001.nc", swath)
     out = tmp_path / "out"
-    args = [
-        "unmix",
-        granule,
-        "--method",
-        "fcls",
-        "-p",
-        "5",
-        "--identify",
-        "usgs",
-        "--out",
-        out,
-        "--data-dir",
-        root,
-        "--no-figures",
-    ]
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    record = json.loads((out / "run.json").read_text())
-    labels = [entry["label"] for entry in record["identification"]["endmembers"]]
+    options = ["--method", "fcls", "-p", "5", "--identify", "usgs", "--data-dir", root]
+    record = _identification(_unmix(granule, *options, out=out), out)
+    labels = [entry["label"] for entry in record["endmembers"]]
     assert sorted(labels) == sorted(materials)
     with rasterio.open(out / "abundances.tif") as maps:
         assert list(maps.descriptions) == labels and maps.crs.to_epsg() == 4326
@@ -340,40 +310,21 @@ def test_unmix_identify_reads_a_usgs_folder_of_two_band_sets_on_the_scene_bands(
     grids = {"ASD": np.arange(350.0, 2501.0, 5.0), "BECK": np.arange(200.0, 3001.0, 10.0)}
     folder = tmp_path / "ASCIIdata_splib07a"
     (folder / "ChapterM").mkdir(parents=True)
-    for record, (instrument, grid) in enumerate(grids.items()):
+    for number, (instrument, grid) in enumerate(grids.items()):
         values = "\n".join(f"{w / 1000:.6e}" for w in grid)
-        title = f"splib07a Record={record}: Wavelengths {instrument} microns"
+        title = f"splib07a Record={number}: Wavelengths {instrument} microns"
         (folder / f"splib07a_Wavelengths_{instrument}.txt").write_text(f" {title}\n{values}\n")
-    for record, (name, instrument) in enumerate(
+    for number, (name, instrument) in enumerate(
         [("Vegetation", "ASDFRa"), ("Water", "ASDFRa"), ("Snow", "BECKa")], start=10
     ):
         grid = grids["ASD" if instrument.startswith("ASD") else "BECK"]
         values = "\n".join(f"{v:.7e}" for v in analytic_library(grid).material(name)[0])
-        title = f"splib07a Record={record}: {name} X1        {instrument} AREF"
+        title = f"splib07a Record={number}: {name} X1        {instrument} AREF"
         (folder / "ChapterM" / f"splib07a_{name}_{instrument}_AREF.txt").write_text(
             f" {title}\n{values}\n"
         )
     scene = _scene_of(["Vegetation", "Water", "Snow"], tmp_path)
     out = tmp_path / "out"
-    args = [
-        "unmix",
-        scene,
-        "--method",
-        "fcls",
-        "--endmembers",
-        "vca",
-        "-p",
-        "3",
-        "--seed",
-        "0",
-        "--identify",
-        folder,
-        "--out",
-        out,
-        "--no-figures",
-    ]
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    record = json.loads((out / "run.json").read_text())["identification"]
+    record = _identification(_unmix(scene, *VCA_FCLS, "--identify", folder, out=out), out)
     labels = sorted(entry["label"] for entry in record["endmembers"])
     assert labels == ["Snow X1", "Vegetation X1", "Water X1"]
