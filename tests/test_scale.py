@@ -66,7 +66,7 @@ def fcls(scene) -> FCLS:
 @pytest.fixture(scope="module")
 def egunet(scene) -> EGUNet:
     torch.set_num_threads(1)
-    return EGUNet(3, epochs=2, batch_size=512, seed=0).fit(scene)
+    return EGUNet(3, variant="pw", epochs=2, batch_size=512, seed=0).fit(scene)
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,11 @@ def unmix(
         help="Endmembers of abundance solvers: vca | nfindr | atgp (extracted from the "
         "scene) or a file of spectra (.csv, .npy, .npz, .mat).",
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda (deep methods)."),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="Deep methods: auto (CUDA when present, else the CPU; the default) | cpu | cuda.",
+    ),
     param: list[str] = typer.Option(
         [],
         "--param",

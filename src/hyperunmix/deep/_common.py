@@ -16,11 +16,17 @@ import torch
 from .._atomic import atomic_path
 from ..errors import FileFormatError, InputError
 
+#: The ``device`` value that picks CUDA when it is present, else the CPU.
+AUTO_DEVICE = "auto"
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"cpu"`` -> CPU; ``"cuda"`` only when CUDA is really present."""
+    """``"auto"`` -> the first CUDA device when one is present, else the CPU; ``None`` or
+    ``"cpu"`` -> the CPU; ``"cuda"`` only when CUDA is really present."""
     if device is None:
         return torch.device("cpu")
+    if isinstance(device, str) and device.lower() == AUTO_DEVICE:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device='cuda' was asked for but no CUDA device is available")

@@ -28,16 +28,16 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 
 from ..base import Unmixer
 from ..errors import ConvergenceWarning
-from ..params import Boolean, Integer, NoneValue, Real, Rule
+from ..params import Boolean, Integer, NoneValue, Options, Real, Rule
 from ..scene import Scene
-from ._common import load_checkpoint, rebuilding, resolve_device, save_checkpoint
+from ._common import AUTO_DEVICE, load_checkpoint, rebuilding, resolve_device, save_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,10 +51,13 @@ CHECKPOINT_VERSION = 2
 
 
 class Device(Rule):
-    """None (the CPU), a ``torch.device`` or a string that names one (``"cuda:0"``)."""
+    """``"auto"`` (CUDA when present, else the CPU), None (the CPU), a ``torch.device`` or
+    a string that names one (``"cuda:0"``)."""
 
     def admits(self, value: Any) -> bool:
         if value is None or isinstance(value, torch.device):
+            return True
+        if isinstance(value, str) and value.lower() == AUTO_DEVICE:
             return True
         try:
             torch.device(value)
@@ -63,7 +66,7 @@ class Device(Rule):
         return True
 
     def __str__(self) -> str:
-        return 'None, "cpu", "cuda" or another torch device'
+        return '"auto", None, "cpu", "cuda" or another torch device'
 
     def invalid_example(self) -> Any:
         return "gpu"
@@ -73,6 +76,10 @@ class Device(Rule):
 #: deep method.
 DEVICE_RULES: list[Rule] = [Device()]
 MAX_SECONDS_RULES: list[Rule] = [Real(0, closed="neither"), NoneValue()]
+Precision = Literal["float32", "mixed"]
+#: The values of ``precision``: float32 throughout, or float16 autocast at inference on CUDA.
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+PRECISION_RULES: list[Rule] = [Options(*PRECISIONS)]
 EARLY_STOPPING_RULES: list[Rule] = [Boolean()]
 PATIENCE_RULES: list[Rule] = [Integer(1)]
 MIN_DELTA_RULES: list[Rule] = [Real(0)]
@@ -119,7 +126,6 @@ class DeepUnmixer(Unmixer):
     parameters and implement :meth:`_input_scale`, :meth:`_build`, :meth:`_network` and
     :meth:`_train` (and :meth:`_finish` when something follows the training).
 
-
     Attributes
     ----------
     network_ : torch.nn.Module or None
@@ -148,6 +154,7 @@ class DeepUnmixer(Unmixer):
 
     seed: int
     device: str | torch.device | None
+    precision: str
     max_seconds: float | None
     early_stopping: bool
     patience: int
@@ -282,6 +289,24 @@ class DeepUnmixer(Unmixer):
         if self.max_seconds is not None and elapsed > self.max_seconds:
             return "max_seconds"
         return None
+
+    # -- inference ---------------------------------------------------------------------------
+    def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        with self._inference():
+            return super().transform(cube, mask)
+
+    transform.__doc__ = Unmixer.transform.__doc__
+
+    def _inference(self) -> contextlib.ExitStack:
+        """The context of every forward pass at inference: no autograd graph and, with
+        ``precision="mixed"`` on a CUDA device, float16 autocast (a no-op on the CPU,
+        where the maps are float32's)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        device = resolve_device(self.device)
+        if self.precision == "mixed" and device.type == "cuda":
+            stack.enter_context(torch.autocast("cuda", dtype=torch.float16))
+        return stack
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

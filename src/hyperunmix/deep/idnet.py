@@ -54,7 +54,9 @@ from .estimator import (
     MAX_SECONDS_RULES,
     MIN_DELTA_RULES,
     PATIENCE_RULES,
+    PRECISION_RULES,
     DeepUnmixer,
+    Precision,
 )
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
 from .idnet_model import IDNetModel, posterior_summary
@@ -206,8 +208,13 @@ class IDNet(DeepUnmixer):
     seed : int, default=0
         Seeds the bundles, the networks' initialisation, the batches, the triplets and the
         uncertainty draws.
-    device : str, torch.device or None, default=None
-        None (the CPU), ``"cpu"``, ``"cuda"`` or another torch device.
+    device : str, torch.device or None, default="auto"
+        ``"auto"``: CUDA when a CUDA device is present, else the CPU; None or ``"cpu"``:
+        the CPU; ``"cuda"`` or another torch device.
+    precision : {"float32", "mixed"}, default="float32"
+        ``"mixed"``: the forward passes at inference run under float16 autocast on a CUDA
+        device (faster; maps within about 1e-3 of float32's); a no-op on the CPU. The
+        training is float32 either way.
     max_seconds : float or None, default=None
         Time budget of the training: after the epoch that spends it, training stops with
         a ConvergenceWarning and the model is used as it is. None: no budget.
@@ -309,6 +316,7 @@ class IDNet(DeepUnmixer):
         "return_pixel_endmembers": [Boolean()],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
+        "precision": PRECISION_RULES,
         "max_seconds": MAX_SECONDS_RULES,
         "early_stopping": EARLY_STOPPING_RULES,
         "patience": PATIENCE_RULES,
@@ -354,7 +362,8 @@ class IDNet(DeepUnmixer):
         n_uncertainty_samples: int = 16,
         return_pixel_endmembers: bool = True,
         seed: int = 0,
-        device: str | torch.device | None = None,
+        device: str | torch.device | None = "auto",
+        precision: Precision = "float32",
         max_seconds: float | None = None,
         early_stopping: bool = True,
         patience: int = 2,
@@ -389,6 +398,7 @@ class IDNet(DeepUnmixer):
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.max_seconds = max_seconds
         self.early_stopping = early_stopping
         self.patience = patience

@@ -27,6 +27,7 @@ import xarray as xr
 from ..base import Unmixer
 from ..conventions import check_convention, convert_maps
 from ..errors import InputError
+from .threads import thread_share, torch_threads
 
 #: A block of packed maps, in memory or lazy.
 _Block = TypeVar("_Block", np.ndarray, da.Array)
@@ -159,12 +160,17 @@ def _probe_block(cube: xr.DataArray, context: int) -> np.ndarray:
     )
 
 
-def unmix_block(block: np.ndarray, unmixer: Unmixer, layout: MapLayout) -> np.ndarray:
-    """Unmix one (h, w, L) float32 block (NaN at invalid pixels) -> (h, w, K) packed maps."""
+def unmix_block(
+    block: np.ndarray, unmixer: Unmixer, layout: MapLayout, task_threads: int | None = None
+) -> np.ndarray:
+    """Unmix one (h, w, L) float32 block (NaN at invalid pixels) -> (h, w, K) packed maps,
+    with this thread's share of the cores among ``task_threads`` threads running such
+    tasks (default: the scheduler's, :func:`~hyperunmix.scale.threads.thread_share`)."""
     mask = np.isfinite(block).all(axis=-1)
     if not mask.any():
         return layout.empty(*block.shape[:2])
-    return layout.pack(layout.maps(unmixer, block, mask))
+    with torch_threads(thread_share(task_threads)):
+        return layout.pack(layout.maps(unmixer, block, mask))
 
 
 def shippable(unmixer: Unmixer) -> Unmixer:

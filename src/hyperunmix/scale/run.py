@@ -134,12 +134,14 @@ def run_chunk(
     layout: MapLayout,
     writer: ChunkWriter,
     retries: int,
+    task_threads: int | None = None,
 ) -> ChunkOutcome:
-    """Read, unmix and write one chunk, with up to ``retries`` more attempts."""
+    """Read, unmix and write one chunk, with up to ``retries`` more attempts, on this
+    thread's share of the cores among ``task_threads`` (default: the scheduler's)."""
     error = None
     for attempt in range(1, retries + 2):
         try:
-            packed = unmix_block(window.read(), unmixer, layout)[core]
+            packed = unmix_block(window.read(), unmixer, layout, task_threads)[core]
             writer.write(chunk, layout.unpack(packed))
             return ChunkOutcome(chunk, attempt)
         except Exception as exc:  # anything: the run goes on and reports it with the chunk
@@ -194,10 +196,12 @@ def unmix_large(
         A client, or a scheduler address (``tcp://host:8786``) to connect to; default:
         dask's threaded scheduler in this process.
     num_workers : int, optional
-        Threads of the threaded scheduler (default: one per core). Each runs NumPy's BLAS
-        (and torch) with threads of its own: set ``OPENBLAS_NUM_THREADS=1`` /
-        ``OMP_NUM_THREADS=1`` to keep the cores from being oversubscribed, as
-        dask.distributed does for its workers.
+        Threads of the threaded scheduler (default: dask's ``num_workers`` setting, else
+        one per core). Each chunk task runs torch (deep methods) on its thread's share of
+        the cores (:mod:`hyperunmix.scale.threads`), so that the workers do not
+        oversubscribe them; NumPy's BLAS threads are its own: set
+        ``OPENBLAS_NUM_THREADS=1`` / ``OMP_NUM_THREADS=1`` for those, as dask.distributed
+        does for its workers.
     fit_sample : int
         Pixels sampled (stratified in space) to fit an unfitted model on.
     seed : int
@@ -488,6 +492,8 @@ def _run_chunks(
             layout,
             writer,
             retries,
+            # The threaded scheduler's threads, known here; a distributed worker's, there.
+            None if client is not None else num_workers,
             dask_key_name=key,
         )
     failures: list[ChunkOutcome] = []
