@@ -1,7 +1,8 @@
 """The chunked reader (hyperunmix.scale.open_cube) reads what hyperunmix.open reads: GDAL
 masks and alpha bands, GDAL band scales and offsets, ENVI mask side-cars, Latin-1 headers,
-EMIT granules (grid and swath), and refuses what it refuses, in the same words. Each file
-is read both ways in chunks smaller than the image, so windows are cut across the masks."""
+EMIT granules (grid and swath) and PRISMA products, and refuses what it refuses, in the
+same words. Each file is read both ways in chunks smaller than the image, so windows are
+cut across the masks."""
 
 import warnings
 
@@ -113,15 +114,29 @@ def test_emit_granule_in_chunks_equals_the_in_memory_read(granule, ortho):
         assert lazy.shape == swath.shape and "crs" not in lazy.attrs
 
 
-def test_ortho_applies_to_emit_only_and_prisma_is_refused_with_the_way_round(tmp_path):
+def test_prisma_product_in_chunks_equals_the_in_memory_read(tmp_path):
+    rng = np.random.default_rng(4)
+    vnir = rng.integers(1, 65535, (5, 4, 3), dtype=np.uint16)
+    swir = rng.integers(1, 65535, (5, 4, 4), dtype=np.uint16)
+    vnir[2, 1] = swir[2, 1] = 0  # no-data
+    path = write_prisma(
+        tmp_path / "p.he5",
+        vnir,
+        swir,
+        vnir_cw=np.array([960.0, 0.0, 450.0]),  # 960 nm overlaps SWIR: dropped
+        swir_cw=np.array([2200.0, 1500.0, 0.0, 950.0]),
+        scale={"L2ScaleVnirMax": 0.9, "L2ScaleSwirMin": -0.01},
+    )
+    lazy = _assert_same(path, chunks=(2, 3))
+    assert lazy.shape == (5, 4, 4) and lazy.attrs["crs"] == "EPSG:32632"
+    np.testing.assert_array_equal(lazy["wavelength"].values, [450, 950, 1500, 2200])
+    assert np.isnan(lazy.values[2, 1]).all()
+
+
+def test_ortho_applies_to_emit_only(tmp_path):
     tif = write_tiff(tmp_path / "x.tif", np.ones((2, 3, 3), np.float32))
     with pytest.raises(InputError, match="ortho= applies to EMIT granules"):
         open_cube(tif, ortho=False)
-    cw = np.array([500.0, 400.0])
-    dn = np.ones((2, 2, 2), np.uint16)
-    prisma = write_prisma(tmp_path / "p.he5", dn, dn, vnir_cw=cw, swir_cw=cw + 1500)
-    with pytest.raises(FileFormatError, match=r"\(prisma\) cannot be read chunk by chunk.*Zarr"):
-        open_cube(prisma)
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # swath maps

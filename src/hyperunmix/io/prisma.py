@@ -25,6 +25,7 @@ pixel whose digital numbers are 0 in every band is no-data (as the EnMAP-Box mas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,44 +120,86 @@ def _geo(attrs: dict[str, Any]) -> GeoInfo:
 
 
 def _scale(attrs: dict[str, Any], name: str) -> tuple[float, float]:
+    """(reflectance at DN 0, reflectance per DN) of one spectrometer."""
     low = float(attrs[f"L2Scale{name}Min"].ravel()[0])
     high = float(attrs[f"L2Scale{name}Max"].ravel()[0])
     return low, (high - low) / _DN_MAX
 
 
-def _read_cube(cube: h5py.Dataset, indices: np.ndarray) -> np.ndarray:
-    """(rows, cols, len(indices)) digital numbers of the stored bands ``indices``."""
-    if indices.size == 0:
-        return np.zeros((cube.shape[0], cube.shape[2], 0), dtype=cube.dtype)
-    # h5py reads increasing indices only; put them back in wavelength order after.
-    order = np.argsort(indices)
-    stored = cube[:, indices[order], :]
-    return np.moveaxis(stored, 1, 2)[:, :, np.argsort(order)]
+@dataclass(frozen=True)
+class Product:
+    """What a PRISMA L2D product says about its joined cube, read without its pixels.
+
+    Attributes
+    ----------
+    shape : (rows, cols, L)
+    indices : (vnir, swir) int arrays
+        The stored bands of each cube that make the joined one, in increasing wavelength.
+    scales : ((low, step), (low, step))
+        Reflectance at DN 0 and per DN, of VNIR and SWIR.
+    wavelengths, fwhm : (L,) float64 in nm
+    bad_bands : (0,) int
+        None: the product flags no band.
+    geo : GeoInfo
+    """
+
+    shape: tuple[int, int, int]
+    indices: tuple[np.ndarray, np.ndarray]
+    scales: tuple[tuple[float, float], tuple[float, float]]
+    wavelengths: np.ndarray
+    fwhm: np.ndarray
+    bad_bands: np.ndarray
+    geo: GeoInfo
 
 
-def read(path: Path) -> CubeData:
-    """The reflectance cube (rows, cols, bands) of a PRISMA L2D product, bands in
-    increasing wavelength (float32, NaN at no-data pixels), on its UTM grid."""
-    with _open(path) as file, library_errors(path, "read the PRISMA product"):
-        vnir, swir = _cubes(file, path)
-        attrs = _attributes(file, path)
-        (vnir_idx, swir_idx), wavelengths, fwhm = _bands(attrs, vnir, swir, path)
-        parts = [_read_cube(vnir, vnir_idx), _read_cube(swir, swir_idx)]
-    empty = np.all(parts[0] == 0, axis=2) & np.all(parts[1] == 0, axis=2)
-    scaled = []
-    for dn, name in zip(parts, ("Vnir", "Swir")):
-        low, step = _scale(attrs, name)
-        scaled.append(np.float32(low) + dn.astype(np.float32) * np.float32(step))
-    cube = np.concatenate(scaled, axis=2)
-    cube[empty] = np.nan
-    return CubeData(
-        cube=cube,
+def _product(file: h5py.File, path: Path) -> Product:
+    vnir, swir = _cubes(file, path)
+    attrs = _attributes(file, path)
+    indices, wavelengths, fwhm = _bands(attrs, vnir, swir, path)
+    return Product(
+        shape=(int(vnir.shape[0]), int(vnir.shape[2]), int(wavelengths.size)),
+        indices=indices,
+        scales=(_scale(attrs, "Vnir"), _scale(attrs, "Swir")),
         wavelengths=wavelengths,
         fwhm=fwhm,
         bad_bands=np.zeros(0, dtype=np.intp),
         geo=_geo(attrs),
-        metadata={"product": "PRISMA L2D", "vnir_bands": int(vnir_idx.size)},
     )
+
+
+def product(path: Path) -> Product:
+    """The :class:`Product` of the file ``path``."""
+    with _open(path) as file, library_errors(path, "read the PRISMA product"):
+        return _product(file, path)
+
+
+def _read_cube(cube: h5py.Dataset, indices: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """(h, w, len(indices)) digital numbers of the stored bands ``indices``."""
+    if indices.size == 0:
+        return np.zeros((*cube[rows, 0, cols].shape, 0), dtype=cube.dtype)
+    # h5py reads increasing indices only; put them back in wavelength order after.
+    order = np.argsort(indices)
+    stored = cube[rows, indices[order], cols]
+    return np.moveaxis(stored, 1, 2)[:, :, np.argsort(order)]
+
+
+def read_window(file: h5py.File, path: Path, meta: Product, rows: slice, cols: slice) -> np.ndarray:
+    """(h, w, L) float32 reflectance of the joined cube in ``rows`` x ``cols``, NaN at the
+    pixels whose digital numbers are 0 in every band."""
+    vnir, swir = _cubes(file, path)
+    parts = [
+        _read_cube(cube, indices, rows, cols) for cube, indices in zip((vnir, swir), meta.indices)
+    ]
+    empty = np.all(parts[0] == 0, axis=2) & np.all(parts[1] == 0, axis=2)
+    block = np.concatenate(
+        [
+            np.float32(low) + dn.astype(np.float32) * np.float32(step)
+            for dn, (low, step) in zip(parts, meta.scales)
+        ],
+        axis=2,
+    )
+    block[empty] = np.nan
+    return block
 
 
 def _open(path: Path) -> h5py.File:
@@ -164,30 +207,43 @@ def _open(path: Path) -> h5py.File:
         return h5py.File(path, "r")
 
 
+def read(path: Path) -> CubeData:
+    """The reflectance cube (rows, cols, bands) of a PRISMA L2D product, bands in
+    increasing wavelength (float32, NaN at no-data pixels), on its UTM grid."""
+    with _open(path) as file, library_errors(path, "read the PRISMA product"):
+        meta = _product(file, path)
+        cube = read_window(file, path, meta, slice(None), slice(None))
+    return CubeData(
+        cube=cube,
+        wavelengths=meta.wavelengths,
+        fwhm=meta.fwhm,
+        bad_bands=meta.bad_bands,
+        geo=meta.geo,
+        metadata={"product": "PRISMA L2D", "vnir_bands": int(meta.indices[0].size)},
+    )
+
+
 def describe(path: Path) -> CubeHeader:
     """Shape, wavelengths and georeferencing of the joined cube, and the product's FWHM,
     scaling, no-data and overlap handling."""
     with _open(path) as file, library_errors(path, "read the PRISMA product"):
-        vnir, swir = _cubes(file, path)
-        attrs = _attributes(file, path)
-        (vnir_idx, swir_idx), wavelengths, fwhm = _bands(attrs, vnir, swir, path)
-        shape = (vnir.shape[0], vnir.shape[2], wavelengths.size)
-        dtype = vnir.dtype.name
+        meta = _product(file, path)
+        dtype = _cubes(file, path)[0].dtype.name
     scales = ", ".join(
-        f"{name.upper()} {low:g} + DN x {step:.6g}"
-        for name in ("Vnir", "Swir")
-        for low, step in [_scale(attrs, name)]
+        f"{name} {low:g} + DN x {step:.6g}"
+        for name, (low, step) in zip(("VNIR", "SWIR"), meta.scales)
     )
+    n_vnir, n_swir = (indices.size for indices in meta.indices)
     return CubeHeader(
-        shape=shape,
+        shape=meta.shape,
         dtype=dtype,
-        wavelengths=wavelengths,
-        geo=_geo(attrs),
+        wavelengths=meta.wavelengths,
+        geo=meta.geo,
         details={
             "product": "PRISMA L2D",
-            **band_details(fwhm, np.zeros(0, dtype=np.intp), wavelengths.size),
+            **band_details(meta.fwhm, meta.bad_bands, meta.shape[2]),
             "scale": f"to reflectance: {scales}",
             "no-data": "DN 0 in every band",
-            "bands": f"{vnir_idx.size} VNIR + {swir_idx.size} SWIR (overlap kept from SWIR)",
+            "bands": f"{n_vnir} VNIR + {n_swir} SWIR (overlap kept from SWIR)",
         },
     )

@@ -1,6 +1,7 @@
 """Reading windows of a file in physical units: the conversion every chunk goes through,
 ENVI windows read through a memory map that lives for one read only, GDAL raster
-(GeoTIFF) windows read through rasterio, and EMIT granules through h5py.
+(GeoTIFF) windows read through rasterio, and sensor products in HDF5 (EMIT, PRISMA)
+through h5py.
 
 Both readers apply what the in-memory readers (:mod:`hyperunmix.io.envi`,
 :mod:`hyperunmix.io.geotiff`) apply, with the same functions: GDAL masks and alpha bands,
@@ -10,6 +11,7 @@ GDAL band scales and offsets, no-data values and scale factors.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,6 @@ import h5py
 import numpy as np
 from rasterio.windows import Window
 
-from ..io import emit
 from ..io._raster import open_quietly, valid_pixels
 from ..io.envi import gdal_mask, has_gdal_mask, open_spectral
 from ..io.geotiff import apply_scaling
@@ -222,21 +223,24 @@ class RasterWindows:
         return f"RasterWindows({self.path!r}, shape={self.shape})"
 
 
-class EmitWindows:
-    """Array-like view of an EMIT granule as (rows, cols, bands) float32, for
-    ``dask.array.from_array``: the north-up grid of its geometry lookup table, or its swath.
+class ProductWindows:
+    """Array-like view of a sensor product in HDF5 (EMIT, PRISMA) as (rows, cols, bands)
+    float32, for ``dask.array.from_array``.
 
-    Each read opens the file and reads the window with
-    :func:`hyperunmix.io.emit.read_window` (on the grid: the GLT window, then the block of
-    swath rows and columns it points to), so a window holds what ``hyperunmix.open`` reads
-    there; then ``scale``. The object pickles as its path and the granule's metadata.
+    Each read opens the file and reads the window with the product reader's
+    ``read_window(file, path, meta, rows, cols)`` (EMIT's grid: the GLT window, then the
+    block of swath rows and columns it points to; PRISMA: the window of both cubes), so a
+    window holds what ``hyperunmix.open`` reads there; then ``scale``. The object pickles as
+    its path, the product's metadata and the reader function.
 
     Parameters
     ----------
     path : path
-        The granule.
-    granule : hyperunmix.io.emit.Granule
-        Its metadata, with the geometry chosen (``ortho``).
+        The product.
+    meta : hyperunmix.io.emit.Granule or hyperunmix.io.prisma.Product
+        Its metadata (with ``shape``, the (H, W, L) of the cube read).
+    read_window : callable
+        ``hyperunmix.io.emit.read_window`` or ``hyperunmix.io.prisma.read_window``.
     scale : float, optional
         Factor to physical units.
     """
@@ -244,17 +248,24 @@ class EmitWindows:
     ndim = 3
     dtype = np.dtype(np.float32)
 
-    def __init__(self, path: str | os.PathLike, granule: emit.Granule, scale: float | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        meta: Any,
+        read_window: Callable[..., np.ndarray],
+        scale: float | None = None,
+    ):
         self.path = Path(path)
-        self.granule = granule
-        self.shape = granule.shape
+        self.meta = meta
+        self.read_window = read_window
+        self.shape = meta.shape
         self.scale = scale
 
     def __getitem__(self, key: Any) -> np.ndarray:
         window, inside = bounding_window(key, self.shape)
         rows, cols = window.toslices()
         with h5py.File(self.path, "r") as file:
-            block = emit.read_window(file, self.path, self.granule, rows, cols)
+            block = self.read_window(file, self.path, self.meta, rows, cols)
         if self.scale is not None:
             block *= np.float32(self.scale)
         bands = key[2:3] if isinstance(key, tuple) else ()
@@ -267,9 +278,10 @@ class EmitWindows:
             str(self.path),
             stat.st_size,
             stat.st_mtime_ns,
-            self.granule.ortho,
+            self.read_window.__module__,
+            self.shape,
             self.scale,
         )
 
     def __repr__(self) -> str:
-        return f"EmitWindows({str(self.path)!r}, shape={self.shape}, ortho={self.granule.ortho})"
+        return f"ProductWindows({str(self.path)!r}, shape={self.shape})"

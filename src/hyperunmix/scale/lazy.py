@@ -2,9 +2,9 @@
 
 :func:`open_cube` opens a file without reading its pixels: ENVI through a memory map per
 chunk (:class:`~hyperunmix.scale._windows.EnviWindows`), GeoTIFF through rasterio windows
-(:class:`~hyperunmix.scale._windows.RasterWindows`), EMIT granules through h5py
-(:class:`~hyperunmix.scale._windows.EmitWindows`, the lookup table applied window by
-window), Zarr and NetCDF through xarray.
+(:class:`~hyperunmix.scale._windows.RasterWindows`), EMIT granules and PRISMA L2D products
+through h5py (:class:`~hyperunmix.scale._windows.ProductWindows`; EMIT's lookup table
+applied window by window), Zarr and NetCDF through xarray.
 :func:`as_cube` also wraps an in-memory Scene, array or DataArray. A chunk holds what
 :func:`hyperunmix.open` reads at its pixels: the readers share their code.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FileFormatError, InputError, ScalingWarning
-from ..io import emit, envi, format_of, geotiff
+from ..io import emit, envi, format_of, geotiff, prisma
 from ..io._common import check_band_vector, library_errors, require_file
 from ..io._raster import band_axis, geo_from_dataset, open_quietly
 from ..io.netcdf import _band_axis, _band_coord, _dims, _geo, _variable
 from ..scene import GeoInfo, Scene
-from ._windows import EmitWindows, EnviWindows, RasterWindows, to_physical
+from ._windows import EnviWindows, ProductWindows, RasterWindows, to_physical
 
 DIMS = ("y", "x", "band")
 #: Input bytes per chunk aimed at when ``chunks`` is not given (see :func:`chunk_shape`).
@@ -78,8 +78,8 @@ def open_cube(
     Parameters
     ----------
     path : path
-        ENVI header or data file, GeoTIFF, Zarr store (directory), NetCDF file or EMIT
-        granule.
+        ENVI header or data file, GeoTIFF, Zarr store (directory), NetCDF file, EMIT
+        granule or PRISMA L2D product.
     chunks : int or (int, int), optional
         Rows and columns per chunk; see :func:`chunk_shape` for the default.
     key : str, optional
@@ -111,8 +111,8 @@ def open_cube(
         return _open_gtiff(path, chunks, scale)
     if fmt == "netcdf":
         return _open_xarray(path, "h5netcdf", key, chunks, scale)
-    if fmt == "emit":
-        return _open_emit(path, chunks, scale, ortho=True if ortho is None else ortho)
+    if fmt in ("emit", "prisma"):
+        return _open_product(path, fmt, chunks, scale, ortho=True if ortho is None else ortho)
     raise FileFormatError(
         f"{path} ({fmt}) cannot be read chunk by chunk: its format has no windowed access. "
         "Convert it once to Zarr, e.g. hyperunmix.scale.as_cube(hyperunmix.open(path))"
@@ -240,14 +240,21 @@ def _open_gtiff(path: Path, chunks, scale: float | None) -> xr.DataArray:
     )
 
 
-def _open_emit(path: Path, chunks, scale: float | None, ortho: bool) -> xr.DataArray:
-    meta = emit.granule(path, ortho)
-    if meta.variable == "radiance":
-        emit.warn_radiance(path)
+def _open_product(path: Path, fmt: str, chunks, scale: float | None, ortho: bool) -> xr.DataArray:
+    """An EMIT granule (its GLT grid, or with ``ortho=False`` its swath) or a PRISMA L2D
+    product, read window by window by the product's reader."""
+    meta: emit.Granule | prisma.Product
+    read_window: Callable[..., np.ndarray]
+    if fmt == "emit":
+        meta, read_window = emit.granule(path, ortho), emit.read_window
+        if meta.variable == "radiance":
+            emit.warn_radiance(path)
+    else:
+        meta, read_window = prisma.product(path), prisma.read_window
     return _cube_array(
-        _lazy(EmitWindows(path, meta, scale), chunks),
+        _lazy(ProductWindows(path, meta, read_window, scale), chunks),
         name=path.stem,
-        fmt="emit",
+        fmt=fmt,
         path=path,
         wavelengths=meta.wavelengths,
         fwhm=meta.fwhm,
@@ -284,7 +291,7 @@ def _open_xarray(
     )
 
 
-def _lazy(windows: EnviWindows | RasterWindows | EmitWindows, chunks) -> da.Array:
+def _lazy(windows: EnviWindows | RasterWindows | ProductWindows, chunks) -> da.Array:
     """The dask array of a window reader, with the band axis in one chunk."""
     # meta= lets dask read a window (a chunk and its halo) without reading whole chunks.
     return da.from_array(
