@@ -145,7 +145,7 @@ def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
 
     methods = benchmark_methods(METHODS)
     assert {
-        "egunet_ss",
+        "egunet_pw",
         "deq_unrolled",
         "deq_no_correction",
         "egunet_labels",
@@ -160,7 +160,7 @@ def test_full_plan_gives_classical_methods_10_seeds_and_deep_ones_5(tmp_path):
     assert f"{expected} runs planned" in result.output
     assert "idnet        jasper_ridge" in result.output
     assert "'preset': 'jasper_ridge'" in result.output
-    assert "'variant': 'ss'" in result.output and "'solver': 'unrolled'" in result.output
+    assert "'variant': 'pw'" in result.output and "'solver': 'unrolled'" in result.output
 
 
 def _records(*statuses):

@@ -246,8 +246,11 @@ def test_inference_does_not_depend_on_the_other_pixels(fitted, scene):
     # The whole image and a part of it run float32 kernels of other sizes, so a pixel's
     # abundances may differ by rounding, and by no more: both stay within the float32 error
     # bound of the exact (float64) evaluation.
-    if fitted.variant == "ss":  # its pixel-wise part (the spatial part: test_egunet_spatial)
-        fitted = copy.deepcopy(fitted)
+    # The network's maps alone (the blend with the label rule: test_egunet_blend), and of
+    # "ss" its pixel-wise part (the spatial part: test_egunet_spatial).
+    fitted = copy.deepcopy(fitted)
+    fitted.network_weight_ = 1.0
+    if fitted.variant == "ss":
         fitted.network_.spatial_weight.fill_(0.0)
     full = fitted.transform(scene.cube)["abundances"]
     alone = fitted.transform(scene.cube[3:5, 2:9])["abundances"]

@@ -35,6 +35,7 @@ def test_ss_output_depends_on_the_neighbours_and_pw_does_not(scene, fitted):
     assert ss.spatial_context == 2 and fitted["pw"].spatial_context == 0
     assert ss.spatial_weight > 0
     assert float(ss.network_.spatial_weight) == pytest.approx(ss.spatial_weight)
+    assert ss.network_weight_ > 0.05  # the network's maps, hence the spatial stream, reach it
     cube = np.array(scene.cube)
     changed = cube.copy()
     changed[5, 6] = cube[12, 3]  # another pixel's spectrum at (5, 6)

@@ -30,7 +30,7 @@ def bench_command(
         "--methods",
         "-m",
         help="Comma-separated method names, or 'all': every registered method and the "
-        "benchmark variants: egunet_ss (EGU-Net spatial-spectral), deq_unrolled "
+        "benchmark variants: egunet_pw (EGU-Net pixel-wise), deq_unrolled "
         "(DEQ-Unmix's unrolled twin), the ablations egunet_labels, deq_no_correction, "
         "idnet_no_nonlinear, idnet_no_variability, and snnls_nfindr.",
     ),
