@@ -1,6 +1,6 @@
 """Sensor products stored in HDF5 (EMIT NetCDF-4, PRISMA HDF-EOS5): telling them by their
-structure (which datasets and groups a file holds, not what it is called), and the band
-facts ``hyperunmix info`` lists for them.
+structure (which datasets and groups a file holds, not what it is called), and what their
+readers share: opening the file, the cube record, the band facts ``hyperunmix info`` lists.
 
 Apart from the readers so that recognising a product costs an ``h5py`` open and a few
 look-ups, and detection never fails: a file ``h5py`` cannot open is no product.
@@ -8,11 +8,14 @@ look-ups, and detection never fails: a file ``h5py`` cannot open is no product.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._common import CubeData, CubeHeader, library_errors
 
 #: EMIT: the cube variables of L2A RFL and L1B RDN, at the root.
 EMIT_CUBES = ("reflectance", "radiance")
@@ -59,7 +62,7 @@ def is_prisma_l2d(path: Path) -> bool:
     )
 
 
-def band_details(fwhm: np.ndarray | None, bad_bands: np.ndarray, n_bands: int) -> dict[str, str]:
+def _band_details(fwhm: np.ndarray | None, bad_bands: np.ndarray, n_bands: int) -> dict[str, str]:
     """The FWHM range and bad bands of a product, as ``info`` rows."""
     rows = {"fwhm": "none" if fwhm is None else f"{fwhm.min():.2f} - {fwhm.max():.2f} nm"}
     rows["bad bands"] = f"{len(bad_bands)} of {n_bands}"
@@ -73,3 +76,45 @@ def _runs(indices: np.ndarray) -> str:
     breaks = np.flatnonzero(np.diff(indices) != 1) + 1
     runs = np.split(indices, breaks)
     return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+@contextlib.contextmanager
+def open_product(path: Path, what: str) -> Iterator[Any]:
+    """``path`` open with ``h5py``; what the library raises, there or while the file is
+    read, becomes a FileFormatError ("cannot read the {what} ...")."""
+    import h5py
+
+    with library_errors(path, f"open the {what}"):
+        file = h5py.File(path, "r")
+    with file, library_errors(path, f"read the {what}"):
+        yield file
+
+
+def product_data(meta: Any, cube: np.ndarray, **metadata: Any) -> CubeData:
+    """The record of a product's ``cube`` with the band axis, bad bands and georeferencing
+    of its metadata ``meta`` (an EMIT Granule or a PRISMA Product)."""
+    return CubeData(
+        cube=cube,
+        wavelengths=meta.wavelengths,
+        fwhm=meta.fwhm,
+        bad_bands=meta.bad_bands,
+        geo=meta.geo,
+        metadata=metadata,
+    )
+
+
+def product_header(meta: Any, dtype: str, product: str, details: dict[str, str]) -> CubeHeader:
+    """The header of a product's cube: the shape, wavelengths and georeferencing of its
+    metadata ``meta``, and for ``hyperunmix info`` the product, its FWHM range and bad bands,
+    then ``details``."""
+    return CubeHeader(
+        shape=meta.shape,
+        dtype=dtype,
+        wavelengths=meta.wavelengths,
+        geo=meta.geo,
+        details={
+            "product": product,
+            **_band_details(meta.fwhm, meta.bad_bands, meta.shape[2]),
+            **details,
+        },
+    )

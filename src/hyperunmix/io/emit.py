@@ -37,7 +37,14 @@ from rasterio.crs import CRS
 from ..errors import FileFormatError, ScalingWarning
 from ..scene import GeoInfo
 from ._common import CubeData, CubeHeader, band_axis_in_nm, library_errors
-from ._products import EMIT_BANDS, EMIT_CUBES, EMIT_LOCATION, band_details
+from ._products import (
+    EMIT_BANDS,
+    EMIT_CUBES,
+    EMIT_LOCATION,
+    open_product,
+    product_data,
+    product_header,
+)
 from ._raster import crs_string
 
 #: Product names by cube variable.
@@ -160,11 +167,6 @@ def orthorectify(swath: np.ndarray, down: np.ndarray, cross: np.ndarray, valid: 
     return out
 
 
-def _open(path: Path) -> h5py.File:
-    with library_errors(path, "open the EMIT granule"):
-        return h5py.File(path, "r")
-
-
 @dataclass(frozen=True)
 class Granule:
     """What an EMIT granule says about its cube, read without its pixels.
@@ -218,7 +220,7 @@ def _granule(file: h5py.File, path: Path, ortho: bool) -> Granule:
 
 def granule(path: Path, ortho: bool = True) -> Granule:
     """The :class:`Granule` of the file ``path``."""
-    with _open(path) as file, library_errors(path, "read the EMIT granule"):
+    with open_product(path, "EMIT granule") as file:
         return _granule(file, path, ortho)
 
 
@@ -252,19 +254,12 @@ def read(path: Path, ortho: bool = True) -> CubeData:
     Float32, NaN at fill values and empty cells; wavelengths, FWHM and bad bands
     (``good_wavelengths`` 0) from ``sensor_band_parameters``.
     """
-    with _open(path) as file, library_errors(path, "read the EMIT granule"):
+    with open_product(path, "EMIT granule") as file:
         meta = _granule(file, path, ortho)
         cube = read_window(file, path, meta, slice(None), slice(None))
     if meta.variable == "radiance":
         warn_radiance(path)
-    return CubeData(
-        cube=cube,
-        wavelengths=meta.wavelengths,
-        fwhm=meta.fwhm,
-        bad_bands=meta.bad_bands,
-        geo=meta.geo,
-        metadata={"product": meta.product, "ortho": ortho, "fill_value": meta.fill},
-    )
+    return product_data(meta, cube, product=meta.product, ortho=ortho, fill_value=meta.fill)
 
 
 def warn_radiance(path: Path) -> None:
@@ -280,18 +275,15 @@ def warn_radiance(path: Path) -> None:
 def describe(path: Path, ortho: bool = True) -> CubeHeader:
     """Shape (of the GLT grid with ``ortho=True``, else of the swath), wavelengths,
     georeferencing, and the product's FWHM, bad bands, fill value and geometry."""
-    with _open(path) as file, library_errors(path, "read the EMIT granule"):
+    with open_product(path, "EMIT granule") as file:
         meta = _granule(file, path, ortho)
         dtype = file[meta.variable].dtype.name
-    down, cross, n_bands = meta.swath_shape
-    return CubeHeader(
-        shape=meta.shape,
-        dtype=dtype,
-        wavelengths=meta.wavelengths,
-        geo=meta.geo,
-        details={
-            "product": meta.product,
-            **band_details(meta.fwhm, meta.bad_bands, n_bands),
+    down, cross, _ = meta.swath_shape
+    return product_header(
+        meta,
+        dtype,
+        meta.product,
+        {
             "scale": "none: reflectance as stored"
             if meta.variable == "reflectance"
             else "none: radiance (not reflectance; unmixing expects reflectance)",

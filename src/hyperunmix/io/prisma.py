@@ -34,8 +34,14 @@ import numpy as np
 
 from ..errors import FileFormatError
 from ..scene import GeoInfo
-from ._common import CubeData, CubeHeader, library_errors
-from ._products import PRISMA_CUBES, PRISMA_FIELDS, band_details
+from ._common import CubeData, CubeHeader
+from ._products import (
+    PRISMA_CUBES,
+    PRISMA_FIELDS,
+    open_product,
+    product_data,
+    product_header,
+)
 
 #: Side of a PRISMA L2D hyperspectral pixel, in metres.
 PIXEL_SIZE = 30.0
@@ -169,7 +175,7 @@ def _product(file: h5py.File, path: Path) -> Product:
 
 def product(path: Path) -> Product:
     """The :class:`Product` of the file ``path``."""
-    with _open(path) as file, library_errors(path, "read the PRISMA product"):
+    with open_product(path, "PRISMA product") as file:
         return _product(file, path)
 
 
@@ -202,31 +208,19 @@ def read_window(file: h5py.File, path: Path, meta: Product, rows: slice, cols: s
     return block
 
 
-def _open(path: Path) -> h5py.File:
-    with library_errors(path, "open the PRISMA product"):
-        return h5py.File(path, "r")
-
-
 def read(path: Path) -> CubeData:
     """The reflectance cube (rows, cols, bands) of a PRISMA L2D product, bands in
     increasing wavelength (float32, NaN at no-data pixels), on its UTM grid."""
-    with _open(path) as file, library_errors(path, "read the PRISMA product"):
+    with open_product(path, "PRISMA product") as file:
         meta = _product(file, path)
         cube = read_window(file, path, meta, slice(None), slice(None))
-    return CubeData(
-        cube=cube,
-        wavelengths=meta.wavelengths,
-        fwhm=meta.fwhm,
-        bad_bands=meta.bad_bands,
-        geo=meta.geo,
-        metadata={"product": "PRISMA L2D", "vnir_bands": int(meta.indices[0].size)},
-    )
+    return product_data(meta, cube, product="PRISMA L2D", vnir_bands=int(meta.indices[0].size))
 
 
 def describe(path: Path) -> CubeHeader:
     """Shape, wavelengths and georeferencing of the joined cube, and the product's FWHM,
     scaling, no-data and overlap handling."""
-    with _open(path) as file, library_errors(path, "read the PRISMA product"):
+    with open_product(path, "PRISMA product") as file:
         meta = _product(file, path)
         dtype = _cubes(file, path)[0].dtype.name
     scales = ", ".join(
@@ -234,14 +228,11 @@ def describe(path: Path) -> CubeHeader:
         for name, (low, step) in zip(("VNIR", "SWIR"), meta.scales)
     )
     n_vnir, n_swir = (indices.size for indices in meta.indices)
-    return CubeHeader(
-        shape=meta.shape,
-        dtype=dtype,
-        wavelengths=meta.wavelengths,
-        geo=meta.geo,
-        details={
-            "product": "PRISMA L2D",
-            **band_details(meta.fwhm, meta.bad_bands, meta.shape[2]),
+    return product_header(
+        meta,
+        dtype,
+        "PRISMA L2D",
+        {
             "scale": f"to reflectance: {scales}",
             "no-data": "DN 0 in every band",
             "bands": f"{n_vnir} VNIR + {n_swir} SWIR (overlap kept from SWIR)",
