@@ -141,3 +141,10 @@ def test_info_and_unmix_on_the_command_line(tmp_path, granule):
     with rasterio.open(out / "abundances.tif") as maps:  # a product's maps: GeoTIFF
         assert maps.crs.to_epsg() == 4326 and maps.count == 3
         assert maps.shape == (N_DOWN + 1, N_CROSS + N_DOWN)
+
+
+def test_a_negative_glt_entry_is_read_by_its_magnitude(tmp_path, swath):
+    glt_x, glt_y = swath_glt(N_DOWN, N_CROSS)
+    glt_x[1, 1], glt_y[1, 1] = -glt_x[1, 1], -glt_y[1, 1]  # swath pixel (0, 1)
+    scene = hu.open(write_emit(tmp_path / "negative.nc", swath, glt=(glt_x, glt_y)))
+    np.testing.assert_array_equal(scene.cube[1, 1], swath[0, 1])

@@ -130,8 +130,8 @@ def glt_indices(
     glt_x = np.asarray(file[f"{EMIT_LOCATION}/glt_x"][key]).astype(np.intp)
     glt_y = np.asarray(file[f"{EMIT_LOCATION}/glt_y"][key]).astype(np.intp)
     valid = (glt_x != 0) & (glt_y != 0)
-    # Read by magnitude: a negative entry (some GLT writers mark a cell filled from its
-    # nearest pixel so) must not index the swath from its end.
+    # Read by magnitude: a negative entry, which the published layout does not define,
+    # must not index the swath from its end.
     down = np.where(valid, np.abs(glt_y) - 1, 0)
     cross = np.where(valid, np.abs(glt_x) - 1, 0)
     if down.max(initial=0) >= swath_shape[0] or cross.max(initial=0) >= swath_shape[1]:
