@@ -1,5 +1,7 @@
 """EGU-Net's output: the network's maps blended with its label rule's by the measured noise."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,17 @@ def test_output_is_the_blend_of_the_network_and_its_label_rule(scene, variant):
     np.testing.assert_allclose(
         none.unmix(scene).abundances, labels.unmix(scene).abundances, atol=1e-7
     )
+
+
+def test_a_checkpoint_without_the_weight_unmixes_with_the_network_alone(scene, tmp_path):
+    # Checkpoints written before network_weight existed output the network's maps.
+    torch.set_num_threads(1)
+    model = EGUNet(3, variant="pw", seed=0, **FAST).fit(scene)
+    alone = EGUNet(3, variant="pw", seed=0, network_weight=1.0, **FAST).fit(scene)
+    payload = torch.load(model.save(tmp_path / "egu.pt"), weights_only=True)
+    config = json.loads(payload["config"])
+    del config["fitted"]["network_weight_"], config["params"]["network_weight"]
+    torch.save({**payload, "config": json.dumps(config)}, tmp_path / "old.pt")
+    old = EGUNet.load(tmp_path / "old.pt")
+    assert old.network_weight is None and old.network_weight_ == 1.0
+    np.testing.assert_array_equal(old.unmix(scene).abundances, alone.unmix(scene).abundances)

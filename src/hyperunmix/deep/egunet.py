@@ -329,6 +329,9 @@ class EGUNet(DeepUnmixer):
     )
     _checkpoint_values: ClassVar = ("pure_set_size_", "network_weight_")
     network_: TwoStreamEGU | None
+    #: What a checkpoint written before ``network_weight`` existed loads with: its model
+    #: unmixes as it did then, with the network's maps alone.
+    network_weight_: float = 1.0
 
     def __init__(
         self,
