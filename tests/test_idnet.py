@@ -175,6 +175,27 @@ def test_per_endmember_layers_act_independently():
     assert base.min() > 0 and base.max() < 1  # sigmoid output
 
 
+def test_per_endmember_mlp_is_p_separate_mlps():
+    # The endmember-major evaluation (one batched product per layer) against each
+    # endmember's layers applied on its own. The kernels may sum in other orders: a sum of
+    # at most 245 products errs by 245 u times the sum of their magnitudes (Higham, Thm
+    # 3.5), O(1) here, so through four layers a few 1e-5 at most; a layout error (another
+    # endmember's weights) moves the spectra by O(0.1).
+    model = IDNetModel(3, N_BANDS, latent_dim=2)
+    z = torch.randn(2, 5, 3, 2)
+    layers = list(model.endmember_decoders.net)
+    for k in range(3):
+        h = z[..., k, :]
+        for layer in layers:
+            if isinstance(layer, torch.nn.ReLU):
+                h = torch.relu(h)
+            else:
+                h = h @ layer.weight[k] + layer.bias[k]
+        torch.testing.assert_close(
+            model.endmember_decoders(z)[..., k, :], torch.sigmoid(h), rtol=0, atol=1e-4
+        )
+
+
 # -- batched Dirichlet sampling ----------------------------------------------------------------
 def test_batched_and_per_pixel_dirichlet_sampling_agree_in_distribution():
     torch.manual_seed(0)
@@ -341,13 +362,13 @@ def float64_evaluation(estimator, pixels, monkeypatch):
 
     monkeypatch.setattr("hyperunmix.deep.idnet_model.least_squares_start", recording_start)
     model = copy.deepcopy(estimator.network_).double().eval()
-    z_noise, m_noise = estimator._uncertainty_draws(torch.device("cpu"))
+    z_noise = estimator._uncertainty_draws(torch.device("cpu"))
     with torch.no_grad():
         exact = posterior_summary(
             model,
             torch.from_numpy(pixels * estimator.input_scale_),
-            z_noise.double(),
-            m_noise.double(),
+            None if z_noise is None else z_noise.double(),
+            estimator.input_scale_,
         )
     exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.input_scale_
     return (
@@ -357,6 +378,7 @@ def float64_evaluation(estimator, pixels, monkeypatch):
 
 
 def test_outputs_do_not_depend_on_how_pixels_are_chunked(fitted, scene, monkeypatch):
+    # The whole image in one batch, in two, and pixel by pixel (the first 20).
     # Chunks of other sizes run other float32 kernels (BLAS picks them by size, and CPUs
     # differ), so the outputs may differ by rounding, and by no more: every evaluation stays
     # within the float32 error bound of the exact (float64) one. That error is amplified by
@@ -372,14 +394,17 @@ def test_outputs_do_not_depend_on_how_pixels_are_chunked(fitted, scene, monkeypa
     pixels = scene.pixels()
     whole = fitted._transform_pixels(pixels)
     halves = [fitted._transform_pixels(part) for part in np.array_split(pixels, [50])]
+    singles = [fitted._transform_pixels(pixel[None]) for pixel in pixels[:20]]
     exact, condition = float64_evaluation(fitted, pixels, monkeypatch)
     n_endmembers = fitted.n_endmembers_
     bound = 2 * math.sqrt(n_endmembers) * (2 * N_BANDS + 3 * n_endmembers) * U32 * condition
     for key, value in exact.items():
         per_pixel = bound.reshape((-1,) + (1,) * (value.ndim - 1))
-        for outputs in ([whole], halves):
-            error = np.abs(np.concatenate([out[key] for out in outputs]) - value)
-            assert np.all(error <= per_pixel), (key, (error / per_pixel).max())
+        for outputs in ([whole], halves, singles):
+            computed = np.concatenate([out[key] for out in outputs])
+            error = np.abs(computed - value[: len(computed)])
+            allowed = per_pixel[: len(computed)]
+            assert np.all(error <= allowed), (key, (error / allowed).max())
 
 
 def test_masked_pixels_stay_nan(fitted, scene):
@@ -584,15 +609,24 @@ def test_without_variability_every_pixel_has_the_same_endmembers(fixed_fit, fitt
     assert np.ptp(full, axis=0).max() > 1e-4  # with variability they differ
 
 
-def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene):
+@pytest.mark.parametrize("estimator", ["fixed_fit", "fitted"])
+def test_without_draws_the_uncertainty_is_the_dirichlets_at_the_mean_endmembers(
+    request, scene, estimator
+):
+    # Without variability (fixed_fit) M = f(0); with it and no draws of the codes, M =
+    # f(E[Z | y]): either way the standard deviation is the Dirichlet's in closed form.
+    estimator = copy.copy(request.getfixturevalue(estimator))
+    estimator.n_uncertainty_samples = 0
     pixels = scene.pixels()
-    outputs = fixed_fit._transform_pixels(pixels)
-    model = fixed_fit.network_
+    outputs = estimator._transform_pixels(pixels)
+    model = estimator.network_
     with torch.no_grad():
-        y = torch.as_tensor(pixels * fixed_fit.input_scale_, dtype=torch.float32)
-        alpha, _, _ = model.abundance_encoder(
-            y, model.reference_endmembers().expand(len(y), -1, -1)
-        )
+        y = torch.as_tensor(pixels * estimator.input_scale_, dtype=torch.float32)
+        if model.latent_encoders is None:
+            endmembers = model.reference_endmembers().expand(len(y), -1, -1)
+        else:
+            endmembers = model.endmember_decoders(model.latent_encoders(y)[0])
+        alpha, _, _ = model.abundance_encoder(y, endmembers)
     total = alpha.sum(-1, keepdim=True)
     mean = (alpha / total).numpy()
     # The same float32 alpha on both sides; alpha / sum(alpha) is P roundings (the sum's
@@ -603,11 +637,15 @@ def test_without_variability_the_uncertainty_is_the_dirichlets(fixed_fit, scene)
     np.testing.assert_allclose(
         outputs["uncertainty"], np.sqrt(mean * (1 - mean) / (total.numpy() + 1)), rtol=2 * 4 * U32
     )
-    # the Monte Carlo draws of (Z, M) play no part
+
+
+def test_without_variability_draws_play_no_part(fixed_fit, scene):
     more_draws = copy.copy(fixed_fit)
     more_draws.n_uncertainty_samples = 9
+    pixels = scene.pixels()
     np.testing.assert_array_equal(
-        more_draws._transform_pixels(pixels)["uncertainty"], outputs["uncertainty"]
+        more_draws._transform_pixels(pixels)["uncertainty"],
+        fixed_fit._transform_pixels(pixels)["uncertainty"],
     )
 
 

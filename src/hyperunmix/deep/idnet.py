@@ -26,7 +26,15 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
   paper stops at the first epoch whose loss changed by less than 1 %);
 * the data are scaled so that their 99.9th percentile is 0.9 (the endmember decoders end in
   a sigmoid); every output is returned in the scene's units;
-* outputs use the posterior mean of the endmember codes (deterministic), not a random draw.
+* outputs use the posterior mean of the endmember codes (deterministic), not a random draw;
+* the ``nonlinearity`` map is the posterior bilinear share of the pixel under a
+  generalised bilinear model of ID-Net's own endmembers and abundances
+  (:mod:`hyperunmix.deep.idnet_bilinear`), not the paper's share of the nonlinear stream h
+  in the Dirichlet parameters, which h and g fill with any misfit of the linear stream
+  (rank correlation with the true bilinear share 0.21 +- 0.28 on the GBM scenes of
+  ``benchmarks/idnet_quality.py``);
+* the ``uncertainty`` leaves out the band-wise endmember noise s_k, and by default
+  (``n_uncertainty_samples=0``) the spread over the codes: see that parameter.
 
 Two ablations remove a learned part for comparison with the full model: ``nonlinear=False``
 (no nonlinear streams h and g) and ``variability=False`` (one endmember matrix f(0) for
@@ -93,8 +101,8 @@ ENDMEMBER_SCALES: tuple[EndmemberScale, ...] = get_args(EndmemberScale)
 TRIPLET_DENSITIES: tuple[TripletDensity, ...] = get_args(TripletDensity)
 #: Small scenes get smaller batches so that an epoch still takes this many Adam steps.
 MIN_STEPS_PER_EPOCH = 50
-#: Pixels per forward pass at inference (bounds memory with the uncertainty samples).
-INFERENCE_CHUNK = 1024
+#: Pixels times (1 + uncertainty draws) per forward pass at inference: bounds the memory.
+INFERENCE_PIXEL_DRAWS = 2048
 
 
 def effective_batch_size(batch_size: int, n_pixels: int) -> int:
@@ -201,8 +209,20 @@ class IDNet(DeepUnmixer):
         ``decay_epochs`` epochs.
     decay_epochs : int, default=10
         See ``lr_decay``.
-    n_uncertainty_samples : int, default=16
-        Draws of (Z, M) for the posterior standard deviation of the abundances.
+    n_uncertainty_samples : int, default=0
+        Draws of the codes Z from q(Z | y) for the posterior standard deviation of the
+        abundances (law of total variance over M = f(Z)); 0: the Dirichlet's standard
+        deviation at the posterior mean of the codes, in closed form. Chosen on the
+        tuning scenes (``benchmarks/idnet_quality.py`` at seeds 100 to 102): the rank
+        correlation of the standard deviation with the absolute error was the same with
+        0, 4 or 16 draws (0.51 / 0.43 / 0.58 on the fan / GBM / variability scenes with
+        0, 0.51 / 0.43 / 0.57 with 16), and each draw costs a pass of the endmember
+        decoders, the largest part of applying the model. The band-wise endmember noise
+        s_k of p(M | Z) is never drawn: it stands for the bundles' spread that the codes
+        do not capture, which is spectrally smooth, and drawn as white noise it ranked
+        endmembers by their conditioning, not pixels by their error (on the GBM and
+        variability tuning scenes it alone correlated -0.25 to 0.30 with the error, and
+        the former 16 draws of (Z, M) 0.27 to 0.60).
     return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
     seed : int, default=0
@@ -225,7 +245,12 @@ class IDNet(DeepUnmixer):
         (:func:`~hyperunmix.deep.estimator.plateau_reached`). ``n_epochs_`` and
         ``stop_reason_`` say when and why training ended. False: ``epochs`` epochs.
     patience : int, default=2
-        See ``early_stopping``.
+        See ``early_stopping``. With ``min_delta``, chosen on the tuning scenes
+        (``benchmarks/early_stopping.py``): 9 to 11 of 30 epochs, mean aRMSE 0.005 below
+        the full run's, 0.015 above it at worst, within the epoch-to-epoch swings of
+        ID-Net's aRMSE (up to 0.04); the paper stops at the first epoch whose loss changes by
+        less than 1 % (which ended a Samson run at epoch 3 on a one-epoch plateau, aRMSE
+        0.31).
     min_delta : float, default=0.01
         See ``early_stopping``.
 
@@ -258,15 +283,19 @@ class IDNet(DeepUnmixer):
         f_k(E[z_k | y]), in the scene's units (``endmembers_`` everywhere with
         ``variability=False``).
     nonlinearity : (N,)
-        The paper's degree of nonlinearity ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||)
-        (Euclidean norms over the P entries), in [0, 1]: the share of the nonlinear stream
-        h in the Dirichlet parameters; 0 when both vanish (everywhere with
-        ``nonlinear=False``).
+        Posterior mean of the pixel's bilinear share, in [0, 1]: the energy of the
+        interactions gamma sum_{i<j} a_i a_j m_i * m_j over that of the fitted pixel, under
+        the generalised bilinear model of the pixel's endmembers (as the linear stream
+        mixes them) and abundances with a free brightness and gamma ~ U[0, 1] a priori
+        (:func:`~hyperunmix.deep.idnet_bilinear.bilinear_share`); 0 everywhere with
+        ``nonlinear=False``. Where the interactions are below the noise it returns the
+        prior's expectation, so it is an estimate of the share, not a test for it.
     uncertainty : (N, P)
-        Posterior standard deviation of each abundance, marginalising Z and M over
-        q(Z | y) q(M | Z): sqrt(E[Var(a | M)] + Var(E[a | M])) by Monte Carlo, with the
-        same draws for every pixel (deterministic, independent of chunking); with
-        ``variability=False`` the Dirichlet's standard deviation at M = f(0), in closed form.
+        Posterior standard deviation of each abundance: the Dirichlet's at the posterior
+        mean of the codes, or with ``n_uncertainty_samples`` draws of Z from q(Z | y),
+        sqrt(E[Var(a | M)] + Var(E[a | M])) over M = f(Z), with the same draws for every
+        pixel (deterministic, independent of chunking); with ``variability=False`` the
+        Dirichlet's standard deviation at M = f(0).
 
     Examples
     --------
@@ -276,7 +305,7 @@ class IDNet(DeepUnmixer):
     >>> from hyperunmix.deep.idnet import IDNet
     >>> from hyperunmix.synthetic import make_scene
     >>> scene = make_scene(16, 16, 3, seed=0)
-    >>> model = IDNet(n_endmembers=3, epochs=1, batch_size=64, n_uncertainty_samples=2)
+    >>> model = IDNet(n_endmembers=3, epochs=1, batch_size=64)
     >>> result = model.fit(scene).unmix(scene)
     >>> result.abundances.shape, result.endmembers.shape, result.convention
     ((16, 16, 3), (3, 200), 'shares')
@@ -312,7 +341,7 @@ class IDNet(DeepUnmixer):
         "learning_rate": [Real(0, closed="neither"), NoneValue()],
         "lr_decay": [Real(0, 1, closed="right")],
         "decay_epochs": [Integer(0)],
-        "n_uncertainty_samples": [Integer(1)],
+        "n_uncertainty_samples": [Integer(0)],
         "return_pixel_endmembers": [Boolean()],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
@@ -359,7 +388,7 @@ class IDNet(DeepUnmixer):
         learning_rate: float | None = None,
         lr_decay: float = 0.9,
         decay_epochs: int = 10,
-        n_uncertainty_samples: int = 16,
+        n_uncertainty_samples: int = 0,
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: str | torch.device | None = "auto",
@@ -540,29 +569,36 @@ class IDNet(DeepUnmixer):
             reference = self.network_.reference_endmembers()
         return reference.cpu().double().numpy() / self.input_scale_
 
-    def _uncertainty_draws(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standard normal draws (S, P, H) for Z and (S, P, L) for M, shared by all pixels."""
+    def _uncertainty_draws(self, device: torch.device) -> torch.Tensor | None:
+        """Standard normal draws (S, P, H) of the codes, shared by all pixels; None when the
+        uncertainty is the Dirichlet's at the posterior mean (no draws or no variability)."""
+        if self.n_uncertainty_samples == 0 or not self.variability:
+            return None
         generator = torch.Generator().manual_seed(self.seed)
-        shape = (self.n_uncertainty_samples, self.n_endmembers_)
-        z_noise = torch.randn(shape + (self.latent_dim,), generator=generator)
-        m_noise = torch.randn(shape + (self.n_bands_,), generator=generator)
-        return z_noise.to(device), m_noise.to(device)
+        shape = (self.n_uncertainty_samples, self.n_endmembers_, self.latent_dim)
+        return torch.randn(shape, generator=generator).to(device)
 
     def _transform_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Unmix (N, L) pixels; see the class docstring for the outputs."""
         device = next(self.network_.parameters()).device
-        z_noise, m_noise = self._uncertainty_draws(device)
+        z_noise = self._uncertainty_draws(device)
+        chunk = max(INFERENCE_PIXEL_DRAWS // (1 + self.n_uncertainty_samples), 1)
         y_all = torch.as_tensor(pixels * self.input_scale_, dtype=torch.float32)
-        parts: dict[str, list[np.ndarray]] = {}
+        outputs: dict[str, np.ndarray] = {}
         self.network_.eval()
-        with torch.no_grad():
-            for y in y_all.split(INFERENCE_CHUNK):
-                summary = posterior_summary(self.network_, y.to(device), z_noise, m_noise)
-                if self.return_pixel_endmembers:
-                    # not in place: without variability the map is one broadcast matrix
-                    summary["pixel_endmembers"] = summary["pixel_endmembers"] / self.input_scale_
-                else:
+        with torch.inference_mode():
+            for start in range(0, max(len(y_all), 1), chunk):  # once when empty
+                rows = slice(start, start + chunk)
+                summary = posterior_summary(
+                    self.network_, y_all[rows].to(device), z_noise, self.input_scale_
+                )
+                if not self.return_pixel_endmembers:
                     del summary["pixel_endmembers"]
                 for key, value in summary.items():
-                    parts.setdefault(key, []).append(value.cpu().numpy())
-        return {key: np.concatenate(values) for key, values in parts.items()}
+                    if key not in outputs:
+                        outputs[key] = np.empty((len(y_all),) + value.shape[1:], np.float32)
+                    if key == "pixel_endmembers":  # to the scene's units on the way out
+                        np.divide(value.cpu().numpy(), self.input_scale_, out=outputs[key][rows])
+                    else:
+                        outputs[key][rows] = value.cpu().numpy()
+        return outputs

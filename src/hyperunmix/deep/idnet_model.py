@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .idnet_bilinear import bilinear_share
 from .simplex import project_simplex
 
 #: Gain of the nonlinear streams g (pixel) and h (abundances), as in the paper.
@@ -75,13 +76,33 @@ class PerEndmemberLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("...pi,pio->...po", x, self.weight) + self.bias
 
+    def forward_batched(self, x: torch.Tensor) -> torch.Tensor:
+        """The same maps on the endmember-major layout (P, N, n_in) -> (P, N, n_out)."""
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
-def _per_endmember_mlp(n_maps: int, widths: list[int]) -> nn.Sequential:
+
+class PerEndmemberMLP(nn.Sequential):
+    """A ReLU MLP of :class:`PerEndmemberLinear` layers, (..., P, n_in) -> (..., P, n_out).
+
+    Evaluated in the endmember-major layout (P, N, width) throughout, so every layer is one
+    batched matrix product and the layout changes twice, not at every layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead, (n_maps, n_in) = x.shape[:-2], x.shape[-2:]
+        h = x.reshape(-1, n_maps, n_in).transpose(0, 1)  # (P, N, n_in)
+        for layer in self:
+            h = layer.forward_batched(h) if isinstance(layer, PerEndmemberLinear) else layer(h)
+        return h.transpose(0, 1).reshape(*lead, n_maps, h.shape[-1])
+
+
+def _per_endmember_mlp(n_maps: int, widths: list[int]) -> PerEndmemberMLP:
     """ReLU MLP of per-endmember layers with the given widths (no activation at the end)."""
     layers: list[nn.Module] = []
     for n_in, n_out in itertools.pairwise(widths):
-        layers += [PerEndmemberLinear(n_maps, n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
+        # in place: the batched products' outputs are not needed by their backward
+        layers += [PerEndmemberLinear(n_maps, n_in, n_out), nn.ReLU(inplace=True)]
+    return PerEndmemberMLP(*layers[:-1])
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:
@@ -125,11 +146,11 @@ class LatentEncoders(nn.Module):
         super().__init__()
         self.n_endmembers = n_endmembers
         h = latent_dim
-        self.trunk = nn.Sequential(
+        self.trunk = PerEndmemberMLP(
             PerEndmemberLinear(n_endmembers, n_bands, 5 * h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             PerEndmemberLinear(n_endmembers, 5 * h, 2 * h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.mean_head = PerEndmemberLinear(n_endmembers, 2 * h, h)
         self.log_var_head = _per_endmember_mlp(n_endmembers, [2 * h, 2 * h, 2 * h, h])
@@ -252,8 +273,13 @@ def equal_peaks(endmembers: torch.Tensor) -> torch.Tensor:
     Shares of peak-normalised spectra, whatever the scale each spectrum came at; the common
     peak keeps the overall scale, hence the size of alpha_lin and the Dirichlet concentration.
     """
-    peaks = endmembers.amax(-1, keepdim=True).clamp_min(1e-12)  # (..., P, 1)
-    return endmembers * (peaks.mean(-2, keepdim=True) / peaks)
+    return endmembers * peak_factors(endmembers).unsqueeze(-1)
+
+
+def peak_factors(endmembers: torch.Tensor) -> torch.Tensor:
+    """The factors (..., P) by which :func:`equal_peaks` scales each spectrum (..., P, L)."""
+    peaks = endmembers.amax(-1).clamp_min(1e-12)  # (..., P)
+    return peaks.mean(-1, keepdim=True) / peaks
 
 
 def least_squares_start(
@@ -396,52 +422,62 @@ class IDNetModel(nn.Module):
 
 
 def posterior_summary(
-    model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor, m_noise: torch.Tensor
+    model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor | None, input_scale: float
 ) -> dict[str, torch.Tensor]:
-    """Deterministic outputs of the inference model for pixels y (B, L).
+    """Deterministic outputs of the inference model for pixels y (B, L) in the model's units.
 
-    ``z_noise`` (S, P, H) and ``m_noise`` (S, P, L) are standard normal draws shared by all
-    pixels, so a pixel's result does not depend on the batch it is in (unused without
-    variability).
+    ``z_noise`` (S, P, H): standard normal draws of the codes shared by all pixels, so a
+    pixel's result does not depend on the batch it is in; None (or no variability): no
+    draws. ``input_scale`` is the factor from the scene's units to the model's.
 
     Returns a dict of
     ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]);
-    ``pixel_endmembers`` (B, P, L): f(E[Z | y]), f(0) for every pixel without variability;
-    ``nonlinearity`` (B,): ||alpha_nlin|| / (||alpha_lin|| + ||alpha_nlin||), 0 when both
-    vanish (the paper's degree of nonlinearity, from the abundance encoder; 0 everywhere
-    without the nonlinear streams);
-    ``uncertainty`` (B, P): posterior standard deviation of each abundance under
-    q(a | M, y) q(M | Z) q(Z | y), by the law of total variance over the S draws of (Z, M):
-    sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]), the Dirichlet variance in closed form;
-    without variability M is fixed and it is the Dirichlet's standard deviation.
+    ``pixel_endmembers`` (B, P, L): f(E[Z | y]) in the model's units, f(0) for every pixel
+    without variability;
+    ``nonlinearity`` (B,): posterior mean of the bilinear share of the pixel under the
+    generalised bilinear model of the mixed spectra
+    (:func:`~hyperunmix.deep.idnet_bilinear.bilinear_share`, in the scene's units); 0
+    everywhere without the nonlinear streams;
+    ``uncertainty`` (B, P): posterior standard deviation of each abundance. Without draws,
+    the Dirichlet's, sqrt(a (1 - a) / (alpha_0 + 1)), at M = f(E[Z | y]); with S draws Z_s
+    of q(Z | y), by the law of total variance over M_s = f(Z_s):
+    sqrt(mean_s Var(a | M_s) + var_s E[a | M_s]). The band-wise noise s_k of
+    p(M | Z) is left out: it stands for the bundles' spread that the codes do not capture,
+    which is spectrally smooth, and propagated as white noise through the solver it ranked
+    endmembers by their conditioning instead of pixels by their error (see
+    :class:`~hyperunmix.deep.idnet.IDNet`).
     """
     if model.latent_encoders is not None:  # with variability
         mean, var = model.latent_encoders(y)  # (B, P, H)
         endmembers = model.endmember_decoders(mean)  # (B, P, L)
     else:
         endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
-    alpha, alpha_lin, alpha_nlin = model.abundance_encoder(y, endmembers)
-    lin_norm = torch.linalg.norm(alpha_lin, dim=-1)
-    nlin_norm = torch.linalg.norm(alpha_nlin, dim=-1)
-    total = lin_norm + nlin_norm
-    nonlinearity = torch.where(
-        total > 0, nlin_norm / total.clamp_min(1e-30), torch.zeros_like(total)
-    )
+    encoder = model.abundance_encoder
+    alpha, _, _ = encoder(y, endmembers)
+    concentration = alpha.sum(-1, keepdim=True)
+    abundances = alpha / concentration
+    if encoder.nonlinear is None:
+        nonlinearity = torch.zeros_like(alpha[:, 0])
+    else:
+        # a_k times the peak factor r_k mixes m_k as the linear stream mixes r_k m_k
+        weights = (
+            abundances * peak_factors(endmembers)
+            if encoder.endmember_scale == "peak"
+            else abundances
+        )
+        nonlinearity = bilinear_share(y, endmembers, weights, unit=input_scale)
 
-    if model.variability:
+    variance = abundances * (1 - abundances) / (concentration + 1)
+    if z_noise is not None and model.latent_encoders is not None:
         z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)  # (S, B, P, H)
-        endmember_std = torch.sqrt(model.endmember_var).unsqueeze(-1)
-        sampled = model.endmember_decoders(z) + endmember_std * m_noise.unsqueeze(1)
-        alpha_s, _, _ = model.abundance_encoder(y, sampled)  # (S, B, P)
-    else:  # one endmember matrix: a single "draw", so the spread across draws is zero
-        alpha_s = alpha.unsqueeze(0)  # (1, B, P)
-    concentration = alpha_s.sum(-1, keepdim=True)
-    mean_s = alpha_s / concentration
-    within = (mean_s * (1 - mean_s) / (concentration + 1)).mean(0)
-    between = mean_s.var(0, unbiased=False)
+        alpha_s, _, _ = encoder(y, model.endmember_decoders(z))  # (S, B, P)
+        concentration_s = alpha_s.sum(-1, keepdim=True)
+        mean_s = alpha_s / concentration_s
+        within = (mean_s * (1 - mean_s) / (concentration_s + 1)).mean(0)
+        variance = within + mean_s.var(0, unbiased=False)
     return dict(
-        abundances=alpha / alpha.sum(-1, keepdim=True),
+        abundances=abundances,
         pixel_endmembers=endmembers,
         nonlinearity=nonlinearity,
-        uncertainty=torch.sqrt(within + between),
+        uncertainty=torch.sqrt(variance),
     )
