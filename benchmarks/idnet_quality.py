@@ -18,10 +18,16 @@ and unit-peak ``"peak"``, suit real scenes' reference maps). Several seeds:
 - ``gbm``: generalised bilinear mixing with a per-pixel gamma uniform in [0, 1], so the true
   bilinear share varies independently of the abundances; ``fan``: Fan's bilinear model
   (gamma = 1). Measured: Spearman rank correlation between ID-Net's ``nonlinearity`` and the
-  true ``nonlinear_share``; goal: positive.
+  true ``nonlinear_share`` (goal: at least 0.5), beside the same estimator
+  (:func:`hyperunmix.deep.idnet_bilinear.bilinear_share`) given the true endmembers and
+  abundances (an oracle: what the noise alone leaves), the mean true share and the mean
+  map, also on the linear ``variability`` scene (where the true share is 0).
 - every scene: Spearman rank correlation between the posterior standard deviation
   (``uncertainty``) and the absolute abundance error, over all pixels and endmembers
-  (goal: at least 0.3); aRMSE beside N-FINDR + FCLS and VCA + FCLS.
+  (goal: at least 0.3), by default and with 16 draws of the codes
+  (``n_uncertainty_samples=16``); aRMSE beside N-FINDR + FCLS and VCA + FCLS.
+
+The defaults these outputs use were chosen at seeds 100 to 102, not the seeds reported.
 
 Endmembers are put in truth order by :func:`hyperunmix.metrics.match` (Hungarian on the
 abundance maps). Writes ``benchmarks/results/idnet_quality.json`` and ``.md``.
@@ -44,6 +50,7 @@ from scipy.stats import spearmanr
 import hyperunmix
 from hyperunmix._atomic import write_text
 from hyperunmix.deep.idnet import IDNet
+from hyperunmix.deep.idnet_bilinear import bilinear_share
 from hyperunmix.linear.estimators import NFINDR, VCA
 from hyperunmix.metrics import evaluate, match
 from hyperunmix.synthetic import make_scene
@@ -53,6 +60,9 @@ RESULTS = REPO / "benchmarks" / "results"
 N_ENDMEMBERS = 3
 COMMON = dict(n_endmembers=N_ENDMEMBERS, abundances="fields", snr_db=30.0)
 UNCERTAINTY_GOAL = 0.3
+NONLINEARITY_GOAL = 0.5
+#: Draws of the codes for the uncertainty's alternative to the closed form.
+DRAWS = 16
 #: ID-Net settings for the synthetic scenes (see the module docstring): their truth is
 #: absolute fractions of spectra of unequal peaks, hence the paper's "decoded" scale.
 PARAMS = dict(constraint="simplex", endmembers="nfindr", endmember_scale="decoded")
@@ -113,6 +123,9 @@ def run_one(name: str, size: int, seed: int) -> dict:
     true_a = truth.abundances[mask]
     error = np.abs(result.abundances[mask][:, perm] - true_a)
     uncertainty = result.extras["uncertainty"][mask][:, perm]
+    model.n_uncertainty_samples = DRAWS
+    drawn = model.unmix(scene).extras["uncertainty"][mask][:, perm]
+    nonlinearity = result.extras["nonlinearity"][mask]
     row = {
         "scene": name,
         "seed": seed,
@@ -128,11 +141,19 @@ def run_one(name: str, size: int, seed: int) -> dict:
         "uncertainty_spearman_per_endmember": [
             spearman(uncertainty[:, k], error[:, k]) for k in range(N_ENDMEMBERS)
         ],
+        "uncertainty_spearman_draws": spearman(drawn, error),
+        "nonlinearity_mean": float(np.mean(nonlinearity)),
     }
     if "nonlinear_share" in truth.extras:
-        row["nonlinearity_spearman"] = spearman(
-            result.extras["nonlinearity"][mask], truth.extras["nonlinear_share"][mask]
-        )
+        share = truth.extras["nonlinear_share"][mask]
+        oracle = bilinear_share(
+            torch.from_numpy(scene.pixels(np.float64)),
+            torch.from_numpy(truth.endmembers).expand(len(true_a), -1, -1),
+            torch.from_numpy(true_a),
+        ).numpy()
+        row["nonlinearity_spearman"] = spearman(nonlinearity, share)
+        row["nonlinearity_spearman_oracle"] = spearman(oracle, share)
+        row["true_share_mean"] = float(np.mean(share))
     if truth.pixel_endmembers is not None:
         nfindr_perm = match(truth, nfindr.unmix(scene)).permutation
         row["endmember_error"] = endmember_errors(
@@ -164,7 +185,11 @@ def summary(rows: list[dict]) -> dict:
                 "armse_nfindr_fcls",
                 "armse_vca_fcls",
                 "uncertainty_spearman",
+                "uncertainty_spearman_draws",
                 "nonlinearity_spearman",
+                "nonlinearity_spearman_oracle",
+                "nonlinearity_mean",
+                "true_share_mean",
                 "fit_unmix_seconds",
             )
             if key in runs[0]
@@ -196,16 +221,35 @@ def markdown(result: dict) -> str:
         "seeds, mean ± std. Times on a shared 2-core machine (inflated by other jobs).",
         "",
         "| scene | aRMSE ID-Net | aRMSE N-FINDR+FCLS | aRMSE VCA+FCLS "
-        "| Spearman(std, abs. error) | Spearman(nonlinearity, true share) | fit+unmix (s) |",
+        f"| Spearman(std, abs. error) | same, {DRAWS} draws of Z | fit+unmix (s) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in s.items():
-        nonlin = ms(e["nonlinearity_spearman"]) if "nonlinearity_spearman" in e else "-"
         lines.append(
             f"| {name} | {ms(e['armse'])} | {ms(e['armse_nfindr_fcls'])} | "
             f"{ms(e['armse_vca_fcls'])} | {ms(e['uncertainty_spearman'])} | "
-            f"{nonlin} | {ms(e['fit_unmix_seconds'], 0)} |"
+            f"{ms(e['uncertainty_spearman_draws'])} | {ms(e['fit_unmix_seconds'], 0)} |"
         )
+    lines += [
+        "",
+        "Nonlinearity map (the posterior bilinear share) against the true bilinear share: "
+        "Spearman correlation of ID-Net's map, of the same estimator given the true "
+        "endmembers and abundances (oracle), and the mean true share and mean map (the "
+        "variability scene is linear: its true share is 0):",
+        "",
+        "| scene | Spearman ID-Net | Spearman oracle | mean true share | mean map |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, e in s.items():
+        if "nonlinearity_spearman" in e:
+            cells = [
+                ms(e["nonlinearity_spearman"]),
+                ms(e["nonlinearity_spearman_oracle"]),
+                ms(e["true_share_mean"], 5),
+            ]
+        else:
+            cells = ["-", "-", "0"]
+        lines.append(f"| {name} | {' | '.join(cells)} | {ms(e['nonlinearity_mean'], 5)} |")
     if "variability" in s:
         lines += [
             "",
@@ -250,9 +294,9 @@ def goal_lines(summary: dict) -> list[str]:
     }
     if nonlinear:
         lines.append(
-            "- nonlinearity rank correlation positive: "
+            f"- nonlinearity rank correlation at least {NONLINEARITY_GOAL}: "
             + ", ".join(f"{n} {v:.3f}" for n, v in nonlinear.items())
-            + f": {verdict(all(v > 0 for v in nonlinear.values()))}"
+            + f": {verdict(all(v >= NONLINEARITY_GOAL for v in nonlinear.values()))}"
         )
     uncertainty = {n: e["uncertainty_spearman"]["mean"] for n, e in summary.items()}
     lines.append(
