@@ -110,9 +110,9 @@ class EGUNet(DeepUnmixer):
         why not the paper's pooled CNN, whose maps were 1/8 of the resolution and never
         reached the output). An output pixel depends on the pixels up to
         ``spatial_context`` (2) rows and columns away. ``"ss"`` by default: on the tuning
-        scenes of ``benchmarks/egunet_beyond_labels.py`` its maps were closer to the truth
-        than ``"pw"``'s on every scene (mean aRMSE 0.0375 against 0.0428, 3 seeds, 150
-        epochs, the networks' maps alone), for about 3x the training time.
+        scenes of ``benchmarks/egunet_beyond_labels.py`` its output was closer to the
+        truth than ``"pw"``'s on every scene (mean aRMSE 0.0352 against 0.0388, 3 seeds,
+        150 epochs at most), for about 3x the training time.
     endmembers : array, path, library, None or {"nfindr", "vca", "atgp"}, default="nfindr"
         Reference endmembers that label the pseudo-pure set (and fix the order of the
         output abundances): an extractor run on the whole image (``"nfindr"``, the
@@ -208,9 +208,9 @@ class EGUNet(DeepUnmixer):
         ``min(1, 0.5 x v / D)``, ``v`` the label rule's noise variance propagated from each
         pixel's NNLS residual and ``D`` the mean squared disagreement of the two maps
         (:func:`~hyperunmix.deep.egunet_blend.network_weight`, which says why 0.5). On the
-        tuning scenes it took ``"pw"`` from a mean aRMSE of 0.0429 (the network alone) to
-        0.0390 (the rule: 0.0462): w = 1 at 20 dB, 0.3 at 30 dB, where the network's maps
-        alone were 24 % further from the truth than the rule's.
+        tuning scenes (3 seeds) it took ``"ss"`` from a mean aRMSE of 0.0393 (the network
+        alone) to 0.0352 (the rule: 0.0462): w = 0.99 at 20 dB, 0.23 at 30 dB, where the
+        network's maps alone were 20 % further from the truth than the rule's.
     endmember_output : {"reference", "ls"}, default="reference"
         What ``endmembers_`` holds: ``"reference"`` the reference endmembers the
         abundances are labelled against (re-estimated, see ``refine_fraction``); ``"ls"``
