@@ -12,12 +12,12 @@ fetches. :func:`progress_display` gives the callback that shows them:
 * elsewhere (a log file, a pipe, a batch job), where a live display can only leave stray
   characters behind, plain lines (:class:`ProgressLog`)::
 
-      fit 0/1 method=egunet
       epoch 1/200 loss=0.8123
       epoch 38/200 loss=0.2311  elapsed 0:00:05  left 0:00:21
       ...
       epoch 57/200 loss=0.0912 stop=plateau  elapsed 0:00:08  stopped
       fit 1/1 method=egunet  elapsed 0:00:09  done
+      unmix 1/1 method=egunet  elapsed 0:00:01  done
 
 A report whose ``info`` has a ``stop`` entry (why) is the last of its stage, which ends
 before its total: a training stopped early (``stop=plateau``), whose time left was
@@ -109,19 +109,14 @@ def _bar_columns() -> tuple[ProgressColumn, ...]:
 
 class ProgressBars:
     """A progress callback drawing one bar of ``progress`` per stage, its description the
-    stage and the latest ``info``.
-
-    A stage that ends before its total (a report with ``stop`` in its ``info``, or one
-    still open at :meth:`close`) leaves a line above the bars, which are erased at the end.
-    """
+    stage and the latest ``info``. A stage that ends before its total (``stop`` in the
+    report's ``info``) leaves a line above the bars, which are erased at the end."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
         self.tasks: dict[str, Any] = {}
-        self.reports: dict[str, tuple[int, int, dict]] = {}
 
     def __call__(self, stage: str, done: int, total: int, info: dict) -> None:
-        self.reports[stage] = (done, total, info)
         description = f"{stage} {_details(info)}".strip()
         if stage in self.tasks:
             self.progress.update(
@@ -130,19 +125,9 @@ class ProgressBars:
         else:
             self.tasks[stage] = self.progress.add_task(description, total=total, completed=done)
         if "stop" in info:
-            self._stopped(stage)
-
-    def close(self) -> None:
-        """Print a line for each stage left unfinished (a run that failed)."""
-        for stage, (done, total, _) in list(self.reports.items()):
-            if done < total:
-                self._stopped(stage)
-
-    def _stopped(self, stage: str) -> None:
-        """The stage's last report as a line above the bars, its bar removed."""
-        line = f"{_line(stage, *self.reports.pop(stage))}  stopped"
-        self.progress.console.print(line, markup=False, highlight=False)
-        self.progress.remove_task(self.tasks.pop(stage))
+            line = f"{_line(stage, done, total, info)}  stopped"
+            self.progress.console.print(line, markup=False, highlight=False)
+            self.progress.remove_task(self.tasks.pop(stage))
 
 
 # -- elsewhere -----------------------------------------------------------------------------
@@ -153,6 +138,7 @@ class _Stage:
     report: tuple[int, int, dict]
     timer: Timer
     last_line: float
+    wrote: bool = False
 
     @property
     def end(self) -> str:
@@ -166,10 +152,12 @@ class ProgressLog:
     a stage's first report, the report that completes it (marked ``done``) or ends it
     early (``stop`` in its ``info``: marked ``stopped``) and, in between, a line every
     ``interval`` seconds at most with the time elapsed since the stage's first report and
-    the time left at the rate seen since.
+    the time left at the rate seen since. A stage of one step (``total`` 1: fitting,
+    unmixing, a chunked run's sample and export) writes one line, when it ends.
 
-    :meth:`close` ends the stages left unfinished (a run that failed) with their last
-    report, marked ``stopped``. ``clock`` gives the time in seconds.
+    :meth:`close` ends the stages left unfinished (a run that failed) that have written a
+    line, with their last report, marked ``stopped``; a failure before any line leaves the
+    error message alone on stderr. ``clock`` gives the time in seconds.
     """
 
     def __init__(
@@ -188,7 +176,8 @@ class ProgressLog:
         state = self.stages.get(stage)
         if state is None or done < state.report[0]:  # a new stage, or one starting over
             state = self.stages[stage] = _Stage((done, total, info), Timer(now, done), now)
-            self._write(stage, state, now, state.end)
+            if total > 1 or state.end:
+                self._write(stage, state, now, state.end)
             return
         if state.end:
             return
@@ -202,14 +191,14 @@ class ProgressLog:
         """End the unfinished stages with a line each."""
         now = self.clock()
         for stage, state in self.stages.items():
-            if not state.end:
+            if state.wrote and not state.end:
                 self._write(stage, state, now, f"{state.timer.elapsed(now)}  stopped")
 
     def _write(self, stage: str, state: _Stage, now: float, times: str) -> None:
         """One line: the stage's latest report, then ``times`` (the timing and how it ends)."""
         line = _line(stage, *state.report)
         print(f"{line}  {times}" if times else line, file=self.file or sys.stderr, flush=True)
-        state.last_line = now
+        state.last_line, state.wrote = now, True
 
 
 @contextlib.contextmanager
@@ -224,11 +213,7 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressCallbac
         with Progress(
             *_bar_columns(), console=console, transient=True, speed_estimate_period=math.inf
         ) as progress:
-            bars = ProgressBars(progress)
-            try:
-                yield bars
-            finally:
-                bars.close()
+            yield ProgressBars(progress)
     else:
         # Not a rich display: a transient one ends by writing a blank line where it cannot
         # erase itself.
