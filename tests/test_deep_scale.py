@@ -174,7 +174,7 @@ def test_deq_unconverged_model_keeps_the_solver_it_was_trained_with(scene, deq):
     # Its maps are the Anderson solver's output after max_iter iterations, as in training.
     truncated = copy.copy(deq)
     truncated.history_ = [{**deq.history_[-1], "forward_residual": 1.0}]
-    truncated.max_iter = 3
+    truncated.max_iter = 1
     image, _ = deq._image_tensors(scene.cube, scene.mask)
     forward, backward = truncated._solver_options()
     with torch.no_grad():

@@ -15,9 +15,11 @@ from hyperunmix.deep.deq import (
     DEQUnmixNet,
     SpectralSpatialCorrection,
     average_closest_pixels,
+    sure_loss,
     whitened_error,
 )
 from hyperunmix.deep.fixed_point import SolverOptions
+from hyperunmix.deep.simplex import project_simplex
 from hyperunmix.errors import FileFormatError, InputError, NotFittedError
 from hyperunmix.linear import fcls, nfindr, nnls, snnls
 from hyperunmix.registry import get_method
@@ -131,6 +133,25 @@ def test_zero_correction_equilibrium_is_the_classical_solution(data_term):
         unscaled = nnls(pixels, endmembers)
         expected = unscaled / unscaled.sum(-1, keepdims=True)
     np.testing.assert_allclose(z[0].movedim(0, -1).numpy(), expected, atol=1e-8)
+
+
+def test_exact_step_has_the_projected_gradient_fixed_points():
+    """The exact step of the linear data term (each pixel's QP with the correction held
+    fixed) and the projected-gradient step have the same fixed points: the equilibrium of
+    the one, with a non-zero correction, is fixed by the other to round-off."""
+    net, image = tiny_network(data_term="linear")
+    ops = net.operators(image)
+    start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+    tight = SolverOptions(tol=1e-12, max_iter=200)
+    with torch.no_grad():
+        z, info = net.solve(ops, start, "deq", tight, tight, unrolled_steps=0)
+        features = torch.einsum("bphw,pk->bkhw", z, ops.endmember_features) - ops.image_features
+        correction = net.correction(z, features)
+        gradient = torch.einsum("bphw,pq->bqhw", z, ops.gram) - ops.image_on_endmembers
+        stepped = project_simplex(z - ops.step * (gradient + correction), dim=1)
+    assert info.forward.converged and info.forward.iterations < 50
+    assert float(correction.abs().max()) > 1e-3  # the correction moves the equilibrium
+    torch.testing.assert_close(stepped, z, rtol=0, atol=1e-10)
 
 
 def test_unrolled_twin_applies_f_k_times():
@@ -367,6 +388,24 @@ def test_start_follows_the_data_scale(scene, scale):
 
 
 # -- recorrupted training -----------------------------------------------------------------
+def assert_gradients_match_differences(loss, parameters, step=1e-4, tolerance=1e-5):
+    """The .grad of three entries of each parameter (first, middle, last) against central
+    differences of ``loss()`` with ``step``, to ``tolerance`` relative (absolute below 1)."""
+    for parameter in parameters:
+        flat = parameter.data.view(-1)
+        for index in (0, flat.numel() // 2, flat.numel() - 1):
+            saved = flat[index].item()
+            with torch.no_grad():
+                flat[index] = saved + step
+                up = loss().item()
+                flat[index] = saved - step
+                down = loss().item()
+                flat[index] = saved
+            numeric = (up - down) / (2 * step)
+            analytic = parameter.grad.view(-1)[index].item()
+            assert abs(analytic - numeric) <= tolerance * max(1.0, abs(numeric)), (index, analytic)
+
+
 def test_gradient_of_the_recorrupted_loss_matches_finite_differences():
     """The whitened error of the equilibrium's reconstruction against a recorrupted target:
     implicit gradients (endmembers, CNN output layer) against central differences in
@@ -389,19 +428,7 @@ def test_gradient_of_the_recorrupted_loss_matches_finite_differences():
         return whitened_error(target, net.reconstruct(z, ops), valid, std)
 
     loss().backward()
-    for parameter in (net.endmembers, net.correction.out.weight):
-        flat = parameter.data.view(-1)
-        for index in (0, flat.numel() // 2, flat.numel() - 1):
-            saved = flat[index].item()
-            with torch.no_grad():
-                flat[index] = saved + 1e-4
-                up = loss().item()
-                flat[index] = saved - 1e-4
-                down = loss().item()
-                flat[index] = saved
-            numeric = (up - down) / 2e-4
-            analytic = parameter.grad.view(-1)[index].item()
-            assert abs(analytic - numeric) <= 1e-5 * max(1.0, abs(numeric)), (index, analytic)
+    assert_gradients_match_differences(loss, (net.endmembers, net.correction.out.weight))
 
 
 def test_recorrupted_copies_and_the_noise_estimate(scene):
@@ -413,7 +440,7 @@ def test_recorrupted_copies_and_the_noise_estimate(scene):
     each band's variance has 119 - 24 + 1 = 96 degrees of freedom, a relative standard
     error of sqrt(2 / 96) = 0.14 on the variance, 0.07 on the standard deviation, 0.015 on
     the mean over the 24 bands: within five, 0.075, of the true noise's."""
-    model = DEQUnmix(3, seed=0, recorruption=0.5, **{**FAST, "epochs": 1})
+    model = DEQUnmix(3, seed=0, loss="recorrupted", recorruption=0.5, **{**FAST, "epochs": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(scene)
@@ -429,8 +456,86 @@ def test_recorrupted_copies_and_the_noise_estimate(scene):
     estimate = model.noise_std_ / model.input_scale_
     assert abs(estimate.mean() / true_noise.std(axis=0).mean() - 1) < 0.075
 
-    untrained = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1})
-    assert untrained.recorruption == 0  # the default trains on the image itself
+    assert model.loss_ == "recorrupted"
     few_pixels = make_scene(4, 4, 3, wavelengths=np.linspace(400, 2400, 24), seed=0)
-    with pytest.raises(InputError, match="more valid pixels than bands"):
-        DEQUnmix(3, recorruption=1.0, epochs=1).fit(few_pixels)
+    for loss in ("sure", "recorrupted"):
+        with pytest.warns(UserWarning, match="more valid pixels than bands"):
+            small = DEQUnmix(3, loss=loss, epochs=1, max_iter=30).fit(few_pixels)
+        assert small.loss_ == "fit" and not small.noise_std_.any()
+
+
+# -- the SURE loss -------------------------------------------------------------------------
+def test_sure_estimates_the_error_against_the_noise_free_image():
+    """For the linear shrinkage h(Y) = c Y (divergence c per entry) SURE is the whitened
+    error against the noise-free image up to its sampling error: over n = 64 x 200 x 16
+    entries the two differ by a sum of n independent terms of variance O(1) / n^2, so by
+    a few 1e-2 at most (five standard deviations of the terms, measured in the test)."""
+    gen = torch.Generator().manual_seed(0)
+    shape = (1, 200, 8, 8)
+    clean = torch.rand(shape, generator=gen, dtype=torch.float64)
+    std = 0.05 + 0.1 * torch.rand(1, 200, 1, 1, generator=gen, dtype=torch.float64)
+    valid = torch.ones(1, 8, 8, dtype=torch.bool)
+    for shrink in (1.0, 0.8, 0.5):
+        estimates, errors = [], []
+        for _ in range(16):
+            noisy = clean + std * torch.randn(shape, generator=gen, dtype=torch.float64)
+            probe = torch.randn(shape, generator=gen, dtype=torch.float64)
+            estimate = sure_loss(
+                noisy, shrink * noisy, shrink * (noisy + 0.1 * std * probe), probe, 0.1, valid, std
+            )
+            estimates.append(float(estimate))
+            errors.append(float((((shrink * noisy - clean) / std) ** 2).mean()))
+        difference = np.array(estimates) - np.array(errors)
+        assert abs(difference.mean()) <= 5 * difference.std() / 4 + 1e-12, shrink
+        assert abs(difference.mean()) <= 0.05
+
+
+def test_gradient_of_the_sure_loss_matches_finite_differences():
+    """SURE through two equilibria (the image and its perturbed copy), each differentiated
+    implicitly, against central differences in float64, with the exact step of the linear
+    data term on well-mixed pixels (no abundance at zero, so the map is smooth). Steps
+    h = 1e-4: truncation h^2 / 6 times the third derivative and the solves' 1e-12 / h
+    round-off, within 1e-5 of the gradient (as for the recorrupted loss above)."""
+    net, _ = tiny_network(data_term="linear")
+    with torch.no_grad():  # a correction small enough to leave every abundance positive
+        net.correction.out.weight.mul_(0.1)
+        net.correction.out.bias.mul_(0.1)
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    mixed = torch.distributions.Dirichlet(torch.full((3,), 30.0)).sample((1, 3, 4)).double()
+    image = torch.einsum("bhwp,pl->blhw", mixed, net.endmembers.detach())
+    image = image + 0.01 * torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    std = 0.02 + 0.01 * torch.rand(1, image.shape[1], 1, 1, generator=gen, dtype=torch.float64)
+    probe = torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    valid = torch.ones(1, 3, 4, dtype=torch.bool)
+    start = torch.full((1, 3, 3, 4), 1 / 3, dtype=torch.float64)
+    tight = SolverOptions(tol=1e-12, max_iter=2000)
+
+    def loss() -> torch.Tensor:
+        reconstructions = []
+        for seen in (image, image + 0.1 * std * probe):
+            ops = net.operators(seen)
+            z, _ = net.solve(ops, start, "deq", tight, tight, unrolled_steps=0)
+            assert float(z.detach().min()) > 0.05  # interior: the support is fixed
+            reconstructions.append(net.reconstruct(z, ops))
+        return sure_loss(image, *reconstructions, probe, 0.1, valid, std)
+
+    loss().backward()
+    parameters = (net.endmembers, net.correction.out.weight, net.correction.mix.weight)
+    assert all(p.grad is not None and bool(p.grad.any()) for p in parameters)
+    assert_gradients_match_differences(loss, parameters)
+
+
+def test_patches_cover_the_image_in_one_epoch():
+    """An epoch is ceil(H W / p^2) random windows of p x p pixels (the image's own size
+    where it is smaller than p), inside the image; patch_size=None is the whole image."""
+    gen = torch.Generator().manual_seed(0)
+    windows = DEQUnmix(3, patch_size=8)._patches((20, 30), gen)
+    assert len(windows) == 10  # ceil(600 / 64)
+    for window in windows:
+        rows, cols = window[2], window[3]
+        assert rows.stop - rows.start == 8 and cols.stop - cols.start == 8
+        assert rows.start >= 0 and rows.stop <= 20 and cols.start >= 0 and cols.stop <= 30
+    small = DEQUnmix(3, patch_size=32)._patches((10, 12), gen)
+    assert [(w[2], w[3]) for w in small] == [(slice(0, 10), slice(0, 12))]
+    assert DEQUnmix(3, patch_size=None)._patches((20, 30), gen) == [(slice(None),) * 4]

@@ -271,8 +271,9 @@ def equilibrium(
         handle.remove()
 
         def adjoint_map(u: torch.Tensor) -> torch.Tensor:
-            (vjp,) = torch.autograd.grad(z, z_star, u, retain_graph=True)
-            return vjp + grad
+            # A map that does not depend on z (a constant f) has a zero Jacobian.
+            (vjp,) = torch.autograd.grad(z, z_star, u, retain_graph=True, allow_unused=True)
+            return grad if vjp is None else vjp + grad
 
         u, info.backward = anderson(
             adjoint_map, grad, backward, what="implicit (adjoint) solve", warn=warn

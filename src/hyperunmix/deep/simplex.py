@@ -9,15 +9,21 @@ unit simplex. Two maps onto it are offered:
 * :func:`mirror_step`: the entropic mirror-descent step ``a * exp(-g) / sum(a * exp(-g))``,
   the simplex analogue of a gradient step (a softmax of ``log a - g``).
 
+:func:`simplex_quadratic_minimum` solves the quadratic program whose projected-gradient
+iteration is the Euclidean one above, in one step: exactly, and differentiably in its
+data (the projection in the metric of the quadratic, rather than the Euclidean one).
+
 A "clamp negatives then renormalise" map is deliberately absent: it is not a projection, and
 fixed-point iterations built on it stall Anderson acceleration.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import InputError
+from ..linear import fcls
 
 #: Floor used inside the logarithm of the mirror step, so exact zeros stay finite.
 _LOG_FLOOR = 1e-12
@@ -101,3 +107,43 @@ def mirror_step(abundances: torch.Tensor, step: torch.Tensor, dim: int = -1) -> 
     Computed as a softmax of ``log a - step`` for numerical stability.
     """
     return torch.softmax(torch.log(abundances.clamp_min(_LOG_FLOOR)) - step, dim=dim)
+
+
+def simplex_quadratic_minimum(gram: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+    """``argmin_a a^T G a / 2 - t^T a`` over the unit simplex, for every row ``t`` of ``linear``.
+
+    The minimiser is found exactly by FCLS (:func:`hyperunmix.linear.fcls`, an active-set
+    method, on the Cholesky factor ``G = R^T R``: the problem is ``|R^-T t - R a|^2 / 2``
+    up to a constant), without gradient; its value is then recomputed from the optimality
+    conditions on its support ``S`` (``G_SS a_S + mu 1 = t_S``, ``sum a_S = 1``, ``a = 0``
+    elsewhere), a linear system solved in float64, so that the result is differentiable
+    in ``gram`` and ``linear`` (piecewise: the support is held fixed, as it is in a
+    neighbourhood of any point where no abundance is at a kink).
+
+    Parameters
+    ----------
+    gram : (P, P) symmetric positive definite ``G``
+    linear : (N, P) the rows ``t``
+
+    Returns
+    -------
+    (N, P) tensor, of the dtype of ``linear``: non-negative rows summing to one.
+    """
+    n_endmembers = gram.shape[0]
+    with torch.no_grad():
+        factor = np.linalg.cholesky(gram.detach().double().cpu().numpy()).T  # G = R^T R
+        targets = np.linalg.solve(factor.T, linear.detach().double().cpu().numpy().T).T
+        support = torch.as_tensor(fcls(targets, factor.T) > 0, device=linear.device)
+    free = support.double()
+    identity = torch.eye(n_endmembers, dtype=torch.float64, device=linear.device)
+    system = linear.new_zeros(
+        (len(linear), n_endmembers + 1, n_endmembers + 1), dtype=torch.float64
+    )
+    system[:, :n_endmembers, :n_endmembers] = gram.double() * (
+        free[:, :, None] * free[:, None, :]
+    ) + identity * (1 - free[:, :, None])
+    system[:, :n_endmembers, n_endmembers] = free
+    system[:, n_endmembers, :n_endmembers] = free
+    right = torch.cat([linear.double() * free, free.new_ones(len(linear), 1)], dim=1)
+    solution = torch.linalg.solve(system, right[..., None])[..., 0]
+    return solution[:, :n_endmembers].to(linear.dtype)
