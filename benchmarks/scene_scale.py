@@ -295,8 +295,8 @@ def markdown(results: dict) -> str:
             f"{'' if goal_share is None else f' (goal >= {goal_share:.0%})'} "
             f"| {row['peak_rss_mb']:.0f} MB (goal < {GOAL_RSS_MB:.0f}) | {agree} |"
         )
-    if results.get("notes"):
-        lines += ["", *results["notes"]]
+    for note in results.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
