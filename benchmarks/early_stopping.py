@@ -105,7 +105,7 @@ def run_one(method: str, scene) -> dict:
 
 def summary_md(records: list[dict]) -> str:
     lines = [
-        "# Early stopping on a loss plateau: accuracy and epochs, per setting",
+        "### Early stopping on a loss plateau: accuracy and epochs, per setting",
         "",
         "Made by `OMP_NUM_THREADS=1 python benchmarks/early_stopping.py` (resumable: per-run "
         "records in `benchmarks/results/early_stopping/`, not committed) on the tuning "
@@ -123,7 +123,7 @@ def summary_md(records: list[dict]) -> str:
         default = f"{defaults['patience']}/{defaults['min_delta']:g}"
         full = np.mean([r["full_armse"] for r in runs])
         lines += [
-            f"## {method}",
+            f"#### {method}",
             "",
             f"Full run: {runs[0]['epochs']} epochs, mean aRMSE {full:.4f}; training "
             f"{np.mean([r['seconds'] for r in runs]):.1f} s per scene (one thread, loaded "
