@@ -31,13 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 THIS_COMMAND = "python benchmarks/make_benchmarks_md.py"
 #: Methods whose code changed after the comparison was measured, said where the rows are
-#: shown until the comparison is run again.
-STALE_ROWS = [
-    "**EGU-Net's rows (`egunet`, `egunet_ss`, `egunet_labels`) predate its reference "
-    "re-estimation and full-resolution spatial maps (commit 7101a7f).** Its current figures "
-    '(tuning scenes, Samson and Jasper Ridge, 3 seeds) are in "EGU-Net beyond its '
-    'labels" below; the comparison is to be run again with them (issue 14).',
-]
+#: shown until the comparison is run again (none now).
+STALE_ROWS: list[str] = []
 
 
 def comparison_section(bench_dir: Path, relative_to: Path) -> str:
