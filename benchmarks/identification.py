@@ -10,10 +10,10 @@ and 40 dB, scene seeds 0, 1, 2. Endmembers: VCA and N-FINDR (seed 0), each match
 true material by the Hungarian algorithm on spectral angles. Each is identified against
 the whole library (:func:`hyperunmix.identify`, the library resampled with the scene's
 FWHM), ranked by the spectral angle and by the continuum-removed angle (the
-correlation form, chosen on scene seeds 100-105: see :mod:`hyperunmix.identify`). Top-1 counts an
-endmember right when its best match is the very spectrum it was made from; "same mineral"
-when the best match's name starts with the same word (the library holds several samples of
-many minerals: Alunite GDS83 / GDS84, ...).
+correlation form, chosen on scene seeds 100-105: see :mod:`hyperunmix.identification`).
+Top-1 counts an endmember right when its best match is the very spectrum it was made
+from; "same mineral" when the best match's name starts with the same word (the library
+holds several samples of many minerals: Alunite GDS83 / GDS84, ...).
 
 The threshold ``max_angle_deg`` (10 degrees by default) is checked on both sides: the
 share of right matches within it, and the share of endmembers of materials *not* in the
@@ -33,7 +33,7 @@ import numpy as np
 
 from hyperunmix import datasets
 from hyperunmix._atomic import write_text
-from hyperunmix.identify import MAX_ANGLE_DEG, continuum_removed, identify
+from hyperunmix.identification import MAX_ANGLE_DEG, continuum_removed, identify
 from hyperunmix.io import resample_library
 from hyperunmix.linear import nfindr, vca
 from hyperunmix.metrics import hungarian, sad_matrix

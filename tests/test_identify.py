@@ -14,7 +14,7 @@ import hyperunmix as hu
 from hyperunmix import InputError
 from hyperunmix.base import Result
 from hyperunmix.cli import app
-from hyperunmix.identify import continuum_removed, identify, identify_result
+from hyperunmix.identification import continuum_removed, identify, identify_result
 from hyperunmix.io import write_library, write_scene
 from hyperunmix.spectra import SpectralLibrary, analytic_library
 
@@ -27,6 +27,13 @@ ZERO_ANGLE_DEG = np.degrees(np.sqrt(np.finfo(float).eps)) * 4
 def _angle_deg(a, b):
     cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
     return np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+
+
+def test_hu_identify_stays_the_function_once_the_cli_is_imported():
+    # The command line imports the module behind hu.identify; a module of the same name
+    # would replace the function on the package.
+    assert app is not None
+    assert hu.identify is identify
 
 
 def test_library_spectra_scaled_and_noisy_identify_themselves():

@@ -33,7 +33,7 @@ _LAZY = {
     "evaluate": ("hyperunmix.metrics", "evaluate"),
     "open": ("hyperunmix.io", "open_scene"),
     "estimate_n_endmembers": ("hyperunmix.linear", "estimate_n_endmembers"),
-    "identify": ("hyperunmix.identify", "identify"),
+    "identify": ("hyperunmix.identification", "identify"),
 }
 
 

@@ -30,7 +30,7 @@ from .base import Result, Unmixer
 from .bench.cli import bench_command
 from .conventions import MEANINGS, check_convention
 from .errors import HyperunmixError, InputError
-from .identify import MAX_ANGLE_DEG, Identification, identify_result, reference_library
+from .identification import MAX_ANGLE_DEG, Identification, identify_result, reference_library
 from .progress import progress_display, stage
 from .registry import available_methods, get_method
 from .scene import Scene

@@ -16,7 +16,7 @@ half-written file under its final name)::
 
 Maps keep the estimator's band order; with a truth, each band is named after the true
 material it was matched to, and the figures are drawn in truth order. With an
-identification (:func:`hyperunmix.identify.identify_result`), the bands, the CSV columns and
+identification (:func:`hyperunmix.identification.identify_result`), the bands, the CSV columns and
 the figures are named after the library materials matched instead.
 
 A directory is written by one run at a time (a lock file ``.hyperunmix.lock`` in it while
@@ -56,7 +56,7 @@ from .scene import default_names
 
 if TYPE_CHECKING:
     from .base import Result
-    from .identify import Identification
+    from .identification import Identification
     from .scene import Scene, Truth
 
 #: Output format -> suffix of the map files (an ENVI header gets its .img data file beside).
