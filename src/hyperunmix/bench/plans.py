@@ -71,11 +71,12 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 
 #: name -> plan, for the methods whose defaults need a benchmark budget. The papers'
 #: settings (EGU-Net 200 epochs, DEQ-Unmix 300, ID-Net up to 30) times 40 runs each would
-#: not fit in two hours on 2 cores. Measured wall seconds of one run, one thread, two runs
-#: at a time on 2 cores of an Intel Xeon (Samson, Jasper Ridge): EGU-Net 24, 29; its ss
-#: variant 17, 22; DEQ-Unmix 33, 47; its unrolled twin 12, 14; ID-Net 20, 38 (an AMD EPYC
-#: took two to three times as long). The 100 x 100 spatial scenes cost two to three times
-#: Jasper Ridge. They are recorded with every result.
+#: not fit in two hours on 2 cores. Mean wall seconds of one run in the committed results,
+#: one thread, two runs at a time on 2 cores of an Intel Xeon shared with other jobs
+#: (Samson, Jasper Ridge): EGU-Net (ss) 30, 41; its pixel-wise variant 37, 43; DEQ-Unmix
+#: 6, 8; its unrolled twin 13, 16; ID-Net 34, 57 (an AMD EPYC took two to three times as
+#: long). The 100 x 100 spatial scenes cost two to three times Jasper Ridge. They are
+#: recorded with every result.
 PLANS: dict[str, MethodPlan] = {
     # EGU-Net's default, the spatial-spectral variant, costs about 3x the pixel-wise one per
     # epoch (benchmarks/egunet_beyond_labels.py); both train 150 epochs, the budget the
