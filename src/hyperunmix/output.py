@@ -59,9 +59,8 @@ if TYPE_CHECKING:
     from .identification import Identification
     from .scene import Scene, Truth
 
-#: Output format -> suffix of the map files (an ENVI header gets its .img data file beside).
-MAP_SUFFIXES = {"gtiff": ".tif", "envi": ".hdr", "netcdf": ".nc", "npz": ".npz"}
-#: Output format -> the :func:`hyperunmix.io.write_maps` family that writes it.
+#: Output format -> the :func:`hyperunmix.io.write_maps` family that writes it, whose
+#: default suffix names the map files (an ENVI header gets its .img data file beside).
 _IO_FAMILIES = {"gtiff": "gtiff", "envi": "envi", "netcdf": "netcdf", "npz": "npy"}
 #: The run record, written first as incomplete and last as complete.
 RUN_FILE = "run.json"
@@ -75,12 +74,12 @@ def map_format(source_format: str | None, fmt: str | None = None) -> str:
     written), else ``"npz"`` (for .mat, .npy and unknown sources)."""
     if fmt is not None:
         key = fmt.lower().lstrip(".")
-        if key not in MAP_SUFFIXES:
+        if key not in _IO_FAMILIES:
             raise InputError(
-                f"unknown output format {fmt!r}; choose one of {', '.join(MAP_SUFFIXES)}"
+                f"unknown output format {fmt!r}; choose one of {', '.join(_IO_FAMILIES)}"
             )
         return key
-    if source_format in MAP_SUFFIXES:
+    if source_format in _IO_FAMILIES:
         return source_format
     product = FORMATS.get(source_format or "")
     return "gtiff" if product is not None and product.refines is not None else "npz"
@@ -172,7 +171,7 @@ def _output_paths(
 ) -> dict[str, Path]:
     """Every file :func:`save_result` writes but run.json, by role, known before any is
     written (an ENVI map is named by its header; its data file goes beside)."""
-    suffix = MAP_SUFFIXES[family]
+    suffix = FORMATS[_IO_FAMILIES[family]].default_suffix
     paths = {
         "abundances": directory / f"abundances{suffix}",
         "abundances_npy": directory / "abundances.npy",
