@@ -69,9 +69,8 @@ class RunStore:
             ignore.write_text(_GITIGNORE)
         if arrays:
             with atomic_path(self.arrays_path(key)) as tmp, open(tmp, "wb") as fh:
-                # allow_pickle spelled out (numpy's default) so that mypy does not take
-                # it for one of the **arrays.
-                np.savez_compressed(fh, allow_pickle=True, **arrays)
+                # No object arrays: the readers load with allow_pickle=False.
+                np.savez_compressed(fh, allow_pickle=False, **arrays)
                 _sync(fh)
         with atomic_path(self.record_path(key)) as tmp, open(tmp, "w") as fh:
             json.dump(record, fh, indent=1)

@@ -166,6 +166,5 @@ def write(path: Path, data: CubeData) -> None:
         if path.suffix.lower() == ".npy":
             np.save(stream, np.asarray(data.cube, dtype=np.float32))
         else:
-            # allow_pickle spelled out (numpy's default) so that mypy does not take it for
-            # one of the arrays.
-            np.savez_compressed(stream, allow_pickle=True, **_archive_content(data))
+            # No object arrays: the readers load with allow_pickle=False.
+            np.savez_compressed(stream, allow_pickle=False, **_archive_content(data))
