@@ -1,6 +1,7 @@
 """EGU-Net: pseudo-pure set, weight sharing, training, inference contract, persistence."""
 
 import copy
+import importlib
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from hyperunmix.deep.pure_pixels import block_endmembers, build_pure_set, resolv
 from hyperunmix.errors import FileFormatError, InputError
 from hyperunmix.io import write_endmembers_csv
 from hyperunmix.linear import nnls, snnls
+from hyperunmix.linear._arrays import leading_axes, signed_by_largest
 from hyperunmix.spectra import SpectralLibrary
 
 N_BANDS = 24
@@ -86,6 +88,40 @@ def test_blocks_with_too_few_valid_pixels_are_skipped(scene):
     assert spectra.shape == (7 * 3, N_BANDS)
     with pytest.raises(InputError, match="block_size"):
         block_endmembers(scene.cube, np.zeros_like(mask), 3, 5)
+
+
+def _eigh_axes(X, k):
+    """The L x L eigendecomposition leading_axes avoids for N < L, signed by its rule."""
+    _, vectors = np.linalg.eigh(X.T @ X / len(X))
+    return signed_by_largest(vectors[:, ::-1][:, :k])
+
+
+def test_axes_of_fewer_pixels_than_bands_are_those_of_the_band_covariance():
+    X = np.random.default_rng(0).normal(size=(25, 80)) + 3.0
+    for data in (X, X - X.mean(axis=0)):
+        fast = leading_axes(data, 5)
+        np.testing.assert_allclose(fast, _eigh_axes(data, 5), atol=1e-10)
+        largest = fast[np.argmax(np.abs(fast), axis=0), np.arange(5)]
+        assert np.all(largest > 0)
+
+
+def test_block_endmembers_are_those_of_the_band_covariance_eigenvectors(monkeypatch):
+    # 60 bands > 25 pixels a block: VCA's axes come from the thin SVD of the block. With
+    # its axes signed the same way, the L x L eigendecomposition picks the same pixels, in
+    # whole blocks, edge blocks (17 = 3 x 5 + 2: 10 and 4 pixels), a partly masked block
+    # and a block of exactly P valid pixels (its centred pixels have rank P - 1 < P axes).
+    scene = synthetic.make_scene(
+        17, 17, 3, wavelengths=np.linspace(400, 2400, 60), alpha=0.5, snr_db=25.0, seed=3
+    )
+    mask = scene.mask.copy()
+    mask[5:7, 5:10] = False
+    mask[10:15, 10:15] = False
+    mask[10, 10:13] = True
+    fast = block_endmembers(scene.cube, mask, 3, 5, seed=2)
+    vca_module = importlib.import_module("hyperunmix.linear.vca")
+    monkeypatch.setattr(vca_module, "leading_axes", _eigh_axes)
+    np.testing.assert_array_equal(fast, block_endmembers(scene.cube, mask, 3, 5, seed=2))
+    assert fast.shape == (16 * 3, 60)
 
 
 def test_reference_from_array_file_and_bundle_library(scene, tmp_path):
