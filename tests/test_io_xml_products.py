@@ -185,6 +185,24 @@ def test_the_structure_not_the_name_tells_the_product(tmp_path, enmap):
         assert hu.open(image, scale=1e-4).wavelengths is None
 
 
+def test_a_product_opens_by_its_metadata_or_its_folder(tmp_path, enmap):
+    expected = hu.open(enmap).cube
+    xml = next(enmap.parent.glob("*-METADATA.XML"))
+    for path in (xml, enmap.parent):
+        np.testing.assert_array_equal(hu.open(path).cube, expected)
+        assert hio.describe(path)["path"] == str(enmap)
+    # Two products in one folder: which one is meant is not guessed.
+    other = write_tiff(
+        tmp_path / "ENMAP01-____L2A-DT0000009999-SPECTRAL_IMAGE.TIF", digital_numbers()
+    )
+    with pytest.raises(InputError, match="holds several spectral images"):
+        hu.open(tmp_path)
+    Path(other).unlink()
+    enmap.unlink()
+    with pytest.raises(FileFormatError, match=r"metadata, and its spectral image .* not beside"):
+        hu.open(xml)
+
+
 def test_info_describes_the_products(enmap, desis):
     runner = CliRunner()
     result = runner.invoke(app, ["info", str(enmap)])

@@ -34,6 +34,7 @@ from ._common import (
     require_file,
     to_scene,
 )
+from ._xml_products import spectral_image
 from .endmembers import read_endmembers, write_endmembers_csv
 from .formats import FAMILIES, FORMATS, Format, format_of
 from .libraries import read_library, resample_library, write_library
@@ -65,6 +66,12 @@ def _check_options(function: Callable, options: dict[str, Any], path: Path, fami
         )
 
 
+def _scene_file(path: str | os.PathLike) -> Path:
+    """The file to read for ``path``: the spectral image of a product given by its metadata
+    XML or its folder (EnMAP, DESIS), else ``path``; a FileFormatError when it is missing."""
+    return require_file(spectral_image(Path(path)))
+
+
 def open_scene(
     path: str | os.PathLike,
     *,
@@ -78,7 +85,8 @@ def open_scene(
     Parameters
     ----------
     path : path
-        ENVI header or data file, GeoTIFF, NetCDF, .mat, .npy or .npz.
+        ENVI header or data file, GeoTIFF, NetCDF, .mat, .npy or .npz; a sensor product
+        (EMIT, PRISMA, EnMAP, DESIS; the last two also by their METADATA.XML or folder).
     wavelengths : (L,) array in nm, optional
         Replace (or supply) the file's wavelengths.
     scale : float, optional
@@ -95,7 +103,7 @@ def open_scene(
     Scene
         With ``metadata["format"]`` (the family) and ``metadata["path"]``.
     """
-    path = require_file(path)
+    path = _scene_file(path)
     family = FORMATS[format_of(path)]
     _check_options(family.read, options, path, family)
     # The size from the header, before reading: past the memory available, a read ends
@@ -134,7 +142,7 @@ def describe(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
     Takes the same format options as :func:`open_scene`. A header its data contradict
     (a truncated ENVI data file) is a FileFormatError, as :func:`open_scene` reports it.
     """
-    path = require_file(path)
+    path = _scene_file(path)
     family = FORMATS[format_of(path)]
     _check_options(family.describe, options, path, family)
     header = family.describe(path, **options)

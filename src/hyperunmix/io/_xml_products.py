@@ -155,6 +155,40 @@ def quality_file(image: Path, layer: QualityLayer) -> Path | None:
     return _sibling(image, lambda name: pattern.match(name) is not None)
 
 
+#: A product's metadata file, ``<prefix>-METADATA.XML``.
+_METADATA_NAME = re.compile(r"^(?P<prefix>.+)-METADATA\.xml$", re.IGNORECASE)
+
+
+def spectral_image(path: Path) -> Path:
+    """The spectral image of the product that ``path`` names by its metadata XML or its
+    folder (users hold on to either, not only to the image), else ``path`` itself.
+
+    A metadata XML without its image beside it, or a folder of several products, is a
+    clear error rather than a file read in the wrong format."""
+    if path.is_dir():
+        images = [p for p in sorted(path.iterdir()) if p.is_file() and _IMAGE_NAME.match(p.name)]
+        if len(images) > 1:
+            names = ", ".join(image.name for image in images)
+            raise InputError(f"{path} holds several spectral images ({names}): give one")
+        return images[0] if images else path
+    match = _METADATA_NAME.match(path.name)
+    if match is None or not path.is_file():
+        return path
+    prefix = match["prefix"].lower()
+    image = _sibling(
+        path,
+        lambda name: (
+            (named := _IMAGE_NAME.match(name)) is not None and named["prefix"].lower() == prefix
+        ),
+    )
+    if image is None:
+        raise FileFormatError(
+            f"{path} is a product's metadata, and its spectral image "
+            f"{match['prefix']}-SPECTRAL_IMAGE.TIF is not beside it"
+        )
+    return image
+
+
 def _sibling(path: Path, wanted) -> Path | None:
     try:
         return next(p for p in sorted(path.parent.iterdir()) if wanted(p.name) and p.is_file())
