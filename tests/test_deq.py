@@ -229,6 +229,23 @@ def test_endmembers_start_from_nfindr(scene, share):
         np.testing.assert_allclose(model.initial_endmembers_, extracted)
 
 
+def test_training_starts_at_the_matched_baseline(scene):
+    """By default the start is N-FINDR's spectra as extracted (no averaging) and the
+    correction's output layer is zero, so the untrained equilibrium is N-FINDR + FCLS, the
+    matched baseline: with the endmembers and the correction held (learning rates of 1e-12
+    move them by about 1e-12 per step) the maps are FCLS's on N-FINDR's spectra, to
+    float32 roundings amplified by the conditioning of the endmembers."""
+    model = DEQUnmix(3, seed=0, lr_endmembers=1e-12, learning_rate=1e-12, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit_unmix(scene)
+    pixels = scene.pixels()
+    start = nfindr(pixels, 3, seed=0)
+    np.testing.assert_array_equal(model.initial_endmembers_, start)
+    np.testing.assert_allclose(model.endmembers_, start, rtol=1e-5)
+    np.testing.assert_allclose(result.pixel_abundances(), fcls(pixels, start), rtol=0, atol=1e-5)
+
+
 def test_average_closest_pixels_by_brute_force():
     rng = np.random.default_rng(0)
     pixels = rng.uniform(0.1, 1.0, size=(200, 5))
@@ -354,14 +371,12 @@ def test_cuda_request_without_cuda_raises(scene):
 
 
 # -- real data (slow) ------------------------------------------------------------------------
-# A regression guard, not the goal. With the defaults (SURE loss, 40 epochs of patches, seed
-# 0) Samson scores aRMSE 0.174 (its ablation without the correction 0.164) and Jasper Ridge
-# 0.126 (0.136); over the benchmark's 5 seeds at 8 epochs 0.158 +- 0.011 and 0.113 +- 0.003.
-# The bounds leave about two and a half standard deviations. Issue 14's goals there (not
-# worse than the ablation; better than the start, N-FINDR + FCLS: 0.142 and 0.090) are
-# missed on Samson and against the start: see BENCHMARKS.md.
+# A regression guard, not the goal. With the defaults (the fit loss from N-FINDR's spectra,
+# 40 epochs of patches, seed 0) Samson scores aRMSE 0.094 and Jasper Ridge 0.091, against
+# 0.142 and 0.090 for the matched baseline N-FINDR + FCLS (same start). The bounds leave
+# room for the seed's spread and for float arithmetic on other machines.
 @pytest.mark.slow
-@pytest.mark.parametrize("name,max_armse", [("samson", 0.20), ("jasper_ridge", 0.14)])
+@pytest.mark.parametrize("name,max_armse", [("samson", 0.12), ("jasper_ridge", 0.11)])
 def test_accuracy_on_real_data(data_dir, name, max_armse):
     scene = datasets.load(name, data_dir)
     p = scene.truth.n_endmembers
@@ -376,11 +391,12 @@ def test_accuracy_on_real_data(data_dir, name, max_armse):
 def test_start_follows_the_data_scale(scene, scale):
     """The N-FINDR start and its averaging over the closest pixels in angle do not depend on
     the data's units (N-FINDR failed at x1e-16 and duplicated pixels at x1e30)."""
+    options = {**FAST, "epochs": 1, "endmember_averaging": 0.05}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1}).fit(scene).initial_endmembers_
+        start = DEQUnmix(3, seed=0, **options).fit(scene).initial_endmembers_
         scaled = (
-            DEQUnmix(3, seed=0, **{**FAST, "epochs": 1})
+            DEQUnmix(3, seed=0, **options)
             .fit(Scene(scene.cube * np.float32(scale)))
             .initial_endmembers_
         )

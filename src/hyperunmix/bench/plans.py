@@ -91,17 +91,17 @@ PLANS: dict[str, MethodPlan] = {
     "egunet_pw": MethodPlan(
         seeds=5, quick_seeds=2, params={"epochs": 150}, quick_params={"epochs": 30}, timeout_s=900.0
     ),
-    # DEQ-Unmix's default 40 epochs (one step per 32 x 32 patch) on the small scenes; on the
-    # four large ones (9 to 10 patches per epoch) 8 and 5 epochs, about 80 and 50 steps, so
-    # that its three entries fit in 45 minutes on one core of a busy machine (the tuning
-    # runs of benchmarks/deq_training_signal.py trained the 100 x 100 scenes 10 epochs).
+    # DEQ-Unmix's default 40 epochs (one step per 32 x 32 patch, fewer when the loss levels
+    # off) everywhere but on the two 100 x 100 scenes (10 patches per epoch): 5 epochs, 50
+    # steps, where the correction's solves cost about 75 s a run under load (6 s without
+    # it), so that its three entries fit in 45 minutes on one core of a busy machine. With
+    # the fit loss (the default since the SURE one) a default run on Samson or Jasper
+    # Ridge takes 12 to 18 s, so they no longer need the 8 epochs they had.
     "deq": MethodPlan(
         seeds=5,
         quick_seeds=2,
         quick_params={"epochs": 10},
         scene_params={
-            "samson": {"epochs": 8},
-            "jasper_ridge": {"epochs": 8},
             "synthetic_spatial_15db": {"epochs": 5},
             "synthetic_spatial_20db": {"epochs": 5},
         },
