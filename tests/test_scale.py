@@ -6,7 +6,9 @@ import json
 import os
 import pickle
 import threading
+import warnings
 
+import dask.array as da
 import numpy as np
 import pytest
 import rasterio
@@ -31,8 +33,8 @@ from hyperunmix.scale import (
     unmix_large,
     unmix_lazy,
 )
-from hyperunmix.scale._windows import EnviWindows
-from hyperunmix.scale.run import fitted_state_digest
+from hyperunmix.scale._windows import EnviWindows, select_bands
+from hyperunmix.scale.run import _LazyWindow, fitted_state_digest
 from hyperunmix.scale.sample import shares, stratified_positions
 from hyperunmix.scale.store import MARKERS
 
@@ -149,12 +151,77 @@ def test_envi_windows_pickle_as_paths_and_read_windows(envi_path, scene):
 
 
 def test_chunk_shape_default_and_checks():
-    assert chunk_shape(None, 128) == (320, 320)  # <= 64 MiB of float32 per chunk
-    assert chunk_shape(None, 425) == (192, 192)
+    # The side, a multiple of 64, nearest to 16 MiB of float32 per chunk.
+    assert chunk_shape(None, 128) == (192, 192)
+    assert chunk_shape(None, 243) == chunk_shape(None, 285) == chunk_shape(None, 425) == (128, 128)
+    assert chunk_shape(None, 5000) == (64, 64)  # never below 64
     assert chunk_shape(512, 200) == (512, 512) and chunk_shape((64, 128), 3) == (64, 128)
     for bad in (0, (16,), 2.5, True):
         with pytest.raises(InputError, match="chunks"):
             chunk_shape(bad, 10)
+
+
+class _RecordedReads:
+    """An (H, W, L) array-like that records the values each read returns."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self.shape, self.dtype, self.ndim = values, values.shape, values.dtype, 3
+        self.read = 0
+
+    def __getitem__(self, key):
+        block = self.values[key]
+        self.read += block.size
+        return block
+
+
+def test_a_window_reads_only_its_pixels_then_keeps_the_good_bands(scene):
+    values = scene.cube
+    reads = _RecordedReads(values)
+    source = da.from_array(reads, chunks=(CHUNKS, CHUNKS, -1), asarray=False, meta=values[:0, :0])
+    good = np.array([0, 1, 2, 5, 6, 7, 19])
+    # A chunk and a halo of 3 px: parts of 9 chunks of the source, read as the window.
+    window = _LazyWindow(source[13:35, 13:35], good)
+    np.testing.assert_array_equal(window.read(), values[13:35, 13:35][..., good])
+    assert reads.read == 22 * 22 * values.shape[2]
+    assert np.array_equal(select_bands(values, good), values[..., good], equal_nan=True)
+    assert np.array_equal(select_bands(values, np.array([4])), values[..., [4]], equal_nan=True)
+
+
+def test_bad_bands_are_dropped_chunk_by_chunk_as_in_memory(scene, tmp_path):
+    # A spatial method (windows with a halo, read across chunks) whose map is made of the
+    # first band kept: band 1, as band 0 is flagged.
+    flagged = Scene(scene.cube, scene.wavelengths, bad_bands=[0, 3, 4, 10, 11, 12], geo=GEO)
+    path = tmp_path / "flagged.hdr"
+    hio.write_scene(path, flagged)
+    kept = hio.open_scene(path).drop_bad_bands()
+    model = BoxMean().fit(kept)
+    run = unmix_large(path, model, tmp_path / "maps.zarr", chunks=CHUNKS)
+    assert_identical(maps_of(run.out), model.unmix(kept).abundances)
+
+
+@pytest.mark.parametrize("block_values", [1, 7 * 20, 2**24])
+def test_scene_checks_a_cube_by_blocks_of_rows_as_a_whole(monkeypatch, block_values):
+    # The checks of a Scene run on blocks of rows (their boolean arrays the size of a
+    # block, not of the cube): the same mask and warnings whatever the block.
+    monkeypatch.setattr(hu.scene, "_CHECK_BLOCK_VALUES", block_values)
+    rng = np.random.default_rng(0)
+    raw = rng.integers(1, 1000, size=(9, 7, 20)).astype(np.int16)
+    raw[2, 3] = -1  # no-data in every band
+    raw[4, 5, 6] = -1  # one value only: a valid pixel
+    raw[0, :, :3] = -5  # with raw[4, 5, 6], 22 negative values of 1,240 valid: 1.8 %
+    with pytest.warns(hu.errors.ScalingWarning, match="1.8% of the values are negative"):
+        flagged = Scene(raw, nodata=-1, scale=1e-3)
+    expected = np.ones((9, 7), bool)
+    expected[2, 3] = False
+    np.testing.assert_array_equal(flagged.mask, expected)
+    raw[0, 1:, :3] = 5  # 4 negative values: 0.3 %, no warning
+    cube = raw.astype(np.float32)
+    cube[8, 6, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hu.errors.ScalingWarning)
+        quiet = Scene(cube, nodata=-1)
+    expected[8, 6] = False
+    np.testing.assert_array_equal(quiet.mask, expected)
 
 
 def test_formats_without_windowed_access_are_refused(tmp_path, scene):

@@ -135,7 +135,7 @@ class Scene:
     ):
         raw = _checked_array(cube)
         # No-data is a value of the source's encoding, so it is found before any scaling.
-        missing = None if nodata is None else np.all(raw == nodata, axis=2)
+        missing = None if nodata is None else _all_bands(raw, lambda rows: rows == nodata)
         cube = _as_float32(raw, scale)
         n_rows, n_cols, n_bands = cube.shape
         self.cube: np.ndarray = cube
@@ -285,8 +285,28 @@ def _band_indices(bands: Sequence[int] | NDArray[np.integer] | None, n_bands: in
     return idx
 
 
+#: Values per block of rows in the checks of a cube: the checks' boolean arrays take a
+#: block's size (16 MiB) instead of the cube's, one byte a value.
+_CHECK_BLOCK_VALUES = 2**24
+
+
+def _row_blocks(cube: np.ndarray) -> list[slice]:
+    """Blocks of whole rows of ``cube`` (H, W, L), about ``_CHECK_BLOCK_VALUES`` values each."""
+    n_rows = cube.shape[0]
+    step = max(1, _CHECK_BLOCK_VALUES // max(1, cube.shape[1] * cube.shape[2]))
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
+def _all_bands(cube: np.ndarray, test: Any) -> np.ndarray:
+    """(H, W) bool: ``test`` (elementwise, on a block of rows) holds in every band."""
+    out = np.empty(cube.shape[:2], dtype=bool)
+    for rows in _row_blocks(cube):
+        np.all(test(cube[rows]), axis=2, out=out[rows])
+    return out
+
+
 def _valid_mask(cube: np.ndarray, mask: Any, missing: np.ndarray | None) -> np.ndarray:
-    valid = np.all(np.isfinite(cube), axis=2)
+    valid = _all_bands(cube, np.isfinite)
     if missing is not None:
         valid &= ~missing
     if mask is not None:
@@ -300,8 +320,9 @@ def _valid_mask(cube: np.ndarray, mask: Any, missing: np.ndarray | None) -> np.n
 
 
 def _warn_on_suspicious_values(cube: np.ndarray, valid: np.ndarray) -> None:
-    pixels = cube[valid]
-    negative_share = float(np.mean(pixels < 0))
+    # Counted block by block: the valid pixels gathered at once would copy the cube.
+    negatives = sum(np.count_nonzero(cube[rows][valid[rows]] < 0) for rows in _row_blocks(cube))
+    negative_share = negatives / (np.count_nonzero(valid) * cube.shape[2])
     if negative_share > 0.01:
         warnings.warn(
             f"{negative_share:.1%} of the values are negative; unmixing assumes non-negative "

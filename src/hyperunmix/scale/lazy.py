@@ -44,7 +44,11 @@ from ._windows import EnviWindows, ProductWindows, RasterWindows, to_physical
 
 DIMS = ("y", "x", "band")
 #: Input bytes per chunk aimed at when ``chunks`` is not given (see :func:`chunk_shape`).
-AUTO_CHUNK_BYTES = 64 * 2**20
+#: Chosen on the synthetic EMIT-layout scene of ``benchmarks/scene_scale.py`` (768 x 768
+#: px, 243 bands, 2 worker threads): chunks of 128 px (16 MiB) against 256 px (64 MiB)
+#: took FCLS's apply from 664 to 376 MB of peak memory and 14.7 to 10.8 s, DEQ-Unmix's
+#: from 1585 to 821 MB and 61 to 46 s; 64 px took DEQ-Unmix (a halo of 8 px) 73 s.
+AUTO_CHUNK_BYTES = 16 * 2**20
 #: Chunk sides chosen automatically are multiples of this (GeoTIFF tiles, Zarr chunks).
 _AUTO_CHUNK_STEP = 64
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
@@ -52,10 +56,11 @@ _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 def chunk_shape(chunks: int | tuple[int, int] | None, n_bands: int) -> tuple[int, int]:
     """(rows, cols) of a chunk: ``chunks`` as given (one int for square chunks), or, for
-    None, the largest square of side a multiple of 64 holding at most 64 MiB of float32
-    input (e.g. 320 px for 128 bands, 192 px for 425)."""
+    None, the square of side a multiple of 64 (at least 64) nearest to holding
+    ``AUTO_CHUNK_BYTES`` (16 MiB) of float32 input: 128 px for 200 to 425 bands (EMIT's
+    285, or 243 without its bad bands), 192 px for 128 bands."""
     if chunks is None:
-        side = int(np.sqrt(AUTO_CHUNK_BYTES / (4 * n_bands))) // _AUTO_CHUNK_STEP
+        side = round(np.sqrt(AUTO_CHUNK_BYTES / (4 * n_bands)) / _AUTO_CHUNK_STEP)
         return (max(side, 1) * _AUTO_CHUNK_STEP,) * 2
     sides = tuple(chunks) if isinstance(chunks, Iterable) else (chunks, chunks)
     if len(sides) != 2 or not all(
@@ -157,18 +162,27 @@ def geo_of(cube: xr.DataArray) -> GeoInfo | None:
     )
 
 
-def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
-    """The cube without the bands listed in its ``bad_bands`` attribute (lazy); an
-    InputError when that leaves none."""
+def good_bands(cube: xr.DataArray) -> np.ndarray | None:
+    """(k,) indices of the bands not listed in the cube's ``bad_bands`` attribute, None
+    when none is listed; an InputError when every band is."""
     bad = list(cube.attrs.get("bad_bands", []))
     if not bad:
-        return cube
+        return None
     good = np.setdiff1d(np.arange(cube.sizes["band"]), bad)
     if good.size == 0:
         raise InputError(
             f"every band of {cube.attrs.get('path', cube.name)} is flagged bad: "
             "nothing is left to unmix (keep_bad_bands=True unmixes them)"
         )
+    return good
+
+
+def drop_bad_bands(cube: xr.DataArray) -> xr.DataArray:
+    """The cube without the bands listed in its ``bad_bands`` attribute (lazy); an
+    InputError when that leaves none."""
+    good = good_bands(cube)
+    if good is None:
+        return cube
     kept = cube.isel(band=good)
     kept.attrs = {**cube.attrs, "bad_bands": []}
     return kept

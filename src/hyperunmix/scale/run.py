@@ -35,10 +35,11 @@ from ..errors import HyperunmixError, InputError
 from ..io import envi
 from ..params import summarise
 from ..registry import make_method
+from ._windows import select_bands
 from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, hidden_path, output_files, output_format, record_path
 from .grid import Chunk, chunk_grid
-from .lazy import as_cube, cube_chunks, cube_wavelengths, drop_bad_bands, geo_of
+from .lazy import as_cube, cube_chunks, cube_wavelengths, drop_bad_bands, geo_of, good_bands
 from .sample import DEFAULT_SAMPLE, fit_on_sample
 from .store import ChunkWriter, MapStore, StoreSpec
 
@@ -115,15 +116,24 @@ class ChunkedRun:
 class _LazyWindow:
     """A window of the cube to be read inside the task that unmixes it, so that a failed
     read is retried and reported with its chunk. A plain object: ``dask.delayed`` leaves
-    it alone instead of computing it as a dependency."""
+    it alone instead of computing it as a dependency.
 
-    def __init__(self, array: da.Array):
+    ``array`` is the window of the cube with all its bands and ``bands`` the indices kept
+    (None: all), selected after the read: dask fuses a window's rows and columns into the
+    file reader's calls, so that only the window is read, but not through a selection of
+    bands by index, after which it reads every chunk the window touches whole (nine for
+    a chunk and its halo).
+    """
+
+    def __init__(self, array: da.Array, bands: np.ndarray | None = None):
         # One block, culled to this window's reads; computing a Delayed of one block
         # returns it as it is, where computing an Array copies it once more.
         (self.block,) = array.rechunk(array.shape).to_delayed(optimize_graph=True).ravel()
+        self.bands = bands
 
     def read(self) -> np.ndarray:
-        return self.block.compute(scheduler="sync")
+        block = self.block.compute(scheduler="sync")
+        return block if self.bands is None else select_bands(block, self.bands)
 
 
 def run_chunk(
@@ -190,8 +200,9 @@ def unmix_large(
     params : dict, optional
         Hyper-parameters of ``method`` when it is a name.
     chunks : int or (int, int), optional
-        Pixels per chunk side; default: about 64 MiB of input per chunk. Peak memory is
-        about ``workers x 6 x chunk bytes`` plus the model.
+        Pixels per chunk side; default: about 16 MiB of input per chunk
+        (:func:`~hyperunmix.scale.chunk_shape`). Peak memory is about
+        ``workers x 6 x chunk bytes`` plus the model, more for the deep methods.
     client : dask.distributed.Client or str, optional
         A client, or a scheduler address (``tcp://host:8786``) to connect to; default:
         dask's threaded scheduler in this process.
@@ -247,9 +258,9 @@ def unmix_large(
         raise InputError(f"retries must be >= 0, got {retries}")
     if convention is not None:
         check_convention(convention)
-    cube = as_cube(source, chunks=chunks, **(open_options or {}))
-    if not keep_bad_bands:
-        cube = drop_bad_bands(cube)
+    all_bands = as_cube(source, chunks=chunks, **(open_options or {}))
+    cube = all_bands if keep_bad_bands else drop_bad_bands(all_bands)
+    bands = None if keep_bad_bands else good_bands(all_bands)
     store_path = out if fmt == "zarr" else hidden_path(out, fmt, "chunks.zarr")
     writable_directory(out.parent)
     with output_lock(hidden_path(out, fmt, "lock"), out):
@@ -274,6 +285,8 @@ def unmix_large(
             failures = _run_chunks(
                 pending,
                 cube,
+                all_bands.data,
+                bands,
                 unmixer,
                 layout,
                 store.writer(layout),
@@ -466,6 +479,8 @@ def fitted_state_digest(unmixer: Unmixer) -> str:
 def _run_chunks(
     pending: list[Chunk],
     cube: xr.DataArray,
+    source: da.Array,
+    bands: np.ndarray | None,
     unmixer: Unmixer,
     layout: MapLayout,
     writer: ChunkWriter,
@@ -474,8 +489,9 @@ def _run_chunks(
     num_workers: int | None,
     on_progress,
 ) -> list[ChunkOutcome]:
-    """Run the chunk tasks; returns the failed outcomes. ``on_progress(finished, failed)``
-    is called in this thread after each chunk."""
+    """Run the chunk tasks of ``cube``, whose windows are read from ``source`` (the cube
+    with all its bands) keeping ``bands`` (see :class:`_LazyWindow`); returns the failed
+    outcomes. ``on_progress(finished, failed)`` is called in this thread after each chunk."""
     model = dask.delayed(shippable(unmixer), pure=True)  # shipped once, not once per task
     context = int(unmixer.spatial_context)
     token = dask.base.tokenize(writer.path, cube.data.name)
@@ -486,7 +502,7 @@ def _run_chunks(
         key = f"unmix-chunk-{token}-{chunk.index[0]}-{chunk.index[1]}"
         tasks[key] = dask.delayed(run_chunk, pure=False)(
             chunk,
-            _LazyWindow(cube.data[read]),
+            _LazyWindow(source[read], bands),
             core,
             model,
             layout,
