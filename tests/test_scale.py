@@ -646,6 +646,40 @@ class BoxMeanSpread(BoxMean):
         return {**maps, "spread": maps["abundances"][..., 0] ** 2}
 
 
+class OptionalEndmembers(BoxMean):
+    """BoxMean that also returns per-pixel endmembers (h, w, 2, L) while its
+    ``return_pixel_endmembers`` is true (as ID-Net), and records that switch at each call."""
+
+    name = "boxmean_optional"
+
+    def __init__(self):
+        self.return_pixel_endmembers = True
+        self.switches: list[bool] = []
+
+    def transform(self, cube, mask=None):
+        maps = super().transform(cube, mask)
+        self.switches.append(self.return_pixel_endmembers)
+        if self.return_pixel_endmembers:
+            maps["pixel_endmembers"] = np.repeat(cube[:, :, None, :], 2, axis=2)
+        return maps
+
+
+def test_maps_computed_on_request_are_not_requested_when_not_written(scene, tmp_path):
+    model = OptionalEndmembers().fit(scene)
+    run = unmix_large(scene, model, tmp_path / "maps.zarr", chunks=CHUNKS)
+    assert "pixel_endmembers" not in open_maps(run.out)
+    assert model.return_pixel_endmembers  # the model itself is left as it was
+    # The probe (the model as given), then the 12 chunks (each window holds a valid pixel
+    # of its halo at least): not requested.
+    assert model.switches == [True] + [False] * 12
+    expected = BoxMean().fit(scene).unmix(scene).abundances
+    assert_identical(maps_of(run.out), expected)
+    model.switches.clear()
+    outputs = ["abundances", "pixel_endmembers"]
+    unmix_large(scene, model, tmp_path / "all.zarr", chunks=CHUNKS, outputs=outputs)
+    assert model.switches == [True] * 13
+
+
 def test_a_raster_rerun_removes_the_maps_the_earlier_run_wrote_and_it_does_not(scene, tmp_path):
     out = tmp_path / "maps.hdr"
     first = unmix_large(scene, BoxMeanSpread().fit(scene), out, chunks=CHUNKS)

@@ -35,6 +35,11 @@ _Block = TypeVar("_Block", np.ndarray, da.Array)
 _PROBE_CENTRES = ((0.5, 0.5), (0.25, 0.25), (0.75, 0.75), (0.25, 0.75), (0.75, 0.25))
 #: Side of the probe window for pixel-wise methods.
 _PROBE_SIDE = 8
+#: Maps an unmixer computes only when a parameter of it is true: map name -> parameter.
+#: ID-Net's per-pixel endmembers (h, w, P, L), as large as the chunk itself and never
+#: written unless asked for, took 525 of the 596 MB its transform added to the memory on a
+#: 256 x 256 x 285 chunk (measured by helper-22).
+_OPTIONAL_MAPS = {"pixel_endmembers": "return_pixel_endmembers"}
 
 
 @dataclass(frozen=True)
@@ -173,12 +178,17 @@ def unmix_block(
         return layout.pack(layout.maps(unmixer, block, mask))
 
 
-def shippable(unmixer: Unmixer) -> Unmixer:
+def shippable(unmixer: Unmixer, maps: Sequence[str] | None = None) -> Unmixer:
     """A shallow copy of a fitted ``unmixer`` without its progress callback, which may hold
-    a live progress bar that neither pickles nor belongs on a worker."""
+    a live progress bar that neither pickles nor belongs on a worker; with ``maps``, the
+    names of the maps written, a map that its unmixer computes only on request
+    (``_OPTIONAL_MAPS``) and that is not among them is not requested."""
     unmixer._check_fitted()
     clone = copy.copy(unmixer)
     clone.progress = None
+    for name, switch in _OPTIONAL_MAPS.items():
+        if maps is not None and name not in maps and getattr(clone, switch, False):
+            setattr(clone, switch, False)
     return clone
 
 
@@ -213,7 +223,7 @@ def unmix_lazy(
     unmixer._check_fitted()
     unmixer._check_bands(cube.sizes["band"])
     layout = MapLayout.probe(unmixer, cube, outputs, convention)
-    packed = packed_maps(shippable(unmixer), cube.data, layout)
+    packed = packed_maps(shippable(unmixer, layout.names), cube.data, layout)
     variables = {
         name: (layout.dims(name), values) for name, values in layout.unpack(packed).items()
     }

@@ -492,7 +492,8 @@ def _run_chunks(
     """Run the chunk tasks of ``cube``, whose windows are read from ``source`` (the cube
     with all its bands) keeping ``bands`` (see :class:`_LazyWindow`); returns the failed
     outcomes. ``on_progress(finished, failed)`` is called in this thread after each chunk."""
-    model = dask.delayed(shippable(unmixer), pure=True)  # shipped once, not once per task
+    # Shipped once, not once per task.
+    model = dask.delayed(shippable(unmixer, layout.names), pure=True)
     context = int(unmixer.spatial_context)
     token = dask.base.tokenize(writer.path, cube.data.name)
     n_rows, n_cols, _ = cube.shape
