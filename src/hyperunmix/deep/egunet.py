@@ -186,7 +186,12 @@ class EGUNet(DeepUnmixer):
         took the label rule's mean aRMSE from 0.105 to 0.046 and mSAD from 0.140 to 0.025 rad (0.02:
         0.051; 0.08: 0.044 but mSAD 0.031; 0.16: 0.069; a second or third round: no
         better). Applies to ``abundance_output="labels"`` too, so that the ablation
-        still differs in the network only.
+        still differs in the network only. Nor did a second round from the trained
+        network's maps help (``benchmarks/egunet_second_round.py``, tuning scenes, seeds
+        0-1): the reference re-estimated from the pixels its maps call purest, then its
+        label rule blended with the maps as by ``network_weight``, mean aRMSE 0.0389, or
+        the network retrained on that reference, 0.0391, against the default's 0.0377
+        (worse on the illumination scenes, on a par elsewhere).
     image_labels : bool, default=True
         The pure stream also learns the label rule on every image pixel, besides the
         block extremes of the pseudo-pure set (on a 32 x 32 tuning scene these are 164

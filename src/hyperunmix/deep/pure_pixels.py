@@ -115,7 +115,10 @@ def block_endmembers(
     """VCA endmembers of every non-overlapping block of ``cube`` (H, W, L).
 
     Returns (M, L) float64: ``n_endmembers`` spectra per block holding at least that many
-    valid pixels (``mask`` (H, W)), blocks in row-major order.
+    valid pixels (``mask`` (H, W)), blocks in row-major order. A block has fewer pixels than
+    bands, so VCA's axes come from its thin SVD, not from the L x L band covariance
+    (:func:`hyperunmix.linear._arrays.leading_axes`; 7x faster on a 100,000-pixel sample of
+    243 bands, ``benchmarks/egunet_pure_set_speed.py``).
     """
     n_rows, n_cols, _ = cube.shape
     found = []
