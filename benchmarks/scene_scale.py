@@ -1,8 +1,9 @@
 """Scene-scale benchmark (issue 16): each method on a whole imaging-spectrometer scene.
 
     python benchmarks/scene_scale.py [--rows 1242 --cols 1280 | --size 0.25]
-        [--methods fcls,egunet,deq,idnet] [--fit-sample 100000] [--chunks 256]
-        [--threads 2] [--fit-seconds 240] [--tmp DIR]
+        [--methods fcls,egunet,deq,idnet] [--fit-sample 100000] [--chunks 128]
+        [--threads 2] [--fit-seconds 120] [--tmp DIR] [--note TEXT ...]
+    python benchmarks/scene_scale.py --combine run1/scene_scale.json run2/... [--note ...]
 
 A synthetic scene of EMIT's size and band count (1242 x 1280 px, 285 bands, P = 5 smooth
 abundance fields, 30 dB, a no-data corner) is written as an EMIT L2A-layout NetCDF granule
@@ -23,7 +24,10 @@ borders and 1e-4 at them).
 
 ``--size`` scales both sides (``--size 0.25``: 311 x 320 px) for runs on a busy machine;
 BENCHMARKS.md then says which size was measured. Writes
-``benchmarks/results/scene_scale.{json,md}``.
+``benchmarks/results/scene_scale.{json,md}`` (``--out`` elsewhere). Methods run in separate
+invocations (on a shared machine, as others' changes land) each have FCLS in their run, the
+reference of their throughput ratios; ``--combine`` reports such runs together, each with
+its own table.
 """
 
 from __future__ import annotations
@@ -240,7 +244,19 @@ def crop_agreement(method: str, scene_path: Path, chunks: int, tmp: Path) -> dic
 
 
 # -- the report ----------------------------------------------------------------------------
-def markdown(results: dict) -> str:
+def markdown(runs: list[dict], notes: list[str]) -> str:
+    """The section of BENCHMARKS.md: each run (its own FCLS row, the ratios' reference)
+    with its table, then the notes."""
+    lines = ["### A whole imaging-spectrometer scene, chunk by chunk (issue 16)"]
+    for results in runs:
+        lines += ["", *run_section(results)]
+    for note in notes:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def run_section(results: dict) -> list[str]:
+    """One run: what was run, where and when, and its table."""
     scene = results["scene"]
     full = (scene["rows"], scene["cols"]) == (EMIT_ROWS, EMIT_COLS)
     size = (
@@ -249,10 +265,16 @@ def markdown(results: dict) -> str:
         else f"**a reduced size, {scene['pixels'] / (EMIT_ROWS * EMIT_COLS):.0%} of EMIT's "
         "pixels: the end-to-end goals are for the full scene**"
     )
+    loads = [
+        f"{method} {row['load_before']:.1f}"
+        for method, row in results["methods"].items()
+        if "load_before" in row
+    ]
+    per_method = f"; as each method started: {', '.join(loads)}" if loads else ""
+    # Where this run kept its files is no part of what it measured.
+    command = re.sub(r" --(out|tmp) \S+", "", results["command"])
     lines = [
-        "### A whole imaging-spectrometer scene, chunk by chunk (issue 16)",
-        "",
-        f"Reproduce: `{results['command']}`. Scene: synthetic EMIT L2A-layout NetCDF, "
+        f"Reproduce: `{command}`. Scene: synthetic EMIT L2A-layout NetCDF, "
         f"{scene['rows']} x {scene['cols']} px x {EMIT_BANDS} bands ({size}), "
         f"{N_ENDMEMBERS} materials, {SNR_DB:g} dB, {scene['valid_pixels']:,} valid pixels "
         f"({scene['bands_used']} bands after EMIT's bad bands). Each method: "
@@ -262,8 +284,8 @@ def markdown(results: dict) -> str:
         f"`max_seconds={results['fit_seconds']:g}`). Measured {results['created']} at commit "
         f"{results.get('commit') or '?'} on "
         f"{results['cpu_count']} cores **shared with other jobs** (load average "
-        f"{results['load_before']:.1f} before, {results['load_after']:.1f} after): times "
-        "are inflated; the ratios to FCLS are measured in the same run.",
+        f"{results['load_before']:.1f} before, {results['load_after']:.1f} after{per_method}): "
+        "times are inflated; the ratios to FCLS are measured in the same run.",
         "",
         "| method | end to end | fit (sample + training) | epochs trained | apply | apply px/s "
         "| share of FCLS's | peak RSS | chunked vs in-memory (crop) |",
@@ -295,9 +317,7 @@ def markdown(results: dict) -> str:
             f"{'' if goal_share is None else f' (goal >= {goal_share:.0%})'} "
             f"| {row['peak_rss_mb']:.0f} MB (goal < {GOAL_RSS_MB:.0f}) | {agree} |"
         )
-    for note in results.get("notes", []):
-        lines += ["", note]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _epochs(line: str) -> str:
@@ -330,16 +350,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=float, help="scale both sides of EMIT's (0 < s <= 1)")
     parser.add_argument("--methods", default="fcls,egunet,deq,idnet")
     parser.add_argument("--fit-sample", type=int, default=100_000)
-    parser.add_argument("--chunks", type=int, default=256)
+    parser.add_argument("--chunks", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--fit-seconds", type=float, default=240.0, help="deep methods' max_seconds"
+        "--fit-seconds", type=float, default=120.0, help="deep methods' max_seconds"
+    )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        help="no run: the report of these runs' scene_scale.json files, in this order",
     )
     parser.add_argument("--no-crop", action="store_true", help="skip the crop comparison")
     parser.add_argument("--note", action="append", default=[], help="a line for the report")
     parser.add_argument("--tmp", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.combine:
+        runs = []
+        for path in args.combine:
+            stored = json.loads(path.read_text())
+            runs += stored.get("runs", [stored])
+        write_report(args.out, runs, args.note)
+        return 0
     if args.size is not None:
         args.rows, args.cols = round(EMIT_ROWS * args.size), round(EMIT_COLS * args.size)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -358,7 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         "fit_sample": args.fit_sample,
         "fit_seconds": args.fit_seconds,
         "commit": _commit(),
-        "notes": args.note,
         "methods": {},
     }
     try:
@@ -378,12 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"scene {args.rows} x {args.cols}: {n_valid:,} valid px", flush=True)
         for method in methods:
+            load = os.getloadavg()[0]
             try:
                 row = run_cli(method, scene_path, tmp / f"{method}.zarr", args, env)
             except RuntimeError as exc:
                 results["methods"][method] = {"error": str(exc)}
                 print(exc, flush=True)
                 continue
+            row["load_before"] = load
             row["apply_px_per_s"] = n_valid / row["apply_seconds"]
             if not args.no_crop:
                 row["agreement"] = crop_agreement(method, scene_path, CROP_CHUNKS, tmp)
@@ -397,11 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_after"] = os.getloadavg()[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scene_scale.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "scene_scale.md").write_text(markdown(results))
-    print(markdown(results))
+    write_report(args.out, [results], args.note)
     return 0
+
+
+def write_report(out: Path, runs: list[dict], notes: list[str]) -> None:
+    """``scene_scale.json`` (the runs and notes) and ``scene_scale.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scene_scale.json").write_text(
+        json.dumps({"runs": runs, "notes": notes}, indent=1) + "\n"
+    )
+    (out / "scene_scale.md").write_text(markdown(runs, notes))
+    print(markdown(runs, notes))
 
 
 if __name__ == "__main__":
