@@ -161,9 +161,18 @@ def _geo(file: h5py.File, path: Path) -> GeoInfo:
 
 
 def orthorectify(swath: np.ndarray, down: np.ndarray, cross: np.ndarray, valid: np.ndarray):
-    """(h, w, L) float32 cube of the GLT cells: each valid cell's swath pixel, NaN elsewhere."""
-    out = np.full((*valid.shape, swath.shape[2]), np.nan, dtype=np.float32)
-    out[valid] = swath[down[valid], cross[valid]]
+    """(h, w, L) float32 cube of the GLT cells: each valid cell's swath pixel, NaN elsewhere.
+
+    One gather of whole pixels (``take`` along the flattened swath's rows) into the output,
+    then NaN at the empty cells: a window of a chunked run allocates the cube once, where
+    filling it with NaN first and then assigning a gathered copy allocated it twice, and the
+    gather by two index arrays is about 5 times slower.
+    """
+    n_cross, n_bands = swath.shape[1:]
+    flat = swath.reshape(-1, n_bands)
+    cells = np.where(valid, down * n_cross + cross, 0).ravel()
+    out = flat.take(cells, axis=0).reshape(*valid.shape, n_bands).astype(np.float32, copy=False)
+    out[~valid] = np.nan
     return out
 
 
