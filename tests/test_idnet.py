@@ -20,6 +20,7 @@ from hyperunmix.deep.idnet_loss import (
     training_loss,
 )
 from hyperunmix.deep.idnet_model import (
+    ALPHA_FLOOR,
     NONLINEAR_GAIN,
     AbundanceEncoder,
     IDNetModel,
@@ -29,7 +30,7 @@ from hyperunmix.deep.idnet_model import (
     posterior_summary,
 )
 from hyperunmix.deep.idnet_selfsup import TripletSampler, bundles_from_library, extract_bundles
-from hyperunmix.errors import FileFormatError, InputError
+from hyperunmix.errors import ConvergenceWarning, FileFormatError, InputError
 from hyperunmix.linear import fcls, nnls
 
 N_BANDS = 24
@@ -350,6 +351,35 @@ def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
     assert fitted.names_ == ["a", "b", "c"]
 
 
+def test_linear_output_is_the_dirichlet_of_the_linear_stream_alone(fitted, scene):
+    linear = copy.copy(fitted)
+    linear.abundance_output = "linear"
+    linear.n_uncertainty_samples = 0  # the Dirichlet's own standard deviation
+    pixels = scene.pixels(np.float64)
+    network = fitted.network_
+    with torch.no_grad():
+        y = torch.as_tensor(pixels * fitted.input_scale_, dtype=torch.float32)
+        endmembers = network.endmember_decoders(network.latent_encoders(y)[0])
+        _, alpha_lin, alpha_nlin = network.abundance_encoder(y, endmembers)
+        kappa = network.abundance_encoder.kappa
+    alpha = (kappa * torch.relu(alpha_lin) + ALPHA_FLOOR).numpy()
+    expected = alpha / alpha.sum(1, keepdims=True)
+    out = linear._transform_pixels(pixels)
+    # the same float32 operations on the same inputs, batched differently: a few roundings
+    np.testing.assert_allclose(out["abundances"], expected, rtol=0, atol=64 * U32)
+    concentration = alpha.sum(1, keepdims=True)
+    np.testing.assert_allclose(
+        out["uncertainty"],
+        np.sqrt(expected * (1 - expected) / (concentration + 1)),
+        rtol=0,
+        atol=64 * U32,
+    )
+    # the nonlinear stream moves the default output: the option changes the maps
+    assert alpha_nlin.abs().max() > 0
+    posterior = fitted._transform_pixels(pixels)["abundances"]
+    assert np.abs(posterior - out["abundances"]).max() > 1e3 * U32
+
+
 def float64_evaluation(estimator, pixels, monkeypatch):
     """``estimator._transform_pixels(pixels)`` by the same model in float64, and the largest
     condition number (N,) of the Gram matrices M M^T each pixel's ISTA start solves with
@@ -467,6 +497,28 @@ def test_training_stops_on_a_plateau_after_two_patience_windows(scene, patience,
         **{**FAST, "epochs": 10},
     ).fit(scene)
     assert estimator.n_epochs_ == expected_epochs
+
+
+def test_the_time_budget_is_checked_at_every_step(scene, monkeypatch):
+    # 144 pixels in batches of 16: 9 steps an epoch. A budget spent at once stops training
+    # after the first step, in the middle of epoch 1, not at the end of an epoch.
+    import hyperunmix.deep.idnet as idnet_module
+
+    steps = []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return training_loss(*args, **kwargs)
+
+    monkeypatch.setattr(idnet_module, "training_loss", counted)
+    estimator = IDNet(
+        library=scaled_library(scene), seed=0, epochs=3, batch_size=16, max_seconds=1e-9
+    )
+    with pytest.warns(ConvergenceWarning, match="after epoch 1 of 3 \\(cut short\\)"):
+        estimator.fit(scene)
+    assert len(steps) == 1
+    assert (estimator.n_epochs_, estimator.stop_reason_) == (1, "max_seconds")
+    assert math.isfinite(estimator.history_[0]["loss"])
 
 
 def test_presets_set_the_papers_weights_and_arguments_override_them(scene):

@@ -236,7 +236,9 @@ class DeepUnmixer(Unmixer):
     def _finish(self, scene: Scene, pixels: np.ndarray) -> None:
         """What follows the training (endmember estimates, statistics); nothing by default."""
 
-    def _record_epoch(self, epoch: int, total: int, loss: float, **terms: float) -> bool:
+    def _record_epoch(
+        self, epoch: int, total: int, loss: float, *, complete: bool = True, **terms: float
+    ) -> bool:
         """Record epoch ``epoch`` (from 1) of at most ``total`` in ``history_`` and report it;
         a FloatingPointError when the loss is not finite (training diverged).
 
@@ -244,7 +246,9 @@ class DeepUnmixer(Unmixer):
         before the last epoch once the loss has plateaued (``early_stopping``, see
         :func:`plateau_reached`), logged, or once the time budget ``max_seconds`` is spent,
         with a ConvergenceWarning. ``stop_reason_`` says which; the progress report of the
-        last epoch says it too (``stop=...``).
+        last epoch says it too (``stop=...``). ``complete=False``: the caller cut the epoch
+        short because :meth:`_time_spent` (a method whose epochs are long checks it after
+        every step), so training stops for ``max_seconds`` whatever the epoch.
         """
         if not math.isfinite(loss):
             raise FloatingPointError(
@@ -253,7 +257,10 @@ class DeepUnmixer(Unmixer):
             )
         record = {"epoch": epoch, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
         self.history_.append(record)
-        stop = None if epoch >= total else self._stop_reason()
+        if not complete:
+            stop: str | None = "max_seconds"
+        else:
+            stop = None if epoch >= total else self._stop_reason()
         info = {k: v for k, v in record.items() if k != "epoch"}
         self._report("epoch", epoch, total, **info, **({"stop": stop} if stop else {}))
         if stop is None:
@@ -271,7 +278,8 @@ class DeepUnmixer(Unmixer):
             )
         else:
             warnings.warn(
-                f"{type(self).__name__} stopped training after epoch {epoch} of {total}: "
+                f"{type(self).__name__} stopped training after epoch {epoch} of {total}"
+                f"{'' if complete else ' (cut short)'}: "
                 f"max_seconds={self.max_seconds:g} was spent "
                 f"({time.perf_counter() - self._training_started:.1f} s); the model is usable "
                 "but may not have finished learning",
@@ -285,10 +293,12 @@ class DeepUnmixer(Unmixer):
         losses = [record["loss"] for record in self.history_]
         if self.early_stopping and plateau_reached(losses, self.patience, self.min_delta):
             return "plateau"
+        return "max_seconds" if self._time_spent() else None
+
+    def _time_spent(self) -> bool:
+        """Whether the training's time budget ``max_seconds`` is spent (never without one)."""
         elapsed = time.perf_counter() - self._training_started
-        if self.max_seconds is not None and elapsed > self.max_seconds:
-            return "max_seconds"
-        return None
+        return self.max_seconds is not None and elapsed > self.max_seconds
 
     # -- inference ---------------------------------------------------------------------------
     def transform(self, cube: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:

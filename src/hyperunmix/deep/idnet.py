@@ -92,10 +92,13 @@ DATA_TOP = 0.9
 Constraint = Literal["orthant", "simplex"]
 EndmemberScale = Literal["peak", "decoded"]
 TripletDensity = Literal["label", "posterior_sample"]
+AbundanceOutput = Literal["posterior", "linear"]
 #: Feasible sets of the unrolled ISTA (see :class:`~.idnet_model.AbundanceEncoder`).
 CONSTRAINTS: tuple[Constraint, ...] = get_args(Constraint)
 #: Scale of the endmembers in the linear stream (see :class:`~.idnet_model.AbundanceEncoder`).
 ENDMEMBER_SCALES: tuple[EndmemberScale, ...] = get_args(EndmemberScale)
+#: What the output abundances are (see :class:`IDNet`).
+ABUNDANCE_OUTPUTS: tuple[AbundanceOutput, ...] = get_args(AbundanceOutput)
 #: Where log q(a | M_s, y_s) is evaluated on the triplets: at the label (this package) or
 #: at a draw of q (the released code).
 TRIPLET_DENSITIES: tuple[TripletDensity, ...] = get_args(TripletDensity)
@@ -223,6 +226,22 @@ class IDNet(DeepUnmixer):
         endmembers by their conditioning, not pixels by their error (on the GBM and
         variability tuning scenes it alone correlated -0.25 to 0.30 with the error, and
         the former 16 draws of (Z, M) 0.27 to 0.60).
+    abundance_output : {"posterior", "linear"}, default="posterior"
+        What the output maps are computed from (training is the same). ``"posterior"``:
+        the Dirichlet posterior q(a | M, y) of the model, linear stream plus the nonlinear
+        correction h. ``"linear"``: the Dirichlet of the linear stream alone
+        (``alpha = kappa ReLU(alpha_lin)``), i.e. the shares of the l1-thresholded
+        non-negative least squares of the pixel on its own endmembers f(E[Z | y]); the
+        uncertainty and the nonlinearity map then follow those abundances. h is trained
+        by the triplets' pure labels and the ELBO; on the tuning scenes of
+        ``benchmarks/tune_defaults.py`` its correction lowers the error (bench settings,
+        seeds 0 and 1: linear 30 dB 0.050 / 0.061 with h against 0.065 / 0.071 without,
+        bilinear 30 dB 0.048 / 0.056 against 0.063 / 0.068, illumination 30 dB 0.069 /
+        0.060 against 0.083 / 0.074, variability 20 dB 0.126 against 0.150), hence the
+        default; where the learned endmembers are already good it can cost accuracy, most
+        at dark pixels, where the absolute correction is large against alpha_lin (Samson,
+        seed 0 at the same settings: 0.080 with h, 0.026 without; the benchmark's entry
+        ``idnet_linear`` in BENCHMARKS.md).
     return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
     seed : int, default=0
@@ -236,8 +255,9 @@ class IDNet(DeepUnmixer):
         device (faster; maps within about 1e-3 of float32's); a no-op on the CPU. The
         training is float32 either way.
     max_seconds : float or None, default=None
-        Time budget of the training: after the epoch that spends it, training stops with
-        a ConvergenceWarning and the model is used as it is. None: no budget.
+        Time budget of the training, checked after every step: once it is spent, training
+        stops (in the middle of an epoch if need be, so a run overruns it by one step at
+        most) with a ConvergenceWarning and the model is used as it is. None: no budget.
     early_stopping : bool, default=True
         Stop training once the loss has plateaued: when the mean loss of the last
         ``patience`` epochs is less than ``min_delta`` (relative) below the mean of the
@@ -342,6 +362,7 @@ class IDNet(DeepUnmixer):
         "lr_decay": [Real(0, 1, closed="right")],
         "decay_epochs": [Integer(0)],
         "n_uncertainty_samples": [Integer(0)],
+        "abundance_output": [Options(*ABUNDANCE_OUTPUTS)],
         "return_pixel_endmembers": [Boolean()],
         "seed": SEED_RULES,
         "device": DEVICE_RULES,
@@ -389,6 +410,7 @@ class IDNet(DeepUnmixer):
         lr_decay: float = 0.9,
         decay_epochs: int = 10,
         n_uncertainty_samples: int = 0,
+        abundance_output: AbundanceOutput = "posterior",
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: str | torch.device | None = "auto",
@@ -424,6 +446,7 @@ class IDNet(DeepUnmixer):
         self.lr_decay = lr_decay
         self.decay_epochs = decay_epochs
         self.n_uncertainty_samples = n_uncertainty_samples
+        self.abundance_output = abundance_output
         self.return_pixel_endmembers = return_pixel_endmembers
         self.seed = seed
         self.device = device
@@ -536,6 +559,7 @@ class IDNet(DeepUnmixer):
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             totals = np.zeros(4)
+            seen = 0
             order = torch.randperm(n_pixels, generator=generator).to(y_all.device)
             for batch in order.split(batch_size):
                 terms = training_loss(model, y_all[batch], sampler.sample(batch.numel()), config)
@@ -545,11 +569,17 @@ class IDNet(DeepUnmixer):
                 totals += batch.numel() * np.array(
                     [terms.loss.item(), terms.elbo, terms.selfsup, terms.regulariser]
                 )
-            loss, elbo, selfsup, regulariser = totals / n_pixels
+                seen += batch.numel()
+                # The budget is checked at every step: one epoch of a large sample can
+                # outlast it (394 s for 20,000 pixels on a busy machine).
+                if seen < n_pixels and self._time_spent():
+                    break
+            loss, elbo, selfsup, regulariser = totals / seen
             go_on = self._record_epoch(
                 epoch,
                 self.epochs,
                 loss,
+                complete=seen == n_pixels,
                 elbo=elbo,
                 selfsup=selfsup,
                 regulariser=regulariser,
@@ -583,20 +613,26 @@ class IDNet(DeepUnmixer):
         device = next(self.network_.parameters()).device
         z_noise = self._uncertainty_draws(device)
         chunk = max(INFERENCE_PIXEL_DRAWS // (1 + self.n_uncertainty_samples), 1)
-        y_all = torch.as_tensor(pixels * self.input_scale_, dtype=torch.float32)
         outputs: dict[str, np.ndarray] = {}
         self.network_.eval()
         with torch.inference_mode():
-            for start in range(0, max(len(y_all), 1), chunk):  # once when empty
+            for start in range(0, max(len(pixels), 1), chunk):  # once when empty
                 rows = slice(start, start + chunk)
+                # Scaled and cast a chunk at a time: a whole-block copy in float64 and one
+                # in float32 would add 1.5 times the block to the peak memory.
+                y = torch.as_tensor(pixels[rows] * self.input_scale_, dtype=torch.float32)
                 summary = posterior_summary(
-                    self.network_, y_all[rows].to(device), z_noise, self.input_scale_
+                    self.network_,
+                    y.to(device),
+                    z_noise,
+                    self.input_scale_,
+                    with_nonlinear=self.abundance_output == "posterior",
                 )
                 if not self.return_pixel_endmembers:
                     del summary["pixel_endmembers"]
                 for key, value in summary.items():
                     if key not in outputs:
-                        outputs[key] = np.empty((len(y_all),) + value.shape[1:], np.float32)
+                        outputs[key] = np.empty((len(pixels),) + value.shape[1:], np.float32)
                     if key == "pixel_endmembers":  # to the scene's units on the way out
                         np.divide(value.cpu().numpy(), self.input_scale_, out=outputs[key][rows])
                     else:

@@ -244,15 +244,16 @@ class AbundanceEncoder(nn.Module):
         return x
 
     def forward(
-        self, y: torch.Tensor, endmembers: torch.Tensor
+        self, y: torch.Tensor, endmembers: torch.Tensor, with_nonlinear: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pixels (..., L) and endmembers (..., P, L) -> (alpha, alpha_lin, alpha_nlin) (..., P).
 
         ``y`` may have fewer leading axes than ``endmembers`` (one pixel, several sampled M);
-        it is broadcast.
+        it is broadcast. ``with_nonlinear=False`` leaves the nonlinear stream out of alpha
+        (``alpha_nlin = 0``) even where it is built.
         """
         alpha_lin = self.linear_stream(y.expand(*endmembers.shape[:-2], y.shape[-1]), endmembers)
-        if self.nonlinear is None:
+        if self.nonlinear is None or not with_nonlinear:
             alpha_nlin = torch.zeros_like(alpha_lin)
         else:
             correction = self.nonlinear(y)
@@ -422,13 +423,20 @@ class IDNetModel(nn.Module):
 
 
 def posterior_summary(
-    model: IDNetModel, y: torch.Tensor, z_noise: torch.Tensor | None, input_scale: float
+    model: IDNetModel,
+    y: torch.Tensor,
+    z_noise: torch.Tensor | None,
+    input_scale: float,
+    with_nonlinear: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Deterministic outputs of the inference model for pixels y (B, L) in the model's units.
 
     ``z_noise`` (S, P, H): standard normal draws of the codes shared by all pixels, so a
     pixel's result does not depend on the batch it is in; None (or no variability): no
     draws. ``input_scale`` is the factor from the scene's units to the model's.
+    ``with_nonlinear=False``: the Dirichlet of the linear stream alone,
+    ``alpha = kappa ReLU(alpha_lin) + ALPHA_FLOOR``, everywhere below (the nonlinear
+    stream h left out; the nonlinearity map is still computed, from those abundances).
 
     Returns a dict of
     ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]);
@@ -453,7 +461,7 @@ def posterior_summary(
     else:
         endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
     encoder = model.abundance_encoder
-    alpha, _, _ = encoder(y, endmembers)
+    alpha, _, _ = encoder(y, endmembers, with_nonlinear)
     concentration = alpha.sum(-1, keepdim=True)
     abundances = alpha / concentration
     if encoder.nonlinear is None:
@@ -470,7 +478,7 @@ def posterior_summary(
     variance = abundances * (1 - abundances) / (concentration + 1)
     if z_noise is not None and model.latent_encoders is not None:
         z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)  # (S, B, P, H)
-        alpha_s, _, _ = encoder(y, model.endmember_decoders(z))  # (S, B, P)
+        alpha_s, _, _ = encoder(y, model.endmember_decoders(z), with_nonlinear)  # (S, B, P)
         concentration_s = alpha_s.sum(-1, keepdim=True)
         mean_s = alpha_s / concentration_s
         within = (mean_s * (1 - mean_s) / (concentration_s + 1)).mean(0)
