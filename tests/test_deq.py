@@ -329,6 +329,32 @@ def test_without_correction_the_maps_are_the_uncorrected_equilibrium(
     np.testing.assert_array_equal(after.abundances, result.abundances)
 
 
+def test_inference_halves_its_step_out_of_a_cycle(scene):
+    """A correction D(A) = 10 g(g(A)) (g = GELU, no spatial mixing) pushes each pixel's
+    abundances away from their largest entries: the plain iteration on it flips between
+    vertices (largest change 1 for 100 iterations, measured), where the inference
+    iteration halves its step when the change stalls and reaches a fixed point, f(A) = A
+    to the tolerance 1e-6 times the map's Lipschitz constant (about 10)."""
+    model = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1, "max_iter": 100})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    correction = model.network_.correction
+    with torch.no_grad():
+        for layer in (correction.mix, correction.spatial, correction.out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        for k in range(3):
+            correction.mix.weight[k, k] = 1.0  # abundance k -> hidden channel k
+            correction.spatial.weight[k, k, 1, 1] = 1.0  # the centre tap only
+            correction.out.weight[k, k] = 10.0
+        image, _ = model._image_tensors(scene.cube, scene.mask)
+        abundances, residual = model._corrected_fcls(image)
+        stepped = model.network_.step(abundances, model.network_.operators(image))
+    assert residual <= 1e-6
+    assert float((stepped - abundances).abs().max()) <= 1e-5
+
+
 def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -74,7 +74,7 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 #: not fit in two hours on 2 cores. Mean wall seconds of one run in the committed results,
 #: one thread, two runs at a time on 2 cores of an Intel Xeon shared with other jobs
 #: (Samson, Jasper Ridge): EGU-Net (ss) 30, 41; its pixel-wise variant 37, 43; DEQ-Unmix
-#: 6, 8; its unrolled twin 13, 16; ID-Net 34, 57 (an AMD EPYC took two to three times as
+#: 16, 25 and its unrolled twin 26, 35 (one run at a time); ID-Net 34, 57 (an AMD EPYC took two to three times as
 #: long). The 100 x 100 spatial scenes cost two to three times Jasper Ridge. They are
 #: recorded with every result.
 PLANS: dict[str, MethodPlan] = {
@@ -93,10 +93,10 @@ PLANS: dict[str, MethodPlan] = {
     ),
     # DEQ-Unmix's default 40 epochs (one step per 32 x 32 patch, fewer when the loss levels
     # off) everywhere but on the two 100 x 100 scenes (10 patches per epoch): 5 epochs, 50
-    # steps, where the correction's solves cost about 75 s a run under load (6 s without
-    # it), so that its three entries fit in 45 minutes on one core of a busy machine. With
-    # the fit loss (the default since the SURE one) a default run on Samson or Jasper
-    # Ridge takes 12 to 18 s, so they no longer need the 8 epochs they had.
+    # steps (on the tuning scenes of that recipe, seed 0, 10 epochs gave 0.107 / 0.068 at
+    # 15 / 20 dB against 0.111 / 0.058 with 5). The three entries took 35 minutes with one
+    # job on a busy machine (DEQ-Unmix 16 / 25 s a run on Samson / Jasper Ridge, 20 s on
+    # the 100 x 100 scenes, 5 to 11 s on the others).
     "deq": MethodPlan(
         seeds=5,
         quick_seeds=2,
