@@ -74,9 +74,9 @@ DEEP = MethodPlan(seeds=5, quick_seeds=2, timeout_s=900.0)
 #: not fit in two hours on 2 cores. Mean wall seconds of one run in the committed results,
 #: one thread, two runs at a time on 2 cores of an Intel Xeon shared with other jobs
 #: (Samson, Jasper Ridge): EGU-Net (ss) 30, 41; its pixel-wise variant 37, 43; DEQ-Unmix
-#: 16, 25 and its unrolled twin 26, 35 (one run at a time); ID-Net 34, 57 (an AMD EPYC took two to three times as
-#: long). The 100 x 100 spatial scenes cost two to three times Jasper Ridge. They are
-#: recorded with every result.
+#: 16, 25 and its unrolled twin 26, 35 (one run at a time); ID-Net 34, 57 (an AMD EPYC
+#: took two to three times as long). The 100 x 100 spatial scenes cost two to three times
+#: Jasper Ridge. They are recorded with every result.
 PLANS: dict[str, MethodPlan] = {
     # EGU-Net's default, the spatial-spectral variant, costs about 3x the pixel-wise one per
     # epoch (benchmarks/egunet_beyond_labels.py); both train 150 epochs, the budget the
