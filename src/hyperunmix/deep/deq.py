@@ -896,7 +896,10 @@ class DEQUnmix(DeepUnmixer):
                 solves.extend(infos)
             schedule.step()
             stats = _solve_stats(solves)
-            if not self._record_epoch(epoch, self.epochs, float(np.mean(losses)), **stats):
+            # complete named: mypy would match the stats' floats to that bool parameter
+            if not self._record_epoch(
+                epoch, self.epochs, float(np.mean(losses)), complete=True, **stats
+            ):
                 break
         _warn_unconverged(self.history_, *self._solver_options())
 
