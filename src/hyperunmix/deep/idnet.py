@@ -240,9 +240,9 @@ class IDNet(DeepUnmixer):
         0.060 against 0.083 / 0.074, variability 20 dB 0.126 against 0.150), hence the
         default; where the learned endmembers are already good it can cost accuracy, most
         at dark pixels, where the absolute correction is large against alpha_lin. In the
-        benchmark (entry ``idnet_linear``, seeds 0 to 2): Samson 0.028 without h against
-        0.094 with it (SNNLS on N-FINDR 0.046), Jasper Ridge 0.085 against 0.088 (0.090);
-        on the synthetic scenes mostly worse (20 dB 0.19 to 0.23 against 0.17 to 0.19).
+        benchmark (entry ``idnet_linear``, 5 seeds): Samson 0.028 without h against 0.097
+        with it (SNNLS on N-FINDR 0.046), Jasper Ridge 0.088 against 0.092 (0.090); worse
+        on the 20 dB synthetic scenes (0.19 to 0.22 against 0.17 to 0.18).
     return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
     seed : int, default=0
