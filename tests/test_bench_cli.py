@@ -27,6 +27,15 @@ def test_dry_run_lists_the_plan_without_running(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_methods_help_names_every_benchmark_variant():
+    from hyperunmix.bench.plans import VARIANTS
+
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    missing = [name for name in VARIANTS if name not in result.output]
+    assert not missing, f"--methods' help does not name {missing}"
+
+
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["--datasets", "samsonn", "--out", str(tmp_path)])
     assert isinstance(result.exception, InputError)
