@@ -290,11 +290,16 @@ def _band_indices(bands: Sequence[int] | NDArray[np.integer] | None, n_bands: in
 _CHECK_BLOCK_VALUES = 2**24
 
 
+def row_blocks(n_rows: int, values_per_row: int, block_values: int) -> list[slice]:
+    """Slices of ``n_rows`` rows of ``values_per_row`` values, about ``block_values`` values
+    each (at least one row): for work on a cube whose temporaries should not take its size."""
+    step = max(1, block_values // max(values_per_row, 1))
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
 def _row_blocks(cube: np.ndarray) -> list[slice]:
     """Blocks of whole rows of ``cube`` (H, W, L), about ``_CHECK_BLOCK_VALUES`` values each."""
-    n_rows = cube.shape[0]
-    step = max(1, _CHECK_BLOCK_VALUES // max(1, cube.shape[1] * cube.shape[2]))
-    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+    return row_blocks(cube.shape[0], cube.shape[1] * cube.shape[2], _CHECK_BLOCK_VALUES)
 
 
 def _all_bands(cube: np.ndarray, test: Any) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FileFormatError, InputError
+from ..scene import row_blocks
 from ._common import CubeData, CubeHeader, library_errors
 
 #: The spectral image of a product, ``<prefix>-SPECTRAL_IMAGE.TIF`` (EnMAP's analysis-ready
@@ -453,12 +454,6 @@ def quality_names(quality: Any, layout: Layout) -> set[str]:
 _BLOCK_VALUES = 1 << 22
 
 
-def _row_blocks(n_rows: int, values_per_row: int) -> list[slice]:
-    """Slices of rows holding about :data:`_BLOCK_VALUES` values each."""
-    step = max(1, _BLOCK_VALUES // max(values_per_row, 1))
-    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
-
-
 def _reflectance(
     raw: np.ndarray, table: BandTable, nodata: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -473,7 +468,7 @@ def _reflectance(
     cube = np.empty(raw.shape, dtype=np.float32)
     bad = np.full(n_bands, nodata is not None)
     missing = np.zeros((n_rows, n_cols), dtype=np.int32)
-    for rows in _row_blocks(n_rows, n_cols * n_bands):
+    for rows in row_blocks(n_rows, n_cols * n_bands, _BLOCK_VALUES):
         block = raw[rows]
         np.multiply(block, gains, out=cube[rows])
         cube[rows] += offsets
@@ -510,7 +505,7 @@ def _quality_flags(path: Path, layer: QualityLayer, shape: tuple[int, int]) -> n
         if not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
             raise FileFormatError(f"{source.name} holds {dataset.dtypes[0]} values, not flags")
         flagged = np.zeros(shape, dtype=bool)
-        for rows in _row_blocks(shape[0], shape[1] * len(bands)):
+        for rows in row_blocks(shape[0], shape[1] * len(bands), _BLOCK_VALUES):
             window = Window(0, rows.start, shape[1], rows.stop - rows.start)
             flagged[rows] = layer.flags(dataset.read(list(bands), window=window)).any(axis=0)
     return flagged
