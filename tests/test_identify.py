@@ -255,6 +255,58 @@ def test_unmix_identify_names_maps_columns_and_run_record(tmp_path):
     assert "identified in" in result.stdout and "Vegetation" in result.stdout
 
 
+def test_a_chunked_run_names_its_rasters_columns_and_record(tmp_path):
+    """``--chunks`` with ``--identify``: the GeoTIFF bands, the endmember CSV's columns and
+    the run record take the names, as in memory; a strict-JSON record (no NaN)."""
+    scene = _scene_of(["Vegetation", "Water", "Snow"], tmp_path)
+    library_materials = ["Vegetation", "Water"]
+    kept = [LIBRARY.names.index(name) for name in library_materials]
+    library = write_library(
+        tmp_path / "library.csv",
+        SpectralLibrary(
+            LIBRARY.spectra[kept], np.arange(len(kept)), library_materials, LIBRARY.wavelengths
+        ),
+    )
+    out = tmp_path / "maps.tif"
+    args = ["unmix", scene, *VCA_FCLS, "--chunks", "16", "--identify", library, "--out", out]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "maps_run.json").read_text(), parse_constant=_no_nan)
+    found = record["identification"]
+    labels = [entry["label"] for entry in found["endmembers"]]
+    assert sorted(label for label in labels if not label.startswith("endmember_")) == sorted(
+        library_materials
+    )
+    assert found["library"] == str(library)
+    with rasterio.open(out) as maps:
+        assert list(maps.descriptions) == labels
+    header = (tmp_path / "maps_endmembers.csv").read_text().splitlines()[0]
+    assert header == ",".join(["wavelength_nm", *labels])
+    assert "identified in" in result.stdout
+
+
+def test_a_chunked_zarr_store_records_the_names(tmp_path):
+    scene = _scene_of(["Vegetation", "Water", "Snow"], tmp_path)
+    run = hu.scale.unmix_large(
+        scene, "fcls", tmp_path / "maps.zarr", params={"n_endmembers": 3}, identify=LIBRARY
+    )
+    labels = run.identification.labels
+    assert sorted(labels) == ["Snow", "Vegetation", "Water"]
+    maps = hu.scale.open_maps(tmp_path / "maps.zarr")
+    assert list(maps["endmember"].attrs["names"]) == labels
+    assert maps.attrs["hyperunmix"]["identification"]["library"] is None
+    # Another library names them otherwise: another run, refused without overwrite.
+    other = SpectralLibrary(LIBRARY.spectra[:2], np.arange(2), LIBRARY.names[:2])
+    with pytest.raises(InputError, match="identification"):
+        hu.scale.unmix_large(
+            scene, "fcls", tmp_path / "maps.zarr", params={"n_endmembers": 3}, identify=other
+        )
+
+
+def _no_nan(constant):
+    raise AssertionError(f"{constant} in a JSON record")
+
+
 def test_unmix_identify_refuses_an_unknown_library_before_the_fit(tmp_path):
     scene = _scene_of(["Vegetation", "Water"], tmp_path)
     result = _unmix(

@@ -285,8 +285,6 @@ def unmix(
     params = method_kwargs(estimator, {**options, "n_endmembers": n_endmembers})
     estimator(**params).validate_params()  # a bad --param fails now, before any data are read
     chunked = chunks is not None or scheduler is not None or out.suffix.lower() == ".zarr"
-    if identify is not None and chunked:
-        raise InputError("--identify applies to in-memory runs, not to chunked ones")
     if not identify_max_angle > 0:
         raise InputError(f"--identify-max-angle must be positive, got {identify_max_angle}")
     if chunked:
@@ -304,6 +302,8 @@ def unmix(
             read_options=read_options,
             data_dir=data_dir,
             convention=convention,
+            identify=identify,
+            identify_max_angle=identify_max_angle,
         )
         return
     map_format(None, fmt)  # a bad --format fails now, not after a long fit
@@ -492,6 +492,8 @@ def unmix_chunked(
     read_options: dict[str, Any],
     data_dir: Path | None,
     convention: str | None = None,
+    identify: str | None = None,
+    identify_max_angle: float = MAX_ANGLE_DEG,
 ) -> None:
     """``hyperunmix unmix`` chunk by chunk (:func:`hyperunmix.scale.unmix_large`), with the
     progress of each stage (sample, the method's fit, chunks, export) on stderr."""
@@ -523,6 +525,9 @@ def unmix_chunked(
             progress=report,
             open_options=read_options,
             convention=convention,
+            identify=identify,
+            identify_max_angle=identify_max_angle,
+            data_dir=data_dir,
         )
     table = Table(title=f"{method}, chunk by chunk", show_header=False)
     table.add_column("what", style="bold")
@@ -535,6 +540,8 @@ def unmix_chunked(
     for name, path in run.files.items():
         table.add_row(name, str(path))
     Console().print(table)
+    if run.identification is not None:
+        _print_identification(run.identification)
 
 
 def load_source(

@@ -47,6 +47,7 @@ __all__ = [
     "Match",
     "continuum_removed",
     "identify",
+    "identify_endmembers",
     "identify_result",
     "reference_library",
 ]
@@ -134,7 +135,8 @@ class Identification:
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready summary (as ``run.json`` stores it): the rule, then per endmember
-        its label, whether it matched, its margin and its matches."""
+        its label, whether it matched, its margin and its matches; an undefined score
+        (NaN) is None, so that the record is strict JSON that any reader takes."""
         return {
             "library": self.library,
             "rank_by": self.rank_by,
@@ -145,8 +147,15 @@ class Identification:
                     "endmember": k + 1,
                     "label": self.labels[k],
                     "matched": bool(self.matched[k]),
-                    "margin_deg": float(self.margins_deg[k]),
-                    "matches": [vars(match) for match in self.matches[k]],
+                    "margin_deg": _defined(self.margins_deg[k]),
+                    "matches": [
+                        {
+                            **vars(match),
+                            "angle_deg": _defined(match.angle_deg),
+                            "continuum_angle_deg": _defined(match.continuum_angle_deg),
+                        }
+                        for match in self.matches[k]
+                    ],
                 }
                 for k in range(len(self.labels))
             ],
@@ -307,26 +316,54 @@ def identify_result(
     A material matched by several endmembers is said in a warning (and in
     :attr:`Identification.duplicates`). ``fwhm`` are the widths of the result's bands.
     """
-    if result.endmembers is None:
-        raise InputError(
-            f"the {result.method} result has no endmember spectra, so there is nothing to identify"
-        )
-    found = identify(
-        result.endmembers, library, result.wavelengths, fwhm=fwhm, max_angle_deg=max_angle_deg
+    found = identify_endmembers(
+        result.endmembers,
+        library,
+        result.wavelengths,
+        fwhm=fwhm,
+        max_angle_deg=max_angle_deg,
+        library_name=library_name,
+        method=result.method,
     )
-    found = dataclasses.replace(found, library=library_name)
-    for material, endmembers in found.duplicates.items():
-        numbers = ", ".join(str(k + 1) for k in endmembers)
-        warnings.warn(
-            f"endmembers {numbers} all match {material!r}: named "
-            f"{', '.join(found.labels[k] for k in endmembers)} (closest first)",
-            UserWarning,
-            stacklevel=2,
-        )
     return dataclasses.replace(result, names=list(found.labels)), found
 
 
+def identify_endmembers(
+    endmembers: np.ndarray | None,
+    library: SpectralLibrary,
+    wavelengths: Any = None,
+    *,
+    fwhm: Any = None,
+    max_angle_deg: float = MAX_ANGLE_DEG,
+    library_name: str | None = None,
+    method: str = "the",
+) -> Identification:
+    """:func:`identify` for a method's (P, L) ``endmembers`` (None: a method without
+    spectra, an error naming ``method``), with the library's name recorded and a warning
+    for each material that several endmembers matched."""
+    if endmembers is None:
+        raise InputError(
+            f"the {method} result has no endmember spectra, so there is nothing to identify"
+        )
+    found = identify(endmembers, library, wavelengths, fwhm=fwhm, max_angle_deg=max_angle_deg)
+    found = dataclasses.replace(found, library=library_name)
+    for material, matching in found.duplicates.items():
+        numbers = ", ".join(str(k + 1) for k in matching)
+        warnings.warn(
+            f"endmembers {numbers} all match {material!r}: named "
+            f"{', '.join(found.labels[k] for k in matching)} (closest first)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return found
+
+
 # -- internals ---------------------------------------------------------------------------
+def _defined(value: float) -> float | None:
+    """``value`` as a float, None when it is NaN."""
+    return None if np.isnan(value) else float(value)
+
+
 def _on_bands(
     library: SpectralLibrary, n_bands: int, wavelengths: Any, fwhm: Any
 ) -> tuple[np.ndarray, np.ndarray]:

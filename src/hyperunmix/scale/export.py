@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..io import envi, write_endmembers_csv
 from ..io._raster import to_affine, to_crs
 from ..scene import GeoInfo
-from .apply import MapLayout
+from .store import StoreSpec
 
 #: Output suffix -> format of a chunked run's output.
 OUTPUT_FORMATS = {
@@ -107,8 +107,12 @@ def output_files(out: Path, names: Sequence[str], endmembers: bool) -> set[Path]
     return with_companions(files)
 
 
-def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
-    """Band descriptions of a map with per-pixel ``shape`` (at most 1-D)."""
+def band_names(
+    name: str, shape: tuple[int, ...], endmember_names: Sequence[str] | None = None
+) -> list[str]:
+    """Band descriptions of a map with per-pixel ``shape`` (at most 1-D): the
+    ``endmember_names`` when it has one band per endmember, as the in-memory outputs name
+    them, else ``<name> k``."""
     if len(shape) > 1:
         raise InputError(
             f"map {name!r} has per-pixel shape {shape}: a raster holds maps of "
@@ -116,38 +120,35 @@ def band_names(name: str, shape: tuple[int, ...]) -> list[str]:
         )
     if not shape:
         return [name]
+    if endmember_names is not None and shape[0] == len(endmember_names):
+        return list(endmember_names)
     return [f"{name} {k + 1}" for k in range(shape[0])]
 
 
-def export_rasters(
-    store_path: Path,
-    out: Path,
-    fmt: str,
-    layout: MapLayout,
-    geo: GeoInfo | None,
-    endmembers: np.ndarray | None,
-    wavelengths: np.ndarray | None,
-    run: dict,
-) -> dict[str, Path]:
-    """Copy every map of a complete store to a raster file, and the endmembers to
-    ``<stem>_endmembers.csv``; then remove the files of an earlier export to ``out`` that
-    this one did not write, and write the run record ``run`` with the list of files
+def export_rasters(store_path: Path, out: Path, fmt: str, spec: StoreSpec) -> dict[str, Path]:
+    """Copy every map of the complete store of the run ``spec`` to a raster file, and its
+    endmembers to ``<stem>_endmembers.csv`` (bands and columns named after
+    ``spec.names`` when set); then remove the files of an earlier export to ``out`` that
+    this one did not write, and write the run record with the list of files
     (``<stem>_run.json``). Returns the files written, by map name, and ``"run"``."""
+    layout = spec.layout
     written = {}
     for name, shape in zip(layout.names, layout.shapes):
         array = zarr.open_array(store_path, path=name, mode="r")
         target = map_paths(out, layout.names)[name]
         with _raster_target(target, fmt) as tmp:
-            _copy_by_rows(array, tmp, fmt, geo, band_names(name, shape))
+            _copy_by_rows(array, tmp, fmt, spec.geo, band_names(name, shape, spec.names))
         written[name] = target
-    if endmembers is not None:
-        written["endmembers"] = write_endmembers_csv(endmembers_path(out), endmembers, wavelengths)
+    if spec.endmembers is not None:
+        written["endmembers"] = write_endmembers_csv(
+            endmembers_path(out), spec.endmembers, spec.wavelengths, names=spec.names
+        )
     record = record_path(out)
-    files = output_files(out, layout.names, endmembers is not None)
+    files = output_files(out, layout.names, spec.endmembers is not None)
     remove_stale(recorded_files(record), files)
     listed = sorted(path.name for path in files - {record})
     written["run"] = write_text(
-        record, json.dumps({**run, "complete": True, "files": listed}, indent=2) + "\n"
+        record, json.dumps({**spec.run, "complete": True, "files": listed}, indent=2) + "\n"
     )
     return written
 

@@ -201,6 +201,11 @@ def cube_wavelengths(cube: xr.DataArray) -> np.ndarray | None:
     return cube["wavelength"].values if "wavelength" in cube.coords else None
 
 
+def cube_fwhm(cube: xr.DataArray) -> np.ndarray | None:
+    """(L,) band widths (FWHM) in nm of a cube, or None."""
+    return cube["fwhm"].values if "fwhm" in cube.coords else None
+
+
 # -- formats -----------------------------------------------------------------------------
 def _open_envi(path: Path, chunks, scale: float | None) -> xr.DataArray:
     # From the header alone first: an empty image cannot even be memory-mapped.

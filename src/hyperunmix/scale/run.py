@@ -32,14 +32,29 @@ from .._guard import claim, output_lock, recorded_files, writable_directory
 from ..base import ProgressCallback, Unmixer
 from ..conventions import check_convention
 from ..errors import HyperunmixError, InputError
+from ..identification import (
+    MAX_ANGLE_DEG,
+    Identification,
+    identify_endmembers,
+    reference_library,
+)
 from ..io import envi
 from ..params import summarise
 from ..registry import make_method
+from ..spectra import SpectralLibrary
 from ._windows import select_bands
 from .apply import MapLayout, shippable, unmix_block
 from .export import export_rasters, hidden_path, output_files, output_format, record_path
 from .grid import Chunk, chunk_grid
-from .lazy import as_cube, cube_chunks, cube_wavelengths, drop_bad_bands, geo_of, good_bands
+from .lazy import (
+    as_cube,
+    cube_chunks,
+    cube_fwhm,
+    cube_wavelengths,
+    drop_bad_bands,
+    geo_of,
+    good_bands,
+)
 from .sample import DEFAULT_SAMPLE, fit_on_sample
 from .store import ChunkWriter, MapStore, StoreSpec
 
@@ -100,6 +115,10 @@ class ChunkedRun:
         Wall time of the whole call.
     convention : {"absolute", "shares"}
         Abundance convention of the maps written.
+    endmembers : (P, L) array or None
+        The endmember spectra written, when the method has them.
+    identification : Identification or None
+        The library materials the endmembers were named after (``identify``).
     """
 
     out: Path
@@ -111,6 +130,7 @@ class ChunkedRun:
     seconds: float
     convention: str = "absolute"
     endmembers: np.ndarray | None = field(default=None, repr=False)
+    identification: Identification | None = field(default=None, repr=False)
 
 
 class _LazyWindow:
@@ -180,6 +200,9 @@ def unmix_large(
     progress: ProgressCallback | None = None,
     open_options: dict | None = None,
     convention: str | None = None,
+    identify: SpectralLibrary | str | os.PathLike | None = None,
+    identify_max_angle: float = MAX_ANGLE_DEG,
+    data_dir: str | os.PathLike | None = None,
 ) -> ChunkedRun:
     """Unmix a scene of any size chunk by chunk, writing the maps as chunks finish.
 
@@ -236,6 +259,18 @@ def unmix_large(
     convention : {"absolute", "shares"}, optional
         Abundance convention of the maps (:mod:`hyperunmix.conventions`); default: the
         method's own. Part of the run's identity: a resumed run keeps it.
+    identify : SpectralLibrary, path or str, optional
+        Name the endmembers after the library materials they match (as ``hyperunmix unmix
+        --identify``, :func:`hyperunmix.identification.identify_endmembers`): a library, a
+        library file or folder (read on the scene's bands), or a built-in library name
+        (``usgs``, ``samson``, ``jasper_ridge``, read from ``data_dir``). The maps' bands,
+        the endmember CSV's columns and the ``endmember`` coordinate's ``names`` take the
+        names; the run record holds the matches and their angles.
+    identify_max_angle : float
+        Largest spectral angle (degrees) at which ``identify`` names an endmember.
+    data_dir : path, optional
+        Where a built-in ``identify`` library is read from (default: as
+        :func:`hyperunmix.datasets.load_library`).
 
     Returns
     -------
@@ -261,6 +296,15 @@ def unmix_large(
     all_bands = as_cube(source, chunks=chunks, **(open_options or {}))
     cube = all_bands if keep_bad_bands else drop_bad_bands(all_bands)
     bands = None if keep_bad_bands else good_bands(all_bands)
+    library = None
+    if identify is not None:  # read before the fit: a bad library fails now
+        library = (
+            identify
+            if isinstance(identify, SpectralLibrary)
+            else reference_library(
+                identify, data_dir, wavelengths=cube_wavelengths(cube), fwhm=cube_fwhm(cube)
+            )
+        )
     store_path = out if fmt == "zarr" else hidden_path(out, fmt, "chunks.zarr")
     writable_directory(out.parent)
     with output_lock(hidden_path(out, fmt, "lock"), out):
@@ -273,7 +317,18 @@ def unmix_large(
             unmixer = _fitted_unmixer(method, params, cube, fit_sample, seed, scheduler, progress)
             maps_convention = convention or unmixer.convention
             layout = MapLayout.probe(unmixer, cube, outputs, maps_convention)
-            spec = _store_spec(cube, unmixer, layout)
+            identification = None
+            if library is not None:
+                identification = identify_endmembers(
+                    unmixer.endmembers_out(),
+                    library,
+                    cube_wavelengths(cube),
+                    fwhm=cube_fwhm(cube),
+                    max_angle_deg=identify_max_angle,
+                    library_name=None if isinstance(identify, SpectralLibrary) else str(identify),
+                    method=unmixer.name,
+                )
+            spec = _store_spec(cube, unmixer, layout, identification)
             _claim_outputs(out, fmt, store_path, cube, spec, overwrite)
             store = MapStore.prepare(store_path, spec, overwrite=overwrite)
             done = store.done()
@@ -303,9 +358,7 @@ def unmix_large(
         files = {name: store_path for name in layout.names}
         if fmt != "zarr":
             report("export", 0, 1, {})
-            files = export_rasters(
-                store_path, out, fmt, layout, spec.geo, spec.endmembers, spec.wavelengths, spec.run
-            )
+            files = export_rasters(store_path, out, fmt, spec)
             store.remove()
             report("export", 1, 1, {})
     n_rows, n_cols, n_bands = cube.shape
@@ -319,6 +372,7 @@ def unmix_large(
         seconds=time.perf_counter() - start,
         convention=maps_convention,
         endmembers=spec.endmembers,
+        identification=identification,
     )
 
 
@@ -413,9 +467,14 @@ def _fitted_unmixer(
     return unmixer
 
 
-def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> StoreSpec:
+def _store_spec(
+    cube: xr.DataArray,
+    unmixer: Unmixer,
+    layout: MapLayout,
+    identification: Identification | None = None,
+) -> StoreSpec:
     """The store of this run, with the run record and its fingerprint (which covers the
-    fitted model itself, so how it was fitted needs no entry)."""
+    fitted model itself, so how it was fitted needs no entry, and the endmembers' names)."""
     row_chunks, col_chunks = cube_chunks(cube)[:2]
     chunks = (row_chunks[0], col_chunks[0])
     n_rows, n_cols, _ = cube.shape
@@ -429,6 +488,8 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
         "outputs": {name: list(shape) for name, shape in zip(layout.names, layout.shapes)},
         "convention": layout.convention,
     }
+    if identification is not None:
+        record["identification"] = identification.record()
     record["fingerprint"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     record.update(complete=False, hyperunmix_version=__version__)
     return StoreSpec(
@@ -439,6 +500,7 @@ def _store_spec(cube: xr.DataArray, unmixer: Unmixer, layout: MapLayout) -> Stor
         endmembers=unmixer.endmembers_out(),
         wavelengths=cube_wavelengths(cube),
         geo=geo_of(cube),
+        names=None if identification is None else list(identification.labels),
     )
 
 

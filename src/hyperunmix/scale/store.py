@@ -5,6 +5,8 @@ Layout (xarray-readable, ``xr.open_zarr(path)``)::
     abundances          (y, x, endmember) float32, NaN where invalid or not yet written
     <extra map>         e.g. uncertainty (y, x, endmember), nonlinearity (y, x)
     endmembers          (endmember, band) float64, when the method has endmembers
+    endmember           index coordinate; its attribute ``names`` lists the materials the
+                        endmembers were identified as, when they were (``identify``)
     y, x, spatial_ref   map coordinates and CF grid mapping, when the source is georeferenced
     progress/chunks_done  (chunk rows, chunk cols) uint8 zarr array: 1 once a chunk is written
 
@@ -64,6 +66,9 @@ class StoreSpec:
     endmembers : (P, L) array or None
     wavelengths : (L,) array or None
     geo : GeoInfo or None
+    names : list of P str or None
+        The endmembers' names (library materials they were identified as), None for
+        ``endmember_k``.
     """
 
     shape: tuple[int, int]
@@ -73,6 +78,7 @@ class StoreSpec:
     endmembers: np.ndarray | None = None
     wavelengths: np.ndarray | None = None
     geo: GeoInfo | None = None
+    names: list[str] | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -210,6 +216,9 @@ def _template(spec: StoreSpec) -> xr.Dataset:
         placeholder = da.empty(spec.shape + shape, chunks=spec.chunks + shape, dtype=np.float32)
         variables[name] = (spec.layout.dims(name), placeholder)
     coords: dict[str, Any] = {"endmember": np.arange(n_endmembers)}
+    if spec.names is not None:
+        # A string coordinate would need Zarr v3's still experimental string dtype.
+        coords["endmember"] = ("endmember", coords["endmember"], {"names": list(spec.names)})
     if spec.endmembers is not None:
         variables["endmembers"] = (
             ("endmember", "band"),
