@@ -237,7 +237,9 @@ class Unmixer(abc.ABC):
         (h, w, ...), NaN at invalid pixels.
         """
         cube, mask = self._checked_block(cube, mask)
-        out = self._transform_pixels(np.asarray(cube[mask], dtype=np.float64))
+        # A whole valid block is a view, so the float64 copy is the only one made of it.
+        pixels = cube.reshape(-1, cube.shape[-1]) if mask.all() else cube[mask]
+        out = self._transform_pixels(np.asarray(pixels, dtype=np.float64))
         if not isinstance(out, dict):
             out = {"abundances": out}
         maps = {}
