@@ -35,7 +35,7 @@ from hyperunmix.scale import (
 )
 from hyperunmix.scale._windows import EnviWindows, select_bands
 from hyperunmix.scale.run import _LazyWindow, fitted_state_digest
-from hyperunmix.scale.sample import shares, stratified_positions
+from hyperunmix.scale.sample import default_patch, shares, stratified_positions
 from hyperunmix.scale.store import MARKERS
 
 GEO = hu.GeoInfo("EPSG:32611", (5.0, 0.0, 500000.0, 0.0, -5.0, 4100000.0))
@@ -266,6 +266,17 @@ def test_sample_scene_holds_real_pixels_and_is_seeded(scene):
     assert patches.shape == (20, 20, scene.n_bands)
     whole = sample_scene(cube, 10_000)
     np.testing.assert_array_equal(whole.mask, scene.mask)
+
+
+@pytest.mark.parametrize(
+    "variant,largest,side",
+    [("pw", None, 5), ("ss", None, 35), ("ss", 128, 35), ("ss", 16, 15), ("pw", 4, 4)],
+)
+def test_egunet_samples_whole_pseudo_pure_blocks(variant, largest, side):
+    """EGU-Net's pseudo-pure set runs VCA in 5 x 5 blocks of its training image: in a
+    chunked run's mosaic of patches each block must lie inside one patch (a multiple of 5,
+    the chunk side permitting), also for the pixel-wise network."""
+    assert default_patch(EGUNet(3, variant=variant), largest) == side
 
 
 def test_fit_on_sample_of_the_whole_image_is_the_in_memory_fit(scene):

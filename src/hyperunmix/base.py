@@ -157,6 +157,9 @@ class Unmixer(abc.ABC):
     name: ClassVar[str] = ""
     #: Pixels of spatial context one output pixel depends on (0: pixel-wise method).
     spatial_context: ClassVar[int] = 0
+    #: Side of the square blocks of neighbouring pixels the fit treats as one neighbourhood
+    #: (1: none); a chunked run's fit sample is drawn in patches of a multiple of it.
+    fit_block: ClassVar[int] = 1
     #: The method's abundance convention when no parameter changes it.
     default_convention: ClassVar[str] = "absolute"
 

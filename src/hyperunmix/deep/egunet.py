@@ -418,6 +418,12 @@ class EGUNet(DeepUnmixer):
             return BlindSpotPredictor.context
         return 0
 
+    @property
+    def fit_block(self) -> int:  # type: ignore[override]  # a class constant in Unmixer
+        """The pseudo-pure set's blocks (``block_size``), each of which should hold
+        neighbouring pixels, also in a chunked run's sample."""
+        return int(self.block_size)
+
     # -- fit -------------------------------------------------------------------------------
     def _input_scale(self, pixels: np.ndarray) -> float:
         return 1.0 / float(np.max(np.abs(pixels)))

@@ -164,11 +164,19 @@ def _mosaic(groups: tuple[np.ndarray, ...]) -> np.ndarray:
     return grid.reshape(grid_rows * p, grid_cols * p, n_bands)
 
 
-def default_patch(unmixer: Unmixer) -> int:
+def default_patch(unmixer: Unmixer, largest: int | None = None) -> int:
     """1 for pixel-wise methods; for spatial ones, four times their spatial context (at
-    least 32 px), so that most of a patch sees a real neighbourhood."""
+    least 32 px), so that most of a patch sees a real neighbourhood; rounded up to a
+    multiple of the unmixer's ``fit_block`` (EGU-Net's 5 x 5 pseudo-pure blocks), so that
+    the mosaic's blocks each lie inside one patch, and to at most ``largest`` (the chunk
+    side), rounded down to such a multiple when it allows one."""
     context = int(unmixer.spatial_context)
-    return 1 if context == 0 else max(SPATIAL_PATCH_MIN, 4 * context)
+    block = int(unmixer.fit_block)
+    side = 1 if context == 0 else max(SPATIAL_PATCH_MIN, 4 * context)
+    side = -(-side // block) * block
+    if largest is not None and side > largest:
+        side = largest - largest % block if largest >= block else largest
+    return side
 
 
 def fit_on_sample(
@@ -189,5 +197,5 @@ def fit_on_sample(
         raise InputError(f"fit_on_sample needs an Unmixer, got {type(unmixer).__name__}")
     if patch is None:
         row_chunks, col_chunks = cube_chunks(cube)[:2]
-        patch = min(default_patch(unmixer), row_chunks[0], col_chunks[0])
+        patch = default_patch(unmixer, min(row_chunks[0], col_chunks[0]))
     return unmixer.fit(sample_scene(cube, n, patch=patch, seed=seed, scheduler=scheduler))
