@@ -9,6 +9,7 @@ import torch
 from torch import distributions as td
 
 from hyperunmix import synthetic
+from hyperunmix.deep.egunet_reference import confident_means
 from hyperunmix.deep.idnet import IDNet
 from hyperunmix.deep.idnet_loss import (
     LossConfig,
@@ -31,7 +32,9 @@ from hyperunmix.deep.idnet_model import (
 )
 from hyperunmix.deep.idnet_selfsup import TripletSampler, bundles_from_library, extract_bundles
 from hyperunmix.errors import ConvergenceWarning, FileFormatError, InputError
-from hyperunmix.linear import fcls, nnls
+from hyperunmix.linear import fcls, nnls, snnls
+from hyperunmix.metrics import sad
+from hyperunmix.scene import Scene
 
 N_BANDS = 24
 #: Unit roundoff of float32: one rounding errs relatively by at most this.
@@ -763,3 +766,28 @@ def test_accuracy_on_real_data(data_dir, name, params):
     idnet = evaluate(IDNet(p, seed=0, epochs=8, **params).fit_unmix(scene), scene.truth)
     vca = evaluate(get_method("vca")(n_endmembers=p, seed=0).fit_unmix(scene), scene.truth)
     assert idnet["armse"] <= 0.11 and idnet["armse"] < vca["armse"]
+
+
+def test_refined_bundles_centre_on_the_mean_of_the_purest_pixels():
+    # 60 noisy pure pixels of each material and 60 mixtures; the reference is one noisy pure
+    # pixel per material, as an extractor picks it
+    rng = np.random.default_rng(0)
+    truth = tiny_scene().truth.endmembers
+    shares = np.concatenate([np.repeat(np.eye(3), 60, axis=0), rng.dirichlet(np.ones(3), 60)])
+    clean = shares @ truth
+    pixels = clean + 0.02 * clean.mean() * rng.standard_normal(clean.shape)
+    scene = Scene(pixels.reshape(12, 20, N_BANDS), wavelengths=np.linspace(400, 2400, N_BANDS))
+    reference = pixels[[0, 60, 120]]
+    bundles = extract_bundles(scene, 3, reference=reference, refine_fraction=0.1, seed=0)
+    centres = bundles.spectra[:3]  # the re-estimated reference joins its own bundle
+    np.testing.assert_allclose(centres, confident_means(pixels, snnls(pixels, reference), 0.1))
+    # the 24 pixels of largest share are pure ones: averaging cuts the one pixel's noise
+    assert np.all(sad(truth, centres) < 0.5 * sad(truth, reference))
+    # the estimator refines an extractor's reference only, never given endmembers
+    model = IDNet(3, endmembers=reference, refine_fraction=0.1, seed=0)
+    np.testing.assert_array_equal(model._bundles(scene).spectra[:3], reference)
+    extracted = IDNet(3, endmembers="nfindr", refine_fraction=0.1, seed=0)._bundles(scene)
+    start = extract_bundles(scene, 3, reference="nfindr", seed=0).spectra[:3]
+    np.testing.assert_allclose(
+        extracted.spectra[:3], confident_means(pixels, snnls(pixels, start), 0.1)
+    )

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..conventions import unit_peak
 from ..errors import InputError
 from ..scene import Scene
+from .egunet_reference import confident_means
 from .pure_pixels import resolve_reference, soft_labels
 
 #: Automatic extraction examines at most this many pixels (a seeded random subset).
@@ -96,6 +98,7 @@ def extract_bundles(
     *,
     reference: Any = "nfindr",
     min_purity: float = 0.95,
+    refine_fraction: float | None = None,
     seed: int = 0,
 ) -> Bundles:
     """Bundles extracted from ``scene``: its nearly pure pixels, grouped by material.
@@ -106,7 +109,10 @@ def extract_bundles(
     variability is kept); the pixels whose largest share reaches ``min_purity`` join the
     bundle of that material, and each reference endmember joins its own bundle, so no
     bundle is empty. At most MAX_EXTRACTION_PIXELS pixels (a seeded random subset) are
-    examined.
+    examined. With ``refine_fraction`` the reference is first re-estimated from them: for
+    each material, the mean of that fraction of the pixels with the largest SNNLS share of
+    it on the given reference (:func:`~hyperunmix.deep.egunet_reference.confident_means`,
+    as EGU-Net's ``refine_fraction``).
 
     Parameters
     ----------
@@ -115,6 +121,8 @@ def extract_bundles(
         P; None: that of a given reference, else HySime's estimate.
     reference : str, array or path
     min_purity : float in (0, 1]
+    refine_fraction : float in (0, 1] or None
+        None: the reference as given.
     seed : int
         Seeds the extractor and the subset.
     """
@@ -125,6 +133,9 @@ def extract_bundles(
     if pixels.shape[0] > MAX_EXTRACTION_PIXELS:
         rng = np.random.default_rng(seed)
         pixels = pixels[np.sort(rng.choice(pixels.shape[0], MAX_EXTRACTION_PIXELS, replace=False))]
+    if refine_fraction is not None:
+        shares = soft_labels(pixels, unit_peak(ref))[0]
+        ref = confident_means(pixels, shares, refine_fraction)
     labels, keep = soft_labels(pixels, ref)
     pure = keep & (labels.max(axis=1) >= min_purity)
     spectra = np.concatenate([ref, pixels[pure]])
