@@ -355,8 +355,8 @@ def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
 
 
 def test_linear_output_is_the_dirichlet_of_the_linear_stream_alone(fitted, scene):
+    assert fitted.abundance_output == "linear"  # the default
     linear = copy.copy(fitted)
-    linear.abundance_output = "linear"
     linear.n_uncertainty_samples = 0  # the Dirichlet's own standard deviation
     pixels = scene.pixels(np.float64)
     network = fitted.network_
@@ -377,9 +377,11 @@ def test_linear_output_is_the_dirichlet_of_the_linear_stream_alone(fitted, scene
         rtol=0,
         atol=64 * U32,
     )
-    # the nonlinear stream moves the default output: the option changes the maps
+    # the nonlinear stream moves the posterior output: the option changes the maps
     assert alpha_nlin.abs().max() > 0
-    posterior = fitted._transform_pixels(pixels)["abundances"]
+    with_h = copy.copy(fitted)
+    with_h.abundance_output = "posterior"
+    posterior = with_h._transform_pixels(pixels)["abundances"]
     assert np.abs(posterior - out["abundances"]).max() > 1e3 * U32
 
 
@@ -402,6 +404,7 @@ def float64_evaluation(estimator, pixels, monkeypatch):
             torch.from_numpy(pixels * estimator.input_scale_),
             None if z_noise is None else z_noise.double(),
             estimator.input_scale_,
+            with_nonlinear=estimator.abundance_output == "posterior",
         )
     exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.input_scale_
     return (
@@ -670,8 +673,10 @@ def test_without_draws_the_uncertainty_is_the_dirichlets_at_the_mean_endmembers(
 ):
     # Without variability (fixed_fit) M = f(0); with it and no draws of the codes, M =
     # f(E[Z | y]): either way the standard deviation is the Dirichlet's in closed form.
+    # (The linear stream's output: test_linear_output_is_the_dirichlet_of_the_linear_stream_alone.)
     estimator = copy.copy(request.getfixturevalue(estimator))
     estimator.n_uncertainty_samples = 0
+    estimator.abundance_output = "posterior"
     pixels = scene.pixels()
     outputs = estimator._transform_pixels(pixels)
     model = estimator.network_

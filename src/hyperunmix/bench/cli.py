@@ -31,8 +31,8 @@ def bench_command(
         "-m",
         help="Comma-separated method names, or 'all': every registered method and the "
         "benchmark variants: egunet_pw (EGU-Net pixel-wise), deq_unrolled "
-        "(DEQ-Unmix's unrolled twin), idnet_linear (ID-Net's linear stream's maps), the "
-        "ablations egunet_labels, deq_no_correction, idnet_no_nonlinear, "
+        "(DEQ-Unmix's unrolled twin), idnet_posterior (ID-Net's maps with its nonlinear "
+        "correction), the ablations egunet_labels, deq_no_correction, idnet_no_nonlinear, "
         "idnet_no_variability, and snnls_nfindr.",
     ),
     datasets: str | None = typer.Option(

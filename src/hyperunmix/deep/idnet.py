@@ -241,30 +241,20 @@ class IDNet(DeepUnmixer):
         endmembers by their conditioning, not pixels by their error (on the GBM and
         variability tuning scenes it alone correlated -0.25 to 0.30 with the error, and
         the former 16 draws of (Z, M) 0.27 to 0.60).
-    abundance_output : {"posterior", "linear"}, default="posterior"
-        What the output maps are computed from (training is the same). ``"posterior"``:
-        the Dirichlet posterior q(a | M, y) of the model, linear stream plus the nonlinear
-        correction h. ``"linear"``: the Dirichlet of the linear stream alone
-        (``alpha = kappa ReLU(alpha_lin)``), i.e. the shares of the l1-thresholded
-        non-negative least squares of the pixel on its own endmembers f(E[Z | y]); the
-        uncertainty and the nonlinearity map then follow those abundances. h is trained
-        by the triplets' pure labels and the ELBO; on the tuning scenes of
-        ``benchmarks/tune_defaults.py`` its correction lowers the error (bench settings,
-        seeds 0 and 1: linear 30 dB 0.050 / 0.061 with h against 0.065 / 0.071 without,
-        bilinear 30 dB 0.048 / 0.056 against 0.063 / 0.068, illumination 30 dB 0.069 /
-        0.060 against 0.083 / 0.074, variability 20 dB 0.126 against 0.150), hence the
-        default; where the learned endmembers are already good it can cost accuracy, most
-        at dark pixels, where the absolute correction is large against alpha_lin. In the
-        benchmark (entry ``idnet_linear``, 5 seeds): Samson 0.028 without h against 0.097
-        with it (SNNLS on N-FINDR 0.046), Jasper Ridge 0.088 against 0.092 (0.090); worse
-        on the 20 dB synthetic scenes (0.19 to 0.22 against 0.17 to 0.18).
-        These figures are for bundles around N-FINDR's spectra (``refine_fraction=None``).
-        Around the re-estimated reference (the default ``refine_fraction``) the tuning
-        scenes prefer the linear stream (``benchmarks/idnet_reference.py``, seeds 0 and 1:
-        mean aRMSE 0.0622 against 0.0719 with h, worse than the matched baseline on 1 of 10
-        scenes against 2); the default is not switched yet, because the benchmark's
-        ``idnet_linear`` entry would then duplicate ``idnet`` (its variant has to become the
-        posterior one first).
+    abundance_output : {"linear", "posterior"}, default="linear"
+        What the output maps are computed from (training is the same). ``"linear"``: the
+        Dirichlet of the linear stream alone (``alpha = kappa ReLU(alpha_lin)``), i.e. the
+        shares of the l1-thresholded non-negative least squares of the pixel on its own
+        endmembers f(E[Z | y]); the uncertainty and the nonlinearity map follow those
+        abundances. ``"posterior"``: the Dirichlet posterior q(a | M, y) of the model,
+        linear stream plus the nonlinear correction h (the paper's output). h is added in
+        absolute units, so it weighs most at dark pixels, where alpha_lin is small. Chosen on
+        the tuning scenes (``benchmarks/idnet_reference.py``, bench settings, seeds 0 and 1,
+        bundles around the re-estimated reference, the default ``refine_fraction``): mean
+        aRMSE 0.0622 with the linear stream against 0.0719 with h, lower on 8 of 10 scenes,
+        worse than the matched baseline (SNNLS on N-FINDR) on 1 of 10 against 2. Around
+        N-FINDR's spectra as extracted (``refine_fraction=None``) h helped instead (0.0784
+        against 0.1036). The benchmark's ``idnet_posterior`` entry is the other output.
     return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes).
     seed : int, default=0
@@ -321,7 +311,8 @@ class IDNet(DeepUnmixer):
     Outputs (``unmix(scene)``: ``abundances`` and ``extras``)
     ---------------------------------------------------------
     abundances : (N, P)
-        Mean of the Dirichlet posterior q(a | M, y) at M = f(E[Z | y]): deterministic.
+        Mean of the Dirichlet of the linear stream (``abundance_output="linear"``) or of
+        the posterior q(a | M, y) (``"posterior"``) at M = f(E[Z | y]): deterministic.
     pixel_endmembers : (N, P, L)
         f_k(E[z_k | y]), in the scene's units (``endmembers_`` everywhere with
         ``variability=False``).
@@ -435,7 +426,7 @@ class IDNet(DeepUnmixer):
         lr_decay: float = 0.9,
         decay_epochs: int = 10,
         n_uncertainty_samples: int = 0,
-        abundance_output: AbundanceOutput = "posterior",
+        abundance_output: AbundanceOutput = "linear",
         return_pixel_endmembers: bool = True,
         seed: int = 0,
         device: str | torch.device | None = "auto",
