@@ -1,15 +1,18 @@
 """What early stopping on a loss plateau costs in accuracy and saves in time, per deep method.
 
-    OMP_NUM_THREADS=1 HYPERUNMIX_DATA=... python benchmarks/early_stopping.py [--scenes A,B]
+    OMP_NUM_THREADS=1 HYPERUNMIX_DATA=... python benchmarks/early_stopping.py \
+        [--scenes A,B] [--methods egunet,deq] [--seeds 0,1,2,3,4]
 
-Each method trains once per tuning scene (:func:`hyperunmix.bench.scenes.tuning_catalogue`,
-scene seeds disjoint from the benchmark's; no real scene takes part) with
-``early_stopping=False`` for its full ``epochs``, keeping the network after every epoch.
-Training is deterministic and no schedule depends on the epoch budget, so the network a run
-stopped at epoch k ends with is the one kept after epoch k: the script finds, from the
-recorded losses, the epoch each (``patience``, ``min_delta``) setting stops at
-(:func:`~hyperunmix.deep.estimator.plateau_reached`), finishes the network kept then as
-``fit`` would, and scores its maps. One training gives every setting's result.
+Each method trains once per tuning scene and method seed
+(:func:`hyperunmix.bench.scenes.tuning_catalogue`, scene seeds disjoint from the benchmark's;
+no real scene takes part) with ``early_stopping=False`` for its full ``epochs``, keeping the
+network after every epoch. Training is deterministic and no schedule depends on the epoch
+budget, so the network a run stopped at epoch k ends with is the one kept after epoch k: the
+script finds, from the recorded losses, the epoch each (``patience``, ``min_delta``) setting
+stops at (:func:`~hyperunmix.deep.estimator.plateau_reached`), finishes the network kept then
+as ``fit`` would, and scores its maps. One training gives every setting's result. The method
+seed moves the network's initialisation, the batches and the sampling, so the seeds say
+whether a setting's gain is more than the run-to-run spread.
 
 Writes ``benchmarks/results/early_stopping.json`` (per run: the losses, the training
 seconds, each setting's stop epoch and aRMSE, the full run's) and ``.md`` (per method and
@@ -48,10 +51,14 @@ PATIENCES = (2, 3, 5, 10, 15, 20)
 MIN_DELTAS = (0.001, 0.003, 0.01, 0.03)
 
 
-def train_with_snapshots(method: str, scene) -> tuple[DeepUnmixer, dict[int, dict], float]:
+def train_with_snapshots(
+    method: str, scene, seed: int
+) -> tuple[DeepUnmixer, dict[int, dict], float]:
     """``method`` with its defaults but no early stopping, fitted on ``scene``; the network's
     state after every epoch; the fit's seconds."""
-    model = get_method(method)(n_endmembers=scene.truth.n_endmembers, seed=0, early_stopping=False)
+    model = get_method(method)(
+        n_endmembers=scene.truth.n_endmembers, seed=seed, early_stopping=False
+    )
     states: dict[int, dict] = {}
 
     def keep(stage: str, done: int, total: int, info: dict) -> None:
@@ -82,8 +89,8 @@ def stop_epoch(losses: list[float], patience: int, min_delta: float) -> int:
     return len(losses)
 
 
-def run_one(method: str, scene) -> dict:
-    model, states, seconds = train_with_snapshots(method, scene)
+def run_one(method: str, scene, seed: int) -> dict:
+    model, states, seconds = train_with_snapshots(method, scene, seed)
     losses = [record["loss"] for record in model.history_]
     stops = {
         f"{patience}/{min_delta:g}": stop_epoch(losses, patience, min_delta)
@@ -95,6 +102,7 @@ def run_one(method: str, scene) -> dict:
     return {
         "method": method,
         "scene": scene.name,
+        "seed": seed,
         "epochs": len(losses),
         "seconds": seconds,
         "losses": losses,
@@ -104,15 +112,18 @@ def run_one(method: str, scene) -> dict:
 
 
 def summary_md(records: list[dict]) -> str:
+    seeds = sorted({r["seed"] for r in records})
     lines = [
         "### Early stopping on a loss plateau: accuracy and epochs, per setting",
         "",
         "Made by `OMP_NUM_THREADS=1 python benchmarks/early_stopping.py` (resumable: per-run "
         "records in `benchmarks/results/early_stopping/`, not committed) on the tuning "
-        f"scenes {', '.join(sorted({r['scene'] for r in records}))} (method seed 0). For each "
-        "method and (`patience`, `min_delta`): the mean over the scenes of the aRMSE change "
-        "against the full run (negative: better), the largest change, and the share of the "
-        "epochs run (the time saved is about the rest). **bold**: the package's default.",
+        f"scenes {', '.join(sorted({r['scene'] for r in records}))}, method seeds "
+        f"{', '.join(map(str, seeds))}. For each method and (`patience`, `min_delta`): the "
+        "aRMSE change against the full run (negative: better), its mean over the scenes and "
+        "seeds ± the standard deviation over the seeds of each seed's scene mean, the largest "
+        "change of any run, and the share of the epochs run (the time saved is about the "
+        "rest). **bold**: the package's default.",
         "",
     ]
     for method in METHODS:
@@ -127,15 +138,28 @@ def summary_md(records: list[dict]) -> str:
             "",
             f"Full run: {runs[0]['epochs']} epochs, mean aRMSE {full:.4f}; training "
             f"{np.mean([r['seconds'] for r in runs]):.1f} s per scene (one thread, loaded "
-            "machine).",
+            f"machine); {len(runs)} runs.",
             "",
-            "| patience / min_delta | mean change | worst change | epochs run |",
+            "| patience / min_delta | mean change ± std over seeds | worst change | epochs run |",
             "|---|---|---|---|",
         ]
         for key in runs[0]["settings"]:
-            change = [r["settings"][key]["armse"] - r["full_armse"] for r in runs]
+            change = {
+                seed: [
+                    r["settings"][key]["armse"] - r["full_armse"] for r in runs if r["seed"] == seed
+                ]
+                for seed in seeds
+            }
+            per_seed = [np.mean(c) for c in change.values() if c]
+            spread = np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0
+            every = [c for cs in change.values() for c in cs]
             share = np.mean([r["settings"][key]["epoch"] / r["epochs"] for r in runs])
-            cells = [key, f"{np.mean(change):+.4f}", f"{max(change):+.4f}", f"{share:.0%}"]
+            cells = [
+                key,
+                f"{np.mean(every):+.4f} ± {spread:.4f}",
+                f"{max(every):+.4f}",
+                f"{share:.0%}",
+            ]
             if key == default:
                 cells = [f"**{cell}**" for cell in cells]
             lines.append(f"| {' | '.join(cells)} |")
@@ -147,21 +171,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", default=",".join(SCENES))
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     catalogue = tuning_catalogue()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     for name in args.scenes.split(","):
-        todo = [m for m in args.methods.split(",") if not (OUT / f"{m}_{name}.json").exists()]
+        todo = [
+            (method, seed, OUT / f"{method}_{name}_seed{seed}.json")
+            for method in args.methods.split(",")
+            for seed in seeds
+        ]
+        todo = [run for run in todo if not run[2].exists()]
         scene = catalogue[name].build() if todo else None
-        for method in todo:
-            path = OUT / f"{method}_{name}.json"
+        for method, seed, path in todo:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # solver tolerances missed now and then
-                record = run_one(method, scene)
+                record = run_one(method, scene, seed)
             write_text(path, json.dumps(record))
-            print(method, name, record["epochs"], f"{record['seconds']:.0f} s", flush=True)
-    records = [json.loads(path.read_text()) for path in sorted(OUT.glob("*.json"))]
+            print(method, name, seed, record["epochs"], f"{record['seconds']:.0f} s", flush=True)
+    records = [json.loads(path.read_text()) for path in sorted(OUT.glob("*_seed*.json"))]
     results = REPO / "benchmarks" / "results"
     write_text(results / "early_stopping.json", json.dumps(records, indent=1))
     write_text(results / "early_stopping.md", summary_md(records))
