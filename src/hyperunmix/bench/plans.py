@@ -137,13 +137,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 #: What each learned part adds: deep method -> {ablation entry: the part it removes}. An
-#: ablation is the same training with that one part removed.
+#: ablation is the same training with that one part removed, or no training at all: the
+#: classical rule on the reference the method re-estimates before it learns (ID-Net's
+#: bundles centre on the one EGU-Net labels against, so EGU-Net's label rule is also what
+#: ID-Net's networks must beat).
 ABLATIONS: dict[str, dict[str, str]] = {
     "deq": {"deq_no_correction": "the learned spectral-spatial correction (D_theta = 0)"},
     "egunet": {"egunet_labels": "the network (its label rule applied to every pixel)"},
     "idnet": {
         "idnet_no_nonlinear": "the nonlinear streams (h and g)",
         "idnet_no_variability": "endmember variability (one M = f(0) for all pixels)",
+        "egunet_labels": "all learning (SNNLS on the re-estimated reference its bundles "
+        "centre on, EGU-Net's label rule)",
     },
 }
 
