@@ -373,6 +373,8 @@ def test_load_rejects_foreign_files(tmp_path):
         dict(step_scale=3.0),
         dict(tol=0),
         dict(correction="no"),
+        dict(correction_epochs=-1),
+        dict(correction_loss="fit"),
     ],
 )
 def test_bad_parameters_raise(scene, params):
@@ -488,7 +490,7 @@ def test_recorrupted_copies_and_the_noise_estimate(scene):
         warnings.simplefilter("ignore")
         model.fit(scene)
     image = model._image_tensors(scene.cube, scene.mask)[0].double()  # exact differences
-    seen, target = model._training_pair(image, torch.Generator().manual_seed(0))
+    seen, target = model._training_pair(image, torch.Generator().manual_seed(0), "recorrupted")
     std = model._noise_std(image)
     draw = (seen - image) / (0.5 * std)
     torch.testing.assert_close(draw, (image - target) * 0.5 / std)
@@ -505,6 +507,35 @@ def test_recorrupted_copies_and_the_noise_estimate(scene):
         with pytest.warns(UserWarning, match="more valid pixels than bands"):
             small = DEQUnmix(3, loss=loss, epochs=1, max_iter=30).fit(few_pixels)
         assert small.loss_ == "fit" and not small.noise_std_.any()
+
+
+@pytest.mark.parametrize("correction_loss", ["recorrupted", "sure"])
+def test_second_phase_trains_the_correction_alone(scene, correction_loss):
+    """``correction_epochs``: after the fit phase the correction alone is trained. The fit
+    phase draws the same random numbers with or without the second phase, so the learned
+    endmembers are those of the run without it, bit for bit, while the correction's output
+    layer moves (and so do the maps); the second phase's epochs are in the history."""
+    runs = {}
+    for extra in (0, 3):
+        model = DEQUnmix(
+            3, seed=0, correction_epochs=extra, correction_loss=correction_loss, **FAST
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[extra] = (model.fit(scene), model.unmix(scene).abundances)
+    (first, first_maps), (second, second_maps) = runs[0], runs[3]
+    np.testing.assert_array_equal(second.endmembers_, first.endmembers_)
+    before = first.network_.correction.out.weight.detach()
+    after = second.network_.correction.out.weight.detach()
+    assert float((after - before).abs().max()) > 0
+    assert np.nanmax(np.abs(second_maps - first_maps)) > 0
+    assert [r.get("phase") for r in second.history_] == [None] * 4 + [2.0] * 3
+    assert second.correction_loss_ == correction_loss and first.correction_loss_ is None
+    # without the correction there is nothing to train: no second phase
+    ablation = DEQUnmix(3, seed=0, correction=False, correction_epochs=3, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(ablation.fit(scene).history_) == 4 and ablation.correction_loss_ is None
 
 
 # -- the SURE loss -------------------------------------------------------------------------
