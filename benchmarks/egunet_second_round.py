@@ -24,8 +24,6 @@ each scene's convention, mean over seeds. Runs are stored in
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 import time
@@ -34,26 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyperunmix import evaluate
-from hyperunmix.bench.scenes import resolve, tuning_catalogue
 from hyperunmix.conventions import unit_peak
 from hyperunmix.deep.egunet import EGUNet
 from hyperunmix.deep.egunet_blend import label_noise, network_weight
 from hyperunmix.deep.egunet_reference import confident_means
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_runs import armse_table, cached_records, scene_specs, score_maps
+
 RUNS = Path(__file__).resolve().parent / "results" / "egunet_beyond" / "second_round"
 EPOCHS = 150
 FRACTION = 0.04
 ENTRIES = ("labels", "default", "alone", "rule_net", "blend_net", "rule_out", "blend_out", "round2")
-
-
-def _score(base, scene, maps: np.ndarray, endmembers: np.ndarray) -> dict:
-    """aRMSE and mSAD of (N, P) ``maps`` of the valid pixels with ``endmembers``."""
-    abundances = np.full(base.abundances.shape, np.nan, np.float32)
-    abundances[scene.mask] = maps
-    result = dataclasses.replace(base, abundances=abundances, endmembers=endmembers)
-    metrics = evaluate(result, scene.truth)
-    return {"armse": metrics["armse"], "msad": metrics["msad"]}
 
 
 def run(spec, seed: int) -> dict:
@@ -65,12 +55,12 @@ def run(spec, seed: int) -> dict:
     record: dict = {"scene": spec.name, "seed": seed, "fit_s": time.perf_counter() - start}
     base = model.unmix(scene)
     output = base.abundances[scene.mask].astype(np.float64)
-    record["default"] = _score(base, scene, output, model.reference_)
+    record["default"] = score_maps(base, scene, output, model.reference_)
     rule = label_noise(pixels, unit_peak(model.reference_))[0]
-    record["labels"] = _score(base, scene, rule, model.reference_)
+    record["labels"] = score_maps(base, scene, rule, model.reference_)
     model.network_weight_ = 1.0
     maps = model.unmix(scene).abundances[scene.mask].astype(np.float64)
-    record["alone"] = _score(base, scene, maps, model.reference_)
+    record["alone"] = score_maps(base, scene, maps, model.reference_)
     references = {
         "net": confident_means(pixels, maps, FRACTION),
         "out": confident_means(pixels, output, FRACTION),
@@ -78,12 +68,12 @@ def run(spec, seed: int) -> dict:
     for name, reference in references.items():
         rule, variance = label_noise(pixels, unit_peak(reference))
         weight = network_weight(rule, maps, variance)
-        record[f"rule_{name}"] = _score(base, scene, rule, reference)
-        record[f"blend_{name}"] = _score(base, scene, rule + weight * (maps - rule), reference)
+        record[f"rule_{name}"] = score_maps(base, scene, rule, reference)
+        record[f"blend_{name}"] = score_maps(base, scene, rule + weight * (maps - rule), reference)
     again = EGUNet(p, variant="ss", epochs=EPOCHS, seed=seed, endmembers=references["net"])
     again.fit(scene)
     second = again.unmix(scene)
-    record["round2"] = _score(second, scene, second.abundances[scene.mask], again.reference_)
+    record["round2"] = score_maps(second, scene, second.abundances[scene.mask], again.reference_)
     return record
 
 
@@ -93,26 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", default="tuning", help="'tuning' or dataset names, a,b")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.scenes == "tuning":
-        specs = list(tuning_catalogue().values())
-    else:
-        specs = resolve(args.scenes.split(","))
-    RUNS.mkdir(parents=True, exist_ok=True)
-    records = []
-    for seed in args.seeds:
-        for spec in specs:
-            path = RUNS / f"{spec.name}-s{seed}-e{EPOCHS}.json"
-            if not path.exists():
-                path.write_text(json.dumps(run(spec, seed), indent=1) + "\n")
-                print(f"{spec.name} seed {seed}", file=sys.stderr, flush=True)
-            records.append(json.loads(path.read_text()))
-    print("| scene | " + " | ".join(ENTRIES) + " |")
-    print("|---|" + "---|" * len(ENTRIES))
-    names = sorted({r["scene"] for r in records})
-    for name in [*names, "mean"]:
-        chosen = records if name == "mean" else [r for r in records if r["scene"] == name]
-        cells = [np.mean([r[e]["armse"] for r in chosen]) for e in ENTRIES]
-        print(f"| {name} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    records = cached_records(scene_specs(args.scenes), args.seeds, RUNS, run, suffix=f"-e{EPOCHS}")
+    print("\n".join(armse_table(records, ENTRIES)))
     return 0
 
 

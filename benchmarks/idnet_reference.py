@@ -27,7 +27,6 @@ scene's convention, mean over seeds. Runs are stored in ``benchmarks/results/idn
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -38,27 +37,22 @@ import numpy as np
 import torch
 
 from hyperunmix import evaluate
+from hyperunmix._atomic import write_text
 from hyperunmix.bench.plans import PLANS
-from hyperunmix.bench.scenes import resolve, tuning_catalogue
 from hyperunmix.deep.egunet_reference import confident_means
 from hyperunmix.deep.idnet import IDNet
 from hyperunmix.linear import snnls
 from hyperunmix.linear.estimators import SNNLS, resolve_endmembers
 
-RUNS = Path(__file__).resolve().parent / "results" / "idnet_reference"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_runs import armse_table, cached_records, scene_specs, score_maps
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = RESULTS / "idnet_reference"
 FRACTION = 0.04
 REFINES = {"nf": None, "rf": FRACTION}
 OUTPUTS = ("post", "lin", "px", "f0")
 ENTRIES = ("snnls_nfindr", "snnls_ref") + tuple(f"{r}_{o}" for r in REFINES for o in OUTPUTS)
-
-
-def _score(base, scene, maps: np.ndarray, endmembers: np.ndarray) -> dict:
-    """aRMSE and mSAD of (N, P) share ``maps`` of the valid pixels with ``endmembers``."""
-    abundances = np.full(base.abundances.shape, np.nan, np.float32)
-    abundances[scene.mask] = maps
-    result = dataclasses.replace(base, abundances=abundances, endmembers=endmembers)
-    metrics = evaluate(result, scene.truth, scene)
-    return {"armse": float(metrics["armse"]), "msad": float(metrics["msad"])}
 
 
 def _pixelwise_snnls(pixels: np.ndarray, endmembers: np.ndarray) -> np.ndarray:
@@ -83,13 +77,13 @@ def run(spec, seed: int, params: dict) -> dict:
         record[f"{tag}_fit_s"] = time.perf_counter() - started
         result = model.unmix(scene)
         own = model.endmembers_
-        record[f"{tag}_post"] = _score(result, scene, result.abundances[scene.mask], own)
+        record[f"{tag}_post"] = score_maps(result, scene, result.abundances[scene.mask], own)
         decoded = result.extras["pixel_endmembers"][scene.mask].astype(np.float64)
-        record[f"{tag}_px"] = _score(result, scene, _pixelwise_snnls(pixels, decoded), own)
-        record[f"{tag}_f0"] = _score(result, scene, snnls(pixels, own), own)
+        record[f"{tag}_px"] = score_maps(result, scene, _pixelwise_snnls(pixels, decoded), own)
+        record[f"{tag}_f0"] = score_maps(result, scene, snnls(pixels, own), own)
         model.abundance_output = "linear"
         linear = model.unmix(scene).abundances[scene.mask]
-        record[f"{tag}_lin"] = _score(result, scene, linear, own)
+        record[f"{tag}_lin"] = score_maps(result, scene, linear, own)
     return record
 
 
@@ -99,27 +93,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", default="tuning", help="'tuning' or dataset names, a,b")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.scenes == "tuning":
-        specs = list(tuning_catalogue().values())
-    else:
-        specs = resolve(args.scenes.split(","))
-    RUNS.mkdir(parents=True, exist_ok=True)
-    records = []
-    for seed in args.seeds:
-        for spec in specs:
-            params = {**PLANS["idnet"].params, **PLANS["idnet"].scene_params.get(spec.name, {})}
-            path = RUNS / f"{spec.name}-s{seed}.json"
-            if not path.exists():
-                path.write_text(json.dumps(run(spec, seed, params), indent=1) + "\n")
-                print(f"{spec.name} seed {seed}", file=sys.stderr, flush=True)
-            records.append(json.loads(path.read_text()))
-    print("| scene | " + " | ".join(ENTRIES) + " |")
-    print("|---|" + "---|" * len(ENTRIES))
-    names = sorted({r["scene"] for r in records})
-    for name in [*names, "mean"]:
-        chosen = records if name == "mean" else [r for r in records if r["scene"] == name]
-        cells = [np.mean([r[e]["armse"] for r in chosen]) for e in ENTRIES]
-        print(f"| {name} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+
+    def one(spec, seed: int) -> dict:
+        params = {**PLANS["idnet"].params, **PLANS["idnet"].scene_params.get(spec.name, {})}
+        return run(spec, seed, params)
+
+    records = cached_records(scene_specs(args.scenes), args.seeds, RUNS, one)
+    command = "python benchmarks/idnet_reference.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "### ID-Net's reference and output (tuning scenes)",
+        "",
+        f"`{command.strip()}`: aRMSE in each scene's convention, mean over method seeds "
+        f"{', '.join(map(str, args.seeds))}, at the benchmark's ID-Net settings; `nf_*` "
+        "bundles around N-FINDR's spectra, `rf_*` around the re-estimated reference "
+        "(`refine_fraction=0.04`, the default); `*_post` the posterior's maps, `*_lin` the "
+        "linear stream's (the default), `*_px` exact SNNLS on each pixel's decoded "
+        "endmembers, `*_f0` SNNLS on the model's endmembers f(0); `snnls_nfindr` the matched "
+        "baseline, `snnls_ref` SNNLS on the re-estimated reference (no learning).",
+        "",
+        *armse_table(records, ENTRIES),
+        "",
+        "Reproduce: `python benchmarks/idnet_reference.py` (then "
+        "`python benchmarks/make_benchmarks_md.py`).",
+        "",
+    ]
+    print("\n".join(lines))
+    write_text(RESULTS / "idnet_reference.md", "\n".join(lines))
+    write_text(RESULTS / "idnet_reference.json", json.dumps(records, indent=1) + "\n")
     return 0
 
 
