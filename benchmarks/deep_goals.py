@@ -192,6 +192,10 @@ def limit_lines(groups) -> tuple[list[str], dict]:
     drifted = all(
         mean(groups, n, "idnet", "msad") > mean(groups, n, "egunet_labels", "msad") for n in SCENES
     )
+
+    def across(method: str, key: str) -> str:
+        return ", ".join(f"{mean(groups, n, method, key):.4f}" for n in SCENES)
+
     lines = [
         "What limits the missed goals (computed from the data by this script):",
         "",
@@ -199,9 +203,9 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         "pixels, applied to every pixel (the ablation egunet_labels) score aRMSE "
         + ", ".join(f"{labels[n]:.4f} on {n}" for n in SCENES)
         + " against the output's (network blended with its labels) "
-        + ", ".join(f"{mean(groups, n, 'egunet', 'armse'):.4f}" for n in SCENES)
+        + across("egunet", "armse")
         + ": on these scenes the labels' error is their reference's (mSAD "
-        + ", ".join(f"{mean(groups, n, 'egunet', 'msad'):.4f}" for n in SCENES)
+        + across("egunet", "msad")
         + " rad), which the network trained on them inherits.",
         "- DEQ-Unmix's mSAD on Samson, per material (mean over the seeds): "
         + ", ".join(f"{k} {v:.4f}" for k, v in learned.items())
@@ -216,11 +220,11 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         "and SNNLS on that reference, without any learning, scores "
         + ", ".join(f"{labels[n]:.4f} on {n}" for n in SCENES)
         + " against ID-Net's "
-        + ", ".join(f"{mean(groups, n, 'idnet', 'armse'):.4f}" for n in SCENES)
+        + across("idnet", "armse")
         + " (mSAD "
-        + ", ".join(f"{mean(groups, n, 'idnet', 'msad'):.4f}" for n in SCENES)
+        + across("idnet", "msad")
         + " rad against the reference's "
-        + ", ".join(f"{mean(groups, n, 'egunet_labels', 'msad'):.4f}" for n in SCENES)
+        + across("egunet_labels", "msad")
         + (
             "): its training moves the endmembers away from the reference it starts at."
             if drifted
