@@ -148,10 +148,11 @@ class IDNet(DeepUnmixer):
         ``refine_fraction`` and value), so that the bundles no longer centre on one noisy
         pixel per material. None: the extractor's spectra as they are. Given endmembers
         (an array, a file) are always used as given. Chosen on the tuning scenes
-        (``benchmarks/idnet_reference.py``, the bench's 8 epochs, seeds 0 and 1): mean
-        aRMSE 0.0719 against 0.0784 without, mSAD 0.044 against 0.108 rad; worse than the
-        matched baseline (SNNLS on N-FINDR's spectra, 0.1045) on 2 of the 10 scenes
-        (bilinear and illumination at 30 dB) against 3 without. SNNLS on the re-estimated
+        (``benchmarks/idnet_reference.py``, the bench's 8 epochs, seeds 0 and 1): with the
+        default linear-stream output mean aRMSE 0.0622 against 0.1036 without, with the
+        posterior output 0.0719 against 0.0784; mSAD 0.044 against 0.108 rad; worse than
+        the matched baseline (SNNLS on N-FINDR's spectra, 0.1045) on 1 of the 10 scenes
+        (bilinear at 30 dB; posterior output: 2) against 3 to 4 without. SNNLS on the re-estimated
         reference alone scores 0.0462 there, below ID-Net on 9 of 10 scenes: the training
         moves the endmembers away from it (mSAD 0.024 to 0.044 rad).
     preset : None or {"samson", "jasper_ridge", "cuprite"}, default=None
