@@ -58,7 +58,11 @@ def test_deq_pixel_without_brightness_leaves_the_equilibrium_solvable():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScalingWarning)
         warnings.simplefilter("error", ConvergenceWarning)
-        model = DEQUnmix(3, epochs=2, data_term="scaled", seed=0).fit(scene)
+        # N-FINDR's spectra as extracted: from the re-estimated start (refine_fraction) the
+        # gradient form of the scaled data term, which contracts by only about
+        # 1 - lambda_min / lambda_max of E E^T, ends 100 iterations at 2e-6 > tol here.
+        model = DEQUnmix(3, epochs=2, data_term="scaled", refine_fraction=None, seed=0)
+        model.fit(scene)
         clean = model.transform(scene.cube)["abundances"]
         cube = scene.cube.copy()
         cube[3, 3] = 0

@@ -216,7 +216,9 @@ def test_training_reduces_the_loss_and_reports_progress(scene):
 
 @pytest.mark.parametrize("share", [0.0, 0.05])
 def test_endmembers_start_from_nfindr(scene, share):
-    model = DEQUnmix(3, seed=2, endmember_averaging=share, **{**FAST, "epochs": 1})
+    model = DEQUnmix(
+        3, seed=2, endmember_averaging=share, refine_fraction=None, **{**FAST, "epochs": 1}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(scene)
@@ -229,13 +231,57 @@ def test_endmembers_start_from_nfindr(scene, share):
         np.testing.assert_allclose(model.initial_endmembers_, extracted)
 
 
+@pytest.mark.parametrize("correction", [True, False])
+def test_refined_start_is_the_mean_of_the_purest_pixels(scene, correction):
+    """By default (refine_fraction=0.04), with or without the correction, each of N-FINDR's
+    spectra is replaced by the mean of the 4 % of pixels (5 of 119) with the largest share
+    of it: NNLS on the unit-peak spectra, rows scaled to sum to one (brute force here)."""
+    model = DEQUnmix(3, seed=2, correction=correction, **{**FAST, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    pixels = scene.pixels(np.float64)
+    extracted = nfindr(pixels, 3, seed=2)
+    peak = extracted / extracted.max(axis=1, keepdims=True)
+    weights = nnls(pixels, peak)
+    shares = weights / weights.sum(axis=1, keepdims=True)
+    purest = np.argsort(-shares, axis=0, kind="stable")[:5]  # (5, P)
+    expected = pixels[purest].mean(axis=0)
+    np.testing.assert_allclose(model.initial_endmembers_, expected, rtol=1e-12)
+    assert not np.allclose(model.initial_endmembers_, extracted, rtol=1e-3)
+
+
+def test_given_endmembers_are_not_refined(scene):
+    given = nfindr(scene.pixels(np.float64), 3, seed=1) * 1.5
+    model = DEQUnmix(3, endmembers=given, refine_fraction=0.5, **{**FAST, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(scene)
+    np.testing.assert_array_equal(model.initial_endmembers_, given)
+
+
+def test_a_zero_extracted_endmember_is_not_refined():
+    """N-FINDR picks the zero pixel here: no pixel has a share of it, so the extracted
+    spectra are kept, with a warning."""
+    scene = make_scene(10, 10, 3, seed=0)
+    scene.cube[3, 3] = 0
+    model = DEQUnmix(3, seed=0, **{**FAST, "epochs": 1})
+    with pytest.warns(UserWarning, match="no positive peak"):
+        model.fit(scene)
+    extracted = nfindr(scene.pixels(np.float64), 3, seed=0)
+    assert np.any(extracted.max(axis=1) == 0)
+    np.testing.assert_array_equal(model.initial_endmembers_, extracted)
+
+
 def test_training_starts_at_the_matched_baseline(scene):
-    """By default the start is N-FINDR's spectra as extracted (no averaging) and the
-    correction's output layer is zero, so the untrained equilibrium is N-FINDR + FCLS, the
-    matched baseline: with the endmembers and the correction held (learning rates of 1e-12
-    move them by about 1e-12 per step) the maps are FCLS's on N-FINDR's spectra, to
+    """With refine_fraction=None the start is N-FINDR's spectra as extracted (no averaging)
+    and the correction's output layer is zero, so the untrained equilibrium is N-FINDR +
+    FCLS, the matched baseline: with the endmembers and the correction held (learning rates
+    of 1e-12 move them by about 1e-12 per step) the maps are FCLS's on N-FINDR's spectra, to
     float32 roundings amplified by the conditioning of the endmembers."""
-    model = DEQUnmix(3, seed=0, lr_endmembers=1e-12, learning_rate=1e-12, **FAST)
+    model = DEQUnmix(
+        3, seed=0, lr_endmembers=1e-12, learning_rate=1e-12, refine_fraction=None, **FAST
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = model.fit_unmix(scene)

@@ -39,9 +39,11 @@ where the exact step needs about 5 and 3.
 Training is blind and unsupervised: ``E`` (initialised by N-FINDR by default, by VCA in the
 paper) and ``theta`` minimise, by default, the paper's loss on the image itself,
 ``mean SAD(Y, s A* E) + alpha MSE(Y, s A* E) + beta log vol(E)`` (``loss="fit"``), from
-the matched baseline's own start (the untrained equilibrium on N-FINDR's spectra is
-N-FINDR + FCLS). The loss is mostly the spectral angle, which FCLS's least squares do not
-minimise, so the correction has something to learn: in the benchmark (5 seeds) it lowers
+N-FINDR's spectra re-estimated from the pixels called purest (``refine_fraction``, see
+below; with ``refine_fraction=None`` the untrained equilibrium on N-FINDR's spectra is the
+matched baseline, N-FINDR + FCLS). The loss is mostly the spectral angle, which FCLS's least
+squares do not minimise, so the correction has something to learn: in the benchmark (5
+seeds, from N-FINDR's spectra as extracted) it lowers
 the aRMSE of its ablation by 37 % on Samson and 20 % on the 50 x 50 scene with endmember
 variability, and changes it by -1 % to +4 % elsewhere (on the spatial scenes at 15 and
 20 dB it is 1.5 % worse); on the tuning scenes it changes the mean by about 1 %. Stein's
@@ -70,10 +72,30 @@ there (the issue's goal is 20 % below the ablation): FCLS of the noise-free imag
 fit phase's endmembers scores 0.109 / 0.052 at 15 / 20 dB against 0.112 / 0.059 on the
 noisy image (seed 0); the rest of the error is the endmembers' (the second phase's 15.6 %
 at 15 dB is more than denoising gives). Each optimiser step sees a random patch of the
-image (``patch_size``). With ``solver="deq"`` the fixed point is found by Anderson
-acceleration and differentiated implicitly (memory of one step of ``f``); with
-``solver="unrolled"`` the twin applies ``f`` a fixed number of times from the same start
-and backpropagates through every step (memory growing with the number of steps).
+image (``patch_size``).
+
+The error is mostly the endmembers' (FCLS with the true endmembers scores 0.047 / 0.033 on
+the benchmark's spatial scenes at 15 / 20 dB, DEQ-Unmix from N-FINDR's spectra 0.1185 /
+0.050), and an extractor's spectrum is one pixel, its noise whole. ``refine_fraction=0.04``
+replaces each by the mean of the 4 % of the pixels with the largest SNNLS share of it on the
+unit-peak spectra (:func:`~hyperunmix.deep.egunet_reference.refined_reference`, as EGU-Net's
+and ID-Net's references), before training. On the 15 tuning scenes of
+``benchmarks/deq_training_signal.py`` (seeds 0 and 1; table in
+``benchmarks/results/deq_refined_start.md``) it takes the mean aRMSE from 0.0693 to 0.0598
+(the ablation's from 0.0695 to 0.0602) and the scenes worse than N-FINDR + FCLS (0.0848)
+from 4 to 1 (bilinear mixing at 30 dB, 0.0516 against 0.0326; illumination at 20 / 30 dB
+goes from 0.172 / 0.161 to 0.120 / 0.124 against 0.163 / 0.156). The fraction: 0.02 gave
+0.0625 (worse on 1), 0.08 gave 0.0588 but worse on 2 (the spatial scene at 30 dB) and a
+start twice as far from the truth on the 100 x 100 scenes (mSAD after training 0.084 to
+0.104 rad against 0.057 to 0.087 at 0.04); 0.04 is also EGU-Net's and ID-Net's. The
+training still loses ground over its start: FCLS on the re-estimated start alone scores
+0.0490 (worse than N-FINDR + FCLS on 2), and the training takes the endmembers' mSAD from
+about 0.04 to 0.08 rad on the 32 x 32 scenes at 20 dB.
+
+With ``solver="deq"`` the fixed point is found by Anderson acceleration and differentiated
+implicitly (memory of one step of ``f``); with ``solver="unrolled"`` the twin applies ``f`` a
+fixed number of times from the same start and backpropagates through every step (memory
+growing with the number of steps).
 """
 
 from __future__ import annotations
@@ -88,10 +110,12 @@ import torch
 from torch import nn
 
 from ..base import check_n_endmembers
+from ..conventions import unit_peak
 from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, snnls
 from ..linear.estimators import (
     ENDMEMBERS_RULES,
+    EXTRACTORS,
     N_ENDMEMBERS_RULES,
     SEED_RULES,
     resolve_endmembers,
@@ -99,6 +123,7 @@ from ..linear.estimators import (
 from ..linear.hysime import noise_variance
 from ..params import Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
+from .egunet_reference import refined_reference
 from .estimator import (
     DEVICE_RULES,
     EARLY_STOPPING_RULES,
@@ -612,14 +637,26 @@ class DEQUnmix(DeepUnmixer):
     endmember_averaging : float, default=0.0
         Share of the pixels, the closest in spectral angle to each initial endmember, whose
         mean replaces it (0 keeps the extracted spectra, so that training starts from the
-        matched baseline, N-FINDR + FCLS). Averaging lowers the start's mSAD but not its
-        aRMSE: on the tuning scenes it lowered it where pure pixels are many (USGS
-        spectra, the spatial maps) and raised it where they are few (the analytic
-        library's random fields: 0.056 to 0.098 on linear mixing at 20 dB), and a dark
+        matched baseline, N-FINDR + FCLS; applied after ``refine_fraction``). Averaging
+        lowers the start's mSAD but not its aRMSE: on the tuning scenes it lowered it where
+        pure pixels are many (USGS spectra, the spatial maps) and raised it where they are
+        few (the analytic library's random fields: 0.056 to 0.098 on linear mixing at
+        20 dB), and a dark
         endmember (water) stays far off (its angle picks pixels by their noise). With
         ``"fit"`` on the twelve 32 x 32 tuning scenes, mean aRMSE 0.080 from the start
         averaged over 1 % of the pixels (worse than N-FINDR + FCLS on 6) against 0.068
         from N-FINDR's spectra (``benchmarks/deq_training_signal.py``).
+    refine_fraction : float in (0, 1] or None, default=0.04
+        Endmembers found by an extractor (``endmembers`` a name) are re-estimated before
+        training (so with or without the correction): for each material, the mean of this
+        fraction of the pixels with the largest SNNLS share of it on the extracted spectra
+        at unit peak (:func:`~hyperunmix.deep.egunet_reference.refined_reference`, the rule
+        of EGU-Net's and ID-Net's ``refine_fraction``). Given endmembers (an array, a file)
+        are used as given, and so are extracted ones when one has no positive peak (a zero
+        pixel), with a warning. None: the extracted spectra, so that training starts from
+        the matched baseline, N-FINDR + FCLS (the default before). Chosen on the tuning scenes
+        (``benchmarks/deq_training_signal.py``, see the module notes): mean aRMSE 0.0598
+        against 0.0693 with None, worse than N-FINDR + FCLS on 1 scene of 15 against 4.
     recorruption : float, default=1.0
         The factor ``a`` of ``loss="recorrupted"`` and of ``correction_loss="recorrupted"``
         (unused by the other losses).
@@ -668,7 +705,8 @@ class DEQUnmix(DeepUnmixer):
     endmembers_ : (P, L) float64
         Learned endmembers, in the scene's units.
     initial_endmembers_ : (P, L) float64
-        The extractor's endmembers the training started from.
+        The endmembers the training started from: the extractor's (or given) spectra, after
+        ``refine_fraction`` and ``endmember_averaging``.
     n_bands_ : int
     input_scale_ : float
         The scene's values are multiplied by it: 1 / the 99.9 % quantile of the training
@@ -752,6 +790,7 @@ class DEQUnmix(DeepUnmixer):
         "unrolled_steps": [Integer(1)],
         "endmembers": ENDMEMBERS_RULES,
         "endmember_averaging": [Real(0, 1, closed="left")],
+        "refine_fraction": [Real(0, 1, closed="right"), NoneValue()],
         "recorruption": [Real(0, closed="neither")],
         "correction_epochs": [Integer(0)],
         "correction_loss": [Options(*CORRECTION_LOSSES)],
@@ -799,6 +838,7 @@ class DEQUnmix(DeepUnmixer):
         unrolled_steps: int = 10,
         endmembers: Any = "nfindr",
         endmember_averaging: float = 0.0,
+        refine_fraction: float | None = 0.04,
         recorruption: float = 1.0,
         correction_epochs: int = 0,
         correction_loss: CorrectionLoss = "recorrupted",
@@ -834,6 +874,7 @@ class DEQUnmix(DeepUnmixer):
         self.unrolled_steps = unrolled_steps
         self.endmembers = endmembers
         self.endmember_averaging = endmember_averaging
+        self.refine_fraction = refine_fraction
         self.recorruption = recorruption
         self.correction_epochs = correction_epochs
         self.correction_loss = correction_loss
@@ -863,10 +904,14 @@ class DEQUnmix(DeepUnmixer):
         return 1.0 / _robust_scale(pixels)
 
     def _build(self, scene: Scene, pixels: np.ndarray, generator: torch.Generator) -> None:
-        """The initial endmembers (extracted, then averaged over their closest pixels) and,
-        for the SURE and recorrupted losses, each band's noise level."""
+        """The initial endmembers (extracted, re-estimated from the purest pixels, then
+        averaged over their closest pixels) and, for the SURE and recorrupted losses, each
+        band's noise level."""
         initial = resolve_endmembers(self.endmembers, scene, self.n_endmembers, self.seed)
         check_n_endmembers(len(initial), scene.n_bands, len(pixels))
+        extracted = isinstance(self.endmembers, str) and self.endmembers.lower() in EXTRACTORS
+        if self.refine_fraction is not None and extracted:
+            initial = _refined_start(pixels, initial, self.refine_fraction)
         self.initial_endmembers_ = average_closest_pixels(pixels, initial, self.endmember_averaging)
         self.fill_spectrum_ = pixels.mean(axis=0)
         self.noise_std_ = np.zeros(scene.n_bands)
@@ -1242,6 +1287,21 @@ def _robust_scale(pixels: np.ndarray) -> float:
     """The 99.9 % quantile of the pixel values (1 when it is not positive)."""
     scale = float(np.quantile(pixels, _SCALE_QUANTILE))
     return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+def _refined_start(pixels: np.ndarray, extracted: np.ndarray, fraction: float) -> np.ndarray:
+    """``extracted`` (P, L) re-estimated from ``pixels`` (N, L) (``refine_fraction``), or as
+    is, with a warning, when one of them has no positive peak (an extractor can pick a zero
+    pixel), of which no pixel has a share."""
+    if np.all(extracted.max(axis=1) > 0):
+        return refined_reference(pixels, unit_peak(extracted), fraction)
+    warnings.warn(
+        "refine_fraction: an extracted endmember has no positive peak, so no pixel has a "
+        "share of it; training starts from the extracted spectra as they are",
+        UserWarning,
+        stacklevel=5,  # the caller of fit
+    )
+    return extracted
 
 
 def average_closest_pixels(pixels: np.ndarray, endmembers: np.ndarray, share: float) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""EGU-Net's own endmembers: the reference re-estimated from the pixels called purest.
+"""A reference re-estimated from the pixels called purest (EGU-Net, ID-Net, DEQ-Unmix).
 
 An extractor's reference (N-FINDR, VCA) is one pixel per material, the most extreme one,
 so it carries that pixel's noise whole, and every label computed against it inherits the
 error (on the 20 dB tuning scenes N-FINDR's spectra are 0.22 rad from the truth). The mean
 of the pixels that the label rule calls most of a material averages that noise out
-(:func:`confident_means`).
+(:func:`confident_means`); :func:`refined_reference` is that rule with SNNLS shares.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from .pure_pixels import soft_labels
 
 
 def confident_means(pixels: np.ndarray, abundances: np.ndarray, fraction: float) -> np.ndarray:
@@ -37,3 +38,16 @@ def confident_means(pixels: np.ndarray, abundances: np.ndarray, fraction: float)
         chosen = np.argsort(-column, kind="stable")[:count]
         means.append(pixels[chosen].mean(axis=0))
     return np.stack(means)
+
+
+def refined_reference(pixels: np.ndarray, reference: np.ndarray, fraction: float) -> np.ndarray:
+    """(P, L): ``reference`` (P, L) re-estimated from ``pixels`` (N, L): for each material,
+    the mean of the ``fraction`` of the pixels with the largest SNNLS share of it on
+    ``reference`` as given (:func:`~hyperunmix.deep.pure_pixels.soft_labels`, then
+    :func:`confident_means`).
+
+    Shares depend on the reference's scale: pass it at unit peak
+    (:func:`hyperunmix.conventions.unit_peak`) for the rule of EGU-Net, ID-Net and
+    DEQ-Unmix (``refine_fraction``). The means are of the pixels themselves, in their units.
+    """
+    return confident_means(pixels, soft_labels(pixels, reference)[0], fraction)

@@ -25,7 +25,7 @@ import torch
 from ..conventions import unit_peak
 from ..errors import InputError
 from ..scene import Scene
-from .egunet_reference import confident_means
+from .egunet_reference import refined_reference
 from .pure_pixels import resolve_reference, soft_labels
 
 #: Automatic extraction examines at most this many pixels (a seeded random subset).
@@ -111,7 +111,7 @@ def extract_bundles(
     bundle is empty. At most MAX_EXTRACTION_PIXELS pixels (a seeded random subset) are
     examined. With ``refine_fraction`` the reference is first re-estimated from them: for
     each material, the mean of that fraction of the pixels with the largest SNNLS share of
-    it on the given reference (:func:`~hyperunmix.deep.egunet_reference.confident_means`,
+    it on the given reference (:func:`~hyperunmix.deep.egunet_reference.refined_reference`,
     as EGU-Net's ``refine_fraction``).
 
     Parameters
@@ -134,8 +134,7 @@ def extract_bundles(
         rng = np.random.default_rng(seed)
         pixels = pixels[np.sort(rng.choice(pixels.shape[0], MAX_EXTRACTION_PIXELS, replace=False))]
     if refine_fraction is not None:
-        shares = soft_labels(pixels, unit_peak(ref))[0]
-        ref = confident_means(pixels, shares, refine_fraction)
+        ref = refined_reference(pixels, unit_peak(ref), refine_fraction)
     labels, keep = soft_labels(pixels, ref)
     pure = keep & (labels.max(axis=1) >= min_purity)
     spectra = np.concatenate([ref, pixels[pure]])
