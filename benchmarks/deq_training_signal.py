@@ -59,6 +59,7 @@ from hyperunmix.linear.estimators import resolve_endmembers
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "deq_training_signal"
+TITLE = "DEQ-Unmix's training signal (tuning scenes)"
 TUNING_SEED = 7001
 #: Parameters of every variant, which the variants' own override: N-FINDR's spectra as
 #: extracted, the default before ``refine_fraction=0.04``, so that the tables made before it
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "--refine-fraction", type=float, default=0.04, help="of the re-estimated start"
     )
     parser.add_argument("--out", default=str(OUT), help="results path, without suffix")
+    parser.add_argument("--title", default=TITLE, help="heading of the Markdown table")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     chosen = {name: {**BASE, **VARIANTS[name]} for name in args.variants.split(";")}
@@ -190,17 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         out.with_suffix(".json"),
         json.dumps({"command": command.strip(), "rows": rows}, indent=2) + "\n",
     )
-    write_text(out.with_suffix(".md"), markdown(rows, command.strip(), seeds, list(chosen)))
+    table = markdown(rows, command.strip(), seeds, list(chosen), args.title)
+    write_text(out.with_suffix(".md"), table)
     return 0
 
 
-def markdown(rows: list[dict], command: str, seeds: list[int], run_variants: list[str]) -> str:
+def markdown(
+    rows: list[dict], command: str, seeds: list[int], run_variants: list[str], title: str = TITLE
+) -> str:
     variants = ["N-FINDR + FCLS", *run_variants]
     by_scene: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_scene.setdefault(row["scene"], {})[row["variant"]] = row
     lines = [
-        "### DEQ-Unmix's training signal (tuning scenes)",
+        f"### {title}",
         "",
         f"`{command}`: aRMSE (mSAD in rad) in the scene's convention, method seeds "
         f"{', '.join(map(str, seeds))}; epochs per scene in the last column; - : not run "
