@@ -445,13 +445,14 @@ def test_cuda_request_without_cuda_raises(scene):
 
 
 # -- real data (slow) ------------------------------------------------------------------------
-# A regression guard, not the goal. With the defaults (the fit loss from N-FINDR's spectra,
-# 40 epochs of patches, seed 0) Samson scores aRMSE 0.094 and Jasper Ridge 0.091; over the
-# benchmark's 5 seeds 0.077 +- 0.012 and 0.091 +- 0.001, against 0.142 and 0.090 for the
-# matched baseline N-FINDR + FCLS (same start). The bounds leave more than two standard
-# deviations above seed 0's score (a tenth of it on Jasper Ridge, whose spread is small).
+# A regression guard, not the goal. With the defaults (the fit loss from N-FINDR's spectra
+# re-estimated with refine_fraction=0.04, 40 epochs of patches, seed 0) Samson scores aRMSE
+# 0.118 and Jasper Ridge 0.085; over the benchmark's 5 seeds 0.082 +- 0.021 (seed 0 is the
+# worst) and 0.085 +- 0.001, against 0.142 and 0.090 for N-FINDR + FCLS. Samson's bound is
+# that baseline (two standard deviations above seed 0 would exceed it); Jasper Ridge's, a
+# tenth above seed 0's score (its spread is small).
 @pytest.mark.slow
-@pytest.mark.parametrize("name,max_armse", [("samson", 0.12), ("jasper_ridge", 0.11)])
+@pytest.mark.parametrize("name,max_armse", [("samson", 0.14), ("jasper_ridge", 0.095)])
 def test_accuracy_on_real_data(data_dir, name, max_armse):
     scene = datasets.load(name, data_dir)
     p = scene.truth.n_endmembers
