@@ -976,26 +976,10 @@ class DEQUnmix(DeepUnmixer):
         # equilibrium, only its cost); the unrolled twin's start is its input, FCLS.
         latest = self._start(image) if self.solver == "deq" else None
         for epoch in range(1, self.epochs + 1):
-            losses, solves = [], []
-            for window in self._patches((image.shape[-2], image.shape[-1]), generator):
-                optimiser.zero_grad()
-                start = None if latest is None else latest[window]
-                loss, abundances, infos = self._patch_loss(
-                    image[window], valid[:, window[2], window[3]], start, generator, self.loss_
-                )
-                loss.backward()
-                optimiser.step()
-                net.constrain_endmembers()
-                if latest is not None:
-                    latest[window] = abundances
-                losses.append(loss.detach().item())
-                solves.extend(infos)
+            loss, stats = self._epoch(optimiser, image, valid, generator, latest, self.loss_)
             schedule.step()
-            stats = _solve_stats(solves)
             # complete named: mypy would match the stats' floats to that bool parameter
-            if not self._record_epoch(
-                epoch, self.epochs, float(np.mean(losses)), complete=True, **stats
-            ):
+            if not self._record_epoch(epoch, self.epochs, loss, complete=True, **stats):
                 break
         if self.correction_loss_:
             self._train_correction(image, valid, generator, latest, self.correction_loss_)
@@ -1018,22 +1002,39 @@ class DEQUnmix(DeepUnmixer):
         )
         first = len(self.history_)
         for epoch in range(1, self.correction_epochs + 1):
-            losses, solves = [], []
-            for window in self._patches((image.shape[-2], image.shape[-1]), generator):
-                optimiser.zero_grad()
-                start = None if latest is None else latest[window]
-                loss, abundances, infos = self._patch_loss(
-                    image[window], valid[:, window[2], window[3]], start, generator, loss_name
-                )
-                loss.backward()
-                optimiser.step()
-                if latest is not None:
-                    latest[window] = abundances
-                losses.append(loss.detach().item())
-                solves.extend(infos)
-            record = {"epoch": first + epoch, "loss": float(np.mean(losses)), "phase": 2.0}
-            self.history_.append({**record, **_solve_stats(solves)})
+            loss, stats = self._epoch(optimiser, image, valid, generator, latest, loss_name)
+            self.history_.append({"epoch": first + epoch, "loss": loss, "phase": 2.0, **stats})
         net.endmembers.requires_grad_(True)
+
+    def _epoch(
+        self,
+        optimiser: torch.optim.Optimizer,
+        image: torch.Tensor,
+        valid: torch.Tensor,
+        generator: torch.Generator,
+        latest: torch.Tensor | None,
+        loss_name: str,
+    ) -> tuple[float, dict[str, float]]:
+        """One pass over the patches of ``image`` (:meth:`_patches`), an optimiser step on
+        ``loss_name`` per patch, the endmembers kept feasible; ``latest``, the equilibria the
+        solves start from (None for the unrolled twin), updated in place. Returns the mean
+        loss and the solves' statistics."""
+        losses, solves = [], []
+        for window in self._patches((image.shape[-2], image.shape[-1]), generator):
+            optimiser.zero_grad()
+            start = None if latest is None else latest[window]
+            loss, abundances, infos = self._patch_loss(
+                image[window], valid[:, window[2], window[3]], start, generator, loss_name
+            )
+            loss.backward()
+            optimiser.step()
+            # A projection: a no-op on the frozen endmembers of the second phase.
+            self.network_.constrain_endmembers()
+            if latest is not None:
+                latest[window] = abundances
+            losses.append(loss.detach().item())
+            solves.extend(infos)
+        return float(np.mean(losses)), _solve_stats(solves)
 
     def _patches(
         self, shape: tuple[int, int], generator: torch.Generator
