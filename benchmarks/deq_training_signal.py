@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     write_text(
-        out.with_suffix(".json"),
+        out.with_name(out.name + ".json"),
         json.dumps({"command": command.strip(), "rows": rows}, indent=2) + "\n",
     )
     table = markdown(rows, command.strip(), seeds, list(chosen), args.title)
-    write_text(out.with_suffix(".md"), table)
+    write_text(out.with_name(out.name + ".md"), table)
     return 0
 
 
