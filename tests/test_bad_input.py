@@ -34,6 +34,17 @@ def faulty_scene(fault: str) -> Scene:
     return scene
 
 
+@pytest.mark.parametrize("method", ["egunet", "idnet"])
+def test_shares_of_an_extracted_black_pixel_are_refused_with_the_cause(method):
+    """N-FINDR picks the zero pixel of this scene as an endmember: a unit-peak reference (the
+    shares convention of EGU-Net and ID-Net) cannot be made from it, and the error says
+    which endmember, why, and what to do."""
+    scene = faulty_scene("zero pixel")
+    assert (nfindr(scene.pixels(), 3, seed=0).max(axis=1) <= 0).any()
+    with pytest.raises(InputError, match=r"endmember\(s\) \d have none.*no-data"):
+        hu.make_method(method, n_endmembers=3, epochs=1, seed=0).fit(scene)
+
+
 # -- DEQ-Unmix: a zero, negated or bool pixel; degenerate endmembers -----------------------
 @pytest.mark.parametrize("data_term", ["scaled", "linear"])
 @pytest.mark.parametrize("fault", ["zero pixel", "negated pixel", "bool cube"])

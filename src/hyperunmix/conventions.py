@@ -59,9 +59,13 @@ def endmember_peaks(endmembers: Any) -> np.ndarray:
         raise InputError(f"endmembers must be (P, L), got shape {endmembers.shape}")
     peaks = endmembers.max(axis=1)
     if not np.all(np.isfinite(peaks) & (peaks > 0)):
+        bad = [k + 1 for k in np.flatnonzero(~(np.isfinite(peaks) & (peaks > 0)))]
         raise InputError(
             "converting abundance conventions needs endmember spectra with a "
-            f"positive finite peak; the peaks are {peaks.tolist()}"
+            f"positive finite peak; the peaks are {peaks.tolist()}: endmember(s) "
+            f"{', '.join(map(str, bad))} have none. An extractor picks such a spectrum from "
+            "an all-zero or negative pixel (unmasked no-data, deep shadow): declare the "
+            "no-data value or mask those pixels, or give the endmembers"
         )
     return peaks
 
