@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -262,6 +263,26 @@ def test_interrupted_benchmark_resumes_without_recomputing(tmp_path):
         "slow", TINY, out, seeds=4, registry={"slow": ORACLE}, params={"slow": params}, report=False
     )
     assert counter.read_text().splitlines() == fits
+
+
+def test_a_terminated_benchmark_stops_its_workers(tmp_path):
+    """SIGTERM (kill, a scheduler's stop) ends the benchmark as Ctrl-C does: its workers and
+    their runs stop too, instead of computing on, orphaned, runs no one records."""
+    out, counter = tmp_path / "out", tmp_path / "fits.txt"
+    params = {"counter": str(counter), "sleep": 60.0}
+    script = tmp_path / "bench.py"
+    script.write_text(_INTERRUPTED.format(here=str(HERE), out=str(out), params=params))
+    process = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 90
+    while not counter.exists() and time.monotonic() < deadline:  # a run is under way
+        assert process.poll() is None, "the benchmark ended before it could be stopped"
+        time.sleep(0.05)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers, "no worker process to stop"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers left running: {[w.pid for w in alive]}"
 
 
 def test_store_keeps_only_complete_records(tmp_path):

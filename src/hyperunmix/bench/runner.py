@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import platform
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -183,11 +184,12 @@ def run_jobs(
     data_dir = None if data_dir is None else str(data_dir)
     pool = _WorkerPool(min(n_workers, len(todo)), threads, data_dir)
     try:
-        for reply in pool.run(todo):
-            store.save(reply["record"], reply.get("arrays"))
-            n_done += 1
-            if on_record is not None:
-                on_record(reply["record"], n_done, n_total)
+        with _terminate_as_interrupt():
+            for reply in pool.run(todo):
+                store.save(reply["record"], reply.get("arrays"))
+                n_done += 1
+                if on_record is not None:
+                    on_record(reply["record"], n_done, n_total)
     finally:
         pool.close()
     records = []
@@ -312,6 +314,26 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # -- worker processes ------------------------------------------------------------------------
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's stop) raises KeyboardInterrupt while the workers
+    run, so that they are stopped as on Ctrl-C: Python's default ends the process at once,
+    leaving its workers computing runs no one records. Only the main thread can set a
+    handler; elsewhere the default stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Worker:
     """One worker process and the job it is running."""
 
