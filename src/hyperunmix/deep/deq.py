@@ -122,9 +122,9 @@ from ..errors import ConvergenceWarning, InputError
 from ..linear import fcls, snnls
 from ..linear.estimators import (
     ENDMEMBERS_RULES,
-    EXTRACTORS,
     N_ENDMEMBERS_RULES,
     SEED_RULES,
+    is_extractor,
     resolve_endmembers,
 )
 from ..linear.hysime import noise_variance
@@ -919,8 +919,7 @@ class DEQUnmix(DeepUnmixer):
         band's noise level."""
         initial = resolve_endmembers(self.endmembers, scene, self.n_endmembers, self.seed)
         check_n_endmembers(len(initial), scene.n_bands, len(pixels))
-        extracted = isinstance(self.endmembers, str) and self.endmembers.lower() in EXTRACTORS
-        if self.refine_fraction is not None and extracted:
+        if self.refine_fraction is not None and is_extractor(self.endmembers):
             initial = _refined_start(pixels, initial, self.refine_fraction)
         self.initial_endmembers_ = average_closest_pixels(pixels, initial, self.endmember_averaging)
         self.fill_spectrum_ = pixels.mean(axis=0)

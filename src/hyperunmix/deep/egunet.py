@@ -39,7 +39,7 @@ import torch
 
 from ..base import check_n_endmembers
 from ..linear import nnls
-from ..linear.estimators import ENDMEMBERS_RULES, EXTRACTORS, N_ENDMEMBERS_RULES, SEED_RULES
+from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES, is_extractor
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
 from ._common import resolve_device
@@ -466,9 +466,7 @@ class EGUNet(DeepUnmixer):
     def _refined_reference(self, pixels: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """``reference`` re-estimated from the pixels the label rule calls purest (see
         ``refine_fraction``) when an extractor found it, else as is."""
-        extracted = self.endmembers is None or (
-            isinstance(self.endmembers, str) and self.endmembers.lower() in EXTRACTORS
-        )
+        extracted = self.endmembers is None or is_extractor(self.endmembers)  # None: VCA
         if self.refine_fraction is None or not extracted:
             return reference.copy()
         return refined_reference(

@@ -54,7 +54,7 @@ import torch
 
 from ..base import check_n_endmembers
 from ..errors import InputError
-from ..linear.estimators import ENDMEMBERS_RULES, EXTRACTORS, N_ENDMEMBERS_RULES, SEED_RULES
+from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES, is_extractor
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
 from .estimator import (
@@ -495,13 +495,12 @@ class IDNet(DeepUnmixer):
     def _bundles(self, scene: Scene) -> Bundles:
         library = self.library
         if library is None:
-            extracted = isinstance(self.endmembers, str) and self.endmembers.lower() in EXTRACTORS
             bundles = extract_bundles(
                 scene,
                 self.n_endmembers,
                 reference=self.endmembers,
                 min_purity=self.min_purity,
-                refine_fraction=self.refine_fraction if extracted else None,
+                refine_fraction=self.refine_fraction if is_extractor(self.endmembers) else None,
                 seed=self.seed,
             )
             check_n_endmembers(bundles.n_materials, scene.n_bands, scene.n_pixels)

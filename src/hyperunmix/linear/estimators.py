@@ -47,6 +47,12 @@ SEED_RULES: list[Rule] = [Integer(0)]
 _WAVELENGTH_RTOL = 1e-3
 
 
+def is_extractor(source: Any) -> bool:
+    """Whether ``source`` (an ``endmembers`` argument) names an extractor, whose spectra are
+    then found in the scene, rather than giving them (an array, a file)."""
+    return isinstance(source, str) and source.lower() in EXTRACTORS
+
+
 def resolve_endmembers(
     source: Any, scene: Scene, n_endmembers: int | None = None, seed: int = 0
 ) -> np.ndarray:
@@ -56,7 +62,7 @@ def resolve_endmembers(
     or HySime's estimate), a path to an endmember file, or an array (P, L). Band counts,
     wavelengths and ``n_endmembers`` are checked against the scene.
     """
-    if isinstance(source, str) and source.lower() in EXTRACTORS:
+    if is_extractor(source):
         pixels = scene.pixels()
         p = estimate_n_endmembers(pixels) if n_endmembers is None else n_endmembers
         p = check_n_endmembers(p, scene.n_bands, len(pixels))
