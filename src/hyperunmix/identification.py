@@ -336,7 +336,7 @@ def identify_endmembers(
     fwhm: Any = None,
     max_angle_deg: float = MAX_ANGLE_DEG,
     library_name: str | None = None,
-    method: str = "the",
+    method: str,
 ) -> Identification:
     """:func:`identify` for a method's (P, L) ``endmembers`` (None: a method without
     spectra, an error naming ``method``), with the library's name recorded and a warning
