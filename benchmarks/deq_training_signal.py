@@ -35,6 +35,18 @@ that fraction of the pixels with the largest SNNLS share of it on the unit-peak 
 beat), with the method seed's N-FINDR. Measured with ``--seeds 0,1 --variants "fit;fit, no
 correction;fit, re-estimated start;fit, re-estimated start, no correction;FCLS,
 re-estimated start" --out benchmarks/results/deq_refined_start``.
+
+"lr_E r" trains the endmembers at ``lr_endmembers=r`` (0.007 in the other variants, the
+default before 0.0005) from the re-estimated start; "held" keeps them at the start (a
+learning rate of 1e-12) so that only the correction learns, with the recorrupted loss or
+SURE; "FCLS, re-estimated start, noise-free image" applies FCLS on the start (estimated from
+the noisy image) to the scene without its noise: what a correction that removed all the
+noise could reach. Measured with ``--seeds 0,1 --variants "fit, re-estimated start;FCLS,
+re-estimated start;FCLS, re-estimated start, noise-free image;fit, re-estimated start, lr_E
+0.002;fit, re-estimated start, lr_E 0.002, no correction;fit, re-estimated start, lr_E
+0.0005;fit, re-estimated start, lr_E 0.0005, no correction;fit, re-estimated start, lr_E
+0.00025;recorrupted, re-estimated start, held;sure, re-estimated start, held;recorrupted,
+re-estimated start, lr_E 0.001" --out benchmarks/results/deq_endmember_rate``.
 """
 
 from __future__ import annotations
@@ -62,9 +74,9 @@ OUT = REPO / "benchmarks" / "results" / "deq_training_signal"
 TITLE = "DEQ-Unmix's training signal (tuning scenes)"
 TUNING_SEED = 7001
 #: Parameters of every variant, which the variants' own override: N-FINDR's spectra as
-#: extracted, the default before ``refine_fraction=0.04``, so that the tables made before it
-#: are reproduced.
-BASE = {"refine_fraction": None}
+#: extracted (the default before ``refine_fraction=0.04``) and the endmembers' learning rate
+#: before ``lr_endmembers=0.0005``, so that the tables made before them are reproduced.
+BASE = {"refine_fraction": None, "lr_endmembers": 0.007}
 #: variant -> DEQUnmix parameters (besides n_endmembers, seed, epochs and BASE).
 VARIANTS: dict[str, dict] = {
     "fit": {},
@@ -78,9 +90,36 @@ VARIANTS: dict[str, dict] = {
     "fit, re-estimated start": {"refine_fraction": None},
     "fit, re-estimated start, no correction": {"refine_fraction": None, "correction": False},
     "FCLS, re-estimated start": {"refine_fraction": None},
+    "FCLS, re-estimated start, noise-free image": {"refine_fraction": None},
+    **{
+        f"fit, re-estimated start, lr_E {rate}{tag}": {
+            "refine_fraction": None,
+            "lr_endmembers": rate,
+            **({"correction": False} if tag else {}),
+        }
+        for rate in (0.002, 0.0005, 0.00025)
+        for tag in ("", ", no correction")
+    },
+    # held: a learning rate of 1e-12 moves the endmembers by about 1e-12 per step
+    **{
+        f"{loss}, re-estimated start, held": {
+            "refine_fraction": None,
+            "lr_endmembers": 1e-12,
+            "loss": loss,
+        }
+        for loss in ("recorrupted", "sure")
+    },
+    "recorrupted, re-estimated start, lr_E 0.001": {
+        "refine_fraction": None,
+        "lr_endmembers": 0.001,
+        "loss": "recorrupted",
+    },
 }
-#: Variants that are not trained: FCLS on DEQ-Unmix's start.
-UNTRAINED = ("FCLS, re-estimated start",)
+#: Variants that are not trained: FCLS on DEQ-Unmix's start, applied to the image or to the
+#: scene's noise-free image (what a correction that removed all the noise could reach).
+UNTRAINED = ("FCLS, re-estimated start", "FCLS, re-estimated start, noise-free image")
+#: Untrained variants applied to the noise-free image.
+NOISE_FREE = ("FCLS, re-estimated start, noise-free image",)
 #: Variants not run on the spatial scenes (see the module notes).
 NOT_ON_SPATIAL = ("fit, averaged start", "sure, averaged start")
 
@@ -101,6 +140,12 @@ def scenes() -> dict[str, SceneSpec]:
     return catalogue
 
 
+def noise_free(spec: SceneSpec) -> hu.Scene:
+    """The scene of ``spec`` without its noise (same abundances and endmembers: the noise is
+    drawn last)."""
+    return SceneSpec(spec.name, spec.kind, {**spec.options, "snr_db": None}).build()
+
+
 def score(model: hu.Unmixer, scene: hu.Scene) -> dict[str, float]:
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -114,12 +159,16 @@ def score(model: hu.Unmixer, scene: hu.Scene) -> dict[str, float]:
     }
 
 
-def refined_start_fcls(scene: hu.Scene, p: int, seed: int, fraction: float) -> dict[str, float]:
-    """FCLS on the start of ``DEQUnmix(p, seed=seed, refine_fraction=fraction)``."""
+def refined_start_fcls(
+    scene: hu.Scene, p: int, seed: int, fraction: float, applied_to: hu.Scene | None = None
+) -> dict[str, float]:
+    """FCLS on the start of ``DEQUnmix(p, seed=seed, refine_fraction=fraction)`` fitted to
+    ``scene``, applied to ``applied_to`` (default: ``scene``; its truth scores it)."""
     pixels = scene.pixels(np.float64)
     extracted = resolve_endmembers("nfindr", scene, p, seed)
     start = refined_reference(pixels, unit_peak(extracted), fraction)
-    return score(hu.make_method("fcls", n_endmembers=p, endmembers=start), scene)
+    target = scene if applied_to is None else applied_to
+    return score(hu.make_method("fcls", n_endmembers=p, endmembers=start), target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if variant in UNTRAINED:
                 fraction = params["refine_fraction"]
-                runs[variant] = [refined_start_fcls(scene, p, s, fraction) for s in seeds]
+                clean = noise_free(spec) if variant in NOISE_FREE else None
+                runs[variant] = [refined_start_fcls(scene, p, s, fraction, clean) for s in seeds]
                 continue
             runs[variant] = [
                 score(
