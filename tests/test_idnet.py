@@ -1,6 +1,7 @@
 """ID-Net: networks, sampling, objective, self-supervised set, estimator contract, persistence."""
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -23,7 +24,9 @@ from hyperunmix.deep.idnet_loss import (
 from hyperunmix.deep.idnet_model import (
     ALPHA_FLOOR,
     NONLINEAR_GAIN,
+    REFERENCE_CLIP,
     AbundanceEncoder,
+    EndmemberDecoders,
     IDNetModel,
     PixelDecoder,
     equal_peaks,
@@ -198,6 +201,77 @@ def test_per_endmember_mlp_is_p_separate_mlps():
         torch.testing.assert_close(
             model.endmember_decoders(z)[..., k, :], torch.sigmoid(h), rtol=0, atol=1e-4
         )
+
+
+@pytest.mark.parametrize("mode", ["start", "pinned"])
+def test_decoders_around_a_reference_start_at_it_and_pinned_stay(mode):
+    torch.manual_seed(0)
+    reference = torch.rand(3, N_BANDS) * 0.8 + 0.1
+    decoders = EndmemberDecoders(3, N_BANDS, 2, around_reference=mode)
+    decoders.set_reference(reference)
+    z = torch.randn(5, 3, 2)
+    # sigmoid(logit(r)) in float32: logit's quotient, 1 - r and log round (a few u of the
+    # logit, which sigmoid scales by r (1 - r) < 1/4), sigmoid rounds again: 8 u is ample
+    torch.testing.assert_close(decoders(z), reference.expand(5, 3, -1), rtol=8 * U32, atol=0)
+    with torch.no_grad():  # weights that training has moved
+        for parameter in decoders.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    at_zero = decoders(torch.zeros(3, 2))
+    if mode == "pinned":  # g_k(0) - g_k(0) is exactly 0: f(0) is the reference still
+        torch.testing.assert_close(at_zero, reference, rtol=8 * U32, atol=0)
+    else:
+        assert (at_zero - reference).abs().max() > 0.01
+    assert (decoders(z) - at_zero).abs().max() > 0.01  # the codes still move the spectra
+    # values outside the sigmoid's range are clipped into it, not sent to +-inf
+    fresh = EndmemberDecoders(3, N_BANDS, 2, around_reference=mode)
+    fresh.set_reference(torch.tensor([0.0, 1.0]).repeat(3, N_BANDS // 2))
+    clipped = torch.tensor([REFERENCE_CLIP, 1 - REFERENCE_CLIP]).repeat(3, N_BANDS // 2)
+    torch.testing.assert_close(fresh(torch.zeros(3, 2)), clipped, rtol=8 * U32, atol=0)
+    with pytest.raises(ValueError, match="around_reference"):
+        EndmemberDecoders(3, N_BANDS, 2).set_reference(reference)
+
+
+@pytest.mark.parametrize("decoders", ["pinned", "reference", "free"])
+def test_endmember_decoders_option_keeps_or_frees_f0(request, scene, decoders):
+    library = scaled_library(scene)
+    if decoders == "pinned":  # the default
+        model = request.getfixturevalue("fitted")
+        assert model.endmember_decoders == "pinned"
+    else:
+        torch.set_num_threads(1)
+        model = IDNet(library=library, endmember_decoders=decoders, seed=0, **FAST).fit(scene)
+    # a library's reference is the mean of each material's bundle
+    labels = library["labels"]
+    centres = np.stack([library["spectra"][labels == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(bundles_from_library(library, N_BANDS).centres(), centres)
+    if decoders == "pinned":
+        # f(0) is the reference through training: the float32 round trip through the
+        # logit (8 u, see above) and the cast of the scaled reference (u)
+        np.testing.assert_allclose(model.endmembers_, centres, rtol=9 * U32, atol=0)
+        pixel = model._transform_pixels(scene.pixels())["pixel_endmembers"]
+        # the codes move the spectra (slowly: g's output layer starts at zero; 3e-4 of the
+        # peak after these 3 epochs), far above the float32 rounding of f(0)
+        assert np.abs(pixel - centres).max() > 1e-5 * centres.max()
+    else:  # trained away from it (free: never started there)
+        assert sad(centres, model.endmembers_).max() > 1e-3
+
+
+def test_a_checkpoint_from_before_the_decoder_option_loads_with_free_decoders(scene, tmp_path):
+    torch.set_num_threads(1)
+    model = IDNet(library=scaled_library(scene), endmember_decoders="free", seed=0, epochs=1)
+    path = model.fit(scene).save(tmp_path / "idnet.pt")
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["config"])
+    del config["params"]["endmember_decoders"]  # as written before the option existed
+    payload["config"] = json.dumps(config)
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match="library"):  # an object, not saved
+        loaded = IDNet.load(path)
+    assert loaded.endmember_decoders == "free"  # not the default: its decoders are unpinned
+    np.testing.assert_array_equal(
+        loaded._transform_pixels(scene.pixels())["abundances"],
+        model._transform_pixels(scene.pixels())["abundances"],
+    )
 
 
 # -- batched Dirichlet sampling ----------------------------------------------------------------
@@ -785,6 +859,7 @@ def test_refined_bundles_centre_on_the_mean_of_the_purest_pixels():
     reference = pixels[[0, 60, 120]]
     bundles = extract_bundles(scene, 3, reference=reference, refine_fraction=0.1, seed=0)
     centres = bundles.spectra[:3]  # the re-estimated reference joins its own bundle
+    np.testing.assert_array_equal(bundles.centres(), centres)  # what the decoders centre on
     np.testing.assert_allclose(centres, confident_means(pixels, snnls(pixels, reference), 0.1))
     # the 24 pixels of largest share are pure ones: averaging cuts the one pixel's noise
     assert np.all(sad(truth, centres) < 0.5 * sad(truth, reference))

@@ -151,6 +151,9 @@ class DeepUnmixer(Unmixer):
     _renamed_params: ClassVar[dict[str, str]] = {}
     #: Old attribute name -> new one, readable with a DeprecationWarning for one release.
     _renamed_attributes: ClassVar[dict[str, str]] = {}
+    #: Parameter added since checkpoints were first written -> the value that rebuilds the
+    #: models of checkpoints without it (they were fitted before it existed), not its default.
+    _added_params: ClassVar[dict[str, Any]] = {}
 
     seed: int
     device: str | torch.device | None
@@ -368,7 +371,7 @@ class DeepUnmixer(Unmixer):
                     f"{config.get('version', 1)}, this one reads {CHECKPOINT_VERSION}): "
                     "fit the model again"
                 )
-            params = dict(config["params"])
+            params = {**cls._added_params, **config["params"]}
             for key in [k for k in state if k.startswith("param.")]:
                 params[key.removeprefix("param.")] = state.pop(key).numpy()
             if device is not None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -58,6 +59,9 @@ LS_RIDGE = 1e-6
 START_PASSES = 2
 #: Soft-threshold weight lambda of the unrolled ISTA before its learned factor (the paper's).
 ISTA_THRESHOLD = 0.01
+#: Decoders around a reference: its values are clipped to [REFERENCE_CLIP, 1 - REFERENCE_CLIP]
+#: before the logit (a band at 0 or at the sigmoid's top would need an infinite offset).
+REFERENCE_CLIP = 1e-3
 
 
 class PerEndmemberLinear(nn.Module):
@@ -117,10 +121,23 @@ class EndmemberDecoders(nn.Module):
     """The f_k: latent codes (..., P, H) -> endmember spectra (..., P, L) in (0, 1).
 
     Widths H -> ceil(L/10) -> ceil(L/4)+3 -> ceil(1.2 L)+5 -> L (each at least H+1), ReLU,
-    sigmoid output, one network per endmember.
+    sigmoid output, one network per endmember: ``f_k(z) = sigmoid(g_k(z))`` (the paper).
+    ``around_reference="start"``: ``f_k(z) = sigmoid(logit(r_k) + g_k(z))`` with g_k's last
+    layer zero at initialisation, so every f_k starts at its reference spectrum r_k
+    (:meth:`set_reference`, zero until set, i.e. 0.5 in every band) and the training learns
+    the deviations from it; ``"pinned"``: ``f_k(z) = sigmoid(logit(r_k) + g_k(z) - g_k(0))``,
+    so that ``f_k(0) = r_k`` throughout and only the variability around it is learned.
     """
 
-    def __init__(self, n_endmembers: int, n_bands: int, latent_dim: int):
+    reference_logit: torch.Tensor | None
+
+    def __init__(
+        self,
+        n_endmembers: int,
+        n_bands: int,
+        latent_dim: int,
+        around_reference: Literal["start", "pinned"] | None = None,
+    ):
         super().__init__()
         widths = [
             latent_dim,
@@ -130,9 +147,36 @@ class EndmemberDecoders(nn.Module):
             n_bands,
         ]
         self.net = _per_endmember_mlp(n_endmembers, widths)
+        # A buffer, so a checkpoint keeps it (None: not in the state dict); the layers are
+        # drawn as without it (the same seed gives the same hidden layers), then the output
+        # layer is zeroed.
+        self.pinned = around_reference == "pinned"
+        self.register_buffer(
+            "reference_logit",
+            None if around_reference is None else torch.zeros(n_endmembers, n_bands),
+        )
+        if around_reference is not None:
+            last = self.net[-1]
+            assert isinstance(last, PerEndmemberLinear)  # the MLP ends in a linear layer
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def set_reference(self, spectra: torch.Tensor) -> None:
+        """Centre the decoders (``around_reference``) on ``spectra`` (P, L), in the model's
+        units; values are clipped to [REFERENCE_CLIP, 1 - REFERENCE_CLIP], inside the
+        sigmoid's range."""
+        if self.reference_logit is None:
+            raise ValueError("the decoders were built without around_reference")
+        clipped = spectra.to(self.reference_logit).clamp(REFERENCE_CLIP, 1.0 - REFERENCE_CLIP)
+        self.reference_logit.copy_(torch.logit(clipped))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(z))
+        out = self.net(z)
+        if self.pinned:
+            out = out - self.net(z.new_zeros(z.shape[-2:]))  # g_k(0), (P, L)
+        if self.reference_logit is not None:
+            out = out + self.reference_logit
+        return torch.sigmoid(out)
 
 
 class LatentEncoders(nn.Module):
@@ -362,7 +406,9 @@ class IDNetModel(nn.Module):
     pixel decoder); ``variability=False`` leaves out q(Z | y) (``latent_encoders`` is None):
     the codes stay at their prior mean, so every pixel mixes the one endmember matrix
     :meth:`reference_endmembers`. The loss (:mod:`~hyperunmix.deep.idnet_loss`) and
-    :func:`posterior_summary` follow these flags.
+    :func:`posterior_summary` follow these flags. ``decoders_around_reference``: the
+    decoders learn deviations from reference spectra (:class:`EndmemberDecoders`, set by
+    ``endmember_decoders.set_reference``).
     """
 
     def __init__(
@@ -375,13 +421,16 @@ class IDNetModel(nn.Module):
         endmember_scale: str = "decoded",
         nonlinear: bool = True,
         variability: bool = True,
+        decoders_around_reference: Literal["start", "pinned"] | None = None,
     ):
         super().__init__()
         self.n_endmembers = n_endmembers
         self.n_bands = n_bands
         self.latent_dim = latent_dim
         self.variability = variability
-        self.endmember_decoders = EndmemberDecoders(n_endmembers, n_bands, latent_dim)
+        self.endmember_decoders = EndmemberDecoders(
+            n_endmembers, n_bands, latent_dim, decoders_around_reference
+        )
         self.latent_encoders = (
             LatentEncoders(n_endmembers, n_bands, latent_dim) if variability else None
         )

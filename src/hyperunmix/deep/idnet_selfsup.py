@@ -42,11 +42,15 @@ class Bundles:
     labels : (K,) int
         Material index in [0, P) of each spectrum; every material has at least one.
     names : list of P str or None
+    reference : (P, L) float64 or None
+        The spectrum each bundle was gathered around (extracted bundles); None for a
+        library, whose bundles are centred by :meth:`centres` on their means.
     """
 
     spectra: np.ndarray
     labels: np.ndarray
     names: list[str] | None = None
+    reference: np.ndarray | None = None
 
     @property
     def n_materials(self) -> int:
@@ -55,6 +59,14 @@ class Bundles:
     def counts(self) -> np.ndarray:
         """(P,) number of spectra per material."""
         return np.bincount(self.labels, minlength=self.n_materials)
+
+    def centres(self) -> np.ndarray:
+        """(P, L): ``reference`` when given, else the mean spectrum of each bundle."""
+        if self.reference is not None:
+            return self.reference
+        sums = np.zeros((self.n_materials, self.spectra.shape[1]))
+        np.add.at(sums, self.labels, self.spectra)
+        return sums / self.counts()[:, None]
 
 
 def bundles_from_library(library: Any, n_bands: int) -> Bundles:
@@ -139,7 +151,7 @@ def extract_bundles(
     pure = keep & (labels.max(axis=1) >= min_purity)
     spectra = np.concatenate([ref, pixels[pure]])
     materials = np.concatenate([np.arange(ref.shape[0]), labels[pure].argmax(axis=1)])
-    return Bundles(spectra, materials.astype(np.intp))
+    return Bundles(spectra, materials.astype(np.intp), reference=ref)
 
 
 class TripletSampler:
