@@ -46,7 +46,10 @@ re-estimated start;FCLS, re-estimated start, noise-free image;fit, re-estimated 
 0.002;fit, re-estimated start, lr_E 0.002, no correction;fit, re-estimated start, lr_E
 0.0005;fit, re-estimated start, lr_E 0.0005, no correction;fit, re-estimated start, lr_E
 0.00025;recorrupted, re-estimated start, held;sure, re-estimated start, held;recorrupted,
-re-estimated start, lr_E 0.001" --out benchmarks/results/deq_endmember_rate``.
+re-estimated start, lr_E 0.001;scaled, re-estimated start, lr_E 0.007;scaled, re-estimated
+start, lr_E 0.0005;scaled, re-estimated start, lr_E 0.0005, no correction" --out
+benchmarks/results/deq_endmember_rate`` ("scaled": ``data_term="scaled"``, the shares
+convention, from the same start).
 """
 
 from __future__ import annotations
@@ -108,6 +111,16 @@ VARIANTS: dict[str, dict] = {
             "loss": loss,
         }
         for loss in ("recorrupted", "sure")
+    },
+    **{
+        f"scaled, re-estimated start, lr_E {rate}{tag}": {
+            "refine_fraction": None,
+            "data_term": "scaled",
+            "lr_endmembers": rate,
+            **({"correction": False} if tag else {}),
+        }
+        for rate in (0.007, 0.0005)
+        for tag in ("", ", no correction")
     },
     "recorrupted, re-estimated start, lr_E 0.001": {
         "refine_fraction": None,
