@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     "free": {"endmember_decoders": "free"},
     "reference": {"endmember_decoders": "reference"},
     "pinned": {"endmember_decoders": "pinned"},
+    # what the learned variability adds on top of the pinned reference (the ablation)
+    "pinned_fixed": {"endmember_decoders": "pinned", "variability": False},
 }
 
 
