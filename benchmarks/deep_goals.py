@@ -193,8 +193,11 @@ def limit_lines(groups) -> tuple[list[str], dict]:
     learned = per_endmember_sad(groups, "samson", "deq")
     reachable = pure_pixel_sad(datasets.load("samson"))
     labels = {n: mean(groups, n, "egunet_labels", "armse") for n in SCENES}
+    # Drift beyond the table's 4 decimals: pinned decoders (the default) differ from their
+    # reference by its clipping into the sigmoid's range and float32 rounding only.
     drifted = all(
-        mean(groups, n, "idnet", "msad") > mean(groups, n, "egunet_labels", "msad") for n in SCENES
+        mean(groups, n, "idnet", "msad") - mean(groups, n, "egunet_labels", "msad") > 5e-5
+        for n in SCENES
     )
 
     def across(method: str, key: str) -> str:
@@ -243,7 +246,9 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         + (
             "): its training moves the endmembers away from the reference it starts at."
             if drifted
-            else ")."
+            else "): its endmembers f(0) are that reference (pinned decoders), and what "
+            "its learning changes is the abundances, through the per-pixel endmembers and "
+            "the learned solver."
         ),
         "- DEQ-Unmix: FCLS on its start (N-FINDR's spectra re-estimated from the purest "
         "pixels, refine_fraction), without training, scores "
