@@ -723,10 +723,10 @@ class DEQUnmix(DeepUnmixer):
         See ``early_stopping``. With ``min_delta``, chosen on the tuning scenes
         (``benchmarks/early_stopping.py``) with an earlier loss and 150 epochs (32 to 84
         epochs, mean aRMSE 0.0069 below the full run's). At the current defaults (same
-        script, 4 scenes, method seeds 0 to 4) it runs 89 % of the 40 epochs, mean aRMSE
-        0.0002 below the full run's, never above it; 10 / 0.03 would run 51 %, 0.0023 below
-        and 0.0004 above at worst (not switched: the benchmark's DEQ-Unmix entries were run
-        at 10 / 0.003).
+        script, 4 scenes, method seeds 0 to 4, ``lr_endmembers=0.0005``) it runs 82 % of
+        the 40 epochs, mean aRMSE 0.0001 above the full run's, 0.0004 at worst; 10 / 0.03
+        would run 50 %, 0.0006 above, 0.0020 at worst (with ``lr_endmembers=0.007`` it
+        was 51 % and 0.0023 below: stopping early had spared the endmembers' drift).
     min_delta : float, default=0.003
         See ``early_stopping``.
 
