@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyperunmix._atomic import write_text
 from hyperunmix.bench.plans import PLANS
 from hyperunmix.deep.idnet import IDNet
 from hyperunmix.linear import snnls
 from hyperunmix.metrics import msad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuning_runs import armse_table, cached_records, scene_specs, score_maps
+from tuning_runs import armse_table, cached_records, scene_specs, score_maps, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "idnet_decoders"
@@ -157,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         *summary,
         "",
     ]
-    print("\n".join(lines))
-    write_text(RESULTS / "idnet_decoders.md", "\n".join(lines))
-    write_text(RESULTS / "idnet_decoders.json", json.dumps(runs, indent=1) + "\n")
+    write_results(RESULTS / "idnet_decoders", lines, runs)
     return 0
 
 

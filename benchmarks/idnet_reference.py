@@ -27,7 +27,6 @@ scene's convention, mean over seeds. Runs are stored in ``benchmarks/results/idn
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 
 from hyperunmix import evaluate
-from hyperunmix._atomic import write_text
 from hyperunmix.bench.plans import PLANS
 from hyperunmix.deep.egunet_reference import confident_means
 from hyperunmix.deep.idnet import IDNet
@@ -45,7 +43,7 @@ from hyperunmix.linear import snnls
 from hyperunmix.linear.estimators import SNNLS, resolve_endmembers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuning_runs import armse_table, cached_records, scene_specs, score_maps
+from tuning_runs import armse_table, cached_records, scene_specs, score_maps, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "idnet_reference"
@@ -117,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "`python benchmarks/make_benchmarks_md.py`).",
         "",
     ]
-    print("\n".join(lines))
-    write_text(RESULTS / "idnet_reference.md", "\n".join(lines))
-    write_text(RESULTS / "idnet_reference.json", json.dumps(records, indent=1) + "\n")
+    write_results(RESULTS / "idnet_reference", lines, records)
     return 0
 
 

@@ -2,7 +2,7 @@
 the command line, the per-run records cached as JSON (a rerun skips the runs it finds), maps
 scored in each scene's convention, and the table of mean aRMSE per scene and entry.
 
-Used by ``egunet_second_round.py`` and ``idnet_reference.py``.
+Used by ``egunet_second_round.py``, ``idnet_reference.py`` and ``idnet_decoders.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hyperunmix import evaluate
+from hyperunmix._atomic import write_text
 from hyperunmix.bench.scenes import resolve, tuning_catalogue
 
 
@@ -67,3 +68,11 @@ def armse_table(records: list[dict], entries: Sequence[str]) -> list[str]:
         cells = [np.mean([r[e]["armse"] for r in chosen]) for e in entries]
         lines.append(f"| {name} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
     return lines
+
+
+def write_results(path: Path, lines: list[str], records: Any) -> None:
+    """Print the Markdown ``lines`` and write them to ``path`` with suffix ``.md``, and the
+    ``records`` to ``.json`` beside it."""
+    print("\n".join(lines))
+    write_text(path.with_suffix(".md"), "\n".join(lines))
+    write_text(path.with_suffix(".json"), json.dumps(records, indent=1) + "\n")
