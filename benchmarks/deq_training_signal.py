@@ -37,7 +37,8 @@ correction;fit, re-estimated start;fit, re-estimated start, no correction;FCLS,
 re-estimated start" --out benchmarks/results/deq_refined_start``.
 
 "lr_E r" trains the endmembers at ``lr_endmembers=r`` (0.007 in the other variants, the
-default before 0.0005) from the re-estimated start; "held" keeps them at the start (a
+default before 0.0005) from the re-estimated start ("then recorrupted": and the two-phase
+training's 30 epochs of the correction alone); "held" keeps them at the start (a
 learning rate of 1e-12) so that only the correction learns, with the recorrupted loss or
 SURE; "FCLS, re-estimated start, noise-free image" applies FCLS on the start (estimated from
 the noisy image) to the scene without its noise: what a correction that removed all the
@@ -45,7 +46,7 @@ noise could reach. Measured with ``--seeds 0,1 --variants "fit, re-estimated sta
 re-estimated start;FCLS, re-estimated start, noise-free image;fit, re-estimated start, lr_E
 0.002;fit, re-estimated start, lr_E 0.002, no correction;fit, re-estimated start, lr_E
 0.0005;fit, re-estimated start, lr_E 0.0005, no correction;fit, re-estimated start, lr_E
-0.00025;recorrupted, re-estimated start, held;sure, re-estimated start, held;recorrupted,
+0.00025;fit, re-estimated start, lr_E 0.0005, then recorrupted;recorrupted, re-estimated start, held;sure, re-estimated start, held;recorrupted,
 re-estimated start, lr_E 0.001;scaled, re-estimated start, lr_E 0.007;scaled, re-estimated
 start, lr_E 0.0005;scaled, re-estimated start, lr_E 0.0005, no correction" --out
 benchmarks/results/deq_endmember_rate`` ("scaled": ``data_term="scaled"``, the shares
@@ -121,6 +122,12 @@ VARIANTS: dict[str, dict] = {
         }
         for rate in (0.007, 0.0005)
         for tag in ("", ", no correction")
+    },
+    "fit, re-estimated start, lr_E 0.0005, then recorrupted": {
+        "refine_fraction": None,
+        "lr_endmembers": 0.0005,
+        "correction_epochs": 30,
+        "correction_loss": "recorrupted",
     },
     "recorrupted, re-estimated start, lr_E 0.001": {
         "refine_fraction": None,

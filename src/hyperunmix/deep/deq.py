@@ -698,7 +698,10 @@ class DEQUnmix(DeepUnmixer):
         0: no second phase, the default, chosen on the tuning scenes
         (``benchmarks/deq_training_signal.py``, see the module notes): 30 epochs lowered
         aRMSE by 15.6 % and 11.5 % on the spatial scenes at 15 and 20 dB and raised it by
-        up to 7 % on five of the twelve 32 x 32 ones.
+        up to 7 % on five of the twelve 32 x 32 ones (with ``lr_endmembers=0.007`` and
+        N-FINDR's spectra as extracted); at the current defaults they raise it, mean 0.0507
+        against 0.0484, the spatial scenes at 15 / 20 dB 0.1119 / 0.0446 against
+        0.0942 / 0.0374 (``benchmarks/results/deq_endmember_rate.md``).
     correction_loss : {"recorrupted", "sure"}, default="recorrupted"
         The noise-aware loss of the second phase (see ``loss``).
     seed : int, default=0
