@@ -46,11 +46,11 @@ noise could reach. Measured with ``--seeds 0,1 --variants "fit, re-estimated sta
 re-estimated start;FCLS, re-estimated start, noise-free image;fit, re-estimated start, lr_E
 0.002;fit, re-estimated start, lr_E 0.002, no correction;fit, re-estimated start, lr_E
 0.0005;fit, re-estimated start, lr_E 0.0005, no correction;fit, re-estimated start, lr_E
-0.00025;fit, re-estimated start, lr_E 0.0005, then recorrupted;recorrupted, re-estimated start, held;sure, re-estimated start, held;recorrupted,
-re-estimated start, lr_E 0.001;scaled, re-estimated start, lr_E 0.007;scaled, re-estimated
-start, lr_E 0.0005;scaled, re-estimated start, lr_E 0.0005, no correction" --out
-benchmarks/results/deq_endmember_rate`` ("scaled": ``data_term="scaled"``, the shares
-convention, from the same start).
+0.00025;fit, re-estimated start, lr_E 0.0005, then recorrupted;recorrupted, re-estimated
+start, held;sure, re-estimated start, held;recorrupted, re-estimated start, lr_E 0.001;scaled,
+re-estimated start, lr_E 0.007;scaled, re-estimated start, lr_E 0.0005;scaled, re-estimated
+start, lr_E 0.0005, no correction" --out benchmarks/results/deq_endmember_rate``
+("scaled": ``data_term="scaled"``, the shares convention, from the same start).
 """
 
 from __future__ import annotations
