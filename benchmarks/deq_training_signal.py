@@ -50,7 +50,10 @@ re-estimated start;FCLS, re-estimated start, noise-free image;fit, re-estimated 
 start, held;sure, re-estimated start, held;recorrupted, re-estimated start, lr_E 0.001;scaled,
 re-estimated start, lr_E 0.007;scaled, re-estimated start, lr_E 0.0005;scaled, re-estimated
 start, lr_E 0.0005, no correction" --out benchmarks/results/deq_endmember_rate``
-("scaled": ``data_term="scaled"``, the shares convention, from the same start).
+("scaled": ``data_term="scaled"``, the shares convention, from the same start). The same
+two learning rates with the 100 x 100 scenes trained 40 epochs: ``--seeds 0,1
+--spatial-epochs 40 --variants "fit, re-estimated start;fit, re-estimated start, lr_E
+0.0005" --out benchmarks/results/deq_rate_long_training``.
 """
 
 from __future__ import annotations

@@ -620,6 +620,13 @@ class DEQUnmix(DeepUnmixer):
         FCLS on the start; the fit loss pulls the endmembers away from a start that is
         already close (mSAD 0.031 rad at the start, 0.056 after training at 0.007, 0.034 at
         0.0005). 0.0005 rather than 0.00025 (within 1 %) so that the endmembers still move.
+        The rate is per optimiser step, and those scenes take 40 (32 x 32 px, one patch an
+        epoch) or 50 steps (100 x 100 px, 5 epochs); trained the default 40 epochs (400
+        steps, as many as on Samson or Jasper Ridge), the 100 x 100 ones prefer 0.007
+        (0.0847 / 0.0464 / 0.0380 against 0.0914 / 0.0598 / 0.0411 at 15 / 20 / 30 dB;
+        ``benchmarks/results/deq_rate_long_training.md``), as Samson does (0.082 against
+        0.105) and Jasper Ridge does not (0.085 against 0.069). The mean over the 15 scenes
+        still prefers 0.0005 (0.0502 against 0.0585).
     weight_decay : float, default=0.01
         AdamW weight decay of the CNN (none on the endmembers: it would shrink the spectra).
     lr_step : int, default=15
