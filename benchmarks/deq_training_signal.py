@@ -51,9 +51,9 @@ start, held;sure, re-estimated start, held;recorrupted, re-estimated start, lr_E
 re-estimated start, lr_E 0.007;scaled, re-estimated start, lr_E 0.0005;scaled, re-estimated
 start, lr_E 0.0005, no correction" --out benchmarks/results/deq_endmember_rate``
 ("scaled": ``data_term="scaled"``, the shares convention, from the same start). The same
-two learning rates with the 100 x 100 scenes trained 40 epochs: ``--seeds 0,1
---spatial-epochs 40 --variants "fit, re-estimated start;fit, re-estimated start, lr_E
-0.0005" --out benchmarks/results/deq_rate_long_training``.
+learning rates with the 100 x 100 scenes trained 40 epochs: ``--seeds 0,1 --spatial-epochs 40
+--variants "fit, re-estimated start;fit, re-estimated start, lr_E 0.002;fit, re-estimated
+start, lr_E 0.0005" --out benchmarks/results/deq_rate_long_training``.
 """
 
 from __future__ import annotations

@@ -626,7 +626,8 @@ class DEQUnmix(DeepUnmixer):
         (0.0847 / 0.0464 / 0.0380 against 0.0914 / 0.0598 / 0.0411 at 15 / 20 / 30 dB;
         ``benchmarks/results/deq_rate_long_training.md``), as Samson does (0.082 against
         0.105) and Jasper Ridge does not (0.085 against 0.069). The mean over the 15 scenes
-        still prefers 0.0005 (0.0502 against 0.0585).
+        still prefers 0.0005 (0.0502 against 0.0585; 0.0514 at 0.002, which the 100 x 100
+        scenes at 15 dB prefer, 0.0743, and not at 20 dB, 0.0571).
     weight_decay : float, default=0.01
         AdamW weight decay of the CNN (none on the endmembers: it would shrink the spectra).
     lr_step : int, default=15
