@@ -203,7 +203,7 @@ def test_per_endmember_mlp_is_p_separate_mlps():
         )
 
 
-@pytest.mark.parametrize("mode", ["start", "pinned"])
+@pytest.mark.parametrize("mode", ["reference", "pinned"])
 def test_decoders_around_a_reference_start_at_it_and_pinned_stay(mode):
     torch.manual_seed(0)
     reference = torch.rand(3, N_BANDS) * 0.8 + 0.1

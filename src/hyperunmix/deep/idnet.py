@@ -70,7 +70,7 @@ from .estimator import (
     Precision,
 )
 from .idnet_loss import REFERENCE_BATCH, LossConfig, training_loss
-from .idnet_model import IDNetModel, posterior_summary
+from .idnet_model import EndmemberDecoderStart, IDNetModel, posterior_summary
 from .idnet_selfsup import Bundles, TripletSampler, bundles_from_library, extract_bundles
 
 Preset = Literal["samson", "jasper_ridge", "cuprite"]
@@ -96,19 +96,12 @@ Constraint = Literal["orthant", "simplex"]
 EndmemberScale = Literal["peak", "decoded"]
 TripletDensity = Literal["label", "posterior_sample"]
 AbundanceOutput = Literal["posterior", "linear"]
-EndmemberDecoderStart = Literal["reference", "pinned", "free"]
 #: Feasible sets of the unrolled ISTA (see :class:`~.idnet_model.AbundanceEncoder`).
 CONSTRAINTS: tuple[Constraint, ...] = get_args(Constraint)
 #: Scale of the endmembers in the linear stream (see :class:`~.idnet_model.AbundanceEncoder`).
 ENDMEMBER_SCALES: tuple[EndmemberScale, ...] = get_args(EndmemberScale)
 #: How the endmember decoders are parametrised (see :class:`IDNet`).
 ENDMEMBER_DECODER_STARTS: tuple[EndmemberDecoderStart, ...] = get_args(EndmemberDecoderStart)
-#: ``endmember_decoders`` -> the decoders' ``around_reference``.
-DECODER_REFERENCE: dict[EndmemberDecoderStart, Literal["start", "pinned"] | None] = {
-    "reference": "start",
-    "pinned": "pinned",
-    "free": None,
-}
 #: What the output abundances are (see :class:`IDNet`).
 ABUNDANCE_OUTPUTS: tuple[AbundanceOutput, ...] = get_args(AbundanceOutput)
 #: Where log q(a | M_s, y_s) is evaluated on the triplets: at the label (this package) or
@@ -577,7 +570,7 @@ class IDNet(DeepUnmixer):
             self.endmember_scale,
             self.nonlinear,
             self.variability,
-            decoders_around_reference=DECODER_REFERENCE[self.endmember_decoders],
+            decoders_around_reference=self.endmember_decoders,
         )
 
     # -- training ------------------------------------------------------------------------

@@ -59,6 +59,8 @@ LS_RIDGE = 1e-6
 START_PASSES = 2
 #: Soft-threshold weight lambda of the unrolled ISTA before its learned factor (the paper's).
 ISTA_THRESHOLD = 0.01
+#: How the endmember decoders relate to the bundles' reference (see :class:`EndmemberDecoders`).
+EndmemberDecoderStart = Literal["reference", "pinned", "free"]
 #: Decoders around a reference: its values are clipped to [REFERENCE_CLIP, 1 - REFERENCE_CLIP]
 #: before the logit (a band at 0 or at the sigmoid's top would need an infinite offset).
 REFERENCE_CLIP = 1e-3
@@ -121,9 +123,9 @@ class EndmemberDecoders(nn.Module):
     """The f_k: latent codes (..., P, H) -> endmember spectra (..., P, L) in (0, 1).
 
     Widths H -> ceil(L/10) -> ceil(L/4)+3 -> ceil(1.2 L)+5 -> L (each at least H+1), ReLU,
-    sigmoid output, one network per endmember: ``f_k(z) = sigmoid(g_k(z))`` (the paper).
-    ``around_reference="start"``: ``f_k(z) = sigmoid(logit(r_k) + g_k(z))`` with g_k's last
-    layer zero at initialisation, so every f_k starts at its reference spectrum r_k
+    sigmoid output, one network per endmember: ``f_k(z) = sigmoid(g_k(z))`` (the paper,
+    ``around_reference="free"``). ``"reference"``: ``f_k(z) = sigmoid(logit(r_k) + g_k(z))``
+    with g_k's last layer zero at initialisation, so every f_k starts at its reference r_k
     (:meth:`set_reference`, zero until set, i.e. 0.5 in every band) and the training learns
     the deviations from it; ``"pinned"``: ``f_k(z) = sigmoid(logit(r_k) + g_k(z) - g_k(0))``,
     so that ``f_k(0) = r_k`` throughout and only the variability around it is learned.
@@ -136,7 +138,7 @@ class EndmemberDecoders(nn.Module):
         n_endmembers: int,
         n_bands: int,
         latent_dim: int,
-        around_reference: Literal["start", "pinned"] | None = None,
+        around_reference: EndmemberDecoderStart = "free",
     ):
         super().__init__()
         widths = [
@@ -153,9 +155,9 @@ class EndmemberDecoders(nn.Module):
         self.pinned = around_reference == "pinned"
         self.register_buffer(
             "reference_logit",
-            None if around_reference is None else torch.zeros(n_endmembers, n_bands),
+            None if around_reference == "free" else torch.zeros(n_endmembers, n_bands),
         )
-        if around_reference is not None:
+        if around_reference != "free":
             last = self.net[-1]
             assert isinstance(last, PerEndmemberLinear)  # the MLP ends in a linear layer
             nn.init.zeros_(last.weight)
@@ -166,7 +168,7 @@ class EndmemberDecoders(nn.Module):
         units; values are clipped to [REFERENCE_CLIP, 1 - REFERENCE_CLIP], inside the
         sigmoid's range."""
         if self.reference_logit is None:
-            raise ValueError("the decoders were built without around_reference")
+            raise ValueError("the decoders were built with around_reference='free'")
         clipped = spectra.to(self.reference_logit).clamp(REFERENCE_CLIP, 1.0 - REFERENCE_CLIP)
         self.reference_logit.copy_(torch.logit(clipped))
 
@@ -421,7 +423,7 @@ class IDNetModel(nn.Module):
         endmember_scale: str = "decoded",
         nonlinear: bool = True,
         variability: bool = True,
-        decoders_around_reference: Literal["start", "pinned"] | None = None,
+        decoders_around_reference: EndmemberDecoderStart = "free",
     ):
         super().__init__()
         self.n_endmembers = n_endmembers
