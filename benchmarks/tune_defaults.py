@@ -58,7 +58,7 @@ def label(method: str, setting: dict) -> str:
     return f"{method}[{','.join(f'{k}={v}' for k, v in setting.items())}]"
 
 
-def run(out: Path, workers: int | None) -> list[dict]:
+def run(out: Path, workers: int | None, threads: int | None = None) -> list[dict]:
     """Train every candidate on every tuning scene (resuming); return the run records."""
     registry, params = {}, {}
     for method in CHOICES:
@@ -75,6 +75,7 @@ def run(out: Path, workers: int | None) -> list[dict]:
         registry=registry,
         params=params,
         n_workers=workers,
+        threads=threads,
         report=False,
         on_record=_print_progress,
         command="python benchmarks/tune_defaults.py",
@@ -196,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         help="runner output directory (resumable; default: %(default)s)",
     )
     parser.add_argument("--jobs", type=int, default=None, help="runs at once (default: 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per run (default: cores / jobs)"
+    )
     args = parser.parse_args(argv)
-    records = run(args.out, args.jobs)
+    records = run(args.out, args.jobs, args.threads)
     summary = summarise(records)
     scenes = list(tuning_catalogue())
     write_text(
