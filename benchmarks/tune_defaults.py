@@ -9,9 +9,15 @@ tuning scenes, :func:`hyperunmix.bench.scenes.tuning_catalogue`: the benchmark's
 recipes (linear, bilinear, variability, illumination; 20 and 30 dB) and USGS spectra on
 random-field maps, all made with scene seeds disjoint from the benchmark's. No real scene
 takes part, so Samson and Jasper Ridge stay test scenes. Each run uses the method's
-benchmark budget (:data:`hyperunmix.bench.plans.PLANS`) and method seed 0, and is scored in
-its scene's convention; a candidate's score is its mean aRMSE over the tuning scenes, and
-the lowest wins (mean mSAD breaks a tie within 1e-4).
+benchmark budget (:data:`hyperunmix.bench.plans.PLANS`) and method seeds 0 and 1, and is
+scored in its scene's convention; a candidate's score on a scene is its aRMSE there, mean
+over the seeds. A candidate replaces the package's default only when it is better by more
+than noise: its mean paired difference to the default over the scenes below minus
+:data:`SIGNIFICANCE` standard errors of that mean; of those, the lowest mean aRMSE wins, and
+with none the default stands. (With one seed and the lowest mean winning, the table once
+chose VCA over N-FINDR for EGU-Net and ID-Net by 0.0007 and 0.0026, where the two starts,
+re-estimated from the purest pixels, are near-identical and a second seed reversed or
+shrank the difference.)
 
 Runs go through the benchmark runner (resumable: rerunning continues) into
 ``benchmarks/results/tuning/`` (per-run files, not committed); the summary goes to
@@ -44,8 +50,11 @@ CHOICES: dict[str, dict[str, tuple]] = {
     "deq": {"endmembers": ("nfindr", "vca"), "data_term": ("scaled", "linear")},
     "idnet": {"endmembers": ("nfindr", "vca"), "endmember_scale": ("peak", "decoded")},
 }
-#: Mean aRMSE differences below this are ties, decided by mSAD.
-TIE = 1e-4
+#: Method seeds of every run.
+SEEDS = 2
+#: How many standard errors of the mean paired difference a candidate must beat the
+#: default by (about a one-sided 2.5 % test for normal differences).
+SIGNIFICANCE = 2.0
 
 
 def candidates(method: str) -> list[dict]:
@@ -71,7 +80,7 @@ def run(out: Path, workers: int | None, threads: int | None = None) -> list[dict
         list(registry),
         scenes,
         out,
-        seeds=1,
+        seeds=SEEDS,
         registry=registry,
         params=params,
         n_workers=workers,
@@ -93,41 +102,69 @@ def _print_progress(record: dict, done: int, total: int) -> None:
 
 
 def summarise(records: list[dict]) -> dict:
-    """Per method: each candidate's aRMSE per scene and mean, and the chosen one."""
-    by_name: dict[str, dict[str, dict]] = {}
+    """Per method: each candidate's aRMSE per scene (mean over the seeds) and overall, its
+    paired difference to the default, and the chosen setting (see the module notes)."""
+    scores: dict[str, dict[str, list[float | None]]] = {}
+    angles: dict[str, list[float | None]] = {}
+    failed: dict[str, set[str]] = {}
     for record in records:
-        by_name.setdefault(record["method"], {})[record["dataset"]] = record
+        metrics = record.get("metrics") or {}
+        scores.setdefault(record["method"], {}).setdefault(record["dataset"], []).append(
+            metrics.get("armse")
+        )
+        angles.setdefault(record["method"], []).append(metrics.get("msad"))
+        if record.get("status") != "ok":
+            failed.setdefault(record["method"], set()).add(record["dataset"])
     summary = {}
     for method in CHOICES:
+        defaults = _defaults(method)
         rows = []
         for setting in candidates(method):
-            runs = by_name.get(label(method, setting), {})
-            scores = {scene: (r.get("metrics") or {}).get("armse") for scene, r in runs.items()}
-            angles = [(r.get("metrics") or {}).get("msad") for r in runs.values()]
-            complete = runs and all(v is not None for v in scores.values())
+            name = label(method, setting)
+            per_scene = scores.get(name, {})
+            complete = bool(per_scene) and all(None not in runs for runs in per_scene.values())
+            armse = {
+                scene: None if None in runs else float(np.mean(runs))
+                for scene, runs in per_scene.items()
+            }
             rows.append(
                 {
                     "setting": setting,
-                    "armse": scores,
-                    "mean_armse": float(np.mean(list(scores.values()))) if complete else None,
-                    "mean_msad": float(np.mean([a for a in angles if a is not None]))
-                    if complete
-                    else None,
-                    "failed": [s for s, r in runs.items() if r.get("status") != "ok"],
+                    "armse": armse,
+                    "mean_armse": float(np.mean(list(armse.values()))) if complete else None,
+                    "mean_msad": float(np.mean(angles[name])) if complete else None,
+                    "failed": sorted(failed.get(name, ())),
                 }
             )
-        scored = [row for row in rows if row["mean_armse"] is not None]
-        best = min(
-            scored, key=lambda row: (round(row["mean_armse"] / TIE), row["mean_msad"]), default=None
-        )
-        defaults = _defaults(method)
+        default_row = next(row for row in rows if row["setting"] == defaults)
+        for row in rows:
+            row["difference"] = paired_difference(row, default_row)
+        better = [
+            row
+            for row in rows
+            if row["difference"] is not None
+            and row["difference"]["mean"] + SIGNIFICANCE * row["difference"]["se"] < 0
+        ]
+        chosen = min(better, key=lambda row: row["mean_armse"], default=default_row)
         summary[method] = {
             "candidates": rows,
-            "chosen": None if best is None else best["setting"],
+            "chosen": chosen["setting"] if chosen["mean_armse"] is not None else None,
             "current_default": defaults,
-            "chosen_is_default": best is not None and best["setting"] == defaults,
+            "chosen_is_default": chosen is default_row and chosen["mean_armse"] is not None,
         }
     return summary
+
+
+def paired_difference(row: dict, default: dict) -> dict | None:
+    """Mean and standard error over the scenes of ``row``'s aRMSE minus ``default``'s; None
+    when either is incomplete or ``row`` is the default."""
+    if row is default or row["mean_armse"] is None or default["mean_armse"] is None:
+        return None
+    differences = np.array([row["armse"][s] - default["armse"][s] for s in default["armse"]])
+    return {
+        "mean": float(differences.mean()),
+        "se": float(differences.std(ddof=1) / np.sqrt(len(differences))),
+    }
 
 
 def _defaults(method: str) -> dict:
@@ -150,8 +187,10 @@ def markdown(summary: dict, scenes: list[str]) -> str:
         f"synthetic recipes made with other scene seeds ({seeds}; the benchmark's scenes "
         f"use {SCENE_SEED}) plus USGS spectra on random-field maps; no real scene. The "
         "scenes the benchmark reports (Samson, Jasper Ridge and its synthetic scenes) took "
-        "no part. aRMSE in each scene's convention (absolute fractions), method seed 0, the "
-        "benchmark's training budgets; the lowest mean wins.",
+        "no part. aRMSE in each scene's convention (absolute fractions), mean over method "
+        f"seeds 0 to {SEEDS - 1}, the benchmark's training budgets. A setting replaces the "
+        "package's default only when its mean paired difference to the default, plus "
+        f"{SIGNIFICANCE:g} standard errors, is below 0 (the last column; see the script).",
         "",
     ]
     short = [s.removeprefix("tune_").rsplit("_s", 1)[0] for s in scenes]
@@ -167,8 +206,10 @@ def markdown(summary: dict, scenes: list[str]) -> str:
             + (_setting_text(chosen) if chosen else "nothing (runs failed)")
             + f" ({default})",
             "",
-            "| setting | " + " | ".join(short) + " | mean aRMSE | mean mSAD |",
-            "|---|" + "---|" * (len(short) + 2),
+            "| setting | "
+            + " | ".join(short)
+            + " | mean aRMSE | mean mSAD | difference to the default ± SE |",
+            "|---|" + "---|" * (len(short) + 3),
         ]
         for row in found["candidates"]:
             cells = [
@@ -176,10 +217,15 @@ def markdown(summary: dict, scenes: list[str]) -> str:
             ]
             mean = "—" if row["mean_armse"] is None else f"{row['mean_armse']:.4f}"
             angle = "—" if row["mean_msad"] is None else f"{row['mean_msad']:.4f}"
+            difference = (
+                "—"
+                if row["difference"] is None
+                else f"{row['difference']['mean']:+.4f} ± {row['difference']['se']:.4f}"
+            )
             setting = ", ".join(f"{k}={v}" for k, v in row["setting"].items())
             if row["setting"] == found["chosen"]:
                 setting, mean = f"**{setting}**", f"**{mean}**"
-            lines.append(f"| {setting} | {' | '.join(cells)} | {mean} | {angle} |")
+            lines.append(f"| {setting} | {' | '.join(cells)} | {mean} | {angle} | {difference} |")
         lines.append("")
     lines.append(
         "Reproduce: `python benchmarks/tune_defaults.py` (then "
