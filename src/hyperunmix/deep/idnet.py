@@ -139,8 +139,9 @@ class IDNet(DeepUnmixer):
         :func:`hyperunmix.deep.idnet_selfsup.extract_bundles`. ``"nfindr"``: VCA
         can miss a dark or rare material, and every triplet of that material is then
         wrong. The start and ``endmember_scale`` were chosen on the tuning scenes of
-        ``benchmarks/tune_defaults.py`` (mean aRMSE 0.074 with N-FINDR and ``"peak"``,
-        0.083 to 0.097 for the others).
+        ``benchmarks/tune_defaults.py`` (seeds 0 and 1: mean aRMSE 0.0482 with N-FINDR and
+        ``"peak"``, 0.0468 to 0.0482 for the others, none better by two standard errors of
+        the paired difference; VCA with ``"peak"`` came closest, -0.0015 +- 0.0008).
     min_purity : float, default=0.95
         Automatic bundles: the share a pixel's normalised NNLS abundance needs to join a
         bundle.
