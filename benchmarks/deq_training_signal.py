@@ -1,7 +1,7 @@
 """DEQ-Unmix's training signal: the loss on the image itself against SURE, on tuning scenes.
 
     python benchmarks/deq_training_signal.py [--seeds 0] [--epochs 40] [--spatial-epochs 5]
-        [--variants "fit;fit, no correction"] [--refine-fraction 0.04] [--out PATH]
+        [--variants "fit;fit, no correction"] [--refine-fraction 0.04] [--size 100] [--out PATH]
 
 The question (issue 14): which training signal gives abundances better than the matched
 baseline's (N-FINDR + FCLS: same start, same convention), and does the learned correction
@@ -53,7 +53,12 @@ start, lr_E 0.0005, no correction" --out benchmarks/results/deq_endmember_rate``
 ("scaled": ``data_term="scaled"``, the shares convention, from the same start). The same
 learning rates with the 100 x 100 scenes trained 40 epochs: ``--seeds 0,1 --spatial-epochs 40
 --variants "fit, re-estimated start;fit, re-estimated start, lr_E 0.002;fit, re-estimated
-start, lr_E 0.0005" --out benchmarks/results/deq_rate_long_training``.
+start, lr_E 0.0005" --out benchmarks/results/deq_rate_long_training``. Every scene 100 x 100
+(``--size``: the catalogue's made that size, named ``..._100px``; the spatial ones already
+are), so that every run takes about 400 steps as on a real scene: ``--seeds 0,1 --size 100
+--spatial-epochs 40 --variants "fit, re-estimated start;fit, re-estimated start, lr_E
+0.004;fit, re-estimated start, lr_E 0.002;fit, re-estimated start, lr_E 0.0005" --out
+benchmarks/results/deq_rate_realistic_size``.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ VARIANTS: dict[str, dict] = {
             "lr_endmembers": rate,
             **({"correction": False} if tag else {}),
         }
-        for rate in (0.002, 0.0005, 0.00025)
+        for rate in (0.004, 0.002, 0.001, 0.0005, 0.00025)
         for tag in ("", ", no correction")
     },
     # held: a learning rate of 1e-12 moves the endmembers by about 1e-12 per step
@@ -147,14 +152,22 @@ NOISE_FREE = ("FCLS, re-estimated start, noise-free image",)
 NOT_ON_SPATIAL = ("fit, averaged start", "sure, averaged start")
 
 
-def scenes() -> dict[str, SceneSpec]:
+def scenes(size: int | None = None) -> dict[str, SceneSpec]:
     """The tuning catalogue, its linear and USGS recipes at 15 dB, and the spatial recipe
-    at 15, 20 and 30 dB, all with the tuning scene seed."""
+    at 15, 20 and 30 dB, all with the tuning scene seed; the catalogue's scenes made ``size``
+    x ``size`` pixels (named ``..._<size>px``) when ``size`` is given."""
     catalogue = tuning_catalogue((TUNING_SEED,))
     for family in ("linear", "usgs"):
         base = catalogue[f"tune_{family}_20db_s{TUNING_SEED}"]
         name = f"tune_{family}_15db_s{TUNING_SEED}"
         catalogue[name] = SceneSpec(name, base.kind, {**base.options, "snr_db": 15.0})
+    if size is not None:
+        catalogue = {
+            f"{name}_{size}px": SceneSpec(
+                f"{name}_{size}px", spec.kind, {**spec.options, "n_rows": size, "n_cols": size}
+            )
+            for name, spec in catalogue.items()
+        }
     recipe = SPATIAL_SCENES["synthetic_spatial_15db"]
     for snr in (15, 20, 30):
         name = f"tune_spatial_{snr}db_s{TUNING_SEED}"
@@ -209,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refine-fraction", type=float, default=0.04, help="of the re-estimated start"
     )
+    parser.add_argument(
+        "--size", type=int, default=None, help="rows and columns of the catalogue's scenes"
+    )
     parser.add_argument("--out", default=str(OUT), help="results path, without suffix")
     parser.add_argument("--title", default=TITLE, help="heading of the Markdown table")
     args = parser.parse_args(argv)
@@ -220,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     torch.set_num_threads(1)
     rows = []
-    for name, spec in scenes().items():
+    for name, spec in scenes(args.size).items():
         scene = spec.build()
         assert scene.truth is not None
         p = scene.truth.n_endmembers
