@@ -632,7 +632,7 @@ class DEQUnmix(DeepUnmixer):
         scenes at 15 dB prefer, 0.0743, and not at 20 dB, 0.0571). With every tuning scene
         made 100 x 100 and trained 40 epochs (about 400 steps, as on a real scene;
         ``benchmarks/results/deq_rate_realistic_size.md``) 0.0005 still wins: 0.0502
-        against 0.0576 at 0.002, 0.0610 at 0.004 and 0.0678 at 0.007, lower on 11 of 15
+        against 0.0576 at 0.002, 0.0610 at 0.004 and 0.0678 at 0.007, lower than 0.007 on 11
         scenes; the faster rates win on the three spatial scenes (library spectra on
         mapped abundances) and linear mixing at 15 dB only. The preference is the scenes',
         not the step count's.
