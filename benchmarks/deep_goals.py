@@ -39,20 +39,30 @@ BASELINES = {"fcls": "VCA + FCLS", "nfindr": "N-FINDR + FCLS", "snnls_nfindr": "
 
 @dataclass(frozen=True)
 class Goal:
-    """``metric`` of ``method`` on ``scene`` (all real scenes when None) at most ``bound``
-    (a number), or below the mean of the method named by ``bound`` (at most, for a twin
-    that should match it)."""
+    """``metric`` of ``method`` on ``scenes`` (every benchmark scene when None) at most
+    ``bound`` (a number), or below the mean of the method named by ``bound``, or at most
+    ``factor`` times that mean when ``factor`` is given."""
 
     method: str
     metric: str
     bound: float | str
-    scene: str | None = None
+    scenes: tuple[str, ...] | None = SCENES
+    factor: float | None = None
 
     def describe(self) -> str:
-        where = self.scene or "both scenes"
+        where = (
+            "every scene"
+            if self.scenes is None
+            else "both scenes"
+            if self.scenes == SCENES
+            else ", ".join(self.scenes)
+        )
         label = COLUMN[self.metric].label
         if isinstance(self.bound, str):
-            return f"{label} below {BASELINES.get(self.bound, self.bound)} on {where}"
+            name = BASELINES.get(self.bound, self.bound)
+            if self.factor is not None:
+                return f"{label} <= {self.factor:g} x {name} on {where}"
+            return f"{label} below {name} on {where}"
         return f"{label} <= {self.bound:g} on {where}"
 
 
@@ -73,7 +83,7 @@ GOALS = (
     Goal("deq", "msad", "fcls"),
     Goal("deq", "armse", "nfindr"),
     Goal("deq", "msad", "nfindr"),
-    Goal("deq", "msad", 0.03, "samson"),
+    Goal("deq", "msad", 0.03, ("samson",)),
     Goal("deq", "time_s", 600.0),
     Goal("idnet", "armse", 0.10),
     Goal("idnet", "armse", "fcls"),
@@ -83,6 +93,39 @@ GOALS = (
     # shares; DEQ-Unmix's, FCLS for its absolute fractions, is its start, above).
     Goal("egunet", "armse", "snnls_nfindr"),
     Goal("idnet", "armse", "snnls_nfindr"),
+)
+SPATIAL = ("synthetic_spatial_15db", "synthetic_spatial_20db")
+SYNTHETIC_20DB = tuple(
+    f"synthetic_{family}_20db" for family in ("linear", "bilinear", "variability", "illumination")
+) + ("synthetic_spatial_20db",)
+#: The learned-parts issue's goals on every benchmark scene they name (its ID-Net goals,
+#: uncertainty and nonlinearity maps, are checked by ``idnet_quality.py``): DEQ-Unmix 20 %
+#: below its correction-off ablation on the spatial scenes at 15 and 20 dB and not above it
+#: on the real ones; EGU-Net at most 0.9 x its labels on the real and 20 dB synthetic scenes;
+#: every deep method below its matched baseline on every scene; default training under 3
+#: minutes on the real scenes.
+LEARNED_PART_GOALS = (
+    Goal("deq", "armse", "deq_no_correction", SPATIAL, factor=0.8),
+    Goal("deq", "armse", "nfindr", SPATIAL),
+    Goal("deq", "armse", "deq_no_correction", SCENES, factor=1.0),
+    Goal("egunet", "armse", "egunet_labels", SCENES + SYNTHETIC_20DB, factor=0.9),
+    Goal("egunet", "armse", "snnls_nfindr", None),
+    Goal("deq", "armse", "nfindr", None),
+    Goal("idnet", "armse", "snnls_nfindr", None),
+    *(Goal(method, "time_s", 180.0) for method in ("egunet", "deq", "idnet")),
+)
+#: The project's rule for every learned part: below the same method with that part removed
+#: (the benchmark's ablations), on every scene. ``egunet_labels`` is also ID-Net without any
+#: learning: SNNLS on the reference its bundles centre on.
+ABLATION_GOALS = tuple(
+    Goal(method, "armse", ablation, None)
+    for method, ablation in (
+        ("egunet", "egunet_labels"),
+        ("deq", "deq_no_correction"),
+        ("idnet", "idnet_no_nonlinear"),
+        ("idnet", "idnet_no_variability"),
+        ("idnet", "egunet_labels"),
+    )
 )
 DEEP = ("egunet", "egunet_pw", "deq", "deq_unrolled", "idnet")
 
@@ -95,20 +138,23 @@ def mean(groups: dict[str, dict[str, Group]], scene: str, method: str, key: str)
 def check(goal: Goal, groups) -> dict:
     """The goal's measured values per scene and whether every one meets it."""
     measured = {}
-    for scene in [goal.scene] if goal.scene else SCENES:
+    for scene in sorted(groups) if goal.scenes is None else goal.scenes:
         value = mean(groups, scene, goal.method, goal.metric)
         bound = (
             mean(groups, scene, goal.bound, goal.metric)
             if isinstance(goal.bound, str)
             else goal.bound
         )
+        if bound is not None and goal.factor is not None:
+            bound *= goal.factor
+        strict = isinstance(goal.bound, str) and goal.factor is None
         measured[scene] = {
             "value": value,
             "bound": bound,
             "met": None
             if value is None or bound is None
             else value < bound
-            if isinstance(goal.bound, str)
+            if strict
             else value <= bound,
         }
     verdicts = [m["met"] for m in measured.values()]
@@ -143,19 +189,40 @@ def table(groups) -> list[str]:
     return lines
 
 
+VERDICT = {True: "met", False: "**missed**", None: "not measured"}
+
+
+def measured_text(m: dict | None) -> str:
+    if m is None or m["value"] is None:
+        return "—"
+    return f"{m['value']:.4g} (bound {m['bound']:.4g})"
+
+
 def verdict_lines(checks: list[dict]) -> list[str]:
     lines = ["| method | goal | samson | jasper_ridge | verdict |", "|---|---|---|---|---|"]
     for found in checks:
-        cells = []
-        for scene in SCENES:
-            m = found["scenes"].get(scene)
-            cells.append(
-                "—"
-                if m is None or m["value"] is None
-                else f"{m['value']:.4g} (bound {m['bound']:.4g})"
-            )
-        verdict = {True: "met", False: "**missed**", None: "not measured"}[found["met"]]
-        lines.append(f"| {found['method']} | {found['goal']} | {' | '.join(cells)} | {verdict} |")
+        cells = [measured_text(found["scenes"].get(scene)) for scene in SCENES]
+        lines.append(
+            f"| {found['method']} | {found['goal']} | {' | '.join(cells)} | "
+            f"{VERDICT[found['met']]} |"
+        )
+    return lines
+
+
+def scene_verdict_lines(checks: list[dict]) -> list[str]:
+    """One row per goal: how many of its scenes meet it, and each scene that does not."""
+    lines = ["| method | goal | scenes met | scenes missed: measured (bound) | verdict |"]
+    lines.append("|---|---|---|---|---|")
+    for found in checks:
+        scenes = found["scenes"]
+        met = sum(bool(m["met"]) for m in scenes.values())
+        missed = "; ".join(
+            f"{scene} {measured_text(m)}" for scene, m in scenes.items() if m["met"] is False
+        )
+        lines.append(
+            f"| {found['method']} | {found['goal']} | {met} of {len(scenes)} | "
+            f"{missed or '—'} | {VERDICT[found['met']]} |"
+        )
     return lines
 
 
@@ -184,6 +251,26 @@ def per_endmember_sad(groups, scene: str, method: str) -> dict[str, float]:
     return {
         name: float(np.mean([r["metrics"]["sad_per_endmember"][name] for r in runs]))
         for name in names
+    }
+
+
+def relative_change(groups, scene: str, method: str, ablation: str) -> float:
+    """(aRMSE of ``method`` - aRMSE of ``ablation``) / aRMSE of ``ablation`` on ``scene``."""
+    without = mean(groups, scene, ablation, "armse")
+    return (mean(groups, scene, method, "armse") - without) / without
+
+
+def denoising_room() -> dict[str, float]:
+    """Per tuning spatial scene, 1 - (aRMSE of FCLS on DEQ-Unmix's start applied to the
+    noise-free image) / (the same on the noisy image), from ``deq_endmember_rate.json``."""
+    rows = json.loads((REPO / "benchmarks/results/deq_endmember_rate.json").read_text())["rows"]
+    armse = {(r["scene"], r["variant"]): r["armse_mean"] for r in rows}
+    return {
+        f"{snr} dB": 1
+        - armse[scene, "FCLS, re-estimated start, noise-free image"]
+        / armse[scene, "FCLS, re-estimated start"]
+        for snr in (15, 20)
+        for scene in [f"tune_spatial_{snr}db_s7001"]
     }
 
 
@@ -261,7 +348,31 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         + across("deq", "msad")
         + " rad).",
     ]
+    room = denoising_room()
+    change = {n: relative_change(groups, n, "deq", "deq_no_correction") for n in SPATIAL}
+    lines.append(
+        "- DEQ-Unmix's correction against its ablation on the spatial scenes: "
+        + ", ".join(f"{100 * change[n]:+.1f} % on {n}" for n in SPATIAL)
+        + " (goal -20 %). A correction that only removes noise can lower FCLS's error on the "
+        "same endmembers at most as far as FCLS on the noise-free image does: on the tuning "
+        "spatial scenes (scene seed 7001, `deq_endmember_rate.md`) "
+        + ", ".join(f"{100 * v:.1f} % at {n}" for n, v in room.items())
+        + ". Where that room is under 20 %, the rest of the error is the endmembers', which the "
+        "ablation shares."
+    )
+    std = {n: groups[n]["deq"].stat(COLUMN["armse"]).std for n in SCENES}
+    lines.append(
+        "- DEQ-Unmix's correction against its ablation on the real scenes: "
+        + ", ".join(
+            f"{100 * relative_change(groups, n, 'deq', 'deq_no_correction'):+.1f} % on {n} "
+            f"(std over the seeds {std[n]:.4f})"
+            for n in SCENES
+        )
+        + "."
+    )
     return lines, {
+        "deq_denoising_room": room,
+        "deq_correction_change": change,
         "label_model_armse": labels,
         "deq_start_fcls": start,
         "deq_samson_sad": learned,
@@ -273,6 +384,7 @@ def main() -> int:
     results = read_results(BENCH)
     groups = group(results["runs"])
     checks = [check(goal, groups) for goal in GOALS]
+    learned = [check(goal, groups) for goal in (*LEARNED_PART_GOALS, *ABLATION_GOALS)]
     limits, limit_values = limit_lines(groups)
     text = "\n".join(
         [
@@ -290,6 +402,12 @@ def main() -> int:
             "",
             *verdict_lines(checks),
             "",
+            "The learned-parts issue's goals on the benchmark scenes they name (its ID-Net "
+            "goals are checked in the ID-Net quality table), then the project's rule that "
+            "each learned part beat its ablation, on every scene:",
+            "",
+            *scene_verdict_lines(learned),
+            "",
             *limits,
             "",
             "Reproduce: `python benchmarks/deep_goals.py` (reads the benchmark's "
@@ -299,7 +417,10 @@ def main() -> int:
     write_text(OUT.with_suffix(".md"), text + "\n")
     write_text(
         OUT.with_suffix(".json"),
-        json.dumps({"goals": checks, "limits": limit_values}, indent=1) + "\n",
+        json.dumps(
+            {"goals": checks, "learned_part_goals": learned, "limits": limit_values}, indent=1
+        )
+        + "\n",
     )
     print(OUT.with_suffix(".md"))
     return 0
