@@ -330,10 +330,11 @@ class IDNet(DeepUnmixer):
     patience : int, default=2
         See ``early_stopping``. With ``min_delta``, chosen on the tuning scenes
         (``benchmarks/early_stopping.py``, method seed 0): 9 to 11 of 30 epochs, mean aRMSE
-        0.005 below the full run's, 0.015 above it at worst. At the current defaults over
-        method seeds 0 to 2 (same script, 4 scenes): 35 % of the epochs, mean aRMSE
-        0.0010 ± 0.0128 below the full run's, 0.050 above it at worst, within the
-        epoch-to-epoch and seed-to-seed swings of ID-Net's aRMSE; the paper stops at the
+        0.005 below the full run's, 0.015 above it at worst. At the current defaults
+        (pinned decoders, ``decoder_penalty`` 1) over method seeds 0 to 4 (same script, 4
+        scenes): 53 % of the epochs, mean aRMSE 0.0010 ± 0.0015 above the full run's,
+        0.0098 above it at worst (patience 5 would run 96 % of them for -0.0001: the
+        default trades 0.001 for half the time); the paper stops at the
         first epoch whose loss changes by less than 1 % (which ended a Samson run at epoch 3
         on a one-epoch plateau, aRMSE 0.31).
     min_delta : float, default=0.01
