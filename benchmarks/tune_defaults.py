@@ -121,12 +121,11 @@ def summarise(records: list[dict]) -> dict:
         rows = []
         for setting in candidates(method):
             name = label(method, setting)
-            per_scene = scores.get(name, {})
-            complete = bool(per_scene) and all(None not in runs for runs in per_scene.values())
             armse = {
                 scene: None if None in runs else float(np.mean(runs))
-                for scene, runs in per_scene.items()
+                for scene, runs in scores.get(name, {}).items()
             }
+            complete = bool(armse) and None not in armse.values()
             rows.append(
                 {
                     "setting": setting,
