@@ -162,7 +162,7 @@ def markdown(record: dict) -> str:
         "### Deep methods: per-epoch cost and default training time",
         "",
         "Made by `benchmarks/training_profile.py` (commands in its docstring) on "
-        f"{record.get('machine', '?')}, {os.cpu_count()} CPUs shared with other jobs.",
+        f"{record.get('machine', '?')}, {os.cpu_count()} CPUs.",
         "",
     ]
     runs = record.get("timing", {})
@@ -171,10 +171,10 @@ def markdown(record: dict) -> str:
             "#### Default training time (early stopping on)",
             "",
             "Seconds of `fit` with the defaults and 1 or 2 torch threads: wall, and CPU "
-            "(process time, all threads). The machine was loaded by other jobs (load "
-            "average before / after each run, on 2 cores), which inflates the wall times; "
-            "the CPU time of one thread is what the fit takes alone on one core, so on an "
-            "idle 2-core machine at most that.",
+            "(process time, all threads). Other jobs on the machine inflate the wall times "
+            "(load average before / after each run, on 2 cores); the CPU time of one thread "
+            "is what the fit takes alone on one core. aRMSE changes with the thread count: "
+            "the float32 sums run in another order, and training amplifies the difference.",
             "",
         ]
         header = ["method", "scene", "threads", "fit (s)", "fit CPU (s)", "epochs run / budget"]

@@ -428,15 +428,20 @@ def test_outputs_have_the_documented_shapes_and_ranges(fitted, scene):
     assert fitted.names_ == ["a", "b", "c"]
 
 
-def test_linear_output_is_the_dirichlet_of_the_linear_stream_alone(fitted, scene):
-    assert fitted.abundance_output == "linear"  # the default
+@pytest.mark.parametrize("output", ["reference", "linear"])
+def test_linear_outputs_are_the_dirichlet_of_the_linear_stream_alone(fitted, scene, output):
+    # "reference": every pixel solved with the shared f(0); "linear": with its own
+    # f(E[Z | y]). Either way the per-pixel endmembers are the pixel's own.
     linear = copy.copy(fitted)
+    linear.abundance_output = output
     linear.n_uncertainty_samples = 0  # the Dirichlet's own standard deviation
     pixels = scene.pixels(np.float64)
     network = fitted.network_
     with torch.no_grad():
         y = torch.as_tensor(pixels * fitted.input_scale_, dtype=torch.float32)
-        endmembers = network.endmember_decoders(network.latent_encoders(y)[0])
+        own = network.endmember_decoders(network.latent_encoders(y)[0])
+        shared = network.reference_endmembers().expand(len(y), -1, -1)
+        endmembers = shared if output == "reference" else own
         _, alpha_lin, alpha_nlin = network.abundance_encoder(y, endmembers)
         kappa = network.abundance_encoder.kappa
     alpha = (kappa * torch.relu(alpha_lin) + ALPHA_FLOOR).numpy()
@@ -444,6 +449,9 @@ def test_linear_output_is_the_dirichlet_of_the_linear_stream_alone(fitted, scene
     out = linear._transform_pixels(pixels)
     # the same float32 operations on the same inputs, batched differently: a few roundings
     np.testing.assert_allclose(out["abundances"], expected, rtol=0, atol=64 * U32)
+    np.testing.assert_allclose(
+        out["pixel_endmembers"], own.numpy() / fitted.input_scale_, rtol=64 * U32
+    )
     concentration = alpha.sum(1, keepdims=True)
     np.testing.assert_allclose(
         out["uncertainty"],
@@ -479,6 +487,7 @@ def float64_evaluation(estimator, pixels, monkeypatch):
             None if z_noise is None else z_noise.double(),
             estimator.input_scale_,
             with_nonlinear=estimator.abundance_output == "posterior",
+            at_reference=estimator.abundance_output == "reference",
         )
     exact["pixel_endmembers"] = exact["pixel_endmembers"] / estimator.input_scale_
     return (

@@ -479,6 +479,7 @@ def posterior_summary(
     z_noise: torch.Tensor | None,
     input_scale: float,
     with_nonlinear: bool = True,
+    at_reference: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Deterministic outputs of the inference model for pixels y (B, L) in the model's units.
 
@@ -488,9 +489,12 @@ def posterior_summary(
     ``with_nonlinear=False``: the Dirichlet of the linear stream alone,
     ``alpha = kappa ReLU(alpha_lin) + ALPHA_FLOOR``, everywhere below (the nonlinear
     stream h left out; the nonlinearity map is still computed, from those abundances).
+    ``at_reference``: the abundances (and the nonlinearity and uncertainty that follow
+    them) at the reference endmembers M = f(0) shared by every pixel instead of the
+    pixel's own f(E[Z | y]); the draws of Z, if any, still spread them.
 
     Returns a dict of
-    ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]);
+    ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]) (or f(0));
     ``pixel_endmembers`` (B, P, L): f(E[Z | y]) in the model's units, f(0) for every pixel
     without variability;
     ``nonlinearity`` (B,): posterior mean of the bilinear share of the pixel under the
@@ -506,11 +510,13 @@ def posterior_summary(
     endmembers by their conditioning instead of pixels by their error (see
     :class:`~hyperunmix.deep.idnet.IDNet`).
     """
+    reference = model.reference_endmembers().expand(y.shape[0], -1, -1)
     if model.latent_encoders is not None:  # with variability
         mean, var = model.latent_encoders(y)  # (B, P, H)
-        endmembers = model.endmember_decoders(mean)  # (B, P, L)
+        pixel_endmembers = model.endmember_decoders(mean)  # (B, P, L)
     else:
-        endmembers = model.reference_endmembers().expand(y.shape[0], -1, -1)
+        pixel_endmembers = reference
+    endmembers = reference if at_reference else pixel_endmembers
     encoder = model.abundance_encoder
     alpha, _, _ = encoder(y, endmembers, with_nonlinear)
     concentration = alpha.sum(-1, keepdim=True)
@@ -536,7 +542,7 @@ def posterior_summary(
         variance = within + mean_s.var(0, unbiased=False)
     return dict(
         abundances=abundances,
-        pixel_endmembers=endmembers,
+        pixel_endmembers=pixel_endmembers,
         nonlinearity=nonlinearity,
         uncertainty=torch.sqrt(variance),
     )
