@@ -285,17 +285,21 @@ class IDNet(DeepUnmixer):
         Draws of the codes Z from q(Z | y) for the posterior standard deviation of the
         abundances (law of total variance over M = f(Z)); 0: the Dirichlet's standard
         deviation at the endmembers the abundances are solved with (see
-        ``abundance_output``), in closed form. Chosen on the
-        tuning scenes (``benchmarks/idnet_quality.py`` at seeds 100 to 102): the rank
+        ``abundance_output``), in closed form. Chosen on the tuning scenes
+        (``benchmarks/idnet_quality.py`` at seeds 100 to 102): the rank
         correlation of the standard deviation with the absolute error was the same with
         0, 4 or 16 draws (0.51 / 0.43 / 0.58 on the fan / GBM / variability scenes with
         0, 0.51 / 0.43 / 0.57 with 16), and each draw costs a pass of the endmember
-        decoders, the largest part of applying the model. The band-wise endmember noise
-        s_k of p(M | Z) is never drawn: it stands for the bundles' spread that the codes
-        do not capture, which is spectrally smooth, and drawn as white noise it ranked
-        endmembers by their conditioning, not pixels by their error (on the GBM and
-        variability tuning scenes it alone correlated -0.25 to 0.30 with the error, and
-        the former 16 draws of (Z, M) 0.27 to 0.60).
+        decoders, the largest part of applying the model (16 draws apply at a seventh of
+        the rate, ``benchmarks/idnet_apply_profile.py``). Re-measured with the maps at the
+        reference (``abundance_output="reference"``; ``--first-seed 100 --seeds 3``):
+        0.516 / 0.455 / 0.582 with 0 draws, 0.526 / 0.457 / 0.572 with 4, 0.533 / 0.461 /
+        0.585 with 16, within the spread over the seeds (0.04 to 0.14). The band-wise
+        endmember noise s_k of p(M | Z) is never drawn: it stands for the bundles' spread
+        that the codes do not capture, which is spectrally smooth, and drawn as white noise
+        it ranked endmembers by their conditioning, not pixels by their error (on the GBM
+        and variability tuning scenes it alone correlated -0.25 to 0.30 with the error,
+        and the former 16 draws of (Z, M) 0.27 to 0.60).
     abundance_output : {"reference", "linear", "posterior"}, default="reference"
         What the output maps are computed from (training is the same). ``"reference"``:
         the Dirichlet of the linear stream alone (``alpha = kappa ReLU(alpha_lin)``), i.e.
