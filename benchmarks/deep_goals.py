@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperunmix._atomic import write_text
+from hyperunmix.bench.plans import ABLATIONS
 from hyperunmix.bench.runner import read_results
 from hyperunmix.bench.tables import COLUMN, Group, group
 from hyperunmix.deep.deq import DEQUnmix
@@ -226,6 +227,76 @@ def scene_verdict_lines(checks: list[dict]) -> list[str]:
     return lines
 
 
+#: Standard errors of the mean paired difference beyond which a learned part is called better
+#: or worse than its ablation on a scene (the tuning rule's, ``tune_defaults.SIGNIFICANCE``).
+PAIRED_SIGNIFICANCE = 2.0
+
+
+def paired_difference(groups, scene: str, method: str, ablation: str) -> dict | None:
+    """Mean and standard error over the seeds both ran of ``method``'s aRMSE minus
+    ``ablation``'s on ``scene`` (runs paired by method seed), and the verdict: ``better`` or
+    ``worse`` beyond PAIRED_SIGNIFICANCE standard errors, else ``tie``."""
+    runs = groups.get(scene, {})
+    if method not in runs or ablation not in runs:
+        return None
+
+    def by_seed(name: str) -> dict[int, float]:
+        return {r["seed"]: r["metrics"]["armse"] for r in runs[name].ok}
+
+    ours, theirs = by_seed(method), by_seed(ablation)
+    differences = np.array([ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs)])
+    if len(differences) < 2:
+        return None
+    mean_difference = float(differences.mean())
+    se = float(differences.std(ddof=1) / np.sqrt(len(differences)))
+    margin = PAIRED_SIGNIFICANCE * se
+    verdict = (
+        "better"
+        if mean_difference + margin < 0
+        else "worse"
+        if mean_difference - margin > 0
+        else "tie"
+    )
+    return {"mean": mean_difference, "se": se, "verdict": verdict}
+
+
+def paired_ablation_lines(groups) -> tuple[list[str], dict]:
+    """Each learned part against its ablation on every scene, paired by seed: on how many
+    scenes it is better, level (within the seeds' noise) or worse, and the worse ones."""
+    lines = [
+        "Each learned part against its ablation, paired by method seed (the same seed "
+        "trains both): better or worse where the mean paired aRMSE difference is beyond "
+        f"{PAIRED_SIGNIFICANCE:g} standard errors of it, else level:",
+        "",
+        "| method | ablation: part removed | better | level | worse "
+        "| worse on: difference (se; relative) |",
+        "|---|---|---|---|---|---|",
+    ]
+    found: dict = {}
+    for method, ablations in ABLATIONS.items():
+        for ablation, part in ablations.items():
+            per_scene = {
+                scene: paired_difference(groups, scene, method, ablation) for scene in groups
+            }
+            per_scene = {scene: d for scene, d in per_scene.items() if d is not None}
+            found[f"{method} vs {ablation}"] = per_scene
+            counts = {
+                verdict: sum(d["verdict"] == verdict for d in per_scene.values())
+                for verdict in ("better", "tie", "worse")
+            }
+            worse = "; ".join(
+                f"{scene} {d['mean']:+.4f} ({d['se']:.4f}; "
+                f"{100 * relative_change(groups, scene, method, ablation):+.1f} %)"
+                for scene, d in per_scene.items()
+                if d["verdict"] == "worse"
+            )
+            lines.append(
+                f"| {method} | {ablation}: {part} | {counts['better']} | {counts['tie']} | "
+                f"{counts['worse']} | {worse or '—'} |"
+            )
+    return lines, found
+
+
 # -- what limits the missed goals: figures computed from the data -------------------------
 def pure_pixel_sad(scene, threshold: float = 0.9) -> dict[str, float]:
     """Per material: the angle between the reference spectrum and the mean of the pixels
@@ -419,6 +490,7 @@ def main() -> int:
     learned = [check(goal, groups) for goal in (*LEARNED_PART_GOALS, *ABLATION_GOALS)]
     limits, limit_values = limit_lines(groups)
     training_line, training_seconds = default_training_line()
+    paired, paired_values = paired_ablation_lines(groups)
     text = "\n".join(
         [
             "### Deep methods on the real scenes: the goals",
@@ -441,6 +513,8 @@ def main() -> int:
             "",
             *scene_verdict_lines(learned),
             "",
+            *paired,
+            "",
             training_line,
             "",
             *limits,
@@ -456,6 +530,7 @@ def main() -> int:
             {
                 "goals": checks,
                 "learned_part_goals": learned,
+                "paired_ablations": paired_values,
                 "default_training_s": training_seconds,
                 "limits": limit_values,
             },
