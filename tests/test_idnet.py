@@ -467,6 +467,33 @@ def test_linear_outputs_are_the_dirichlet_of_the_linear_stream_alone(fitted, sce
     assert np.abs(posterior - out["abundances"]).max() > 1e3 * U32
 
 
+def test_reference_maps_without_pixel_endmembers_skip_the_codes(fitted, scene, monkeypatch):
+    # The maps at the reference need no codes: asked for no per-pixel endmembers (and no
+    # draws), the latent encoders do not run, and the other outputs stay the same.
+    full = copy.copy(fitted)
+    full.abundance_output = "reference"
+    full.n_uncertainty_samples = 0
+    lean = copy.copy(full)
+    lean.return_pixel_endmembers = False
+    pixels = scene.pixels(np.float64)
+    expected = full._transform_pixels(pixels)
+    encoders = fitted.network_.latent_encoders
+    calls = []
+
+    def counted(y):
+        calls.append(len(y))
+        return type(encoders).forward(encoders, y)
+
+    monkeypatch.setattr(encoders, "forward", counted)
+    out = lean._transform_pixels(pixels)
+    assert not calls
+    assert "pixel_endmembers" not in out
+    for key in ("abundances", "nonlinearity", "uncertainty"):
+        np.testing.assert_array_equal(out[key], expected[key])
+    full._transform_pixels(pixels[:5])  # the counter counts: the codes run when asked for
+    assert calls == [5]
+
+
 def float64_evaluation(estimator, pixels, monkeypatch):
     """``estimator._transform_pixels(pixels)`` by the same model in float64, and the largest
     condition number (N,) of the Gram matrices M M^T each pixel's ISTA start solves with

@@ -480,6 +480,7 @@ def posterior_summary(
     input_scale: float,
     with_nonlinear: bool = True,
     at_reference: bool = False,
+    with_pixel_endmembers: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Deterministic outputs of the inference model for pixels y (B, L) in the model's units.
 
@@ -492,6 +493,9 @@ def posterior_summary(
     ``at_reference``: the abundances (and the nonlinearity and uncertainty that follow
     them) at the reference endmembers M = f(0) shared by every pixel instead of the
     pixel's own f(E[Z | y]); the draws of Z, if any, still spread them.
+    ``with_pixel_endmembers=False`` leaves ``pixel_endmembers`` out of the result; with
+    ``at_reference`` and no draws the codes are then not inferred at all (the latent
+    encoders and the decoders are the largest part of applying the model).
 
     Returns a dict of
     ``abundances`` (B, P): mean of q(a | M, y) at M = f(E[Z | y]) (or f(0));
@@ -511,10 +515,14 @@ def posterior_summary(
     :class:`~hyperunmix.deep.idnet.IDNet`).
     """
     reference = model.reference_endmembers().expand(y.shape[0], -1, -1)
-    if model.latent_encoders is not None:  # with variability
-        mean, var = model.latent_encoders(y)  # (B, P, H)
+    encoders = model.latent_encoders
+    with_codes = encoders is not None and (
+        with_pixel_endmembers or not at_reference or z_noise is not None
+    )
+    if encoders is not None and with_codes:
+        mean, var = encoders(y)  # (B, P, H)
         pixel_endmembers = model.endmember_decoders(mean)  # (B, P, L)
-    else:
+    else:  # without variability every pixel's endmembers are f(0); else not asked for
         pixel_endmembers = reference
     endmembers = reference if at_reference else pixel_endmembers
     encoder = model.abundance_encoder
@@ -533,16 +541,16 @@ def posterior_summary(
         nonlinearity = bilinear_share(y, endmembers, weights, unit=input_scale)
 
     variance = abundances * (1 - abundances) / (concentration + 1)
-    if z_noise is not None and model.latent_encoders is not None:
+    if z_noise is not None and with_codes:
         z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)  # (S, B, P, H)
         alpha_s, _, _ = encoder(y, model.endmember_decoders(z), with_nonlinear)  # (S, B, P)
         concentration_s = alpha_s.sum(-1, keepdim=True)
         mean_s = alpha_s / concentration_s
         within = (mean_s * (1 - mean_s) / (concentration_s + 1)).mean(0)
         variance = within + mean_s.var(0, unbiased=False)
-    return dict(
-        abundances=abundances,
-        pixel_endmembers=pixel_endmembers,
-        nonlinearity=nonlinearity,
-        uncertainty=torch.sqrt(variance),
+    summary = dict(
+        abundances=abundances, nonlinearity=nonlinearity, uncertainty=torch.sqrt(variance)
     )
+    if with_pixel_endmembers:
+        summary["pixel_endmembers"] = pixel_endmembers
+    return summary
