@@ -74,6 +74,10 @@ def egunet(scene) -> EGUNet:
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
+    # Each worker's share of the cores is capped by its OMP_NUM_THREADS, which the nanny
+    # sets to 1 only when the caller's environment does not set it: pinned, the workers
+    # run one torch thread per task as the threaded scheduler's two task threads do, so
+    # the float32 sums match bit for bit whatever the suite runs with.
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -81,6 +85,7 @@ def client():
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1"},
         ) as cluster,
         distributed.Client(cluster) as connected,
     ):
