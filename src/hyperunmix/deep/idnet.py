@@ -314,10 +314,11 @@ class IDNet(DeepUnmixer):
         pixel's own endmembers (the default before), a paired difference of -0.0014 +-
         0.0006, lower on 8 of 10 scenes, the variability and illumination scenes among
         them (higher on the bilinear scene at 20 dB, where the codes absorb part of the
-        interactions); 0.0588 with h. Codes inferred from one noisy pixel move its solve
-        more than the endmembers vary, so the learned variability is returned as the
-        per-pixel endmembers (and, with draws of the codes, in the uncertainty), not
-        through the maps: ``variability=False`` gives the same maps (0.0464). In the
+        interactions, and by 0.0001 on the USGS scene at 20 dB); 0.0588 with h. Codes
+        inferred from one noisy pixel move its solve more than the endmembers vary, so the
+        learned variability is returned as the per-pixel endmembers (and, with draws of
+        the codes, in the uncertainty), not through the maps: ``variability=False`` gives
+        the same maps (0.0464). In the
         benchmark (5 seeds, run after the choice) the maps improved on 12 of 13 scenes:
         synthetic mean 0.0791 to 0.0750, Jasper Ridge 0.0505 to 0.0455, Samson 0.0273 to
         0.0286 the exception; on the bilinear scenes of ``benchmarks/idnet_quality.py``
@@ -331,7 +332,7 @@ class IDNet(DeepUnmixer):
         N-FINDR's spectra as extracted (``refine_fraction=None``) h helped instead (0.0784
         against 0.1036). With the decoders pinned to the reference (the default
         ``endmember_decoders``; ``benchmarks/idnet_decoders.py``) 0.0482 against 0.0758, lower
-        on 8 of 10 scenes. The benchmark's ``idnet_posterior`` entry is the other output.
+        on 8 of 10 scenes. The benchmark's ``idnet_posterior`` entry is the posterior's output.
     return_pixel_endmembers : bool, default=True
         Return the (N, P, L) per-pixel endmembers (turn off for very large scenes). Without
         them, the maps at the reference (the default ``abundance_output``) and no draws of
