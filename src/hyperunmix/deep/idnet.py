@@ -31,8 +31,8 @@ improve accuracy (measured in BENCHMARKS.md; see also the module docstrings):
   a sigmoid); every output is returned in the scene's units;
 * the output abundances are solved with the reference endmembers f(0) that every pixel
   shares (``abundance_output="reference"``), not with the pixel's own f(E[Z | y]), which
-  one noisy pixel determines too loosely (see that parameter); the per-pixel endmembers are
-  the posterior mean of the codes decoded (deterministic), not a random draw;
+  scored worse on the tuning scenes (see that parameter); the per-pixel endmembers are the
+  posterior mean of the codes decoded (deterministic), not a random draw;
 * the ``nonlinearity`` map is the posterior bilinear share of the pixel under a
   generalised bilinear model of ID-Net's own endmembers and abundances
   (:mod:`hyperunmix.deep.idnet_bilinear`), not the paper's share of the nonlinear stream h
@@ -314,12 +314,12 @@ class IDNet(DeepUnmixer):
         pixel's own endmembers (the default before), a paired difference of -0.0014 +-
         0.0006, lower on 8 of 10 scenes, the variability and illumination scenes among
         them (higher on the bilinear scene at 20 dB, where the codes absorb part of the
-        interactions, and by 0.0001 on the USGS scene at 20 dB); 0.0588 with h. Codes
-        inferred from one noisy pixel move its solve more than the endmembers vary, so the
-        learned variability is returned as the per-pixel endmembers (and, with draws of
-        the codes, in the uncertainty), not through the maps: ``variability=False`` gives
-        the same maps (0.0464). In the
-        benchmark (5 seeds, run after the choice) the maps improved on 12 of 13 scenes:
+        interactions, and by 0.0001 on the USGS scene at 20 dB); 0.0588 with h. The codes
+        move the endmembers of the solve away from the reference, and the maps lose more by
+        it than they gain, so the learned variability is returned as the per-pixel
+        endmembers (and, with draws of the codes, in the uncertainty), not through the
+        maps: ``variability=False`` gives the same maps (0.0464). In the benchmark (5
+        seeds, run after the choice) the maps improved on 12 of 13 scenes:
         synthetic mean 0.0791 to 0.0750, Jasper Ridge 0.0505 to 0.0455, Samson 0.0273 to
         0.0286 the exception; on the bilinear scenes of ``benchmarks/idnet_quality.py``
         (simplex, decoded) 0.026 to 0.033 (GBM) and 0.034 to 0.040 (Fan). h is added

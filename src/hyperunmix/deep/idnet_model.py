@@ -516,10 +516,8 @@ def posterior_summary(
     """
     reference = model.reference_endmembers().expand(y.shape[0], -1, -1)
     encoders = model.latent_encoders
-    with_codes = encoders is not None and (
-        with_pixel_endmembers or not at_reference or z_noise is not None
-    )
-    if encoders is not None and with_codes:
+    codes_needed = with_pixel_endmembers or not at_reference or z_noise is not None
+    if encoders is not None and codes_needed:
         mean, var = encoders(y)  # (B, P, H)
         pixel_endmembers = model.endmember_decoders(mean)  # (B, P, L)
     else:  # without variability every pixel's endmembers are f(0); else not asked for
@@ -541,7 +539,7 @@ def posterior_summary(
         nonlinearity = bilinear_share(y, endmembers, weights, unit=input_scale)
 
     variance = abundances * (1 - abundances) / (concentration + 1)
-    if z_noise is not None and with_codes:
+    if z_noise is not None and encoders is not None:  # the codes were inferred above
         z = mean + torch.sqrt(var) * z_noise.unsqueeze(1)  # (S, B, P, H)
         alpha_s, _, _ = encoder(y, model.endmember_decoders(z), with_nonlinear)  # (S, B, P)
         concentration_s = alpha_s.sum(-1, keepdim=True)
