@@ -28,7 +28,7 @@ from hyperunmix.deep.deq import DEQUnmix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deq_training_signal import TUNING_SEED, UNTRAINED, refined_start_fcls
-from tune_defaults import SIGNIFICANCE
+from tune_defaults import SIGNIFICANCE, mean_and_se, paired_verdict
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "results" / "bench"
@@ -237,20 +237,11 @@ def paired_by_seed(groups, scene: str, method: str, ablation: str) -> dict | Non
         return {r["seed"]: r["metrics"]["armse"] for r in runs[name].ok}
 
     ours, theirs = by_seed(method), by_seed(ablation)
-    differences = np.array([ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs)])
+    differences = [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs)]
     if len(differences) < 2:
         return None
-    mean_difference = float(differences.mean())
-    se = float(differences.std(ddof=1) / np.sqrt(len(differences)))
-    margin = SIGNIFICANCE * se
-    verdict = (
-        "better"
-        if mean_difference + margin < 0
-        else "worse"
-        if mean_difference - margin > 0
-        else "tie"
-    )
-    return {"mean": mean_difference, "se": se, "verdict": verdict}
+    difference = mean_and_se(differences)
+    return {**difference, "verdict": paired_verdict(difference)}
 
 
 def paired_ablation_lines(groups) -> tuple[list[str], dict]:
@@ -455,6 +446,23 @@ def limit_lines(groups) -> tuple[list[str], dict]:
         + ". Where that room is under 20 %, the rest of the error is the endmembers', which the "
         "ablation shares."
     )
+    draws = json.loads((REPO / "benchmarks/results/deq_correction_draws.json").read_text())
+    total, change = draws["total"], draws["relative_change"]
+
+    def recipes(side: str, other: str) -> str:
+        found = [r for r, count in sorted(draws["counts"].items()) if count[side] > count[other]]
+        return ", ".join(found) or "none"
+
+    lines.append(
+        "- DEQ-Unmix's correction against its ablation on fresh draws of the non-spatial "
+        "recipes (`deq_correction_draws.md`: the tuning catalogue made with scene seeds "
+        + ", ".join(map(str, draws["scene_seeds"]))
+        + f", paired by method seed): better on {total['better']}, level on {total['tie']}, "
+        f"worse on {total['worse']} of {sum(total.values())} scenes, mean relative difference "
+        f"{100 * change['mean']:+.1f} % (se {100 * change['se']:.1f}); more often worse than "
+        f"better on {recipes('worse', 'better')}, more often better on "
+        f"{recipes('better', 'worse')}."
+    )
     std = {n: groups[n]["deq"].stat(COLUMN["armse"]).std for n in SCENES}
     lines.append(
         "- DEQ-Unmix's correction against its ablation on the real scenes: "
@@ -467,6 +475,7 @@ def limit_lines(groups) -> tuple[list[str], dict]:
     )
     return lines, {
         "deq_denoising_room": room,
+        "deq_correction_draws": {"total": total, "relative_change": change},
         "deq_correction_change": change,
         "label_model_armse": labels,
         "deq_start_fcls": start,

@@ -159,11 +159,25 @@ def paired_difference(row: dict, default: dict) -> dict | None:
     when either is incomplete or ``row`` is the default."""
     if row is default or row["mean_armse"] is None or default["mean_armse"] is None:
         return None
-    differences = np.array([row["armse"][s] - default["armse"][s] for s in default["armse"]])
+    return mean_and_se([row["armse"][s] - default["armse"][s] for s in default["armse"]])
+
+
+def mean_and_se(differences) -> dict:
+    """Mean and standard error of paired ``differences`` (at least two)."""
+    values = np.asarray(differences, dtype=np.float64)
     return {
-        "mean": float(differences.mean()),
-        "se": float(differences.std(ddof=1) / np.sqrt(len(differences))),
+        "mean": float(values.mean()),
+        "se": float(values.std(ddof=1) / np.sqrt(len(values))),
     }
+
+
+def paired_verdict(difference: dict) -> str:
+    """``"better"`` or ``"worse"`` where a mean paired aRMSE difference (``mean``, ``se``)
+    is below or above 0 by more than SIGNIFICANCE standard errors, else ``"tie"``."""
+    margin = SIGNIFICANCE * difference["se"]
+    if difference["mean"] + margin < 0:
+        return "better"
+    return "worse" if difference["mean"] - margin > 0 else "tie"
 
 
 def _defaults(method: str) -> dict:

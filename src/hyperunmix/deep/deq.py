@@ -116,6 +116,11 @@ Jasper Ridge from 0.085 to 0.069 and Samson from 0.082 to 0.105 (there the faste
 learning had paid); the correction lowers its ablation's aRMSE by 35 % on the spatial scene
 with variability, 12 % on Jasper Ridge and 6.1 % / 4.4 % on the spatial scenes at 15 / 20
 dB, and changes it by -1.2 % to +1.3 % elsewhere (3 to 12 % worse on four scenes before).
+Which way on the non-spatial scenes depends on the draw of the scene more than on its recipe:
+on 40 fresh draws of the tuning recipes (``benchmarks/deq_correction_draws.py``, 4 scene
+seeds, method seeds 0 to 2) the correction is better on 19, level on 6 and worse on 15,
+mean -1.1 % (se 0.4): better on 13 and worse on 4 of the 20 at 20 dB, better on 6 and
+worse on 11 of the 20 at 30 dB.
 
 With ``solver="deq"`` the fixed point is found by Anderson acceleration and differentiated
 implicitly (memory of one step of ``f``); with ``solver="unrolled"`` the twin applies ``f`` a
