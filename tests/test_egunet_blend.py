@@ -12,6 +12,7 @@ from hyperunmix.deep.egunet import EGUNet
 from hyperunmix.deep.egunet_blend import NOISE_FACTOR, label_noise, network_weight
 from hyperunmix.deep.pure_pixels import label_reference
 from hyperunmix.errors import InputError
+from hyperunmix.linear.hysime import noise_variance
 
 N_BANDS = 24
 FAST = dict(epochs=6, batch_size=128, patch_size=8)
@@ -32,9 +33,30 @@ def test_label_noise_predicts_the_spread_of_the_labels_of_a_noisy_pixel():
     assert labels.min() > 0.05
     spread = labels.var(axis=0).sum()
     assert variance.mean() == pytest.approx(spread, rel=0.1)
+    # the noise's own level per band predicts it as well
+    _, from_bands = label_noise(noisy, reference, np.full(N_BANDS, 0.004**2))
+    assert from_bands.mean() == pytest.approx(spread, rel=0.1)
     # no noise, no variance
     _, exact = label_noise(pixel[None], reference)
     assert exact[0] < 1e-20
+
+
+def test_label_noise_from_the_band_noise_leaves_out_the_models_misfit():
+    # A pixel the linear model misses (an interaction term, as in bilinear mixing) seen 4000
+    # times under noise whose level differs per band: its labels spread by the noise alone,
+    # which the band variances predict; each copy's residual also holds the misfit.
+    rng = np.random.default_rng(1)
+    reference = 0.2 + rng.random((3, N_BANDS))
+    shares = np.array([0.5, 0.3, 0.2])
+    pixel = shares @ reference + 0.3 * reference[0] * reference[1]
+    band_std = np.linspace(0.002, 0.008, N_BANDS)
+    noisy = pixel + band_std * rng.standard_normal((4000, N_BANDS))
+    labels, variance = label_noise(noisy, reference, band_std**2)
+    assert labels.min() > 0.05
+    spread = labels.var(axis=0).sum()
+    assert variance.mean() == pytest.approx(spread, rel=0.1)
+    _, from_residuals = label_noise(noisy, reference)
+    assert from_residuals.mean() > 3 * spread
 
 
 def test_label_noise_needs_more_bands_than_endmembers():
@@ -68,7 +90,10 @@ def test_output_is_the_blend_of_the_network_and_its_label_rule(scene, variant):
     labels = EGUNet(3, abundance_output="labels", seed=0).fit(scene)
     assert labels.network_weight_ == 0.0 and alone.network_weight_ == 1.0
     # the weight measured on the image, as network_weight computes it
-    rule, variance = label_noise(scene.pixels(), label_reference(labels.reference_, "peak"))
+    pixels = scene.pixels()
+    rule, variance = label_noise(
+        pixels, label_reference(labels.reference_, "peak"), noise_variance(pixels)
+    )
     network = alone.unmix(scene).pixel_abundances()
     assert model.network_weight_ == pytest.approx(network_weight(rule, network, variance), rel=1e-4)
     assert 0 < model.network_weight_ < 1

@@ -40,6 +40,7 @@ import torch
 from ..base import check_n_endmembers
 from ..linear import nnls
 from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES, is_extractor
+from ..linear.hysime import noise_variance
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
 from ._common import resolve_device
@@ -111,8 +112,9 @@ class EGUNet(DeepUnmixer):
         reached the output). An output pixel depends on the pixels up to
         ``spatial_context`` (2) rows and columns away. ``"ss"`` by default: on the tuning
         scenes of ``benchmarks/egunet_beyond_labels.py`` its output was closer to the
-        truth than ``"pw"``'s on every scene (mean aRMSE 0.0352 against 0.0388, 3 seeds,
-        150 epochs at most), for about 3x the training time.
+        truth than ``"pw"``'s on every scene (mean aRMSE 0.0383 against 0.0399, 3 seeds,
+        150 epochs at most), for about 4x the training time there (32 x 32 px) and about
+        the same on Samson and Jasper Ridge.
     endmembers : array, path, library, None or {"nfindr", "vca", "atgp"}, default="nfindr"
         Reference endmembers that label the pseudo-pure set (and fix the order of the
         output abundances): an extractor run on the whole image (``"nfindr"``, the
@@ -210,12 +212,15 @@ class EGUNet(DeepUnmixer):
         Weight ``w`` of the network's maps in the output, ``(1 - w) labels + w network``
         (``labels`` the label rule of ``abundance_output="labels"`` on the same pixel). 1:
         the network's maps alone (the paper). None: from the training image,
-        ``min(1, 0.5 x v / D)``, ``v`` the label rule's noise variance propagated from each
-        pixel's NNLS residual and ``D`` the mean squared disagreement of the two maps
-        (:func:`~hyperunmix.deep.egunet_blend.network_weight`, which says why 0.5). On the
-        tuning scenes (3 seeds) it took ``"ss"`` from a mean aRMSE of 0.0393 (the network
-        alone) to 0.0352 (the rule: 0.0462): w = 0.99 at 20 dB, 0.23 at 30 dB, where the
-        network's maps alone were 20 % further from the truth than the rule's.
+        ``min(1, 0.5 x v / D)``, ``v`` the label rule's noise variance propagated from the
+        image's noise per band (HySime's estimate; each pixel's NNLS residual when the image
+        has no more pixels than bands) and ``D`` the mean squared disagreement of the two
+        maps (:mod:`~hyperunmix.deep.egunet_blend`, which says why 0.5 and why the band
+        noise). On the tuning scenes (3 seeds) it took ``"ss"`` from a mean aRMSE of 0.0471
+        (the network alone) to 0.0383 (the rule: 0.0462): w = 0.87 at 20 dB, 0.13 at 30
+        dB, where the network's maps alone were 52 % further from the truth than the
+        rule's; on Samson and Jasper Ridge, where they were 43 % and 25 % further, 0.003
+        and 0.06.
     endmember_output : {"reference", "ls"}, default="reference"
         What ``endmembers_`` holds: ``"reference"`` the reference endmembers the
         abundances are labelled against (re-estimated, see ``refine_fraction``); ``"ls"``
@@ -556,7 +561,11 @@ class EGUNet(DeepUnmixer):
         if self.network_weight is not None:
             return float(self.network_weight)
         maps = self._network_maps(scene.cube, scene.mask)[scene.mask]
-        labels, variance = label_noise(pixels, label_reference(self.reference_, self.label_scale))
+        # HySime's regression needs more pixels than bands; with fewer, each pixel's misfit
+        # stands in for the noise.
+        band_variance = noise_variance(pixels) if len(pixels) > scene.n_bands else None
+        reference = label_reference(self.reference_, self.label_scale)
+        labels, variance = label_noise(pixels, reference, band_variance)
         return network_weight(labels, maps, variance)
 
     def _calibrate_batch_norm(self, network: TwoStreamEGU, pixels: np.ndarray) -> None:
