@@ -112,9 +112,9 @@ class EGUNet(DeepUnmixer):
         reached the output). An output pixel depends on the pixels up to
         ``spatial_context`` (2) rows and columns away. ``"ss"`` by default: on the tuning
         scenes of ``benchmarks/egunet_beyond_labels.py`` its output was closer to the
-        truth than ``"pw"``'s on every scene (mean aRMSE 0.0383 against 0.0399, 3 seeds,
-        150 epochs at most), for about 4x the training time there (32 x 32 px) and about
-        the same on Samson and Jasper Ridge.
+        truth than ``"pw"``'s on every scene (mean aRMSE 0.0351 against 0.0381, 3 seeds,
+        150 epochs at most), for about 4x the training time there (32 x 32 px) and no more
+        than ``"pw"``'s on Samson and Jasper Ridge.
     endmembers : array, path, library, None or {"nfindr", "vca", "atgp"}, default="nfindr"
         Reference endmembers that label the pseudo-pure set (and fix the order of the
         output abundances): an extractor run on the whole image (``"nfindr"``, the
@@ -216,10 +216,10 @@ class EGUNet(DeepUnmixer):
         image's noise per band (HySime's estimate; each pixel's NNLS residual when the image
         has no more pixels than bands) and ``D`` the mean squared disagreement of the two
         maps (:mod:`~hyperunmix.deep.egunet_blend`, which says why 0.5 and why the band
-        noise). On the tuning scenes (3 seeds) it took ``"ss"`` from a mean aRMSE of 0.0471
-        (the network alone) to 0.0383 (the rule: 0.0462): w = 0.87 at 20 dB, 0.13 at 30
-        dB, where the network's maps alone were 52 % further from the truth than the
-        rule's; on Samson and Jasper Ridge, where they were 43 % and 25 % further, 0.003
+        noise). On the tuning scenes (3 seeds) it took ``"ss"`` from a mean aRMSE of 0.0393
+        (the network alone) to 0.0351 (the rule: 0.0462): w = 1.00 at 20 dB, 0.23 at 30
+        dB, where the network's maps alone were 21 % further from the truth than the
+        rule's; on Samson and Jasper Ridge, where they were 44 % and 25 % further, 0.003
         and 0.06.
     endmember_output : {"reference", "ls"}, default="reference"
         What ``endmembers_`` holds: ``"reference"`` the reference endmembers the
