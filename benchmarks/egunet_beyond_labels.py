@@ -47,10 +47,9 @@ from hyperunmix import evaluate
 from hyperunmix._atomic import write_text
 from hyperunmix.bench.scenes import SceneSpec, resolve, tuning_catalogue
 from hyperunmix.deep.egunet import EGUNet
-from hyperunmix.deep.egunet_blend import label_noise, network_weight
+from hyperunmix.deep.egunet_blend import band_noise, label_noise, network_weight
 from hyperunmix.deep.pure_pixels import label_reference
 from hyperunmix.linear.estimators import SNNLS
-from hyperunmix.linear.hysime import noise_variance
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "benchmarks" / "results" / "egunet_beyond" / "blend"
@@ -92,7 +91,7 @@ def run_network(scene, variant: str, seed: int) -> dict:
     alone = model.unmix(scene)
     pixels = scene.pixels()
     reference = label_reference(model.reference_, model.label_scale)
-    labels, variance = label_noise(pixels, reference, noise_variance(pixels))
+    labels, variance = label_noise(pixels, reference, band_noise(pixels))
     maps = alone.pixel_abundances().astype(np.float64)
     weights = {f"f{f}": network_weight(labels, maps, variance, factor=f) for f in FACTORS}
     # the rule's noise from each pixel's residual, as before HySime's band noise

@@ -34,9 +34,8 @@ import torch
 
 from hyperunmix.conventions import unit_peak
 from hyperunmix.deep.egunet import EGUNet
-from hyperunmix.deep.egunet_blend import label_noise, network_weight
+from hyperunmix.deep.egunet_blend import band_noise, label_noise, network_weight
 from hyperunmix.deep.egunet_reference import confident_means
-from hyperunmix.linear.hysime import noise_variance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tuning_runs import armse_table, cached_records, scene_specs, score_maps
@@ -66,7 +65,7 @@ def run(spec, seed: int) -> dict:
         "net": confident_means(pixels, maps, FRACTION),
         "out": confident_means(pixels, output, FRACTION),
     }
-    band_variance = noise_variance(pixels)  # the blend's noise, as EGU-Net measures it
+    band_variance = band_noise(pixels)  # the blend's noise, as EGU-Net measures it
     for name, reference in references.items():
         rule, variance = label_noise(pixels, unit_peak(reference), band_variance)
         weight = network_weight(rule, maps, variance)

@@ -40,12 +40,11 @@ import torch
 from ..base import check_n_endmembers
 from ..linear import nnls
 from ..linear.estimators import ENDMEMBERS_RULES, N_ENDMEMBERS_RULES, SEED_RULES, is_extractor
-from ..linear.hysime import noise_variance
 from ..params import LIBRARY, Boolean, Integer, NoneValue, Options, Real
 from ..scene import Scene
 from ._common import resolve_device
 from .egunet_batches import MixedBatches, PatchBatches, PixelBatches, soft_cross_entropy
-from .egunet_blend import label_noise, network_weight
+from .egunet_blend import band_noise, label_noise, network_weight
 from .egunet_nets import (
     BN_MOMENTUM,
     BlindSpotPredictor,
@@ -560,11 +559,8 @@ class EGUNet(DeepUnmixer):
         if self.network_weight is not None:
             return float(self.network_weight)
         maps = self._network_maps(scene.cube, scene.mask)[scene.mask]
-        # HySime's regression needs more pixels than bands; with fewer, each pixel's misfit
-        # stands in for the noise.
-        band_variance = noise_variance(pixels) if len(pixels) > scene.n_bands else None
         reference = label_reference(self.reference_, self.label_scale)
-        labels, variance = label_noise(pixels, reference, band_variance)
+        labels, variance = label_noise(pixels, reference, band_noise(pixels))
         return network_weight(labels, maps, variance)
 
     def _calibrate_batch_norm(self, network: TwoStreamEGU, pixels: np.ndarray) -> None:

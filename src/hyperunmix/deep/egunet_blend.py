@@ -39,6 +39,7 @@ import numpy as np
 from ..conventions import normalise_rows
 from ..errors import InputError
 from ..linear import nnls
+from ..linear.hysime import noise_variance
 
 #: The weight of the rule's noise against the disagreement (see the module notes).
 NOISE_FACTOR = 0.5
@@ -77,7 +78,7 @@ def label_noise(
         scale = ((pixels - coefficients @ reference) ** 2).sum(axis=-1) / (n_bands - n_endmembers)
         covariance = gram_inverse
     else:
-        scale = np.ones(len(pixels))
+        scale = 1.0
         weighted = (reference * np.asarray(band_variance, dtype=np.float64)) @ reference.T
         covariance = gram_inverse @ weighted @ gram_inverse
     ones = np.ones(n_endmembers)
@@ -90,6 +91,15 @@ def label_noise(
     brightness = coefficients.sum(axis=-1)
     variance = np.where(brightness > 0, scale * trace / np.maximum(brightness, 1e-300) ** 2, 0)
     return labels, variance
+
+
+def band_noise(pixels: np.ndarray) -> np.ndarray | None:
+    """(L,) noise variance of each band of (N, L) ``pixels`` by HySime's regression
+    (:func:`hyperunmix.linear.hysime.noise_variance`), the ``band_variance`` of
+    :func:`label_noise`; None when there are no more pixels than bands to regress on (each
+    pixel's residual then stands in for the noise)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    return noise_variance(pixels) if pixels.shape[0] > pixels.shape[1] else None
 
 
 def network_weight(
